@@ -1,0 +1,235 @@
+"""The ``irde`` command line: train, route, info, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from irde_onnx.errors import IrdeError
+
+MAIN_EXAMPLES = """\
+examples:
+  irde demo                                   # train and run the bundled example router
+  irde train --data law.jsonl --data math.jsonl --label-field domain --out my-router
+  irde route my-router "What is the integral of sin(x)?"
+  irde info my-router
+"""
+TRAIN_EXAMPLES = """\
+examples:
+  # rows {"text": ..., "expert": ...}: one expert per text (IR3DE domains)
+  irde train --data train.jsonl --out router
+  # rows {"text": ..., "domain": ...} from several files, the paper's static router
+  irde train --data math.jsonl --data law.jsonl --label-field domain \\
+      --encoder static --strategy vote --out router-static
+  # rows {"text": ..., "scores": {"model-a": 0.7, "model-b": 0.2}}: real LLM quality
+  irde train --data routerdc7/train.jsonl --precision fp32 --lam auto --out router-scores
+"""
+ROUTE_EXAMPLES = """\
+examples:
+  irde route router "Solve 3x + 5 = 20" "Write a SQL query that counts users"
+  irde route router --input prompts.jsonl --top-k 2 > routes.jsonl
+  cat prompts.jsonl | irde route router --input -
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors on one line and exits 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
+def _lam(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'auto'") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``irde``."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(prog="irde", description="IR3DE prompt router exported as one ONNX graph.",
+                     epilog=MAIN_EXAMPLES, formatter_class=fmt)
+    from irde_onnx._version import __version__
+
+    parser.add_argument("--version", action="version", version=f"irde-onnx {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train a router and export it", epilog=TRAIN_EXAMPLES,
+                       formatter_class=fmt, description="Train a router and export it.")
+    p.add_argument("--data", action="append", required=True, metavar="FILE.jsonl",
+                   help="training rows (repeat for several files)")
+    p.add_argument("--out", required=True, metavar="DIR", help="router directory to write")
+    p.add_argument("--encoder", choices=["minilm", "static"], default="minilm")
+    p.add_argument("--precision", choices=["int8", "fp32", "fp16"], default=None,
+                   help="minilm: int8 (default) or fp32; static: fp16 (default) or fp32")
+    p.add_argument("--strategy", choices=["vote", "mean", "entropy_top_k"], default=None,
+                   help="static encoder: how token scores decide (default vote)")
+    p.add_argument("--top-k-tokens", type=_positive_int, default=10,
+                   help="k of entropy_top_k (default 10)")
+    p.add_argument("--lam", type=_lam, default="auto",
+                   help="ridge penalty, or 'auto' for k-fold cross-validation (default)")
+    p.add_argument("--label-field", default="expert", help='label field (default "expert")')
+    p.add_argument("--max-length", type=_positive_int, default=256, help="tokens kept per prompt")
+    p.add_argument("--threads", type=_positive_int, default=None)
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("route", help="route prompts with a router", epilog=ROUTE_EXAMPLES,
+                       formatter_class=fmt, description="Route prompts; one JSON line each.")
+    p.add_argument("router", metavar="DIR")
+    p.add_argument("texts", nargs="*", metavar="TEXT")
+    p.add_argument("--input", metavar="FILE.jsonl", help='rows {"text": ...}; - for stdin')
+    p.add_argument("--top-k", type=_positive_int, default=1, help="rank the k best experts")
+    p.add_argument("--threads", type=_positive_int, default=None)
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="prompts per onnxruntime call (default 1 for int8 routers, else 32)")
+
+    p = sub.add_parser("info", help="describe a router", formatter_class=fmt,
+                       description="Experts, encoder, precision, sizes and format version.",
+                       epilog="examples:\n  irde info my-router\n")
+    p.add_argument("router", metavar="DIR")
+
+    p = sub.add_parser("demo", help="train and run a router on the bundled examples",
+                       formatter_class=fmt,
+                       description="Train a router on the example prompts shipped in models/demo "
+                                   "(no network), export it and route held-out prompts.",
+                       epilog="examples:\n  irde demo\n  irde demo --encoder static --out demo\n")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="keep the router here (default: a temporary directory)")
+    p.add_argument("--encoder", choices=["minilm", "static"], default="minilm")
+    p.add_argument("--precision", choices=["int8", "fp32", "fp16"], default=None)
+    return parser
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from irde_onnx.data import load_training_set
+    from irde_onnx.export import RouterTrainer
+
+    data = load_training_set(args.data, args.label_field)
+    out = Path(args.out)
+    if out.is_dir() and any(out.iterdir()) and not args.force:
+        raise FileExistsError(f"{out} is not empty; choose another --out or pass --force")
+    trainer = RouterTrainer(encoder=args.encoder, precision=args.precision,
+                            strategy=args.strategy, top_k_tokens=args.top_k_tokens,
+                            lam=args.lam, max_length=args.max_length, threads=args.threads,
+                            progress=not args.quiet)
+    if data.labels is not None:
+        trainer.fit(data.texts, data.labels)
+    else:
+        trainer.fit(data.texts, scores=data.scores, experts=data.experts)
+    trainer.save(out, overwrite=args.force)
+    cfg = trainer.router_.config
+    print(json.dumps({"router": str(out), "experts": list(cfg.experts), "target": cfg.target,
+                      "encoder": cfg.encoder, "precision": cfg.precision, "lam": cfg.lam,
+                      "n_texts": len(data.texts)}, ensure_ascii=False))
+    return 0
+
+
+def _cmd_route(args: argparse.Namespace) -> int:
+    from irde_onnx.data import load_prompts
+    from irde_onnx.runtime import Router
+
+    texts: list[str] = list(args.texts)
+    rows: list[dict] = [{} for _ in texts]
+    if args.input:
+        source = "/dev/stdin" if args.input == "-" else args.input
+        more, more_rows = load_prompts(source)
+        texts += more
+        rows += more_rows
+    if not texts:
+        raise _UsageError("no prompts: give TEXT arguments or --input FILE.jsonl")
+    router = Router.load(args.router, threads=args.threads)
+    if args.top_k > len(router.experts):
+        raise _UsageError(f"--top-k {args.top_k} exceeds the {len(router.experts)} experts")
+    routes = router.route(texts, top_k=args.top_k, batch_size=args.batch_size)
+    out = sys.stdout
+    for row, r in zip(rows, routes, strict=True):
+        record = r.to_dict()
+        if "id" in row:
+            record = {"id": row["id"], **record}
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return 0
+
+
+def router_info(path: str | Path) -> dict:
+    """What ``irde info`` prints."""
+    from irde_onnx.config import REQUIRED_FILES, check_router_dir, read_config
+
+    root = check_router_dir(path)
+    cfg = read_config(root)
+    sizes = {name: (root / name).stat().st_size for name in REQUIRED_FILES}
+    return {
+        "router": str(root),
+        "experts": list(cfg.experts),
+        "expert_modes": list(cfg.expert_modes),
+        "encoder": cfg.encoder,
+        "precision": cfg.precision,
+        "strategy": cfg.strategy,
+        "target": cfg.target,
+        "lam": cfg.lam,
+        "max_length": cfg.max_length,
+        "feature_dim": cfg.feature_dim,
+        "format_version": cfg.format_version,
+        "package_version": cfg.package_version,
+        "fingerprint": cfg.fingerprint,
+        "file_bytes": sizes,
+        "total_bytes": sum(sizes.values()),
+    }
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    print(json.dumps(router_info(args.router), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from irde_onnx.demo import run_demo
+
+    return run_demo(out=args.out, encoder=args.encoder, precision=args.precision)
+
+
+class _UsageError(IrdeError):
+    pass
+
+
+COMMANDS = {"train": _cmd_train, "route": _cmd_route, "info": _cmd_info, "demo": _cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``irde``; returns the exit code (0 ok, 2 user error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (IrdeError, FileNotFoundError, FileExistsError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"irde {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("irde: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Reading JSON-lines data: training rows, prompts to route, evaluation rows."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from irde_onnx.errors import InvalidInputError
+
+
+def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield ``("file:line", row)`` for each non-blank line; every row must be an object."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidInputError(f"{where}: not valid JSON ({exc.msg})") from exc
+            if not isinstance(row, dict):
+                raise InvalidInputError(f"{where}: each line must be a JSON object")
+            yield where, row
+
+
+def _text(where: str, row: dict[str, Any]) -> str:
+    text = row.get("text")
+    if not isinstance(text, str):
+        raise InvalidInputError(f'{where}: the row needs a string "text" field')
+    return text
+
+
+@dataclass
+class TrainingSet:
+    """Texts with either one label each (domain mode) or per-expert scores (score mode)."""
+
+    texts: list[str]
+    labels: list[str] | None
+    scores: np.ndarray | None
+    experts: list[str]
+    rows: list[dict[str, Any]]
+
+    @property
+    def kind(self) -> str:
+        """``domain`` or ``score``."""
+        return "domain" if self.labels is not None else "score"
+
+
+def load_training_set(
+    paths: Sequence[str | os.PathLike], label_field: str = "expert"
+) -> TrainingSet:
+    """Read rows ``{"text", label_field}`` or ``{"text", "scores": {expert: value}}``.
+
+    All rows of all files must be of one kind; score rows must name the same experts.
+    """
+    texts: list[str] = []
+    labels: list[str] = []
+    score_rows: list[dict[str, float]] = []
+    rows: list[dict[str, Any]] = []
+    experts: list[str] | None = None
+    kind: str | None = None
+    for path in paths:
+        for where, row in read_jsonl(path):
+            text = _text(where, row)
+            if label_field in row:
+                row_kind = "domain"
+            elif "scores" in row:
+                row_kind = "score"
+            else:
+                raise InvalidInputError(
+                    f'{where}: the row has neither "{label_field}" nor "scores"; '
+                    "rename the label field with --label-field"
+                )
+            if kind is None:
+                kind = row_kind
+            elif kind != row_kind:
+                raise InvalidInputError(f"{where}: mixes labelled rows and scored rows")
+            if row_kind == "domain":
+                label = row[label_field]
+                if not isinstance(label, str) or not label:
+                    raise InvalidInputError(f'{where}: "{label_field}" must be a non-empty string')
+                labels.append(label)
+            else:
+                scores = row["scores"]
+                if not isinstance(scores, dict) or not scores:
+                    raise InvalidInputError(
+                        f'{where}: "scores" must be an object {{expert: value}}')
+                if experts is None:
+                    experts = list(scores)
+                if set(scores) != set(experts):
+                    raise InvalidInputError(
+                        f"{where}: scores name {sorted(scores)}, earlier rows {sorted(experts)}")
+                values = {}
+                for name, value in scores.items():
+                    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                            not np.isfinite(value):
+                        raise InvalidInputError(
+                            f"{where}: score of {name!r} is not a finite number")
+                    values[name] = float(value)
+                score_rows.append(values)
+            texts.append(text)
+            rows.append(row)
+    if not texts:
+        raise InvalidInputError(f"no rows in {', '.join(str(p) for p in paths)}")
+    if kind == "domain":
+        return TrainingSet(texts, labels, None, sorted(set(labels)), rows)
+    names = experts or []
+    y = np.array([[r[e] for e in names] for r in score_rows])
+    return TrainingSet(texts, None, y, names, rows)
+
+
+def load_prompts(path: str | os.PathLike) -> tuple[list[str], list[dict[str, Any]]]:
+    """Texts and rows of a ``{"text": ...}`` JSON-lines file."""
+    rows, texts = [], []
+    for where, row in read_jsonl(path):
+        texts.append(_text(where, row))
+        rows.append(row)
+    return texts, rows

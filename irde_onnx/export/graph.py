@@ -1,0 +1,192 @@
+"""Build the single router graph (encoder + head) with ``onnx.helper``.
+
+Inputs ``input_ids`` and ``attention_mask`` (int64, [batch, sequence]); output ``scores``
+[batch, n_experts] and, for pooled encoders, ``features`` [batch, d]. The head is the
+initializers ``head.W`` [d, n_experts] and ``head.b`` [n_experts] (MatMul + Add), so a runtime
+can replace them; ``n_experts`` is a symbolic dimension.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from irde_onnx.config import HEAD_B, HEAD_W, STATIC_TABLE, STATIC_TOKEN_MASK
+from irde_onnx.static_reference import ENTROPY_FLOOR, INVALID_ENTROPY
+
+OPSET = 18
+BATCH, SEQUENCE, N_EXPERTS = "batch", "sequence", "n_experts"
+
+
+def _const(name: str, value: np.ndarray) -> onnx.NodeProto:
+    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value, name))
+
+
+def head_initializers(w: np.ndarray, b: np.ndarray) -> list[onnx.TensorProto]:
+    """``head.W`` and ``head.b`` as float32 initializers."""
+    return [
+        numpy_helper.from_array(np.ascontiguousarray(w, dtype=np.float32), HEAD_W),
+        numpy_helper.from_array(np.ascontiguousarray(b, dtype=np.float32), HEAD_B),
+    ]
+
+
+def _io(d: int | None) -> tuple[list[onnx.ValueInfoProto], list[onnx.ValueInfoProto]]:
+    inputs = [
+        helper.make_tensor_value_info(n, TensorProto.INT64, [BATCH, SEQUENCE])
+        for n in ("input_ids", "attention_mask")
+    ]
+    outputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [BATCH, N_EXPERTS])]
+    if d is not None:
+        outputs.append(helper.make_tensor_value_info("features", TensorProto.FLOAT, [BATCH, d]))
+    return inputs, outputs
+
+
+def _head_nodes(x: str, out: str, prefix: str) -> list[onnx.NodeProto]:
+    return [
+        helper.make_node("MatMul", [x, HEAD_W], [f"{prefix}/xw"]),
+        helper.make_node("Add", [f"{prefix}/xw", HEAD_B], [out]),
+    ]
+
+
+def pooled_router(bert: onnx.ModelProto, w: np.ndarray, b: np.ndarray) -> onnx.ModelProto:
+    """Append mean pooling, L2 normalisation and the head to a BertModel graph.
+
+    ``bert`` has inputs input_ids, attention_mask, token_type_ids and the output
+    last_hidden_state; token_type_ids becomes an in-graph tensor of zeros.
+    """
+    g = bert.graph
+    d = int(w.shape[0])
+    names = [i.name for i in g.input]
+    if "last_hidden_state" not in [o.name for o in g.output]:
+        raise ValueError("the encoder graph has no last_hidden_state output")
+    front: list[onnx.NodeProto] = []
+    if "token_type_ids" in names:
+        front = [
+            helper.make_node("Shape", ["input_ids"], ["irde/ids_shape"]),
+            helper.make_node(
+                "ConstantOfShape", ["irde/ids_shape"], ["token_type_ids"],
+                value=helper.make_tensor("zero", TensorProto.INT64, [1], [0]),
+            ),
+        ]
+    tail = [
+        _const("irde/axis1", np.array([1], np.int64)),
+        _const("irde/axis_last", np.array([-1], np.int64)),
+        _const("irde/eps_count", np.array(1e-9, np.float32)),
+        _const("irde/eps_norm", np.array(1e-12, np.float32)),
+        helper.make_node("Cast", ["attention_mask"], ["irde/mask_f"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["irde/mask_f", "irde/axis_last"], ["irde/mask3"]),
+        helper.make_node("Mul", ["last_hidden_state", "irde/mask3"], ["irde/masked"]),
+        helper.make_node("ReduceSum", ["irde/masked", "irde/axis1"], ["irde/sum"], keepdims=0),
+        helper.make_node("ReduceSum", ["irde/mask3", "irde/axis1"], ["irde/count"], keepdims=0),
+        helper.make_node("Max", ["irde/count", "irde/eps_count"], ["irde/count_c"]),
+        helper.make_node("Div", ["irde/sum", "irde/count_c"], ["irde/mean"]),
+        helper.make_node("ReduceL2", ["irde/mean", "irde/axis_last"], ["irde/norm"], keepdims=1),
+        helper.make_node("Max", ["irde/norm", "irde/eps_norm"], ["irde/norm_c"]),
+        helper.make_node("Div", ["irde/mean", "irde/norm_c"], ["features"]),
+        *_head_nodes("features", "scores", "head"),
+    ]
+    nodes = front + list(g.node) + tail
+    inputs, outputs = _io(d)
+    graph = helper.make_graph(
+        nodes, "irde_router", inputs, outputs,
+        initializer=list(g.initializer) + head_initializers(w, b),
+    )
+    model = helper.make_model(graph, opset_imports=list(bert.opset_import),
+                              producer_name="irde-onnx")
+    model.ir_version = bert.ir_version
+    return model
+
+
+def static_router(
+    table: np.ndarray,
+    token_mask: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray,
+    strategy: str,
+    top_k_tokens: int = 10,
+) -> onnx.ModelProto:
+    """The paper's token-level router: Gather -> head per token (or mean-pooled) -> vote.
+
+    Mirrors :func:`irde_onnx.static_reference.static_scores` node for node.
+    """
+    f32 = TensorProto.FLOAT
+    nodes = [
+        _const("axis1", np.array([1], np.int64)),
+        _const("axis_last", np.array([-1], np.int64)),
+        _const("one", np.array(1.0, np.float32)),
+        helper.make_node("Gather", [STATIC_TABLE, "input_ids"], ["emb_raw"]),
+        helper.make_node("Cast", ["emb_raw"], ["emb"], to=f32),
+        helper.make_node("Gather", [STATIC_TOKEN_MASK, "input_ids"], ["tok_valid"]),
+        helper.make_node("Cast", ["attention_mask"], ["mask_f"], to=f32),
+        helper.make_node("Mul", ["tok_valid", "mask_f"], ["valid"]),
+        helper.make_node("Unsqueeze", ["valid", "axis_last"], ["valid3"]),
+        helper.make_node("ReduceSum", ["valid", "axis1"], ["n"], keepdims=1),
+        helper.make_node("Max", ["n", "one"], ["n_c"]),
+        helper.make_node("Mul", ["emb", "valid3"], ["emb_masked"]),
+        helper.make_node("ReduceSum", ["emb_masked", "axis1"], ["emb_sum"], keepdims=0),
+        helper.make_node("Div", ["emb_sum", "n_c"], ["pooled"]),
+    ]
+    if strategy == "mean":
+        nodes += _head_nodes("pooled", "scores", "head")
+    else:
+        nodes += _head_nodes("pooled", "mean_scores", "head")
+        nodes += [
+            helper.make_node("MatMul", ["emb", HEAD_W], ["tok_xw"]),
+            helper.make_node("Add", ["tok_xw", HEAD_B], ["tok"]),
+            helper.make_node("ArgMax", ["tok"], ["best"], axis=-1, keepdims=0),
+            helper.make_node("Shape", [HEAD_B], ["n_experts"]),
+            _const("onehot_values", np.array([0.0, 1.0], np.float32)),
+            helper.make_node("OneHot", ["best", "n_experts", "onehot_values"], ["onehot"],
+                             axis=-1),
+        ]
+        voters = "valid"
+        if strategy == "entropy_top_k":
+            nodes += [
+                _const("entropy_floor", np.array(ENTROPY_FLOOR, np.float32)),
+                _const("invalid_entropy", np.array(INVALID_ENTROPY, np.float32)),
+                _const("k_tokens", np.array([top_k_tokens], np.int64)),
+                helper.make_node("Softmax", ["tok"], ["p"], axis=-1),
+                helper.make_node("Max", ["p", "entropy_floor"], ["p_c"]),
+                helper.make_node("Log", ["p_c"], ["logp"]),
+                helper.make_node("Mul", ["p", "logp"], ["plogp"]),
+                helper.make_node("ReduceSum", ["plogp", "axis_last"], ["neg_ent"], keepdims=0),
+                helper.make_node("Neg", ["neg_ent"], ["ent"]),
+                helper.make_node("Sub", ["one", "valid"], ["invalid"]),
+                helper.make_node("Mul", ["invalid", "invalid_entropy"], ["ent_pen"]),
+                helper.make_node("Add", ["ent", "ent_pen"], ["ent_masked"]),
+                helper.make_node("Shape", ["input_ids"], ["ids_shape"]),
+                helper.make_node("Gather", ["ids_shape", "axis1"], ["seq_len"]),
+                helper.make_node("Min", ["k_tokens", "seq_len"], ["k_eff"]),
+                helper.make_node("TopK", ["ent_masked", "k_eff"], ["_ent_top", "sel"],
+                                 axis=1, largest=0, sorted=1),
+                helper.make_node("GatherElements", ["valid", "sel"], ["sel_valid"], axis=1),
+                helper.make_node("ConstantOfShape", ["ids_shape"], ["zeros_bs"],
+                                 value=helper.make_tensor("z", f32, [1], [0.0])),
+                helper.make_node("ScatterElements", ["zeros_bs", "sel", "sel_valid"],
+                                 ["voters"], axis=1),
+            ]
+            voters = "voters"
+        nodes += [
+            helper.make_node("Unsqueeze", [voters, "axis_last"], ["voters3"]),
+            helper.make_node("Mul", ["onehot", "voters3"], ["onehot_v"]),
+            helper.make_node("ReduceSum", ["onehot_v", "axis1"], ["votes"], keepdims=0),
+            helper.make_node("ReduceSum", [voters, "axis1"], ["nv"], keepdims=1),
+            helper.make_node("Max", ["nv", "one"], ["nv_c"]),
+            helper.make_node("Div", ["votes", "nv_c"], ["share"]),
+            helper.make_node("Softmax", ["mean_scores"], ["mean_p"], axis=1),
+            helper.make_node("Add", ["nv", "one"], ["nv1"]),
+            helper.make_node("Div", ["mean_p", "nv1"], ["tiebreak"]),
+            helper.make_node("Add", ["share", "tiebreak"], ["scores"]),
+        ]
+    inputs, outputs = _io(None)
+    inits = [
+        numpy_helper.from_array(np.ascontiguousarray(table), STATIC_TABLE),
+        numpy_helper.from_array(np.asarray(token_mask, np.float32), STATIC_TOKEN_MASK),
+        *head_initializers(w, b),
+    ]
+    graph = helper.make_graph(nodes, "irde_static_router", inputs, outputs, initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="irde-onnx")
+    model.ir_version = 9
+    return model

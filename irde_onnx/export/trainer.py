@@ -1,0 +1,380 @@
+"""RouterTrainer: fit the ridge head on frozen features and export one ONNX router."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from irde_onnx._progress import Progress
+from irde_onnx._version import __version__
+from irde_onnx.config import (
+    CONFIG_FILE,
+    GRAPH_FILE,
+    PRECISIONS,
+    REQUIRED_FILES,
+    STATS_FILE,
+    STRATEGIES,
+    TOKENIZER_FILE,
+    RouterConfig,
+    fingerprint,
+)
+from irde_onnx.errors import InvalidInputError
+from irde_onnx.export import encoders, graph
+from irde_onnx.export.validate import ValidationReport, validate_pooled, validate_static
+from irde_onnx.graph_file import save_router_graph, write_head
+from irde_onnx.metadata import graph_metadata, set_metadata
+from irde_onnx.ridge import Moments, choose_lam
+from irde_onnx.runtime.router import Router
+from irde_onnx.runtime.tokenize import check_texts
+from irde_onnx.stats import RouterStats, token_moments
+
+DEFAULT_PRECISION = {"minilm": "int8", "static": "fp16"}
+DEFAULT_STRATEGY = {"minilm": "mean", "static": "vote"}
+ENCODE_CHUNK = 256
+
+
+class RouterTrainer:
+    """Fit an IR3DE ridge router and export it as one ONNX graph.
+
+    Arguments are stored as given and checked in :meth:`fit` (as in scikit-learn).
+
+    Args:
+        encoder: ``minilm`` (pooled all-MiniLM-L6-v2 features) or ``static`` (the paper's
+            token-level router on MiniLM's word-embedding table).
+        precision: ``int8`` (default) or ``fp32`` for minilm; ``fp16`` (default) or ``fp32``
+            for the static table. The head is always float32.
+        strategy: static only: ``vote`` (default), ``mean`` or ``entropy_top_k``.
+        top_k_tokens: k of ``entropy_top_k``.
+        lam: ridge penalty (>= 0), or ``"auto"`` to choose it by k-fold cross-validation.
+        max_length: tokens kept per prompt.
+        batch_size: prompts per onnxruntime call while encoding (default: the runtime's,
+            1 for int8 so that features never depend on batch neighbours).
+        cv_folds: folds for ``lam="auto"``.
+        threads: onnxruntime intra-op threads (None: onnxruntime decides).
+        progress: show a progress bar while encoding.
+        validate: compare the exported graph with a reference (raises ExportValidationError).
+        random_state: seed of the fold assignment.
+
+    Attributes:
+        experts_: expert names in column order.
+        coef_: head weights, shape (d, n_experts), float64.
+        intercept_: head bias, shape (n_experts,).
+        lam_: the penalty used.
+        cv_errors_: mean held-out squared error per candidate lam (``lam="auto"``), else {}.
+        stats_: the per-expert sufficient statistics.
+        validation_: what the export was compared with, and the worst difference.
+        router_: the trained router, loaded with the light runtime.
+
+    """
+
+    def __init__(
+        self,
+        *,
+        encoder: str = "minilm",
+        precision: str | None = None,
+        strategy: str | None = None,
+        top_k_tokens: int = 10,
+        lam: float | str = "auto",
+        max_length: int = 256,
+        batch_size: int | None = None,
+        cv_folds: int = 5,
+        threads: int | None = None,
+        progress: bool = True,
+        validate: bool = True,
+        random_state: int = 0,
+    ) -> None:
+        self.encoder = encoder
+        self.precision = precision
+        self.strategy = strategy
+        self.top_k_tokens = top_k_tokens
+        self.lam = lam
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.cv_folds = cv_folds
+        self.threads = threads
+        self.progress = progress
+        self.validate = validate
+        self.random_state = random_state
+
+    # -- parameters and targets -------------------------------------------------------------
+    def _resolved(self) -> tuple[str, str, str]:
+        if self.encoder not in PRECISIONS:
+            raise InvalidInputError(
+                f"unknown encoder {self.encoder!r}; choose one of {sorted(PRECISIONS)}"
+            )
+        precision = self.precision or DEFAULT_PRECISION[self.encoder]
+        if precision not in PRECISIONS[self.encoder]:
+            raise InvalidInputError(
+                f"precision {precision!r} is not available for the {self.encoder} encoder; "
+                f"choose one of {PRECISIONS[self.encoder]}"
+            )
+        strategy = self.strategy or DEFAULT_STRATEGY[self.encoder]
+        if strategy not in STRATEGIES[self.encoder]:
+            raise InvalidInputError(
+                f"strategy {strategy!r} is not available for the {self.encoder} encoder; "
+                f"choose one of {STRATEGIES[self.encoder]}"
+            )
+        if isinstance(self.lam, str):
+            if self.lam != "auto":
+                raise InvalidInputError(f"lam must be a number >= 0 or 'auto', got {self.lam!r}")
+        elif not (np.isfinite(float(self.lam)) and float(self.lam) >= 0):
+            raise InvalidInputError(f"lam must be a number >= 0 or 'auto', got {self.lam!r}")
+        for name in ("max_length", "batch_size", "top_k_tokens"):
+            value = getattr(self, name)
+            if name == "batch_size" and value is None:
+                continue
+            if not isinstance(value, int) or value < (2 if name == "max_length" else 1):
+                raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.cv_folds, int) or self.cv_folds < 2:
+            raise InvalidInputError(f"cv_folds must be an integer >= 2, got {self.cv_folds!r}")
+        return self.encoder, precision, strategy
+
+    @staticmethod
+    def _targets(
+        n: int,
+        labels: Sequence[str] | None,
+        scores: Any,
+        experts: Sequence[str] | None,
+    ) -> tuple[str, list[str], np.ndarray]:
+        """Return (target kind, experts, Y (n, E))."""
+        if (labels is None) == (scores is None):
+            raise InvalidInputError("give exactly one of labels (domain names) or scores")
+        if labels is not None:
+            labels = [str(x) for x in labels]
+            if len(labels) != n:
+                raise InvalidInputError(f"{len(labels)} labels for {n} texts")
+            names = list(experts) if experts is not None else sorted(set(labels))
+            index = {name: k for k, name in enumerate(names)}
+            unknown = sorted(set(labels) - set(index))
+            if unknown:
+                raise InvalidInputError(f"labels {unknown} are not in experts {names}")
+            y = np.zeros((n, len(names)))
+            y[np.arange(n), [index[x] for x in labels]] = 1.0
+            empty = [names[k] for k in np.flatnonzero(y.sum(0) == 0)]
+            if empty:
+                raise InvalidInputError(f"expert(s) {empty} have no texts")
+            kind = "domain"
+        else:
+            if len(scores) and isinstance(scores[0], Mapping):
+                names = list(experts) if experts is not None else list(scores[0])
+                try:
+                    y = np.array([[float(row[e]) for e in names] for row in scores])
+                except KeyError as exc:
+                    raise InvalidInputError(f"a scores row lacks the expert {exc}") from exc
+            else:
+                if experts is None:
+                    raise InvalidInputError("scores given as an array need experts=[names]")
+                names = list(experts)
+                y = np.asarray(scores, dtype=np.float64)
+            if y.shape != (n, len(names)):
+                raise InvalidInputError(
+                    f"scores must have shape ({n}, {len(names)}), got {y.shape}")
+            if not np.isfinite(y).all():
+                raise InvalidInputError("scores must be finite (no NaN or infinity)")
+            kind = "score"
+        if len(names) < 2:
+            raise InvalidInputError(f"a router needs at least 2 experts, got {names}")
+        if len(set(names)) != len(names):
+            raise InvalidInputError(f"duplicate expert names in {names}")
+        return kind, names, y
+
+    # -- fit ------------------------------------------------------------------------------------
+    def fit(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[str] | None = None,
+        *,
+        scores: Any = None,
+        experts: Sequence[str] | None = None,
+    ) -> RouterTrainer:
+        """Encode ``texts``, accumulate statistics, solve the head and export the graph.
+
+        Args:
+            texts: training prompts.
+            labels: domain name of each text (IR3DE one-hot targets), or
+            scores: per-expert quality of each text: array (n, E) with ``experts``, or a list
+                of ``{expert: score}`` dicts.
+            experts: column order (default: sorted labels, or the first scores row's keys).
+
+        Returns:
+            self
+
+        """
+        encoder, precision, strategy = self._resolved()
+        texts = check_texts(texts)
+        if not texts:
+            raise InvalidInputError("no training texts")
+        kind, names, y = self._targets(len(texts), labels, scores, experts)
+        self._tmp = tempfile.TemporaryDirectory(prefix="irde-train-")
+        work = Path(self._tmp.name)
+
+        # 1. the graph that ships, with a zero head; its features are the ones we fit on
+        n_exp = len(names)
+        zeros_w = np.zeros((encoders.MINILM_DIM, n_exp))
+        zeros_b = np.zeros(n_exp)
+        shutil.copyfile(encoders.minilm_tokenizer_file(), work / TOKENIZER_FILE)
+        table64: np.ndarray | None = None
+        if encoder == "minilm":
+            model = graph.pooled_router(encoders.export_minilm(precision), zeros_w, zeros_b)
+        else:
+            from irde_onnx.runtime.tokenize import TextTokenizer
+
+            table = encoders.minilm_word_embeddings()
+            table = table.astype(np.float16) if precision == "fp16" else table
+            table64 = table.astype(np.float64)
+            token_mask = np.ones(table.shape[0], np.float32)
+            token_mask[TextTokenizer(work / TOKENIZER_FILE, self.max_length).special_ids] = 0.0
+            model = graph.static_router(table, token_mask, zeros_w, zeros_b, strategy,
+                                        self.top_k_tokens)
+        config = RouterConfig(
+            experts=tuple(names), expert_modes=("pooled",) * n_exp, encoder=encoder,
+            precision=precision, strategy=strategy, target=kind, lam=0.0,
+            max_length=self.max_length, feature_dim=encoders.MINILM_DIM, fingerprint="",
+            package_version=__version__, top_k_tokens=self.top_k_tokens,
+        )
+        set_metadata(model, graph_metadata(config))
+        save_router_graph(model, work / GRAPH_FILE)
+        del model
+        config = RouterConfig(**{**config.__dict__, "fingerprint": fingerprint(
+            work, encoder, precision, self.max_length)})
+        (work / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
+        RouterStats.empty(encoders.MINILM_DIM, diagonal=False).save(work / STATS_FILE)
+        router = Router.load(work, threads=self.threads)
+
+        # 2. statistics: per expert (domains) or shared (scores), and per fold for lam
+        stats, folds = self._statistics(router, texts, kind, y, table64)
+
+        # 3. lam, the head, and the graph with the head
+        if self.lam == "auto":
+            lam, cv = choose_lam(folds)
+        else:
+            lam, cv = float(self.lam), {}
+        w, b = stats.solve(config.expert_modes, lam, table64)
+        config = RouterConfig(**{**config.__dict__, "lam": lam})
+        write_head(work / GRAPH_FILE, w, b, graph_metadata(config))
+        stats.save(work / STATS_FILE)
+        (work / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
+        router = Router.load(work, threads=self.threads)
+
+        # 4. prove the export
+        report: ValidationReport | None = None
+        if self.validate:
+            if encoder == "minilm":
+                report = validate_pooled(router, w, b)
+            else:
+                report = validate_static(router, table, token_mask, w, b)
+        extra = {
+            "n_texts": len(texts),
+            "texts_per_expert": {e: int(c) for e, c in zip(names, (y > 0).sum(0), strict=True)},
+            "lam_search": {f"{k:.6g}": v for k, v in cv.items()},
+            "validation": report.as_dict() if report else None,
+        }
+        config = RouterConfig(**{**config.__dict__, "extra": extra})
+        (work / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
+        self.router_ = Router.load(work, threads=self.threads)
+        self.experts_ = names
+        self.coef_, self.intercept_ = w, b
+        self.lam_, self.cv_errors_ = lam, cv
+        self.stats_ = stats
+        self.validation_ = report
+        self.target_ = kind
+        return self
+
+    def _statistics(
+        self, router: Router, texts: list[str], kind: str, y: np.ndarray,
+        table64: np.ndarray | None,
+    ) -> tuple[RouterStats, list[Moments]]:
+        n = len(texts)
+        k_folds = min(self.cv_folds, n)
+        fold = np.empty(n, dtype=np.int64)
+        fold[np.random.default_rng(self.random_state).permutation(n)] = np.arange(n) % k_folds
+        if table64 is None:
+            feats = np.empty((n, router.config.feature_dim))
+            with Progress(n, "encoding", self.progress) as bar:
+                for start in range(0, n, ENCODE_CHUNK):
+                    chunk = texts[start:start + ENCODE_CHUNK]
+                    feats[start:start + len(chunk)] = router.features(chunk, self.batch_size)
+                    bar.update(len(chunk))
+            stats = RouterStats.empty(feats.shape[1], diagonal=False)
+
+            def moments(rows: np.ndarray, targets: np.ndarray) -> Moments:
+                return Moments.from_rows(feats[rows], targets)
+        else:
+            ids = router.tokenizer.content_ids(texts)
+            vocab = table64.shape[0]
+            stats = RouterStats.empty(vocab, diagonal=True)
+
+            def moments(rows: np.ndarray, targets: np.ndarray) -> Moments:
+                return token_moments([ids[i] for i in rows], targets, vocab)
+
+        everything = np.arange(n)
+        if kind == "domain":
+            for k in range(y.shape[1]):
+                rows = np.flatnonzero(y[:, k] > 0)
+                stats.append_domain(moments(rows, np.ones((len(rows), 1))))
+        else:
+            stats.shared = moments(everything, np.zeros((n, 0)))
+            targets = moments(everything, y)
+            for k in range(y.shape[1]):
+                empty = Moments.zeros(stats.dim, 0, diagonal=stats.diagonal)
+                stats.append(empty, targets.sum_xy[:, k], targets.sum_y[k], targets.sum_yy[k])
+        folds = []
+        if self.lam == "auto":
+            for f in range(k_folds):
+                rows = np.flatnonzero(fold == f)
+                mom = moments(rows, y[rows])
+                folds.append(mom.project(table64) if table64 is not None else mom)
+        return stats, folds
+
+    # -- after fit ------------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "router_"):
+            raise InvalidInputError(
+                "this RouterTrainer is not fitted yet: call fit(texts, labels) first")
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        """The chosen expert of each text."""
+        self._check_fitted()
+        return [r.expert for r in self.router_.route(texts)]
+
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write the router directory; atomic: a temporary folder renamed into place.
+
+        Args:
+            path: target directory; must not exist or be empty unless ``overwrite``.
+            overwrite: replace an existing router directory.
+
+        """
+        self._check_fitted()
+        target = Path(path)
+        if target.exists() and not target.is_dir():
+            raise InvalidInputError(f"{target} exists and is not a directory")
+        if target.is_dir() and any(target.iterdir()) and not overwrite:
+            raise InvalidInputError(
+                f"{target} is not empty; choose another --out or pass overwrite=True (--force)")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp makes 0700; a router is an ordinary folder
+        try:
+            for name in REQUIRED_FILES:
+                shutil.copyfile(Path(self._tmp.name) / name, staging / name)
+            if target.exists():
+                old = target.with_name(f".{target.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                target.rename(old)
+                staging.rename(target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                staging.rename(target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return target

@@ -1,0 +1,100 @@
+"""Reading and writing ``router.onnx``: encoder weights external, the head inline.
+
+``router.onnx`` holds the graph, the head initializers and small constants;
+``router.onnx.data`` holds the encoder's weights. Rewriting the head loads the small file
+without its external data and writes it back, so the encoder bytes are never touched.
+Needs the ``onnx`` package (imported here, not by the routing runtime).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from irde_onnx.config import DATA_FILE, HEAD_B, HEAD_W, atomic_write_bytes
+from irde_onnx.errors import MissingExtraError, RouterFormatError
+
+if TYPE_CHECKING:
+    import onnx
+
+
+def _onnx():  # noqa: ANN202
+    try:
+        import onnx
+    except ImportError as exc:
+        raise MissingExtraError(
+            "writing router.onnx needs the onnx package: pip install onnx "
+            '(or pip install "irde-onnx[export]")'
+        ) from exc
+    return onnx
+
+
+def save_router_graph(model: onnx.ModelProto, path: str | os.PathLike) -> None:
+    """Save ``model`` to ``path`` with every large tensor but the head in ``router.onnx.data``."""
+    onnx = _onnx()
+    from onnx.external_data_helper import convert_model_to_external_data
+
+    path = Path(path)
+    (path.parent / DATA_FILE).unlink(missing_ok=True)
+    convert_model_to_external_data(model, all_tensors_to_one_file=True, location=DATA_FILE,
+                                   size_threshold=1024)
+    for tensor in model.graph.initializer:
+        if tensor.name in (HEAD_W, HEAD_B):
+            del tensor.external_data[:]
+            tensor.data_location = onnx.TensorProto.DEFAULT
+    onnx.save_model(model, str(path))
+
+
+def load_graph_proto(path: str | os.PathLike) -> onnx.ModelProto:
+    """Load ``router.onnx`` without its external data (fast; the encoder stays on disk)."""
+    onnx = _onnx()
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise RouterFormatError(f"{path} is not a readable ONNX file: {exc}") from exc
+
+
+def replace_head(model: onnx.ModelProto, w: np.ndarray, b: np.ndarray) -> None:
+    """Replace the ``head.W``/``head.b`` initializers of ``model`` in place."""
+    from onnx import numpy_helper
+
+    found = set()
+    for tensor in model.graph.initializer:
+        if tensor.name in (HEAD_W, HEAD_B):
+            arr = w if tensor.name == HEAD_W else b
+            tensor.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(arr, np.float32),
+                                                    tensor.name))
+            found.add(tensor.name)
+    if found != {HEAD_W, HEAD_B}:
+        raise RouterFormatError(f"the graph has no head initializers {HEAD_W} and {HEAD_B}")
+
+
+def read_head(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """The head ``(W, b)`` stored in ``router.onnx``."""
+    from onnx import numpy_helper
+
+    model = load_graph_proto(path)
+    heads = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer
+             if t.name in (HEAD_W, HEAD_B)}
+    if set(heads) != {HEAD_W, HEAD_B}:
+        raise RouterFormatError(f"{path} has no head initializers {HEAD_W} and {HEAD_B}")
+    return heads[HEAD_W], heads[HEAD_B]
+
+
+def write_head(
+    path: str | os.PathLike,
+    w: np.ndarray,
+    b: np.ndarray,
+    metadata: dict[str, object] | None = None,
+) -> None:
+    """Rewrite the head (and ``irde.*`` metadata) of ``router.onnx`` atomically."""
+    from irde_onnx.metadata import set_metadata
+
+    model = load_graph_proto(path)
+    replace_head(model, w, b)
+    if metadata is not None:
+        set_metadata(model, metadata)
+    atomic_write_bytes(Path(path), model.SerializeToString())

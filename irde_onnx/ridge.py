@@ -1,0 +1,279 @@
+"""Ridge regression on additive sufficient statistics (numpy, float64).
+
+Rows are streamed into :class:`Moments` (count, feature sum, Gram matrix, feature-target
+cross products, target sums); moments of disjoint row sets add up, so statistics computed in
+batches, on shards or per expert combine exactly. :func:`solve` fits ``Y ~ X W + b`` with an
+unpenalised intercept by centring the moments and solving ``(Sxx + lam I) W = Sxy`` with a
+Cholesky factorisation. :func:`choose_lam` picks ``lam`` by k-fold cross-validation from
+per-fold moments, so no row is encoded twice.
+
+A Gram matrix may be kept as its diagonal (1-D array): the static encoder's rows are one-hot
+token indicators, whose moments are token-count histograms (see :meth:`Moments.project`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from irde_onnx.errors import InvalidInputError
+
+__all__ = ["Moments", "solve", "choose_lam", "lam_grid", "predict"]
+
+
+@dataclass
+class Moments:
+    """Sufficient statistics of a set of rows ``x`` (features) with targets ``y``.
+
+    Attributes:
+        n: number of rows (or total row weight).
+        sum_x: ``sum x``, shape (d,).
+        gram: ``sum x x^T``, shape (d, d); or its diagonal, shape (d,), for one-hot rows.
+        sum_xy: ``sum x y^T``, shape (d, m).
+        sum_y: ``sum y``, shape (m,).
+        sum_yy: ``sum y*y`` per target, shape (m,) (for cross-validation errors).
+
+    """
+
+    n: float
+    sum_x: np.ndarray
+    gram: np.ndarray
+    sum_xy: np.ndarray
+    sum_y: np.ndarray
+    sum_yy: np.ndarray
+
+    @classmethod
+    def zeros(cls, d: int, m: int, *, diagonal: bool = False) -> Moments:
+        """Empty moments for ``d`` features and ``m`` targets."""
+        gram = np.zeros(d) if diagonal else np.zeros((d, d))
+        return cls(0.0, np.zeros(d), gram, np.zeros((d, m)), np.zeros(m), np.zeros(m))
+
+    @classmethod
+    def from_rows(cls, x: np.ndarray, y: np.ndarray) -> Moments:
+        """Moments of dense rows ``x`` (n, d) with targets ``y`` (n, m)."""
+        mom = cls.zeros(np.shape(x)[1], np.shape(y)[1])
+        mom.update(x, y)
+        return mom
+
+    @property
+    def n_features(self) -> int:
+        """Number of features d."""
+        return int(self.sum_x.shape[0])
+
+    @property
+    def n_targets(self) -> int:
+        """Number of targets m."""
+        return int(self.sum_y.shape[0])
+
+    @property
+    def diagonal(self) -> bool:
+        """True when the Gram matrix is stored as its diagonal (one-hot rows)."""
+        return self.gram.ndim == 1
+
+    def update(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Add dense rows ``x`` (n, d) with targets ``y`` (n, m), accumulated in float64."""
+        if self.diagonal:
+            raise InvalidInputError("dense rows cannot be added to diagonal (token-count) moments")
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
+            raise InvalidInputError(
+                f"rows must be x (n, d) and y (n, m) with the same n; got {x.shape} and {y.shape}"
+            )
+        if x.shape[1] != self.n_features or y.shape[1] != self.n_targets:
+            raise InvalidInputError(
+                f"expected {self.n_features} features and {self.n_targets} targets, "
+                f"got {x.shape[1]} and {y.shape[1]}"
+            )
+        if not (np.isfinite(x).all() and np.isfinite(y).all()):
+            raise InvalidInputError("features and targets must be finite (no NaN or infinity)")
+        self.n += float(x.shape[0])
+        self.sum_x += x.sum(axis=0)
+        self.gram += x.T @ x
+        self.sum_xy += x.T @ y
+        self.sum_y += y.sum(axis=0)
+        self.sum_yy += np.einsum("ij,ij->j", y, y)
+
+    def copy(self) -> Moments:
+        """A deep copy."""
+        return Moments(
+            self.n,
+            self.sum_x.copy(),
+            self.gram.copy(),
+            self.sum_xy.copy(),
+            self.sum_y.copy(),
+            self.sum_yy.copy(),
+        )
+
+    def _check_compatible(self, other: Moments) -> None:
+        if (
+            self.n_features != other.n_features
+            or self.n_targets != other.n_targets
+            or self.diagonal != other.diagonal
+        ):
+            raise InvalidInputError(
+                "moments have different shapes: "
+                f"d={self.n_features}/{other.n_features}, m={self.n_targets}/{other.n_targets}"
+            )
+
+    def __add__(self, other: Moments) -> Moments:
+        self._check_compatible(other)
+        return Moments(
+            self.n + other.n,
+            self.sum_x + other.sum_x,
+            self.gram + other.gram,
+            self.sum_xy + other.sum_xy,
+            self.sum_y + other.sum_y,
+            self.sum_yy + other.sum_yy,
+        )
+
+    def __sub__(self, other: Moments) -> Moments:
+        self._check_compatible(other)
+        return Moments(
+            self.n - other.n,
+            self.sum_x - other.sum_x,
+            self.gram - other.gram,
+            self.sum_xy - other.sum_xy,
+            self.sum_y - other.sum_y,
+            self.sum_yy - other.sum_yy,
+        )
+
+    def project(self, table: np.ndarray) -> Moments:
+        """Map one-hot (token-count) moments to feature space: ``x = table[token]``.
+
+        Args:
+            table: embedding table, shape (vocab, d).
+
+        Returns:
+            Dense moments with d features.
+
+        """
+        if not self.diagonal:
+            return self
+        table = np.asarray(table, dtype=np.float64)
+        if table.shape[0] != self.n_features:
+            raise InvalidInputError(
+                f"table has {table.shape[0]} rows but the counts cover {self.n_features} tokens"
+            )
+        used = np.flatnonzero(self.gram)
+        rows = table[used]
+        return Moments(
+            self.n,
+            table.T @ self.sum_x,
+            (rows * self.gram[used, None]).T @ rows,
+            rows.T @ self.sum_xy[used],
+            self.sum_y.copy(),
+            self.sum_yy.copy(),
+        )
+
+    def centred(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Centred scatter matrices and means: ``(Sxx, Sxy, mean_x, mean_y)``."""
+        if self.diagonal:
+            raise InvalidInputError("project token-count moments to feature space first")
+        if self.n <= 0:
+            raise InvalidInputError("no rows: cannot fit a ridge head on empty statistics")
+        mean_x = self.sum_x / self.n
+        mean_y = self.sum_y / self.n
+        sxx = self.gram - self.n * np.outer(mean_x, mean_x)
+        sxy = self.sum_xy - self.n * np.outer(mean_x, mean_y)
+        return sxx, sxy, mean_x, mean_y
+
+
+def _check_lam(lam: float) -> float:
+    lam = float(lam)
+    if not np.isfinite(lam) or lam < 0:
+        raise InvalidInputError(f"lam must be a finite number >= 0, got {lam}")
+    return lam
+
+
+def _cholesky_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    try:
+        low = np.linalg.cholesky(a)
+    except np.linalg.LinAlgError as exc:
+        raise InvalidInputError(
+            "the regularised Gram matrix is not positive definite; use a larger lam"
+        ) from exc
+    return np.linalg.solve(low.T, np.linalg.solve(low, b))
+
+
+def solve(moments: Moments, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge solution with an unpenalised intercept.
+
+    Minimises ``||Y - X W - 1 b^T||^2 + lam ||W||^2`` (sklearn's ``Ridge(alpha=lam)``).
+
+    Args:
+        moments: dense moments of the training rows.
+        lam: ridge penalty, >= 0.
+
+    Returns:
+        ``(W, b)`` with shapes (d, m) and (m,).
+
+    """
+    lam = _check_lam(lam)
+    sxx, sxy, mean_x, mean_y = moments.centred()
+    w = _cholesky_solve(sxx + lam * np.eye(sxx.shape[0]), sxy)
+    b = mean_y - mean_x @ w
+    return w, b
+
+
+def predict(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Scores ``x W + b`` of dense rows, shape (n, m)."""
+    return np.asarray(x, dtype=np.float64) @ w + b
+
+
+def sse(moments: Moments, w: np.ndarray, b: np.ndarray) -> float:
+    """Sum of squared errors of ``(W, b)`` on the rows summarised by dense ``moments``."""
+    m = moments
+    quad = np.einsum("ij,ij->j", w, m.gram @ w)
+    per_target = (
+        m.sum_yy
+        - 2.0 * np.einsum("ij,ij->j", w, m.sum_xy)
+        - 2.0 * b * m.sum_y
+        + quad
+        + 2.0 * b * (m.sum_x @ w)
+        + m.n * b * b
+    )
+    return float(per_target.sum())
+
+
+def lam_grid(moments: Moments, num: int = 13) -> np.ndarray:
+    """Candidate penalties scaled to the data: ``trace(Sxx)/d * 10^[-5..1]``."""
+    sxx, _, _, _ = moments.centred()
+    scale = max(float(np.trace(sxx)) / sxx.shape[0], 1e-12)
+    return scale * np.logspace(-5.0, 1.0, num)
+
+
+def choose_lam(
+    folds: Sequence[Moments], grid: Sequence[float] | None = None
+) -> tuple[float, dict[float, float]]:
+    """Pick ``lam`` by k-fold cross-validation on per-fold dense moments.
+
+    Each fold is held out in turn; the head is solved on the sum of the other folds and
+    scored by its squared error on the held-out fold, computed from moments alone.
+
+    Args:
+        folds: dense moments of k >= 2 disjoint folds.
+        grid: candidate penalties; by default :func:`lam_grid` of the pooled moments.
+
+    Returns:
+        The penalty with the lowest mean held-out error, and the error of every candidate.
+
+    """
+    folds = [f for f in folds if f.n > 0]
+    if len(folds) < 2:
+        raise InvalidInputError("lam='auto' needs at least 2 non-empty folds; give more rows")
+    total = folds[0].copy()
+    for f in folds[1:]:
+        total = total + f
+    candidates = lam_grid(total) if grid is None else np.asarray(grid, dtype=np.float64)
+    errors: dict[float, float] = {}
+    for lam in candidates:
+        err = 0.0
+        for f in folds:
+            w, b = solve(total - f, float(lam))
+            err += sse(f, w, b)
+        errors[float(lam)] = err / total.n
+    best = min(errors, key=errors.__getitem__)
+    return best, errors

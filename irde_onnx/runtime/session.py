@@ -1,0 +1,62 @@
+"""onnxruntime sessions: options, providers and the head override."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from irde_onnx.config import HEAD_B, HEAD_W
+from irde_onnx.errors import InvalidInputError
+
+DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
+
+
+def session_options(threads: int | None) -> ort.SessionOptions:
+    """Options for a routing session; ``threads`` bounds intra-op threads (None: onnxruntime)."""
+    opts = ort.SessionOptions()
+    if threads is not None:
+        if int(threads) < 1:
+            raise InvalidInputError(f"threads must be >= 1 or None, got {threads}")
+        opts.intra_op_num_threads = int(threads)
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return opts
+
+
+def check_providers(providers: Sequence[str] | None) -> list[str]:
+    """The providers to use, CPU by default; raise listing what is available."""
+    wanted = list(providers) if providers else list(DEFAULT_PROVIDERS)
+    available = ort.get_available_providers()
+    unknown = [p for p in wanted if p not in available]
+    if unknown:
+        raise InvalidInputError(
+            f"execution provider(s) {unknown} are not available; available: {available}"
+        )
+    return wanted
+
+
+def open_session(
+    graph: str | os.PathLike,
+    threads: int | None = None,
+    providers: Sequence[str] | None = None,
+    head: tuple[np.ndarray, np.ndarray] | None = None,
+) -> ort.InferenceSession:
+    """Open ``graph``; ``head=(W, b)`` replaces the head initializers without touching the file.
+
+    The replacement arrays must outlive the session (onnxruntime keeps a reference to their
+    memory), so they are attached to the returned session object.
+    """
+    opts = session_options(threads)
+    keep: list[ort.OrtValue] = []
+    if head is not None:
+        w, b = head
+        for name, arr in ((HEAD_W, w), (HEAD_B, b)):
+            value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+            opts.add_initializer(name, value)
+            keep.append(value)
+    sess = ort.InferenceSession(str(graph), sess_options=opts, providers=check_providers(providers))
+    sess._irde_head_values = keep  # noqa: SLF001 - keep the buffers alive with the session
+    return sess

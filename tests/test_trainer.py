@@ -1,0 +1,142 @@
+"""RouterTrainer: the exported head equals scikit-learn's Ridge on the same rows; errors."""
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from sklearn.linear_model import Ridge
+
+from irde_onnx.config import DATA_FILE, GRAPH_FILE, HEAD_B, HEAD_W
+from irde_onnx.errors import InvalidInputError
+from irde_onnx.export import RouterTrainer
+from irde_onnx.export.encoders import minilm_word_embeddings
+from irde_onnx.graph_file import load_graph_proto, read_head
+from irde_onnx.runtime import Router
+
+
+def test_static_head_equals_sklearn_on_token_rows(static_trainer, demo_train):
+    texts, labels = demo_train
+    tr = static_trainer
+    table = minilm_word_embeddings().astype(np.float16).astype(np.float64)
+    ids = tr.router_.tokenizer.content_ids(texts)
+    x = np.concatenate([table[i] for i in ids])
+    names = tr.experts_
+    y = np.concatenate([np.tile(np.eye(len(names))[names.index(lab)], (len(i), 1))
+                        for i, lab in zip(ids, labels, strict=True)])
+    ref = Ridge(alpha=tr.lam_).fit(x, y)
+    np.testing.assert_allclose(tr.coef_, ref.coef_.T, atol=1e-6)
+    np.testing.assert_allclose(tr.intercept_, ref.intercept_, atol=1e-6)
+
+
+def test_saved_graph_holds_the_head_inline(static_router_dir, static_trainer):
+    w, b = read_head(static_router_dir / GRAPH_FILE)
+    np.testing.assert_allclose(w, static_trainer.coef_, atol=1e-6)
+    np.testing.assert_allclose(b, static_trainer.intercept_, atol=1e-6)
+    model = load_graph_proto(static_router_dir / GRAPH_FILE)
+    location = {t.name: t.data_location for t in model.graph.initializer}
+    assert location[HEAD_W] == location[HEAD_B] == 0  # DEFAULT: inside router.onnx
+    assert location["static.table"] == 1  # EXTERNAL: in router.onnx.data
+    assert (static_router_dir / DATA_FILE).stat().st_size > 20_000_000
+    assert (static_router_dir / GRAPH_FILE).stat().st_size < 100_000
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(meta["irde.experts"]) == static_trainer.experts_
+
+
+def test_round_trip_same_scores(static_router_dir, static_trainer, demo_samples):
+    texts, _ = demo_samples
+    before = static_trainer.router_.scores(texts)
+    after = Router.load(static_router_dir).scores(texts)
+    np.testing.assert_array_equal(before, after)
+
+
+def test_plain_onnxruntime_runs_the_graph(static_router_dir, demo_samples):
+    from tokenizers import Tokenizer
+
+    texts, expected = demo_samples
+    tok = Tokenizer.from_file(str(static_router_dir / "tokenizer.json"))
+    tok.enable_truncation(256)
+    tok.enable_padding(pad_id=0)
+    enc = tok.encode_batch(texts)
+    sess = ort.InferenceSession(str(static_router_dir / GRAPH_FILE))
+    feed = {"input_ids": np.array([e.ids for e in enc], np.int64),
+            "attention_mask": np.array([e.attention_mask for e in enc], np.int64)}
+    scores = sess.run(["scores"], feed)[0]
+    experts = json.loads(sess.get_modelmeta().custom_metadata_map["irde.experts"])
+    np.testing.assert_allclose(scores, Router.load(static_router_dir).scores(texts), atol=1e-6)
+    picked = [experts[i] for i in scores.argmax(1)]
+    assert np.mean([p == e for p, e in zip(picked, expected, strict=True)]) >= 0.8
+
+
+def test_score_mode_head_equals_sklearn(demo_train):
+    texts, labels = demo_train
+    texts = texts[:60]
+    rng = np.random.default_rng(1)
+    y = rng.random((len(texts), 3))
+    tr = RouterTrainer(encoder="static", strategy="mean", lam=2.0, progress=False)
+    tr.fit(texts, scores=y, experts=["a", "b", "c"])
+    table = minilm_word_embeddings().astype(np.float16).astype(np.float64)
+    ids = tr.router_.tokenizer.content_ids(texts)
+    x = np.concatenate([table[i] for i in ids])
+    yy = np.concatenate([np.repeat(y[j:j + 1], len(i), axis=0) for j, i in enumerate(ids)])
+    ref = Ridge(alpha=2.0).fit(x, yy)
+    np.testing.assert_allclose(tr.coef_, ref.coef_.T, atol=1e-6)
+    assert tr.router_.config.target == "score"
+
+
+def test_lam_auto_is_chosen_by_cross_validation(demo_train):
+    texts, labels = demo_train
+    tr = RouterTrainer(encoder="static", progress=False).fit(texts, labels)
+    assert tr.cv_errors_ and tr.lam_ == min(tr.cv_errors_, key=tr.cv_errors_.get)
+    assert tr.router_.config.lam == tr.lam_
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fit", "match"),
+    [
+        ({"encoder": "bert"}, {}, "unknown encoder"),
+        ({"encoder": "static", "precision": "int8"}, {}, "precision"),
+        ({"encoder": "minilm", "strategy": "vote"}, {}, "strategy"),
+        ({"lam": -1}, {}, "lam"),
+        ({"lam": "big"}, {}, "lam"),
+        ({"max_length": 0}, {}, "max_length"),
+        ({"cv_folds": 1}, {}, "cv_folds"),
+        ({"encoder": "static"}, {"labels": ["a"] * 4}, "at least 2 experts"),
+        ({"encoder": "static"}, {"labels": ["a", "b"]}, "labels for"),
+        ({"encoder": "static"}, {"labels": ["a", "b", "a", "b"], "scores": np.ones((4, 2))},
+         "exactly one"),
+        ({"encoder": "static"}, {"scores": np.full((4, 2), np.nan), "experts": ["a", "b"]},
+         "finite"),
+        ({"encoder": "static"}, {"scores": np.ones((4, 3)), "experts": ["a", "b"]}, "shape"),
+        ({"encoder": "static"}, {"scores": np.ones((4, 2))}, "experts="),
+        ({"encoder": "static"}, {"labels": ["a", "b", "a", "c"], "experts": ["a", "b"]},
+         "not in experts"),
+        ({"encoder": "static"}, {"labels": ["a", "b", "a", "b"], "experts": ["a", "b", "z"]},
+         "no texts"),
+    ],
+)
+def test_fit_errors(kwargs, fit, match):
+    texts = ["one", "two", "three", "four"]
+    if not fit:
+        fit = {"labels": ["a", "b", "a", "b"]}
+    with pytest.raises(InvalidInputError, match=match):
+        RouterTrainer(progress=False, **kwargs).fit(texts, **fit)
+
+
+def test_texts_must_be_a_list_of_strings():
+    with pytest.raises(InvalidInputError, match="not one string"):
+        RouterTrainer(encoder="static").fit("just one text", ["a"])
+    with pytest.raises(InvalidInputError, match="no training texts"):
+        RouterTrainer(encoder="static").fit([], [])
+
+
+def test_unfitted_and_save_errors(static_trainer, tmp_path):
+    with pytest.raises(InvalidInputError, match="not fitted"):
+        RouterTrainer().predict(["x"])
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "file").write_text("keep me")
+    with pytest.raises(InvalidInputError, match="not empty"):
+        static_trainer.save(tmp_path / "busy")
+    assert (tmp_path / "busy" / "file").read_text() == "keep me"
+    out = static_trainer.save(tmp_path / "busy", overwrite=True)
+    assert not (out / "file").exists() and Router.load(out).experts == static_trainer.experts_
