@@ -102,3 +102,22 @@ def test_n_experts_is_symbolic(toy):
     model = static_router(table, token_mask, w, b, "vote")
     dims = model.graph.output[0].type.tensor_type.shape.dim
     assert [d.dim_param for d in dims] == ["batch", "n_experts"]
+
+
+@pytest.mark.parametrize("strategy", ["vote", "mean", "entropy_top_k"])
+def test_a_swapped_head_with_more_experts_runs_like_a_new_graph(toy, rng, strategy, tmp_path):
+    import onnx
+
+    from irde_onnx.runtime.session import open_session
+
+    table, token_mask, w, b = toy
+    path = tmp_path / "g.onnx"
+    onnx.save(static_router(table, token_mask, w, b, strategy, 3), str(path))
+    w6 = rng.normal(size=(D, 6)).astype(np.float32)
+    b6 = rng.normal(size=6).astype(np.float32)
+    sess = open_session(path, head=(w6, b6))
+    ids, mask = _batch(rng)
+    got = sess.run(["scores"], {"input_ids": ids, "attention_mask": mask})[0]
+    ref, _ = static_scores(ids, mask, table, token_mask, w6, b6, strategy, 3)
+    assert got.shape == (len(ids), 6)
+    np.testing.assert_allclose(got, ref, atol=1e-6)

@@ -135,7 +135,11 @@ def static_router(
             helper.make_node("MatMul", ["emb", HEAD_W], ["tok_xw"]),
             helper.make_node("Add", ["tok_xw", HEAD_B], ["tok"]),
             helper.make_node("ArgMax", ["tok"], ["best"], axis=-1, keepdims=0),
-            helper.make_node("Shape", [HEAD_B], ["n_experts"]),
+            # depth from a computed tensor, not Shape(head.b): onnxruntime folds a Shape of
+            # an initializer into a constant, which would outlive a swapped head
+            _const("axis2", np.array(2, np.int64)),
+            helper.make_node("Shape", ["tok"], ["tok_shape"]),
+            helper.make_node("Gather", ["tok_shape", "axis2"], ["n_experts"]),
             _const("onehot_values", np.array([0.0, 1.0], np.float32)),
             helper.make_node("OneHot", ["best", "n_experts", "onehot_values"], ["onehot"],
                              axis=-1),

@@ -50,13 +50,14 @@ def open_session(
     memory), so they are attached to the returned session object.
     """
     opts = session_options(threads)
-    keep: list[ort.OrtValue] = []
+    keep: list[object] = []
     if head is not None:
         w, b = head
         for name, arr in ((HEAD_W, w), (HEAD_B, b)):
-            value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+            buffer = np.ascontiguousarray(arr, dtype=np.float32)
+            value = ort.OrtValue.ortvalue_from_numpy(buffer)  # no copy: keep buffer alive
             opts.add_initializer(name, value)
-            keep.append(value)
+            keep += [buffer, value]
     sess = ort.InferenceSession(str(graph), sess_options=opts, providers=check_providers(providers))
     sess._irde_head_values = keep  # noqa: SLF001 - keep the buffers alive with the session
     return sess
