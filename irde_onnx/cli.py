@@ -17,6 +17,8 @@ examples:
   irde train --data law.jsonl --data math.jsonl --label-field domain --out my-router
   irde route my-router "What is the integral of sin(x)?"
   irde info my-router
+  irde experts add my-router chemistry --data chemistry.jsonl
+  irde stats merge router-a router-b --out router-ab
 """
 TRAIN_EXAMPLES = """\
 examples:
@@ -33,6 +35,22 @@ examples:
   irde route router "Solve 3x + 5 = 20" "Write a SQL query that counts users"
   irde route router --input prompts.jsonl --top-k 2 > routes.jsonl
   cat prompts.jsonl | irde route router --input -
+"""
+EXPERTS_EXAMPLES = """\
+examples:
+  irde experts list my-router
+  # rows {"text": ...}: prompts of the new expert's domain
+  irde experts add my-router chemistry --data chemistry.jsonl
+  # rows {"text": ..., "score": 0.8}: the new expert's quality on validation prompts
+  irde experts add my-router new-llm --data new-llm-scores.jsonl
+  irde experts remove my-router law
+"""
+STATS_EXAMPLES = """\
+examples:
+  # routers trained with the same encoder on two shards of the data
+  irde train --data shard-a.jsonl --out router-a
+  irde train --data shard-b.jsonl --out router-b
+  irde stats merge router-a router-b --out router-ab
 """
 
 
@@ -104,6 +122,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, default=None)
     p.add_argument("--batch-size", type=_positive_int, default=None,
                    help="prompts per onnxruntime call (default 1 for int8 routers, else 32)")
+
+    p = sub.add_parser("experts", help="list, add or remove experts without retraining",
+                       formatter_class=fmt, epilog=EXPERTS_EXAMPLES,
+                       description="Change the experts of a router in place: the ridge head is "
+                                   "re-solved from the statistics; the encoder is untouched.")
+    esub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    q = esub.add_parser("list", help="experts in column order", formatter_class=fmt,
+                        epilog="examples:\n  irde experts list my-router\n")
+    q.add_argument("router", metavar="DIR")
+    q = esub.add_parser("add", help="add an expert from its prompts", formatter_class=fmt,
+                        epilog=EXPERTS_EXAMPLES)
+    q.add_argument("router", metavar="DIR")
+    q.add_argument("name", metavar="NAME")
+    q.add_argument("--data", required=True, metavar="FILE.jsonl",
+                   help='rows {"text"} (domain prompts) or {"text", "score"} (scored prompts)')
+    q.add_argument("--out", metavar="DIR", help="write the changed router here instead")
+    q.add_argument("--quiet", action="store_true", help="no progress")
+    q = esub.add_parser("remove", help="remove an expert", formatter_class=fmt,
+                        epilog="examples:\n  irde experts remove my-router law\n")
+    q.add_argument("router", metavar="DIR")
+    q.add_argument("name", metavar="NAME")
+    q.add_argument("--out", metavar="DIR", help="write the changed router here instead")
+
+    p = sub.add_parser("stats", help="combine statistics computed elsewhere", formatter_class=fmt,
+                       description="Merge the statistics of routers trained on other shards "
+                                   "with the same encoder, then re-solve the head.",
+                       epilog=STATS_EXAMPLES)
+    ssub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    q = ssub.add_parser("merge", help="merge other shards' statistics into a router",
+                        formatter_class=fmt, epilog=STATS_EXAMPLES)
+    q.add_argument("router", metavar="DIR")
+    q.add_argument("others", nargs="+", metavar="OTHER",
+                   help="router directories or stats.npz files of the other shards")
+    q.add_argument("--out", metavar="DIR", help="write the merged router here instead")
 
     p = sub.add_parser("info", help="describe a router", formatter_class=fmt,
                        description="Experts, encoder, precision, sizes and format version.",
@@ -209,11 +261,70 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(out=args.out, encoder=args.encoder, precision=args.precision)
 
 
+def _expert_rows(path: str) -> tuple[list[str], list[float] | None]:
+    from irde_onnx.data import read_jsonl
+
+    texts: list[str] = []
+    scores: list[float] = []
+    scored: bool | None = None
+    for where, row in read_jsonl(path):
+        text = row.get("text")
+        if not isinstance(text, str):
+            raise _UsageError(f'{where}: the row needs a string "text" field')
+        if scored is None:
+            scored = "score" in row
+        elif scored != ("score" in row):
+            raise _UsageError(f'{where}: either every row has a "score" or none has')
+        if scored:
+            value = row["score"]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise _UsageError(f'{where}: "score" must be a number')
+            scores.append(float(value))
+        texts.append(text)
+    if not texts:
+        raise _UsageError(f"no rows in {path}")
+    return texts, (scores if scored else None)
+
+
+def _cmd_experts(args: argparse.Namespace) -> int:
+    from irde_onnx.runtime import Router
+
+    router = Router.load(args.router)
+    if args.action == "list":
+        cfg = router.config
+        for column, (name, mode) in enumerate(zip(cfg.experts, cfg.expert_modes, strict=True)):
+            print(json.dumps({"column": column, "name": name, "mode": mode}, ensure_ascii=False))
+        return 0
+    if args.action == "add":
+        texts, scores = _expert_rows(args.data)
+        router.add_expert(args.name, texts, scores, progress=not args.quiet)
+    else:
+        router.remove_expert(args.name)
+    out = router.save(args.out)
+    print(json.dumps({"router": str(out), "experts": router.experts}, ensure_ascii=False))
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from irde_onnx.runtime import Router
+
+    router = Router.load(args.router)
+    for other in args.others:
+        router.merge_stats(other)
+    out = router.save(args.out)
+    stats = router.stats
+    print(json.dumps({"router": str(out), "experts": router.experts,
+                      "rows": float(stats.shared.n + sum(m.n for m in stats.owned))},
+                     ensure_ascii=False))
+    return 0
+
+
 class _UsageError(IrdeError):
     pass
 
 
-COMMANDS = {"train": _cmd_train, "route": _cmd_route, "info": _cmd_info, "demo": _cmd_demo}
+COMMANDS = {"train": _cmd_train, "route": _cmd_route, "info": _cmd_info, "demo": _cmd_demo,
+            "experts": _cmd_experts, "stats": _cmd_stats}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -152,6 +152,28 @@ def read_config(path: str | os.PathLike) -> RouterConfig:
     return RouterConfig.from_json(file.read_text(encoding="utf-8"), str(file))
 
 
+def write_files_atomically(root: Path, files: dict[str, bytes]) -> None:
+    """Write every file to a temporary name first, then rename them into place.
+
+    Nothing is replaced until every file is written, so a failure leaves the old files.
+    """
+    temps: dict[str, Path] = {}
+    try:
+        for name, data in files.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=root)
+            temps[name] = Path(tmp)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o644)
+        for name, tmp in temps.items():
+            os.replace(tmp, root / name)
+    finally:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+
+
 def atomic_write_bytes(target: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``target``, then rename it over ``target``."""
     target = Path(target)

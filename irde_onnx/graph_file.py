@@ -98,3 +98,17 @@ def write_head(
     if metadata is not None:
         set_metadata(model, metadata)
     atomic_write_bytes(Path(path), model.SerializeToString())
+
+
+def read_initializer(path: str | os.PathLike, name: str) -> np.ndarray:
+    """One initializer of ``router.onnx``, read from the external data file if it lives there."""
+    from onnx import numpy_helper
+    from onnx.external_data_helper import load_external_data_for_tensor, uses_external_data
+
+    model = load_graph_proto(path)
+    for tensor in model.graph.initializer:
+        if tensor.name == name:
+            if uses_external_data(tensor):
+                load_external_data_for_tensor(tensor, str(Path(path).parent))
+            return numpy_helper.to_array(tensor)
+    raise RouterFormatError(f"{path} has no initializer {name}")

@@ -152,16 +152,16 @@ class Moments:
         """
         if not self.diagonal:
             return self
-        table = np.asarray(table, dtype=np.float64)
-        if table.shape[0] != self.n_features:
+        if np.shape(table)[0] != self.n_features:
             raise InvalidInputError(
-                f"table has {table.shape[0]} rows but the counts cover {self.n_features} tokens"
+                f"table has {np.shape(table)[0]} rows but the counts cover {self.n_features} tokens"
             )
+        # only tokens that occur matter; convert just their rows to float64
         used = np.flatnonzero(self.gram)
-        rows = table[used]
+        rows = np.asarray(table[used], dtype=np.float64)
         return Moments(
             self.n,
-            table.T @ self.sum_x,
+            rows.T @ self.sum_x[used],
             (rows * self.gram[used, None]).T @ rows,
             rows.T @ self.sum_xy[used],
             self.sum_y.copy(),

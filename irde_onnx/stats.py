@@ -18,8 +18,9 @@ projected through the embedding table when solving.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -40,6 +41,9 @@ class RouterStats:
         sum_xy: per expert, ``sum x y_k`` over the rows its column is fit on, shape (E, D).
         sum_y: per expert, ``sum y_k``, shape (E,).
         sum_yy: per expert, ``sum y_k^2``, shape (E,).
+        experts: expert names, in column order.
+        modes: per expert, ``pooled`` or ``own``.
+        fingerprint: identifies the features (encoder, tokenizer, precision, truncation).
 
     """
 
@@ -48,12 +52,15 @@ class RouterStats:
     sum_xy: np.ndarray
     sum_y: np.ndarray
     sum_yy: np.ndarray
+    experts: list[str] = field(default_factory=list)
+    modes: list[str] = field(default_factory=list)
+    fingerprint: str = ""
 
     @classmethod
-    def empty(cls, dim: int, *, diagonal: bool) -> RouterStats:
+    def empty(cls, dim: int, *, diagonal: bool, fingerprint: str = "") -> RouterStats:
         """No rows and no experts, in a space of ``dim`` features (or tokens if diagonal)."""
         return cls(Moments.zeros(dim, 0, diagonal=diagonal), [], np.zeros((0, dim)),
-                   np.zeros(0), np.zeros(0))
+                   np.zeros(0), np.zeros(0), [], [], fingerprint)
 
     @property
     def dim(self) -> int:
@@ -70,22 +77,31 @@ class RouterStats:
         """Number of expert columns."""
         return len(self.owned)
 
-    def append(self, owned: Moments, sum_xy: np.ndarray, sum_y: float, sum_yy: float) -> None:
+    def append(self, name: str, mode: str, owned: Moments, sum_xy: np.ndarray, sum_y: float,
+               sum_yy: float) -> None:
         """Add an expert column with the rows it owns and its target sums."""
         if owned.n_features != self.dim or owned.diagonal != self.diagonal:
             raise InvalidInputError("statistics of another feature space cannot be combined")
+        if name in self.experts:
+            raise InvalidInputError(f"expert {name!r} already exists")
+        if mode not in ("pooled", "own"):
+            raise InvalidInputError(f"mode must be 'pooled' or 'own', got {mode!r}")
+        self.experts.append(name)
+        self.modes.append(mode)
         self.owned.append(_rows_only(owned))
         self.sum_xy = np.vstack([self.sum_xy, np.asarray(sum_xy, dtype=np.float64)[None, :]])
         self.sum_y = np.append(self.sum_y, float(sum_y))
         self.sum_yy = np.append(self.sum_yy, float(sum_yy))
 
-    def append_domain(self, rows: Moments) -> None:
+    def append_domain(self, name: str, rows: Moments) -> None:
         """Add a one-hot (domain) expert whose rows are summarised by ``rows``."""
-        self.append(rows, rows.sum_x, rows.n, rows.n)
+        self.append(name, "pooled", rows, rows.sum_x, rows.n, rows.n)
 
     def remove(self, index: int) -> None:
         """Drop expert ``index``: its column and the rows it owns."""
         del self.owned[index]
+        del self.experts[index]
+        del self.modes[index]
         self.sum_xy = np.delete(self.sum_xy, index, axis=0)
         self.sum_y = np.delete(self.sum_y, index)
         self.sum_yy = np.delete(self.sum_yy, index)
@@ -93,26 +109,68 @@ class RouterStats:
     def copy(self) -> RouterStats:
         """A deep copy."""
         return RouterStats(self.shared.copy(), [m.copy() for m in self.owned],
-                           self.sum_xy.copy(), self.sum_y.copy(), self.sum_yy.copy())
+                           self.sum_xy.copy(), self.sum_y.copy(), self.sum_yy.copy(),
+                           list(self.experts), list(self.modes), self.fingerprint)
 
     def merge(self, other: RouterStats) -> RouterStats:
-        """Statistics of the union of two disjoint row sets with the same experts."""
-        if (other.dim, other.diagonal, other.n_experts) != (self.dim, self.diagonal,
-                                                           self.n_experts):
-            raise InvalidInputError(
-                "statistics differ in shape: "
-                f"{self.n_experts} experts x {self.dim} vs {other.n_experts} x {other.dim}"
-            )
-        return RouterStats(
-            self.shared + other.shared,
-            [a + b for a, b in zip(self.owned, other.owned, strict=True)],
-            self.sum_xy + other.sum_xy,
-            self.sum_y + other.sum_y,
-            self.sum_yy + other.sum_yy,
-        )
+        """Statistics of the union of two disjoint row sets (shards) of the same features.
 
-    def column_moments(self, modes: list[str] | tuple[str, ...]) -> list[tuple[list[int], Moments]]:
+        Experts are matched by name; an expert present on one side only keeps its own rows
+        and targets. Raises if the fingerprints differ (other encoder, tokenizer, precision
+        or truncation), or if an expert fit on the shared rows has no targets for the other
+        side's shared rows.
+        """
+        if other.fingerprint != self.fingerprint:
+            raise InvalidInputError(
+                "the statistics were computed with a different encoder, tokenizer, precision or "
+                f"max_length (fingerprint {other.fingerprint or 'none'} vs "
+                f"{self.fingerprint or 'none'}); compute them with the same router"
+            )
+        if (other.dim, other.diagonal) != (self.dim, self.diagonal):
+            raise InvalidInputError(f"statistics differ in shape: {self.dim} vs {other.dim}")
+        merged = RouterStats.empty(self.dim, diagonal=self.diagonal, fingerprint=self.fingerprint)
+        merged.shared = self.shared + other.shared
+        sides = ((self, other), (other, self))
+        for name in self.experts + [e for e in other.experts if e not in self.experts]:
+            parts = [s for s in (self, other) if name in s.experts]
+            modes = {s.modes[s.experts.index(name)] for s in parts}
+            if len(modes) > 1:
+                raise InvalidInputError(f"expert {name!r} is pooled on one side, own on the other")
+            mode = modes.pop()
+            for have, lack in sides:
+                if mode == "pooled" and name in have.experts and name not in lack.experts \
+                        and lack.shared.n > 0:
+                    raise InvalidInputError(
+                        f"expert {name!r} has no scores for the other statistics' prompts; "
+                        "score every prompt for every expert before merging"
+                    )
+            idx = [s.experts.index(name) for s in parts]
+            owned = parts[0].owned[idx[0]]
+            sxy, sy, syy = (parts[0].sum_xy[idx[0]], parts[0].sum_y[idx[0]],
+                            parts[0].sum_yy[idx[0]])
+            if len(parts) == 2:
+                owned = owned + parts[1].owned[idx[1]]
+                sxy = sxy + parts[1].sum_xy[idx[1]]
+                sy, syy = sy + parts[1].sum_y[idx[1]], syy + parts[1].sum_yy[idx[1]]
+            merged.append(name, mode, owned, sxy, sy, syy)
+        return merged
+
+    def project(self, table: np.ndarray | None) -> RouterStats:
+        """Token-count statistics mapped to feature space (a no-op for dense statistics)."""
+        if table is None or not self.diagonal:
+            return self
+        dense = RouterStats.empty(int(np.shape(table)[1]), diagonal=False,
+                                  fingerprint=self.fingerprint)
+        dense.shared = self.shared.project(table)
+        dense.owned = [m.project(table) for m in self.owned]
+        dense.sum_xy = _project_rows(self.sum_xy, table)
+        dense.sum_y, dense.sum_yy = self.sum_y.copy(), self.sum_yy.copy()
+        dense.experts, dense.modes = list(self.experts), list(self.modes)
+        return dense
+
+    def column_moments(self) -> list[tuple[list[int], Moments]]:
         """Group columns by the rows they are fit on: ``[(columns, moments), ...]``."""
+        modes = self.modes
         if len(modes) != self.n_experts:
             raise InvalidInputError(f"{len(modes)} modes for {self.n_experts} experts")
         groups: list[tuple[list[int], Moments]] = []
@@ -131,30 +189,28 @@ class RouterStats:
         return Moments(rows.n, rows.sum_x, rows.gram, self.sum_xy[cols].T.copy(),
                        self.sum_y[cols].copy(), self.sum_yy[cols].copy())
 
-    def solve(self, modes: list[str] | tuple[str, ...], lam: float,
-              table: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def solve(self, lam: float, table: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Solve the head: ``W`` (d, E) and ``b`` (E,).
 
         Args:
-            modes: per expert, ``pooled`` or ``own``.
             lam: ridge penalty.
             table: embedding table (vocab, d) for token-count statistics.
 
         """
         if self.diagonal and table is None:
             raise InvalidInputError("token-count statistics need the embedding table to solve")
-        d = self.dim if table is None else int(np.shape(table)[1])
-        w = np.zeros((d, self.n_experts))
+        dense = self.project(table)
+        w = np.zeros((dense.dim, self.n_experts))
         b = np.zeros(self.n_experts)
-        for cols, mom in self.column_moments(modes):
+        for cols, mom in dense.column_moments():
             if mom.n <= 0:
-                raise InvalidInputError("an expert column has no rows to be fit on")
-            mom = mom.project(table) if table is not None else mom
+                names = [self.experts[k] for k in cols]
+                raise InvalidInputError(f"expert(s) {names} have no rows to be fit on")
             w[:, cols], b[cols] = solve(mom, lam)
         return w, b
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write ``stats.npz`` (float64, compressed, no pickle)."""
+    def save(self, path: str | os.PathLike | IO[bytes]) -> None:
+        """Write ``stats.npz`` (float64, compressed, no pickle) to a path or binary file."""
         arrays = {
             "shared_n": np.float64(self.shared.n),
             "shared_sum_x": self.shared.sum_x,
@@ -165,7 +221,13 @@ class RouterStats:
             "sum_xy": self.sum_xy,
             "sum_y": self.sum_y,
             "sum_yy": self.sum_yy,
+            "experts": np.array(self.experts, dtype=np.str_).reshape(-1),
+            "modes": np.array(self.modes, dtype=np.str_).reshape(-1),
+            "fingerprint": np.array(self.fingerprint, dtype=np.str_),
         }
+        if hasattr(path, "write"):
+            np.savez_compressed(path, **arrays)
+            return
         with open(path, "wb") as fh:
             np.savez_compressed(fh, **arrays)
 
@@ -176,6 +238,9 @@ class RouterStats:
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in _KEYS}
+                experts = [str(x) for x in data["experts"]]
+                modes = [str(x) for x in data["modes"]]
+                fp = str(data["fingerprint"])
         except KeyError as exc:
             raise RouterFormatError(f"{path} lacks the array {exc}") from exc
         except (OSError, ValueError) as exc:
@@ -188,8 +253,10 @@ class RouterStats:
             Moments(float(n), sx, g, np.zeros((dim, 0)), np.zeros(0), np.zeros(0))
             for n, sx, g in zip(arrays["n"], arrays["sum_x"], arrays["gram"], strict=True)
         ]
-        stats = cls(shared, owned, arrays["sum_xy"], arrays["sum_y"], arrays["sum_yy"])
-        if stats.sum_xy.shape != (len(owned), dim) or stats.diagonal != diagonal:
+        stats = cls(shared, owned, arrays["sum_xy"], arrays["sum_y"], arrays["sum_yy"],
+                    experts, modes, fp)
+        if stats.sum_xy.shape != (len(owned), dim) or len(experts) != len(owned) \
+                or len(modes) != len(owned) or stats.diagonal != diagonal:
             raise RouterFormatError(f"{path}: arrays have inconsistent shapes")
         return stats
 
@@ -197,6 +264,14 @@ class RouterStats:
 def _rows_only(m: Moments) -> Moments:
     d = m.n_features
     return Moments(m.n, m.sum_x.copy(), m.gram.copy(), np.zeros((d, 0)), np.zeros(0), np.zeros(0))
+
+
+def _project_rows(values: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``values @ table`` for (E, vocab) token sums, touching only the tokens used."""
+    if values.shape[0] == 0:
+        return np.zeros((0, np.shape(table)[1]))
+    used = np.flatnonzero(np.any(values != 0, axis=0))
+    return values[:, used] @ np.asarray(table[used], dtype=np.float64)
 
 
 def _stack(arrays: list[np.ndarray], empty_shape: tuple[int, ...]) -> np.ndarray:

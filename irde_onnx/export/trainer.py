@@ -248,14 +248,15 @@ class RouterTrainer:
         router = Router.load(work, threads=self.threads)
 
         # 2. statistics: per expert (domains) or shared (scores), and per fold for lam
-        stats, folds = self._statistics(router, texts, kind, y, table64)
+        stats, folds = self._statistics(router, texts, kind, names, y, table64)
+        stats.fingerprint = config.fingerprint
 
         # 3. lam, the head, and the graph with the head
         if self.lam == "auto":
             lam, cv = choose_lam(folds)
         else:
             lam, cv = float(self.lam), {}
-        w, b = stats.solve(config.expert_modes, lam, table64)
+        w, b = stats.solve(lam, table64)
         config = RouterConfig(**{**config.__dict__, "lam": lam})
         write_head(work / GRAPH_FILE, w, b, graph_metadata(config))
         stats.save(work / STATS_FILE)
@@ -287,7 +288,7 @@ class RouterTrainer:
         return self
 
     def _statistics(
-        self, router: Router, texts: list[str], kind: str, y: np.ndarray,
+        self, router: Router, texts: list[str], kind: str, names: list[str], y: np.ndarray,
         table64: np.ndarray | None,
     ) -> tuple[RouterStats, list[Moments]]:
         n = len(texts)
@@ -317,13 +318,14 @@ class RouterTrainer:
         if kind == "domain":
             for k in range(y.shape[1]):
                 rows = np.flatnonzero(y[:, k] > 0)
-                stats.append_domain(moments(rows, np.ones((len(rows), 1))))
+                stats.append_domain(names[k], moments(rows, np.ones((len(rows), 1))))
         else:
             stats.shared = moments(everything, np.zeros((n, 0)))
             targets = moments(everything, y)
             for k in range(y.shape[1]):
                 empty = Moments.zeros(stats.dim, 0, diagonal=stats.diagonal)
-                stats.append(empty, targets.sum_xy[:, k], targets.sum_y[k], targets.sum_yy[k])
+                stats.append(names[k], "pooled", empty, targets.sum_xy[:, k], targets.sum_y[k],
+                             targets.sum_yy[k])
         folds = []
         if self.lam == "auto":
             for f in range(k_folds):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import shutil
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,25 +15,43 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from irde_onnx._progress import Progress
 from irde_onnx.config import (
     CONFIG_FILE,
+    DATA_FILE,
     GRAPH_FILE,
+    STATIC_TABLE,
     STATS_FILE,
     TOKENIZER_FILE,
     RouterConfig,
     check_router_dir,
     read_config,
+    write_files_atomically,
 )
 from irde_onnx.errors import InvalidInputError, RouterFormatError
+from irde_onnx.ridge import Moments
 from irde_onnx.runtime.session import open_session
 from irde_onnx.runtime.tokenize import TextTokenizer, check_texts
-from irde_onnx.stats import RouterStats
+from irde_onnx.stats import RouterStats, token_moments
 
 DEFAULT_BATCH_SIZE = 32
 # Dynamic int8 quantisation computes activation scales over the whole input of a call, so a
 # prompt's features would depend on the other prompts (and padding) of its batch: int8
 # routers encode one prompt per call unless the caller asks otherwise.
 INT8_BATCH_SIZE = 1
+ENCODE_CHUNK = 256
+
+
+def _check_scores(scores: Sequence[float] | np.ndarray, n: int) -> np.ndarray:
+    try:
+        y = np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"scores must be numbers: {exc}") from exc
+    if y.ndim != 1 or y.shape[0] != n:
+        raise InvalidInputError(f"got {y.size} scores for {n} texts; give one score per text")
+    if not np.isfinite(y).all():
+        raise InvalidInputError("scores must be finite (no NaN or infinity)")
+    return y
 
 
 @dataclass(frozen=True)
@@ -55,10 +76,14 @@ class Route:
 
 @dataclass(frozen=True)
 class _State:
-    """What a route call reads; replaced as a whole so readers see one consistent head."""
+    """What a route call reads; replaced as a whole so readers see one consistent head.
+
+    ``head`` is None while the head is the one stored in ``router.onnx``.
+    """
 
     config: RouterConfig
     session: ort.InferenceSession
+    head: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class Router:
@@ -78,7 +103,9 @@ class Router:
         self._threads = threads
         self._providers = list(providers) if providers else None
         self._stats: RouterStats | None = None
-        self._lock = threading.RLock()
+        self._dense: RouterStats | None = None  # statistics in feature space (static: projected)
+        self._table: np.ndarray | None = None
+        self._lock = threading.RLock()  # serialises changes; routing never takes it
 
     @classmethod
     def load(
@@ -110,6 +137,12 @@ class Router:
             raise RouterFormatError(
                 f"{root / GRAPH_FILE} lacks the output(s) {sorted(needed - outputs)}"
             )
+        graph_experts = session.get_modelmeta().custom_metadata_map.get("irde.experts")
+        if graph_experts is not None and json.loads(graph_experts) != list(config.experts):
+            raise RouterFormatError(
+                f"{root / GRAPH_FILE} and {root / CONFIG_FILE} list different experts "
+                "(an interrupted copy or save?); save the router again from a good copy"
+            )
         return cls(root, _State(config, session), tokenizer, threads, providers)
 
     # -- properties -------------------------------------------------------------------------
@@ -122,6 +155,20 @@ class Router:
     def experts(self) -> list[str]:
         """Expert names in column order."""
         return list(self._state.config.experts)
+
+    @property
+    def head(self) -> tuple[np.ndarray, np.ndarray]:
+        """The head in use: ``W`` (d, n_experts) and ``b`` (n_experts,).
+
+        After a change this is the float64 solution; otherwise the float32 values stored in
+        ``router.onnx`` (reading them needs the onnx package).
+        """
+        state = self._state
+        if state.head is not None:
+            return state.head
+        from irde_onnx.graph_file import read_head
+
+        return read_head(self.path / GRAPH_FILE)
 
     @property
     def default_batch_size(self) -> int:
@@ -208,13 +255,192 @@ class Router:
         """The float64 sufficient statistics (read from ``stats.npz`` on first use)."""
         with self._lock:
             if self._stats is None:
-                self._stats = RouterStats.load(self.path / STATS_FILE)
-                if self._stats.n_experts != len(self.experts):
+                stats = RouterStats.load(self.path / STATS_FILE)
+                if stats.experts != list(self.experts):
                     raise RouterFormatError(
-                        f"{self.path / STATS_FILE} has {self._stats.n_experts} experts but "
-                        f"{self.path / CONFIG_FILE} lists {len(self.experts)}"
+                        f"{self.path / STATS_FILE} has experts {stats.experts} but "
+                        f"{self.path / CONFIG_FILE} lists {self.experts}"
                     )
+                self._stats = stats
             return self._stats
+
+    def _embedding_table(self) -> np.ndarray | None:
+        """The static router's embedding table as stored (None for pooled encoders)."""
+        if self.config.pooled:
+            return None
+        if self._table is None:
+            from irde_onnx.graph_file import read_initializer
+
+            self._table = read_initializer(self.path / GRAPH_FILE, STATIC_TABLE)
+        return self._table
+
+    def _dense_stats(self) -> RouterStats:
+        """Statistics in feature space, cached (projecting token counts is the slow part)."""
+        if self._dense is None:
+            self._dense = self.stats.project(self._embedding_table())
+        return self._dense
+
+    def _row_moments(self, texts: list[str], y: np.ndarray, progress: bool) -> Moments:
+        """Moments of ``texts`` as rows of this router's features, with targets ``y`` (n, 1)."""
+        if self.config.pooled:
+            feats = np.empty((len(texts), self.config.feature_dim))
+            with Progress(len(texts), "encoding", progress) as bar:
+                for start in range(0, len(texts), ENCODE_CHUNK):
+                    chunk = texts[start:start + ENCODE_CHUNK]
+                    feats[start:start + len(chunk)] = self.features(chunk)
+                    bar.update(len(chunk))
+            return Moments.from_rows(feats, y)
+        ids = self._tokenizer.content_ids(texts)
+        return token_moments(ids, y, self._tokenizer.vocab_size)
+
+    def _apply(self, stats: RouterStats, dense: RouterStats) -> None:
+        """Solve the head, open a session with it beside the current one, then swap."""
+        config = self.config
+        w, b = dense.solve(config.lam)
+        new_config = config.with_experts(stats.experts, stats.modes)
+        session = open_session(self.path / GRAPH_FILE, self._threads, self._providers,
+                               head=(w, b))
+        self._stats, self._dense = stats, dense
+        self._state = _State(new_config, session, (w, b))  # one atomic reference swap
+
+    def add_expert(
+        self,
+        name: str,
+        texts: Sequence[str],
+        scores: Sequence[float] | np.ndarray | None = None,
+        *,
+        progress: bool = False,
+    ) -> None:
+        """Add an expert without retraining; the head is re-solved and swapped in place.
+
+        Args:
+            name: the new expert's name.
+            texts: without ``scores``: prompts of the expert's domain (its one-hot rows join
+                the shared statistics, exactly as if it had been trained with the others).
+                With ``scores``: validation prompts the expert was scored on.
+            scores: the expert's quality on each text; its column is solved from these
+                prompts alone and the other columns stay as they are.
+            progress: report encoding progress on stderr.
+
+        Raises:
+            InvalidInputError: duplicate name, no texts, a score count that does not match,
+                NaN or infinite scores, or domain texts for a router trained on scores. The
+                router is unchanged when this is raised.
+
+        """
+        with self._lock:
+            if not isinstance(name, str) or not name.strip():
+                raise InvalidInputError("the expert name must be a non-empty string")
+            if name in self.experts:
+                raise InvalidInputError(
+                    f"expert {name!r} already exists; remove it first or choose another name "
+                    f"(experts: {self.experts})"
+                )
+            texts = check_texts(texts)
+            if not texts:
+                raise InvalidInputError(f"no texts given for expert {name!r}")
+            if scores is None:
+                if self.config.target == "score":
+                    raise InvalidInputError(
+                        "this router was trained on per-expert scores: add the expert with "
+                        "scores for its prompts (add_expert(name, texts, scores))"
+                    )
+                y = np.ones((len(texts), 1))
+            else:
+                y = _check_scores(scores, len(texts)).reshape(-1, 1)
+            rows = self._row_moments(texts, y, progress)
+            table = self._embedding_table()
+            stats, dense = self.stats.copy(), self._dense_stats().copy()
+            proj = rows.project(table) if table is not None else rows
+            mode = "pooled" if scores is None else "own"
+            stats.append(name, mode, rows, rows.sum_xy[:, 0], rows.sum_y[0], rows.sum_yy[0])
+            dense.append(name, mode, proj, proj.sum_xy[:, 0], proj.sum_y[0], proj.sum_yy[0])
+            self._apply(stats, dense)
+
+    def remove_expert(self, name: str) -> None:
+        """Remove an expert: its column, and its rows from the shared statistics.
+
+        The result equals training without it. Raises for an unknown name or the last expert
+        (the router is then unchanged).
+        """
+        with self._lock:
+            experts = self.experts
+            if name not in experts:
+                raise InvalidInputError(f"unknown expert {name!r}; experts: {experts}")
+            if len(experts) == 1:
+                raise InvalidInputError(f"{name!r} is the last expert; a router needs one")
+            index = experts.index(name)
+            stats, dense = self.stats.copy(), self._dense_stats().copy()
+            stats.remove(index)
+            dense.remove(index)
+            self._apply(stats, dense)
+
+    def merge_stats(self, other: RouterStats | str | os.PathLike) -> None:
+        """Add statistics computed elsewhere (another shard, same encoder) and re-solve.
+
+        Args:
+            other: statistics, a ``stats.npz`` file, or a router directory holding one.
+                Their fingerprint must equal this router's (same encoder, tokenizer,
+                precision and max_length).
+
+        """
+        with self._lock:
+            if not isinstance(other, RouterStats):
+                path = Path(other)
+                path = path / STATS_FILE if path.is_dir() else path
+                if not path.is_file():
+                    raise FileNotFoundError(f"statistics not found: {path}")
+                other = RouterStats.load(path)
+            stats = self.stats.merge(other)
+            self._apply(stats, stats.project(self._embedding_table()))
+
+    def save(self, path: str | os.PathLike | None = None, *, overwrite: bool = False) -> Path:
+        """Write the router directory: the new head into ``router.onnx``, statistics, config.
+
+        Every file is written to a temporary name and renamed into place; the encoder's
+        ``router.onnx.data`` is never rewritten (it is copied when saving elsewhere).
+
+        Args:
+            path: target directory; default: where the router was loaded from.
+            overwrite: allow replacing a different non-empty directory.
+
+        Returns:
+            The directory written.
+
+        """
+        from irde_onnx.graph_file import load_graph_proto, replace_head
+        from irde_onnx.metadata import graph_metadata, set_metadata
+
+        with self._lock:
+            state = self._state
+            stats = self.stats
+            target = Path(path) if path is not None else self.path
+            elsewhere = target.resolve() != self.path.resolve()
+            if elsewhere:
+                if target.exists() and not target.is_dir():
+                    raise InvalidInputError(f"{target} exists and is not a directory")
+                if target.is_dir() and any(target.iterdir()) and not overwrite:
+                    raise InvalidInputError(
+                        f"{target} is not empty; choose another path or pass overwrite=True")
+                target.mkdir(parents=True, exist_ok=True)
+            model = load_graph_proto(self.path / GRAPH_FILE)
+            if state.head is not None:
+                replace_head(model, *state.head)
+            set_metadata(model, graph_metadata(state.config))
+            buffer = io.BytesIO()
+            stats.save(buffer)
+            files = {
+                STATS_FILE: buffer.getvalue(),
+                GRAPH_FILE: model.SerializeToString(),
+                CONFIG_FILE: state.config.to_json().encode("utf-8"),
+            }
+            if elsewhere:
+                for name in (TOKENIZER_FILE, DATA_FILE):
+                    temp = target / f".{name}.tmp"
+                    shutil.copyfile(self.path / name, temp)
+                    os.replace(temp, target / name)
+            write_files_atomically(target, files)
+            return target
 
     def __repr__(self) -> str:
         cfg = self.config
