@@ -17,6 +17,7 @@ examples:
   irde train --data law.jsonl --data math.jsonl --label-field domain --out my-router
   irde route my-router "What is the integral of sin(x)?"
   irde info my-router
+  irde eval my-router --data test.jsonl --label-field domain
   irde experts add my-router chemistry --data chemistry.jsonl
   irde stats merge router-a router-b --out router-ab
 """
@@ -156,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("others", nargs="+", metavar="OTHER",
                    help="router directories or stats.npz files of the other shards")
     q.add_argument("--out", metavar="DIR", help="write the merged router here instead")
+
+    from irde_onnx import cli_eval
+
+    cli_eval.add_parser(sub)
 
     p = sub.add_parser("info", help="describe a router", formatter_class=fmt,
                        description="Experts, encoder, precision, sizes and format version.",
@@ -323,8 +328,14 @@ class _UsageError(IrdeError):
     pass
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from irde_onnx import cli_eval
+
+    return cli_eval.run(args)
+
+
 COMMANDS = {"train": _cmd_train, "route": _cmd_route, "info": _cmd_info, "demo": _cmd_demo,
-            "experts": _cmd_experts, "stats": _cmd_stats}
+            "experts": _cmd_experts, "stats": _cmd_stats, "eval": _cmd_eval}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
