@@ -242,7 +242,9 @@ class RouterStats:
                 modes = [str(x) for x in data["modes"]]
                 fp = str(data["fingerprint"])
         except KeyError as exc:
-            raise RouterFormatError(f"{path} lacks the array {exc}") from exc
+            raise RouterFormatError(
+                f"{path} lacks an array ({exc.args[0]}): not statistics written by this "
+                "irde-onnx version; train the router again") from exc
         except (OSError, ValueError) as exc:
             raise RouterFormatError(f"{path} is not a readable statistics file: {exc}") from exc
         dim = arrays["shared_sum_x"].shape[0]
