@@ -342,3 +342,15 @@ def test_cli_expert_errors(four, tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1, err
     assert {p.name: _sha(p) for p in four.iterdir()} == before
+
+
+def test_minilm_shards_exported_separately_can_be_merged(minilm_trainer, demo_train, tmp_path):
+    """Two `irde train` runs export byte-identical encoders, so their statistics merge."""
+    texts, labels = demo_train
+    lam = minilm_trainer.lam_
+    a = RouterTrainer(encoder="minilm", lam=lam, progress=False).fit(texts[0::2], labels[0::2])
+    b = RouterTrainer(encoder="minilm", lam=lam, progress=False).fit(texts[1::2], labels[1::2])
+    assert a.router_.config.fingerprint == b.router_.config.fingerprint
+    router = Router.load(a.save(tmp_path / "a"))
+    router.merge_stats(b.stats_)
+    np.testing.assert_allclose(router.head[0], minilm_trainer.coef_, atol=1e-6)

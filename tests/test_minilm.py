@@ -111,3 +111,13 @@ def test_fp32_export_matches_transformers(precision, demo_train):
     tr = RouterTrainer(encoder="minilm", precision=precision, progress=False)
     tr.fit(texts[::4], labels[::4])
     assert tr.validation_.metric == "max_abs_diff" and tr.validation_.value <= 1e-4
+
+
+def test_pooled_validation_raises_a_typed_error(minilm_trainer):
+    from irde_onnx.errors import ExportValidationError
+    from irde_onnx.export.validate import validate_pooled
+
+    w, b = minilm_trainer.coef_, minilm_trainer.intercept_
+    assert validate_pooled(minilm_trainer.router_, w, b).scores_max_abs_diff <= 1e-4
+    with pytest.raises(ExportValidationError, match="features @ W"):
+        validate_pooled(minilm_trainer.router_, w, b + 0.01)

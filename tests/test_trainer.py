@@ -140,3 +140,19 @@ def test_unfitted_and_save_errors(static_trainer, tmp_path):
     assert (tmp_path / "busy" / "file").read_text() == "keep me"
     out = static_trainer.save(tmp_path / "busy", overwrite=True)
     assert not (out / "file").exists() and Router.load(out).experts == static_trainer.experts_
+
+
+def test_validation_raises_a_typed_error_when_the_graph_differs(static_trainer):
+    from irde_onnx.errors import ExportValidationError
+    from irde_onnx.export.validate import validate_static
+
+    tr = static_trainer
+    table = minilm_word_embeddings().astype(np.float16)
+    token_mask = np.ones(table.shape[0], np.float32)
+    token_mask[tr.router_.tokenizer.special_ids] = 0.0
+    report = validate_static(tr.router_, table, token_mask, tr.coef_, tr.intercept_)
+    assert report.value <= 1e-5
+    wrong = tr.coef_.copy()
+    wrong[:, [0, 1]] = wrong[:, [1, 0]]  # a reference that disagrees with the graph
+    with pytest.raises(ExportValidationError, match="numpy"):
+        validate_static(tr.router_, table, token_mask, wrong, tr.intercept_)

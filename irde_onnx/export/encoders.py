@@ -70,15 +70,17 @@ def export_minilm(precision: str) -> onnx.ModelProto:
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """Silence the exporters' advice (warnings and root-logger lines) during an export."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
+    loggers = [logging.getLogger(name) for name in ("", "optimum", "transformers")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        root.setLevel(level)
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def minilm_word_embeddings() -> np.ndarray:
