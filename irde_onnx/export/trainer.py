@@ -291,47 +291,59 @@ class RouterTrainer:
         self, router: Router, texts: list[str], kind: str, names: list[str], y: np.ndarray,
         table64: np.ndarray | None,
     ) -> tuple[RouterStats, list[Moments]]:
-        n = len(texts)
+        """Stream the texts chunk by chunk into per-expert (or shared) and per-fold moments.
+
+        Features are never all held in memory; each chunk is encoded once.
+        """
+        n, n_exp = y.shape
         k_folds = min(self.cv_folds, n)
         fold = np.empty(n, dtype=np.int64)
         fold[np.random.default_rng(self.random_state).permutation(n)] = np.arange(n) % k_folds
-        if table64 is None:
-            feats = np.empty((n, router.config.feature_dim))
-            with Progress(n, "encoding", self.progress) as bar:
-                for start in range(0, n, ENCODE_CHUNK):
-                    chunk = texts[start:start + ENCODE_CHUNK]
-                    feats[start:start + len(chunk)] = router.features(chunk, self.batch_size)
-                    bar.update(len(chunk))
-            stats = RouterStats.empty(feats.shape[1], diagonal=False)
+        dense = table64 is None
+        dim = router.config.feature_dim if dense else router.tokenizer.vocab_size
 
-            def moments(rows: np.ndarray, targets: np.ndarray) -> Moments:
-                return Moments.from_rows(feats[rows], targets)
-        else:
-            ids = router.tokenizer.content_ids(texts)
-            vocab = table64.shape[0]
-            stats = RouterStats.empty(vocab, diagonal=True)
+        def zeros(m: int) -> Moments:
+            return Moments.zeros(dim, m, diagonal=not dense)
 
-            def moments(rows: np.ndarray, targets: np.ndarray) -> Moments:
-                return token_moments([ids[i] for i in rows], targets, vocab)
+        per_expert = [zeros(1) for _ in range(n_exp)] if kind == "domain" else []
+        pool = zeros(n_exp) if kind == "score" else None
+        folds = [zeros(n_exp) for _ in range(k_folds)] if self.lam == "auto" else []
+        with Progress(n, "encoding", self.progress) as bar:
+            for start in range(0, n, ENCODE_CHUNK):
+                idx = np.arange(start, min(n, start + ENCODE_CHUNK))
+                chunk = texts[start:start + len(idx)]
+                if dense:
+                    x = router.features(chunk, self.batch_size)
 
-        everything = np.arange(n)
-        if kind == "domain":
-            for k in range(y.shape[1]):
-                rows = np.flatnonzero(y[:, k] > 0)
-                stats.append_domain(names[k], moments(rows, np.ones((len(rows), 1))))
-        else:
-            stats.shared = moments(everything, np.zeros((n, 0)))
-            targets = moments(everything, y)
-            for k in range(y.shape[1]):
-                empty = Moments.zeros(stats.dim, 0, diagonal=stats.diagonal)
-                stats.append(names[k], "pooled", empty, targets.sum_xy[:, k], targets.sum_y[k],
-                             targets.sum_yy[k])
-        folds = []
-        if self.lam == "auto":
-            for f in range(k_folds):
-                rows = np.flatnonzero(fold == f)
-                mom = moments(rows, y[rows])
-                folds.append(mom.project(table64) if table64 is not None else mom)
+                    def moments(rows: np.ndarray, targets: np.ndarray,
+                                x: np.ndarray = x, start: int = start) -> Moments:
+                        return Moments.from_rows(x[rows - start], targets)
+                else:
+                    ids = router.tokenizer.content_ids(chunk)
+
+                    def moments(rows: np.ndarray, targets: np.ndarray,
+                                ids: list[np.ndarray] = ids, start: int = start) -> Moments:
+                        return token_moments([ids[i - start] for i in rows], targets, dim)
+                if pool is not None:
+                    pool = pool + moments(idx, y[idx])
+                for k in range(len(per_expert)):
+                    rows = idx[y[idx, k] > 0]
+                    per_expert[k] = per_expert[k] + moments(rows, np.ones((len(rows), 1)))
+                for f in range(len(folds)):
+                    rows = idx[fold[idx] == f]
+                    folds[f] = folds[f] + moments(rows, y[rows])
+                bar.update(len(idx))
+        stats = RouterStats.empty(dim, diagonal=not dense)
+        for k, rows in enumerate(per_expert):
+            stats.append_domain(names[k], rows)
+        if pool is not None:
+            stats.shared = Moments(pool.n, pool.sum_x, pool.gram, np.zeros((dim, 0)),
+                                   np.zeros(0), np.zeros(0))
+            for k in range(n_exp):
+                stats.append(names[k], "pooled", zeros(0), pool.sum_xy[:, k], pool.sum_y[k],
+                             pool.sum_yy[k])
+        if not dense:
+            folds = [f.project(table64) for f in folds]
         return stats, folds
 
     # -- after fit ------------------------------------------------------------------------------
