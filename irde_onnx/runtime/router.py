@@ -187,6 +187,9 @@ class Router:
         if batch_size is None:
             batch_size = INT8_BATCH_SIZE if state.config.precision == "int8" else \
                 DEFAULT_BATCH_SIZE
+        if len(texts) <= batch_size:  # one call, input order kept: no scatter needed
+            (_, ids, mask), = self._tokenizer.batches(texts, batch_size)
+            return state.session.run(outputs, {"input_ids": ids, "attention_mask": mask})
         results: list[np.ndarray | None] = [None] * len(outputs)
         for idx, ids, mask in self._tokenizer.batches(texts, batch_size):
             got = state.session.run(outputs, {"input_ids": ids, "attention_mask": mask})

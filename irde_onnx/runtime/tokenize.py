@@ -43,6 +43,8 @@ class TextTokenizer:
         self.vocab_size = tok.get_vocab_size()
         pad = tok.token_to_id("[PAD]")
         self.pad_id = 0 if pad is None else pad
+        # encode_batch_fast (tokenizers >= 0.21) skips the character offsets we never use
+        self._encode_batch = getattr(tok, "encode_batch_fast", tok.encode_batch)
         self.special_ids = np.array(
             sorted(i for i, t in tok.get_added_tokens_decoder().items() if t.special),
             dtype=np.int64,
@@ -50,7 +52,7 @@ class TextTokenizer:
 
     def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Token ids of each text, special tokens included, truncated."""
-        return [np.asarray(e.ids, dtype=np.int64) for e in self.tokenizer.encode_batch(list(texts))]
+        return [np.asarray(e.ids, dtype=np.int64) for e in self._encode_batch(list(texts))]
 
     def content_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Token ids of each text without special tokens (what the static router counts)."""
@@ -63,13 +65,17 @@ class TextTokenizer:
         if batch_size < 1:
             raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
         encoded = self.encode(texts)
-        order = np.argsort([len(e) for e in encoded], kind="stable")
+        lengths = [len(e) for e in encoded]
+        if len(encoded) <= batch_size:
+            order = np.arange(len(encoded))  # one call: no need to sort
+        else:
+            order = np.argsort(lengths, kind="stable")
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            width = max(1, max(len(encoded[i]) for i in idx))
+            width = max(1, max(lengths[i] for i in idx))
             ids = np.full((len(idx), width), self.pad_id, dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)
             for row, i in enumerate(idx):
-                ids[row, : len(encoded[i])] = encoded[i]
-                mask[row, : len(encoded[i])] = 1
+                ids[row, : lengths[i]] = encoded[i]
+                mask[row, : lengths[i]] = 1
             yield idx, ids, mask
