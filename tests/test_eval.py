@@ -1,14 +1,12 @@
 """irde eval: metrics against numpy/scikit-learn references, the CLI end to end, user errors."""
 
-import argparse
 import json
-import sys
 
 import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
-from irde_onnx import cli, cli_eval
+from irde_onnx import cli
 from irde_onnx.errors import IrdeError
 from irde_onnx.evaluate import check_experts, label_metrics, score_metrics
 
@@ -16,17 +14,7 @@ from .conftest import DEMO, read_rows, shared_data_or_fail
 
 
 def _main(argv):
-    """``irde`` with the eval command: the real CLI once eval is wired into it."""
-    if "eval" in getattr(cli, "COMMANDS", {}):
-        return cli.main(argv)
-    parser = argparse.ArgumentParser(prog="irde")
-    cli_eval.add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return cli_eval.run(args)
-    except (IrdeError, FileNotFoundError) as exc:  # what cli.main does with user errors
-        print(f"irde eval: error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 2
+    return cli.main(argv)
 
 
 def _run(capsys, *argv):
