@@ -323,7 +323,7 @@ def tables(results: list[dict[str, Any]], routers: dict[str, Any],
                          f"{r['rss_after_load_mb']:.0f}", f"{r['rss_end_mb']:.0f}", size,
                          ", ".join(r["heavy_modules_imported"]) or "none"])
     out += ["Load and memory (each engine in a fresh process):", "",
-            markdown_table(["engine", "threads", "import (ms)", "load (ms)",
+            markdown_table(["engine", "threads", "import after numpy (ms)", "load (ms)",
                             "RSS at start (MiB)", "peak RSS after load + 1 prompt (MiB)",
                             "peak RSS at the end (MiB)", "size on disk (MiB)",
                             "torch / transformers / sklearn imported"], mem_rows), ""]
