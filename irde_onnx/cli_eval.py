@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from irde_onnx.cli import _positive_int
 from irde_onnx.errors import InvalidInputError
 
 EVAL_EXAMPLES = """\
@@ -27,16 +28,6 @@ examples:
   irde eval my-router --data held_out.jsonl --threads 2 --quiet > metrics.json
 """
 SCORE_CHUNK = 256
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
-    return value
 
 
 def add_parser(subparsers: Any) -> None:  # argparse's _SubParsersAction is private

@@ -39,6 +39,20 @@ DEFAULT_STRATEGY = {"minilm": "mean", "static": "vote"}
 ENCODE_CHUNK = 256
 
 
+def _write_tokenizer(source: Path, target: Path, max_length: int) -> None:
+    """Ship the tokenizer with the router's truncation and no fixed padding.
+
+    MiniLM's file truncates and pads to 128; a host that uses the shipped file as it is must
+    see the router's own max_length.
+    """
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(source))
+    tok.enable_truncation(max_length)
+    tok.no_padding()
+    tok.save(str(target))
+
+
 class RouterTrainer:
     """Fit an IR3DE ridge router and export it as one ONNX graph.
 
@@ -218,7 +232,8 @@ class RouterTrainer:
         n_exp = len(names)
         zeros_w = np.zeros((encoders.MINILM_DIM, n_exp))
         zeros_b = np.zeros(n_exp)
-        shutil.copyfile(encoders.minilm_tokenizer_file(), work / TOKENIZER_FILE)
+        _write_tokenizer(encoders.minilm_tokenizer_file(), work / TOKENIZER_FILE,
+                         self.max_length)
         table64: np.ndarray | None = None
         if encoder == "minilm":
             model = graph.pooled_router(encoders.export_minilm(precision), zeros_w, zeros_b)
