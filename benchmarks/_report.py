@@ -57,8 +57,12 @@ def command_line() -> str:
     return " ".join(["python", str(script), *sys.argv[1:]])
 
 
-def write_section(name: str, markdown: str, path: Path = BENCHMARKS_MD) -> None:
-    """Replace (or append) the section between ``<!-- begin NAME -->`` and ``<!-- end NAME -->``."""
+def write_section(name: str, markdown: str, path: Path | None = None) -> None:
+    """Replace (or append) the section between ``<!-- begin NAME -->`` and ``<!-- end NAME -->``.
+
+    ``path`` defaults to BENCHMARKS.md at the repository root.
+    """
+    path = BENCHMARKS_MD if path is None else path
     begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
     block = f"{begin}\n{markdown.rstrip()}\n{end}"
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"

@@ -1289,10 +1289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text)
     if not args.no_write:
         (args.results / "quality.md").write_text(text, encoding="utf-8")
-        if args.markdown is not None:
-            write_section("quality", text, args.markdown)
-        else:
-            write_section("quality", text)
+        write_section("quality", text, args.markdown)
     return 0
 
 

@@ -475,10 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             {"results": results, "routers": {k: {**v, "dir": None} for k, v in routers.items()},
              "venvs": venvs}, indent=1) + "\n", encoding="utf-8")
         (args.results / "speed.md").write_text(text, encoding="utf-8")
-        if args.markdown is not None:
-            write_section("speed", text, args.markdown)
-        else:
-            write_section("speed", text)
+        write_section("speed", text, args.markdown)
     return 0
 
 
