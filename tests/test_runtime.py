@@ -115,3 +115,13 @@ def test_concurrent_routes_equal_sequential(static_router_dir, demo_train):
     assert errors == []
     for i in range(8):
         np.testing.assert_allclose(results[i], expected[i::8], atol=1e-6)
+
+
+def test_prepare_text_reads_utf16_and_cuts_by_code_points():
+    from irde_onnx.runtime.tokenize import MAX_CHARS_PER_TOKEN, prepare_text
+
+    assert prepare_text("a\ud800b", 8) == "a\ufffdb"  # lone high surrogate
+    assert prepare_text("\udc00\ud800", 8) == "\ufffd\ufffd"  # reversed pair: both lone
+    assert prepare_text("\ud83d\ude00", 8) == "\U0001F600"  # a pair is its code point
+    assert prepare_text("\U0001F600" * 1000, 4) == "\U0001F600" * (4 * MAX_CHARS_PER_TOKEN)
+    assert prepare_text("plain text", 8) == "plain text"

@@ -3,12 +3,34 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 from tokenizers import Tokenizer
 
 from irde_onnx.errors import InvalidInputError, RouterFormatError
+
+
+# A prompt is cut to ``max_length * MAX_CHARS_PER_TOKEN`` code points before tokenizing, so
+# tokenizing costs the same time and memory for a 1 MB prompt as for an 8 KB one. A token
+# spans far fewer characters than this in any text a router is shown, so prompts that fit
+# are tokenized exactly as before; every host (Python, Node, browser) applies the same cut.
+MAX_CHARS_PER_TOKEN = 32
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def prepare_text(text: str, max_length: int) -> str:
+    """The text every host tokenizes: well-formed, and cut to a bound derived from max_length.
+
+    Texts are read as UTF-16, as JavaScript holds them: a surrogate pair stands for its code
+    point and every unpaired surrogate becomes U+FFFD (``String.prototype.toWellFormed``).
+    Then only the first ``max_length * MAX_CHARS_PER_TOKEN`` code points are kept.
+    """
+    if _SURROGATE.search(text):
+        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    limit = max_length * MAX_CHARS_PER_TOKEN
+    return text[:limit] if len(text) > limit else text
 
 
 def check_texts(texts: Sequence[str]) -> list[str]:
@@ -51,8 +73,9 @@ class TextTokenizer:
         )
 
     def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Token ids of each text, special tokens included, truncated."""
-        return [np.asarray(e.ids, dtype=np.int64) for e in self._encode_batch(list(texts))]
+        """Token ids of each text, special tokens included, truncated (see :func:`prepare_text`)."""
+        prepared = [prepare_text(t, self.max_length) for t in texts]
+        return [np.asarray(e.ids, dtype=np.int64) for e in self._encode_batch(prepared)]
 
     def content_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Token ids of each text without special tokens (what the static router counts)."""
