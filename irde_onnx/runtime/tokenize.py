@@ -11,7 +11,6 @@ from tokenizers import Tokenizer
 
 from irde_onnx.errors import InvalidInputError, RouterFormatError
 
-
 # A prompt is cut to ``max_length * MAX_CHARS_PER_TOKEN`` code points before tokenizing, so
 # tokenizing costs the same time and memory for a 1 MB prompt as for an 8 KB one. A token
 # spans far fewer characters than this in any text a router is shown, so prompts that fit
