@@ -20,6 +20,11 @@ from irde_onnx.runtime import Router
 LAM = 1.0
 
 
+def _hashes(folder):
+    """sha256 of every file of a router folder but the (empty) lock file."""
+    return {p.name: _sha(p) for p in folder.iterdir() if p.name != ".irde.lock"}
+
+
 def _sha(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -156,19 +161,25 @@ def test_routes_during_swaps_all_succeed_and_match_a_head(four, demo_train):
 
 def test_save_in_place_keeps_the_encoder_bytes(four, demo_train, demo_samples):
     data_hash, graph_hash = _sha(four / DATA_FILE), _sha(four / GRAPH_FILE)
+    data_inode = (four / DATA_FILE).stat().st_ino
     router = Router.load(four)
     router.add_expert("medicine", _by_expert(*demo_train, "medicine"))
     in_memory = router.scores(demo_samples[0])
     assert router.save() == four
+    manifest = json.loads((four / "router.json").read_text())
+    assert manifest["format_version"] == 2
+    graph = four / manifest["files"]["graph"]["name"]
+    assert graph.name != GRAPH_FILE and not (four / GRAPH_FILE).exists()  # a new generation
+    assert manifest["files"]["graph"]["sha256"] == _sha(graph) != graph_hash
     assert _sha(four / DATA_FILE) == data_hash
-    assert _sha(four / GRAPH_FILE) != graph_hash
-    assert (four / GRAPH_FILE).stat().st_size < 100_000
-    assert not [p for p in os.listdir(four) if p.startswith(".")]
+    assert (four / DATA_FILE).stat().st_ino == data_inode  # never rewritten
+    assert graph.stat().st_size < 100_000
+    assert [p for p in os.listdir(four) if p.startswith(".")] == [".irde.lock"]
     again = Router.load(four)
     assert again.experts == router.experts
     np.testing.assert_allclose(again.scores(demo_samples[0]), in_memory, atol=1e-5)
     # a plain onnxruntime host sees the new expert in the scores and the metadata
-    sess = ort.InferenceSession(str(four / GRAPH_FILE))
+    sess = ort.InferenceSession(str(graph))
     ids = np.array([[101, 2054, 2003, 1996, 2540, 102]], np.int64)
     out = sess.run(["scores"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0]
     assert out.shape == (1, 5)
@@ -188,8 +199,8 @@ def test_save_elsewhere_copies_the_encoder(four, tmp_path):
 
 
 def test_a_failed_save_changes_nothing(four, monkeypatch):
-    hashes = {p.name: _sha(p) for p in four.iterdir()}
     router = Router.load(four)
+    hashes = {p.name: _sha(p) for p in four.iterdir()}
     router.remove_expert("law")
     calls = []
 
@@ -337,11 +348,11 @@ def test_cli_expert_errors(four, tmp_path, capsys, argv, message):
     mixed.write_text('{"text": "a", "score": 1}\n{"text": "b"}\n')
     names = {"r": str(four), "rows": str(rows), "mixed": str(mixed),
              "missing": str(tmp_path / "missing")}
-    before = {p.name: _sha(p) for p in four.iterdir()}
+    before = _hashes(four)
     code = main([a.format(**names) for a in argv])
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1, err
-    assert {p.name: _sha(p) for p in four.iterdir()} == before
+    assert _hashes(four) == before
 
 
 def test_minilm_shards_exported_separately_can_be_merged(minilm_trainer, demo_train, tmp_path):

@@ -139,8 +139,17 @@ def test_unfitted_and_save_errors(static_trainer, tmp_path):
     with pytest.raises(InvalidInputError, match="not empty"):
         static_trainer.save(tmp_path / "busy")
     assert (tmp_path / "busy" / "file").read_text() == "keep me"
-    out = static_trainer.save(tmp_path / "busy", overwrite=True)
-    assert not (out / "file").exists() and Router.load(out).experts == static_trainer.experts_
+    # --force replaces a router folder, never a folder of unrelated files
+    with pytest.raises(InvalidInputError, match=r"not a router \(file\)"):
+        static_trainer.save(tmp_path / "busy", overwrite=True)
+    assert (tmp_path / "busy" / "file").read_text() == "keep me"
+    first = static_trainer.save(tmp_path / "r")
+    (first / "extra.txt").write_text("old router folder")
+    (tmp_path / ".r.old").mkdir()  # a sibling the old code deleted
+    out = static_trainer.save(first, overwrite=True)
+    assert not (out / "extra.txt").exists() and Router.load(out).experts == static_trainer.experts_
+    assert (tmp_path / ".r.old").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".r.old", "busy", "r"]
 
 
 def test_validation_raises_a_typed_error_when_the_graph_differs(static_trainer):

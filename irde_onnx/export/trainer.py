@@ -22,17 +22,20 @@ from irde_onnx.config import (
     STRATEGIES,
     TOKENIZER_FILE,
     RouterConfig,
+    expert_name_problem,
     fingerprint,
+    sha256_file,
 )
 from irde_onnx.errors import InvalidInputError
 from irde_onnx.export import encoders, graph
 from irde_onnx.export.validate import ValidationReport, validate_pooled, validate_static
+from irde_onnx.folder import acquire, check_output_folder, folder_lock
 from irde_onnx.graph_file import save_router_graph, write_head
 from irde_onnx.metadata import graph_metadata, set_metadata
 from irde_onnx.ridge import Moments, choose_lam
 from irde_onnx.runtime.router import Router
 from irde_onnx.runtime.tokenize import check_texts
-from irde_onnx.stats import RouterStats, token_moments
+from irde_onnx.stats import MAX_TARGET, RouterStats, bad_target_row, token_moments
 
 DEFAULT_PRECISION = {"minilm": "int8", "static": "fp16"}
 DEFAULT_STRATEGY = {"minilm": "mean", "static": "vote"}
@@ -189,13 +192,20 @@ class RouterTrainer:
             if y.shape != (n, len(names)):
                 raise InvalidInputError(
                     f"scores must have shape ({n}, {len(names)}), got {y.shape}")
-            if not np.isfinite(y).all():
-                raise InvalidInputError("scores must be finite (no NaN or infinity)")
+            row = bad_target_row(y)
+            if row is not None:
+                raise InvalidInputError(
+                    f"scores row {row} holds {y[row].tolist()}: every score must be a finite "
+                    f"number of magnitude at most {MAX_TARGET:g}")
             kind = "score"
         if len(names) < 2:
             raise InvalidInputError(f"a router needs at least 2 experts, got {names}")
         if len(set(names)) != len(names):
             raise InvalidInputError(f"duplicate expert names in {names}")
+        for name in names:
+            problem = expert_name_problem(name)
+            if problem:
+                raise InvalidInputError(f"the expert name {name!r} {problem}")
         return kind, names, y
 
     # -- fit ------------------------------------------------------------------------------------
@@ -259,7 +269,14 @@ class RouterTrainer:
         config = RouterConfig(**{**config.__dict__, "fingerprint": fingerprint(
             work, encoder, precision, self.max_length)})
         (work / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
-        RouterStats.empty(encoders.MINILM_DIM, diagonal=False).save(work / STATS_FILE)
+        # placeholder statistics (no rows) that match the config, until the real ones exist
+        static = encoder == "static"
+        dim = table.shape[0] if static else encoders.MINILM_DIM
+        placeholder = RouterStats.empty(dim, diagonal=static)
+        for name in names:
+            placeholder.append(name, "pooled", Moments.zeros(dim, 0, diagonal=static),
+                               np.zeros(dim), 0.0, 0.0)
+        placeholder.save(work / STATS_FILE)
         router = Router.load(work, threads=self.threads)
 
         # 2. statistics: per expert (domains) or shared (scores), and per fold for lam
@@ -291,7 +308,8 @@ class RouterTrainer:
             "lam_search": {f"{k:.6g}": v for k, v in cv.items()},
             "validation": report.as_dict() if report else None,
         }
-        config = RouterConfig(**{**config.__dict__, "extra": extra})
+        config = RouterConfig(**{**config.__dict__, "extra": extra}).with_files(
+            GRAPH_FILE, sha256_file(work / GRAPH_FILE), STATS_FILE, sha256_file(work / STATS_FILE))
         (work / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
         self.router_ = Router.load(work, threads=self.threads)
         self.experts_ = names
@@ -377,16 +395,12 @@ class RouterTrainer:
 
         Args:
             path: target directory; must not exist or be empty unless ``overwrite``.
-            overwrite: replace an existing router directory.
+            overwrite: replace an existing router directory (one with ``router.json``); a
+                folder of other files, or the working directory, is never replaced.
 
         """
         self._check_fitted()
-        target = Path(path)
-        if target.exists() and not target.is_dir():
-            raise InvalidInputError(f"{target} exists and is not a directory")
-        if target.is_dir() and any(target.iterdir()) and not overwrite:
-            raise InvalidInputError(
-                f"{target} is not empty; choose another --out or pass overwrite=True (--force)")
+        target = check_output_folder(path, overwrite)
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         umask = os.umask(0)
@@ -395,13 +409,20 @@ class RouterTrainer:
         try:
             for name in REQUIRED_FILES:
                 shutil.copyfile(Path(self._tmp.name) / name, staging / name)
-            if target.exists():
-                old = target.with_name(f".{target.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                target.rename(old)
-                staging.rename(target)
+            if target.exists() and any(target.iterdir()):
+                # replace a router folder (check_output_folder allowed it), holding its lock
+                old = staging.with_name(staging.name + ".old")
+                lock = folder_lock(target)
+                acquire(lock, target)
+                try:
+                    target.rename(old)
+                    staging.rename(target)
+                finally:
+                    lock.release()
                 shutil.rmtree(old, ignore_errors=True)
             else:
+                if target.exists():
+                    target.rmdir()  # empty
                 staging.rename(target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
