@@ -302,6 +302,7 @@ def _expert_rows(path: str) -> tuple[list[str], list[float] | None]:
 
 
 def _cmd_experts(args: argparse.Namespace) -> int:
+    from irde_onnx.folder import check_output_folder
     from irde_onnx.runtime import Router
 
     router = Router.load(args.router)
@@ -312,6 +313,8 @@ def _cmd_experts(args: argparse.Namespace) -> int:
         return 0
     if args.action == "add":
         texts, scores = _expert_rows(args.data)
+    if args.out:
+        check_output_folder(args.out, force=False)  # before the change, not after
     # the folder's lock is held from reading the router to committing the change
     with router.lock():
         if args.action == "add":
@@ -324,8 +327,11 @@ def _cmd_experts(args: argparse.Namespace) -> int:
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
+    from irde_onnx.folder import check_output_folder
     from irde_onnx.runtime import Router
 
+    if args.out:
+        check_output_folder(args.out, force=False)
     router = Router.load(args.router)
     with router.lock():
         for other in args.others:

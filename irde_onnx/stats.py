@@ -262,9 +262,10 @@ class RouterStats:
         else:
             where, handle = source or str(path), Path(path)
         try:
-            with np.load(handle, allow_pickle=False) as data:
-                if not hasattr(data, "files"):
-                    raise RouterFormatError(f"{where} is one array, not a statistics archive")
+            data = np.load(handle, allow_pickle=False)
+            if not hasattr(data, "files"):
+                raise RouterFormatError(f"{where} is one array, not a statistics archive")
+            with data:
                 missing = [k for k in (*_KEYS, "experts", "modes", "fingerprint")
                            if k not in data.files]
                 if missing:
