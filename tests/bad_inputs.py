@@ -24,7 +24,6 @@ from irde_onnx.cli import main
 from irde_onnx.errors import InvalidInputError, RouterFormatError
 from irde_onnx.folder import LOCK_FILE
 from irde_onnx.runtime import Router
-from irde_onnx.stats import RouterStats
 
 NEVER_REWRITTEN = ("tokenizer.json", "router.onnx.data")
 
@@ -206,7 +205,8 @@ CASES: list[Case] = [
     Case("texts one string", InvalidInputError, lambda c: c.router.route("hello")),
     Case("texts with a number", InvalidInputError, lambda c: c.router.route(["a", 3])),
     Case("--input invalid UTF-8", None,
-         argv=lambda c: ["route", str(c.root), "--input", c.file("bad.jsonl", b'{"text": "\xff"}\n')]),
+         argv=lambda c: ["route", str(c.root), "--input",
+                         c.file("bad.jsonl", b'{"text": "\xff"}\n')]),
     Case("--input JSON nested 100k deep", None,
          argv=lambda c: ["route", str(c.root), "--input",
                          c.file("deep.jsonl", "[" * 100_000 + "]" * 100_000 + "\n")]),
@@ -250,7 +250,8 @@ CASES: list[Case] = [
          lambda c: ["train", "--data", c.file("s.jsonl", SCORES_1E300), "--out",
                     str(c.tmp / "new"), "--encoder", "static"]),
     Case("train label with control char", None,
-         argv=lambda c: ["train", "--data", c.file("l.jsonl", '{"text": "a", "expert": "x\\u0007"}\n'),
+         argv=lambda c: ["train", "--data",
+                         c.file("l.jsonl", '{"text": "a", "expert": "x\\u0007"}\n'),
                          "--out", str(c.tmp / "new"), "--encoder", "static"]),
     Case("train --out .", None,
          argv=lambda c: ["train", "--data", c.file("l.jsonl", '{"text": "a", "expert": "x"}\n'),
