@@ -29,7 +29,11 @@ NEVER_REWRITTEN = ("tokenizer.json", "router.onnx.data")
 
 
 def linked_copy(src: Path, dst: Path) -> Path:
-    """Copy a router folder; files irde never rewrites are hard links (fast, same bytes)."""
+    """Copy a router folder; files irde never rewrites are hard links (fast, same bytes).
+
+    Enough to load and route; onnx refuses hard-linked external data, so a copy that must
+    read the static table (add_expert) needs real copies.
+    """
     dst.mkdir(parents=True)
     for p in src.iterdir():
         if p.name in NEVER_REWRITTEN:

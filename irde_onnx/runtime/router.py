@@ -244,6 +244,7 @@ class Router:
         self._dirty = False  # changed in memory since loaded or saved
         self._lock = threading.RLock()  # serialises changes; routing never takes it
         self._folder_lock = folder_lock(path)
+        self._lock_pid = os.getpid()
 
     @staticmethod
     def _read(
@@ -340,6 +341,8 @@ class Router:
 
         """
         with self._lock:
+            if self._lock_pid != os.getpid():  # a forked child: a lock of its own
+                self._folder_lock, self._lock_pid = folder_lock(self.path), os.getpid()
             lock = self._folder_lock
             acquire(lock, self.path, timeout)
             try:
