@@ -122,6 +122,7 @@ def test_scored_add_solves_only_the_new_column(minilm_router_dir, demo_train, tm
 
 
 def test_routes_during_swaps_all_succeed_and_match_a_head(four, demo_train):
+    """Routing threads overlap the swaps, and every answer is the old or the new head's."""
     router = Router.load(four, threads=1)
     texts = demo_train[0][:12]
     extra = _by_expert(*demo_train, "medicine")
@@ -129,34 +130,46 @@ def test_routes_during_swaps_all_succeed_and_match_a_head(four, demo_train):
     router.add_expert("medicine", extra)
     expected[tuple(router.experts)] = router.scores(texts)
     router.remove_expert("medicine")
-    stop = threading.Event()
-    errors, seen = [], []
+    swapping, stop = threading.Event(), threading.Event()
+    errors, during, straddling, checked = [], [0], [0], [0]
+    swaps = [0]  # changes completed so far
 
     def reader():
         while not stop.is_set():
             try:
-                for route in router.route(texts, batch_size=4):
-                    seen.append(route)
-                    assert route.expert == max(route.scores, key=route.scores.get)
-                    break
-                routes = router.route(texts)
+                before, experts_before = swaps[0], router.experts
+                in_window = swapping.is_set()
+                routes = router.route(texts, batch_size=4)
+                after, experts_after = swaps[0], router.experts
                 key = tuple(routes[0].scores)
+                assert all(tuple(r.scores) == key for r in routes)  # one head per call
+                assert all(r.expert == max(r.scores, key=r.scores.get) for r in routes)
                 got = np.array([[r.scores[e] for e in key] for r in routes])
                 np.testing.assert_allclose(got, expected[key], atol=1e-5)
+                checked[0] += 1
+                if in_window and swapping.is_set():
+                    during[0] += 1
+                if before != after or experts_before != experts_after:
+                    straddling[0] += 1  # a swap happened while this call ran
             except Exception as exc:  # noqa: BLE001 - collected and asserted below
                 errors.append(exc)
 
     threads = [threading.Thread(target=reader) for _ in range(4)]
     for t in threads:
         t.start()
+    swapping.set()
     for _ in range(6):
         router.add_expert("medicine", extra)
+        swaps[0] += 1
         router.remove_expert("medicine")
+        swaps[0] += 1
+    swapping.clear()
     stop.set()
     for t in threads:
         t.join()
     assert errors == []
-    assert len(seen) > 0
+    assert during[0] >= 50, (during, straddling, checked)  # routes ran while swapping
+    assert straddling[0] >= 6, (during, straddling, checked)  # and across swaps
 
 
 def test_save_in_place_keeps_the_encoder_bytes(four, demo_train, demo_samples):
