@@ -156,7 +156,6 @@ def _open_generation(
     stats_bytes = stats_path.read_bytes()
     _verify(stats_path, config.file_hash("stats"), stats_bytes)
     stats = RouterStats.load(stats_bytes, str(stats_path))
-    _check_stats(stats, config, tokenizer, stats_path)
     try:
         session = open_session(graph, threads, providers)
     except InvalidInputError:
@@ -178,6 +177,7 @@ def _open_generation(
             "(an interrupted copy or save?); save the router again from a good copy"
         )
     _probe(session, tokenizer, config, graph)
+    _check_stats(stats, config, tokenizer, stats_path)
     return session, stats
 
 
