@@ -379,7 +379,7 @@ class Router:
             return state.head
         from irde_onnx.graph_file import read_head
 
-        return read_head(self.path / state.config.graph_file)
+        return read_head(self._graph_path(state))
 
     @property
     def default_batch_size(self) -> int:
@@ -473,6 +473,15 @@ class Router:
         """The float64 sufficient statistics (read and checked with the router)."""
         return self._stats
 
+    def _graph_path(self, state: _State) -> Path:
+        """The graph file of this router's generation; gone if another process saved since."""
+        path = self.path / state.config.graph_file
+        if not path.is_file() and self.changed_on_disk():
+            raise RouterChangedError(
+                f"{path} was replaced by a newer save of {self.path} (another process); "
+                "call reload() or load the router again")
+        return path
+
     def _embedding_table(self) -> np.ndarray | None:
         """The static router's embedding table as stored (None for pooled encoders)."""
         if self.config.pooled:
@@ -480,7 +489,7 @@ class Router:
         if self._table is None:
             from irde_onnx.graph_file import read_initializer
 
-            self._table = read_initializer(self.path / self.config.graph_file, STATIC_TABLE)
+            self._table = read_initializer(self._graph_path(self._state), STATIC_TABLE)
         return self._table
 
     def _dense_stats(self) -> RouterStats:
@@ -675,7 +684,7 @@ class Router:
         from irde_onnx.metadata import graph_metadata, set_metadata
 
         state = self._state
-        model = load_graph_proto(self.path / state.config.graph_file)
+        model = load_graph_proto(self._graph_path(state))
         if state.head is not None:
             replace_head(model, *state.head)
         set_metadata(model, graph_metadata(state.config))
