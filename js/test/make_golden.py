@@ -166,6 +166,40 @@ def compute(routers: dict[str, Path], prompts: list[dict]) -> dict:
     return result
 
 
+CLI_IDS = ["a1", 7, None, 2.5, {"k": [1, "x"]}, "b2"]
+
+
+def cli_cases(routers: dict[str, Path], prompts: list[dict]) -> list[dict]:
+    """What `irde route DIR --input FILE --top-k 2` prints, byte for byte, for two routers."""
+    import subprocess
+    import tempfile
+
+    rows = []
+    for i, p in enumerate(prompts):
+        if "source" in p:
+            continue
+        row = {"text": p["text"]}
+        if i % 2 == 0:
+            row = {"id": CLI_IDS[(i // 2) % len(CLI_IDS)], **row}
+        rows.append(row)
+    cases = []
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / "prompts.jsonl"
+        file.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        for name in ("static", "int8"):
+            args = ["--top-k", "2"]
+            out = subprocess.run(
+                [sys.executable, "-m", "irde_onnx", "route", str(routers[name]), "--input",
+                 str(file), *args], check=True, capture_output=True, text=True, encoding="utf-8")
+            cases.append({"router": name, "args": args, "rows": rows, "stdout": out.stdout})
+            text_args = ["Solve 3x + 5 = 20", "What is habeas corpus?"]
+            out = subprocess.run(
+                [sys.executable, "-m", "irde_onnx", "route", str(routers[name]), *text_args],
+                check=True, capture_output=True, text=True, encoding="utf-8")
+            cases.append({"router": name, "args": text_args, "rows": None, "stdout": out.stdout})
+    return cases
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--routers", type=Path, default=ROOT / "js" / "test" / "routers",
@@ -183,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         "prompts": [{k: v for k, v in p.items() if k != "text" or "source" not in p}
                     for p in prompts],
         **got,
+        "cli": cli_cases(routers, prompts),
     }
     if not args.check:
         # ensure_ascii keeps lone surrogates as \\ud800 escapes, which JSON.parse restores
@@ -190,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {GOLDEN}: {len(prompts)} prompts x {len(routers)} routers")
         return 0
     golden = json.loads(GOLDEN.read_text(encoding="utf-8"))
-    if golden["prompts"] != record["prompts"] or golden["ids"] != record["ids"]:
+    if golden["prompts"] != record["prompts"] or golden["ids"] != record["ids"] or \
+            golden["cli"] != record["cli"]:
         print("golden.json is stale: prompts or token ids differ; run make_golden.py",
               file=sys.stderr)
         return 1
