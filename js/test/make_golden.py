@@ -130,8 +130,8 @@ def build_routers(folder: Path) -> dict[str, Path]:
     """Train the three demo routers into ``folder`` (kept when already there)."""
     from irde_onnx.export import RouterTrainer
 
-    rows = [json.loads(line) for line in (DEMO / "train.jsonl").read_text(encoding="utf-8").split("\n")
-            if line.strip()]
+    lines = (DEMO / "train.jsonl").read_text(encoding="utf-8").split("\n")
+    rows = [json.loads(line) for line in lines if line.strip()]
     texts, labels = [r["text"] for r in rows], [r["expert"] for r in rows]
     out = {}
     for name, spec in ROUTERS.items():
@@ -201,6 +201,7 @@ def cli_cases(routers: dict[str, Path], prompts: list[dict]) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Write golden.json, or with --check compare it with the Python runtime (exit 1 if stale)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--routers", type=Path, default=ROOT / "js" / "test" / "routers",
                         help="folder for the three routers (built when missing)")
