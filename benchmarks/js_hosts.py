@@ -161,6 +161,32 @@ def conformance(routers: dict[str, Path], texts: list[str], sample: list[str],
     return rows
 
 
+def code_point_sweep(router_dir: Path, work: Path) -> dict[str, Any]:
+    """Ids of ``"a" + chr(cp) + "b"`` for every code point but surrogates, Python against JS.
+
+    Returns how many code points get other ids, counted by Unicode general category.
+    """
+    import unicodedata
+
+    from irde_onnx.runtime import Router
+
+    points = [cp for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF]
+    texts = [f"a{chr(cp)}b" for cp in points]
+    log(f"every code point: {len(texts)} texts")
+    router = Router.load(router_dir, threads=1)
+    py = [id_digest(e) for e in router.tokenizer.encode(texts)]
+    got = node_job({"mode": "conformance", "router": str(router_dir), "backend": "node",
+                    "threads": 1, "texts": [], "ids": texts}, work)
+    differ = [cp for cp, a, b in zip(points, py, got["id_digests"], strict=True) if a != b]
+    categories: dict[str, int] = {}
+    for cp in differ:
+        cat = unicodedata.category(chr(cp))
+        categories[cat] = categories.get(cat, 0) + 1
+    return {"n": len(points), "differ": len(differ), "categories": categories,
+            "examples": [f"U+{cp:04X}" for cp in differ[:8]],
+            "unicode_python": unicodedata.unidata_version}
+
+
 def dir_size(path: Path) -> int:
     """Bytes of the files under ``path``."""
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
@@ -200,7 +226,7 @@ def _ms(seconds: Sequence[float], q: float) -> str:
     return f"{np.percentile(np.asarray(seconds) * 1e3, q):.2f}"
 
 
-def report(conf: list[dict[str, Any]], speed: dict[str, dict[str, Any]],
+def report(conf: list[dict[str, Any]], sweep: dict[str, Any], speed: dict[str, dict[str, Any]],
            sizes: dict[str, Any], args: argparse.Namespace, n_latency: int) -> str:
     """The BENCHMARKS.md section."""
     id_row = next(r for r in conf if "id_mismatches" in r)
@@ -227,6 +253,16 @@ def report(conf: list[dict[str, Any]], speed: dict[str, dict[str, Any]],
             [[r["router"], "onnxruntime-node" if r["backend"] == "node" else
               "onnxruntime-web (wasm)", f"{r['max_diff']:.2e}", f"{r['flips']} / {r['n']}",
               ", ".join(f"{m:.4f}" for m in r["flip_margins"]) or "-"] for r in conf]),
+        "",
+        f"Every code point (`\"a\" + chr(cp) + \"b\"`, {sweep['n']} texts, surrogates "
+        f"excluded): **{sweep['differ']}** get other ids in JS than in Python ("
+        + ", ".join(f"{k}: {v}" for k, v in sorted(sweep["categories"].items(),
+                                                    key=lambda kv: -kv[1]))
+        + f"; categories from Python's Unicode {sweep['unicode_python']}; e.g. "
+        f"{', '.join(sweep['examples'])}). They are characters of recent Unicode versions or "
+        "rare scripts, which the JS engine's Unicode tables (punctuation, marks that accent "
+        "stripping removes) class otherwise than the Rust tokenizers library's older tables. "
+        "No domain prompt above is affected.",
         "",
         f"int8 on wasm uses other int8 kernels (DynamicQuantizeLinear + MatMulInteger): the JS "
         f"tests allow {INT8_WASM_ATOL} and a flip only where Python's margin is below it; "
@@ -300,6 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="irde-js-bench-") as tmp:
         work = Path(tmp)
         conf = conformance(routers, texts, sample, work)
+        sweep = code_point_sweep(routers["static"], work)
         real = load_texts(args.data)
         prompts = {str(n): exact_length_prompts(real, routers["int8"] / "tokenizer.json", n,
                                                 args.latency_prompts) for n in LENGTHS}
@@ -315,11 +352,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                            else node_job(spec, work))
         log("installed sizes (npm ci --omit=dev, and a fresh runtime venv)")
         sizes = {"npm": npm_install_size(work), "python": venv_size("runtime", work)}
-    md = report(conf, speed, sizes, args, args.latency_prompts)
+    md = report(conf, sweep, speed, sizes, args, args.latency_prompts)
     print(md)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "js_hosts.json").write_text(json.dumps(
-        {"conformance": conf, "sizes": sizes,
+        {"conformance": conf, "code_points": sweep, "sizes": sizes,
          "latency_ms": {k: {n: {"p50": float(np.percentile(np.array(v["latency"][n]) * 1e3, 50)),
                                "p99": float(np.percentile(np.array(v["latency"][n]) * 1e3, 99))}
                            for n in v["latency"]} | {"load": v["load_ms"], "rss_mb": v["rss_mb"]}
