@@ -1,0 +1,123 @@
+// Browser host: Router.fromUrl(baseUrl) or Router.fromBytes(files) on onnxruntime-web (wasm).
+// Nothing is fetched but the router folder the page points at and the wasm files it serves.
+
+import * as ort from "onnxruntime-web";
+
+import {
+  CONFIG_FILE,
+  DATA_FILE,
+  FileNotFoundError,
+  InvalidInputError,
+  Router as CoreRouter,
+  TOKENIZER_FILE,
+  parseConfig,
+  routerFromParts,
+} from "./core.js";
+
+export {
+  FileNotFoundError,
+  FORMAT_VERSIONS,
+  InvalidInputError,
+  IrdeError,
+  MAX_CHARS_PER_TOKEN,
+  RouterFormatError,
+  TextTokenizer,
+  prepareText,
+} from "./core.js";
+export { ort };
+
+function configure({ wasmPaths, threads } = {}) {
+  if (wasmPaths !== undefined) {
+    // onnxruntime-web resolves its .wasm/.mjs files from here; it must be an absolute URL
+    ort.env.wasm.wasmPaths = String(new URL(wasmPaths, globalThis.location?.href));
+  }
+  if (threads !== undefined) {
+    if (!Number.isInteger(threads) || threads < 1) {
+      throw new InvalidInputError(`threads must be an integer >= 1, got ${threads}`);
+    }
+    ort.env.wasm.numThreads = threads;
+  }
+}
+
+async function fetchOk(url, fetchImpl) {
+  let response;
+  try {
+    response = await fetchImpl(url);
+  } catch (err) {
+    throw new FileNotFoundError(`${url} cannot be fetched: ${err.message}`);
+  }
+  if (!response.ok) {
+    throw new FileNotFoundError(`${url} is missing (HTTP ${response.status}): not a complete irde router`);
+  }
+  return response;
+}
+
+function asBytes(data) {
+  if (data instanceof Uint8Array) return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  throw new InvalidInputError("graph must be a Uint8Array or ArrayBuffer");
+}
+
+/** A router in the browser (onnxruntime-web, wasm). */
+export class Router extends CoreRouter {
+  /**
+   * Load the router folder served at baseUrl (router.json, the graph, router.onnx.data,
+   * tokenizer.json).
+   * @param {string|URL} baseUrl the folder's URL; a relative URL resolves against the page
+   * @param {{wasmPaths?: string, threads?: number, fetch?: typeof fetch}} [options]
+   *   wasmPaths: where onnxruntime-web's .wasm files are served (a folder URL ending in /)
+   */
+  static async fromUrl(baseUrl, options = {}) {
+    configure(options);
+    const fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
+    let base = String(new URL(String(baseUrl), globalThis.location?.href));
+    if (!base.endsWith("/")) base += "/";
+    const configUrl = new URL(CONFIG_FILE, base).href;
+    const configText = await (await fetchOk(configUrl, fetchImpl)).text();
+    const parsed = parseConfig(configText, configUrl);
+    const [graph, tokenizerText, data] = await Promise.all([
+      fetchOk(new URL(parsed.graph.name, base).href, fetchImpl).then((r) => r.arrayBuffer()),
+      fetchOk(new URL(TOKENIZER_FILE, base).href, fetchImpl).then((r) => r.text()),
+      fetchOk(new URL(DATA_FILE, base).href, fetchImpl).then((r) => r.arrayBuffer()),
+    ]);
+    return Router.#build(parsed, new Uint8Array(graph), tokenizerText, new Uint8Array(data),
+      base.replace(/\/$/, ""));
+  }
+
+  /**
+   * Build a router from the bytes of its files (e.g. picked by the user or cached).
+   * @param {{routerJson: string, graph: Uint8Array|ArrayBuffer,
+   *   data: Uint8Array|ArrayBuffer, tokenizer: string|object}} files
+   * @param {{wasmPaths?: string, threads?: number, source?: string}} [options]
+   */
+  static async fromBytes(files, options = {}) {
+    configure(options);
+    const source = options.source ?? "router";
+    const parsed = parseConfig(String(files.routerJson), `${source}/${CONFIG_FILE}`);
+    return Router.#build(parsed, asBytes(files.graph), files.tokenizer, asBytes(files.data), source);
+  }
+
+  static async #build(parsed, graphBytes, tokenizer, data, source) {
+    let tokenizerJson = tokenizer;
+    if (typeof tokenizer === "string") {
+      try {
+        tokenizerJson = JSON.parse(tokenizer);
+      } catch (err) {
+        throw new InvalidInputError(`${source}/${TOKENIZER_FILE} is not valid JSON: ${err.message}`);
+      }
+    }
+    return routerFromParts({
+      parsed,
+      graphBytes,
+      tokenizerJson,
+      ort,
+      source,
+      backend: "wasm",
+      RouterClass: Router,
+      openSession: () => ort.InferenceSession.create(graphBytes, {
+        externalData: [{ path: DATA_FILE, data }],
+        logSeverityLevel: 3,
+      }),
+    });
+  }
+}

@@ -1,0 +1,500 @@
+// The host-independent part of the router: router.json checks, the text rule, tokenization
+// and routing. node.js and browser.js add the loading (files or URLs) and the onnxruntime.
+
+import { Tokenizer } from "@huggingface/tokenizers";
+
+/** A prompt is cut to maxLength * MAX_CHARS_PER_TOKEN code points (the Python runtime's rule). */
+export const MAX_CHARS_PER_TOKEN = 32;
+export const FORMAT_VERSIONS = [1, 2];
+export const CONFIG_FILE = "router.json";
+export const GRAPH_FILE = "router.onnx";
+export const DATA_FILE = "router.onnx.data";
+export const TOKENIZER_FILE = "tokenizer.json";
+export const STATS_FILE = "stats.npz";
+export const DEFAULT_BATCH_SIZE = 32;
+// Dynamic int8 quantisation scales activations over a whole call, so int8 routers encode one
+// prompt per call, as the Python runtime does: a prompt's scores never depend on its batch.
+export const INT8_BATCH_SIZE = 1;
+
+const ENCODERS = ["minilm", "static"];
+const PRECISIONS = { minilm: ["int8", "fp32"], static: ["fp16", "fp32"] };
+const STRATEGIES = { minilm: ["mean"], static: ["vote", "mean", "entropy_top_k"] };
+const EXPERT_MODES = ["pooled", "own"];
+const REQUIRED_FIELDS = [
+  "experts", "expert_modes", "encoder", "precision", "strategy", "target", "lam",
+  "max_length", "feature_dim", "fingerprint", "package_version",
+];
+
+/** Base class of the errors that a caller's input or files can cause. */
+export class IrdeError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = this.constructor.name;
+  }
+}
+/** An argument is not valid; the message names the fix. */
+export class InvalidInputError extends IrdeError {}
+/** A router folder is incomplete, corrupt or of an unknown format version. */
+export class RouterFormatError extends IrdeError {}
+/** A file or folder that a router needs does not exist. */
+export class FileNotFoundError extends IrdeError {
+  constructor(message) {
+    super(message);
+    this.code = "ENOENT";
+  }
+}
+
+// --- the text rule ----------------------------------------------------------------------
+
+function toWellFormed(text) {
+  if (typeof text.toWellFormed === "function") return text.toWellFormed();
+  return text.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
+    "\ufffd");
+}
+
+/**
+ * The text every host tokenizes: unpaired surrogates become U+FFFD, then only the first
+ * maxLength * 32 code points (not UTF-16 units) are kept.
+ */
+export function prepareText(text, maxLength) {
+  text = toWellFormed(text);
+  const limit = maxLength * MAX_CHARS_PER_TOKEN;
+  if (text.length <= limit) return text; // UTF-16 length >= code points: nothing to cut
+  let points = 0;
+  for (let i = 0; i < text.length; i++) {
+    if (points === limit) return text.slice(0, i);
+    const unit = text.charCodeAt(i);
+    if (unit >= 0xd800 && unit <= 0xdbff) i++; // a pair (the text is well formed)
+    points++;
+  }
+  return text;
+}
+
+// The CJK ideograph ranges above U+FFFF of the Rust `tokenizers` BertNormalizer
+// (is_chinese_char). The JS port tests one UTF-16 unit at a time, so it never isolates
+// these; isolating them with spaces first gives the same pieces. Note 0x2B920, not 0x2B820:
+// the Rust table has that gap, and the golden file pins it.
+const CJK_ABOVE_BMP = [
+  [0x20000, 0x2a6df], [0x2a700, 0x2b73f], [0x2b740, 0x2b81f], [0x2b920, 0x2ceaf],
+  [0x2f800, 0x2fa1f],
+];
+const CJK_ABOVE_BMP_RE = new RegExp(
+  `[${CJK_ABOVE_BMP.map(([a, b]) => `\\u{${a.toString(16)}}-\\u{${b.toString(16)}}`).join("")}]`,
+  "gu",
+);
+
+/** Surround CJK ideographs above U+FFFF with spaces, as Python's tokenizer does. */
+export function isolateCjkAboveBmp(text) {
+  return text.replace(CJK_ABOVE_BMP_RE, " $& ");
+}
+
+function specialTemplate(post, source) {
+  if (post == null) return { prefix: [], suffix: [] };
+  if (post.type === "BertProcessing" || post.type === "RobertaProcessing") {
+    return { prefix: [post.cls[1]], suffix: [post.sep[1]] };
+  }
+  if (post.type === "TemplateProcessing") {
+    const prefix = [];
+    const suffix = [];
+    let seen = false;
+    for (const piece of post.single) {
+      if (piece.Sequence) {
+        seen = true;
+        continue;
+      }
+      const ids = post.special_tokens?.[piece.SpecialToken?.id]?.ids;
+      if (!ids) throw new RouterFormatError(`${source}: unknown special token in the template`);
+      (seen ? suffix : prefix).push(...ids);
+    }
+    return { prefix, suffix };
+  }
+  throw new RouterFormatError(
+    `${source}: post_processor ${post.type} is not supported by the JS host ` +
+    "(supported: BertProcessing, RobertaProcessing, TemplateProcessing)",
+  );
+}
+
+function lowercases(normalizer) {
+  if (normalizer == null) return false;
+  if (normalizer.type === "Lowercase") return true;
+  if (normalizer.type === "BertNormalizer") return Boolean(normalizer.lowercase);
+  if (normalizer.type === "Sequence") return (normalizer.normalizers ?? []).some(lowercases);
+  return false;
+}
+
+/** A tokenizer.json with truncation to maxLength, special tokens added as Python adds them. */
+export class TextTokenizer {
+  /**
+   * @param {object} json parsed tokenizer.json
+   * @param {number} maxLength tokens kept per prompt, special tokens included
+   */
+  constructor(json, maxLength, source = TOKENIZER_FILE) {
+    if (!Number.isInteger(maxLength) || maxLength < 2) {
+      throw new InvalidInputError(`max_length must be an integer >= 2, got ${maxLength}`);
+    }
+    try {
+      this.tokenizer = new Tokenizer(json, {});
+    } catch (err) {
+      throw new RouterFormatError(`${source} is not a readable tokenizer.json: ${err.message}`);
+    }
+    const { prefix, suffix } = specialTemplate(json.post_processor, source);
+    this.prefix = prefix;
+    this.suffix = suffix;
+    this.maxLength = maxLength;
+    this.budget = Math.max(0, maxLength - prefix.length - suffix.length);
+    this.padId = this.tokenizer.token_to_id("[PAD]") ?? 0;
+    // Rust lowercases one code point at a time (Σ -> σ everywhere); String.toLowerCase
+    // applies Final_Sigma (Σ -> ς at a word's end), its only context rule: lower Σ first
+    this.lowerSigma = lowercases(json.normalizer);
+  }
+
+  /** Token ids of one text, special tokens included, truncated like Python's runtime. */
+  encode(text) {
+    let prepared = isolateCjkAboveBmp(prepareText(text, this.maxLength));
+    if (this.lowerSigma) prepared = prepared.replaceAll("\u03a3", "\u03c3");
+    // the JS port ignores tokenizer.json's truncation: encode the content, cut it, then add
+    // the special tokens, which is what Python's truncation does for one sequence
+    let ids = this.tokenizer.encode(prepared, { add_special_tokens: false }).ids;
+    if (ids.length > this.budget) ids = ids.slice(0, this.budget);
+    return [...this.prefix, ...ids, ...this.suffix];
+  }
+}
+
+// --- router.json --------------------------------------------------------------------------
+
+function isPlainFileName(name) {
+  return typeof name === "string" && name.length > 0 && !/[\\/]/.test(name) &&
+    name !== "." && name !== "..";
+}
+
+/**
+ * Parse and check router.json text (format_version 1 or 2).
+ * @returns {{config: object, graph: {name: string, sha256: string|null},
+ *   stats: {name: string, sha256: string|null}}}
+ */
+export function parseConfig(text, source = CONFIG_FILE) {
+  let data;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    throw new RouterFormatError(`${source} is not valid JSON: ${err.message}`);
+  }
+  if (data === null || typeof data !== "object" || Array.isArray(data)) {
+    throw new RouterFormatError(`${source} must hold a JSON object`);
+  }
+  const version = data.format_version;
+  if (!FORMAT_VERSIONS.includes(version)) {
+    throw new RouterFormatError(
+      `${source} has format_version ${JSON.stringify(version ?? null)}; this irde-onnx reads ` +
+      `versions ${FORMAT_VERSIONS.join(" and ")}. Upgrade irde-onnx or train the router again.`,
+    );
+  }
+  const missing = REQUIRED_FIELDS.filter((f) => !(f in data));
+  if (missing.length) throw new RouterFormatError(`${source} lacks the field(s) ${missing.join(", ")}`);
+  const { experts, expert_modes: modes, encoder, precision, strategy } = data;
+  if (!ENCODERS.includes(encoder)) {
+    throw new RouterFormatError(`${source}: unknown encoder ${JSON.stringify(encoder)}; known: ${ENCODERS}`);
+  }
+  if (!PRECISIONS[encoder].includes(precision)) {
+    throw new RouterFormatError(`${source}: unknown precision ${JSON.stringify(precision)}`);
+  }
+  if (!STRATEGIES[encoder].includes(strategy)) {
+    throw new RouterFormatError(`${source}: unknown strategy ${JSON.stringify(strategy)}`);
+  }
+  if (!Array.isArray(experts) || !Array.isArray(modes) || !experts.length ||
+      experts.length !== modes.length || !experts.every((e) => typeof e === "string")) {
+    throw new RouterFormatError(`${source}: experts and expert_modes must be non-empty and match`);
+  }
+  if (new Set(experts).size !== experts.length) {
+    throw new RouterFormatError(`${source}: duplicate expert names`);
+  }
+  if (!modes.every((m) => EXPERT_MODES.includes(m))) {
+    throw new RouterFormatError(`${source}: expert_modes must be in ${EXPERT_MODES}`);
+  }
+  if (!Number.isInteger(data.max_length) || data.max_length < 2) {
+    throw new RouterFormatError(`${source}: max_length must be an integer >= 2`);
+  }
+  const files = { graph: { name: GRAPH_FILE, sha256: null }, stats: { name: STATS_FILE, sha256: null } };
+  if (version >= 2) {
+    for (const key of ["graph", "stats"]) {
+      const entry = data.files?.[key];
+      if (!entry || !isPlainFileName(entry.name)) {
+        throw new RouterFormatError(
+          `${source}: format_version 2 needs files.${key}.name, a file name in the router folder`,
+        );
+      }
+      if (entry.sha256 != null && !/^[0-9a-f]{64}$/i.test(entry.sha256)) {
+        throw new RouterFormatError(`${source}: files.${key}.sha256 is not a SHA-256 hex digest`);
+      }
+      files[key] = { name: entry.name, sha256: entry.sha256 ? entry.sha256.toLowerCase() : null };
+    }
+  }
+  return { config: Object.freeze({ ...data, experts: [...experts] }), ...files };
+}
+
+/** SHA-256 of bytes as lower-case hex (WebCrypto: Node >= 19 and secure browser pages). */
+export async function sha256Hex(bytes) {
+  const digest = await globalThis.crypto.subtle.digest("SHA-256", bytes);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Raise unless the graph's bytes have the SHA-256 that router.json names. */
+export async function checkSha256(bytes, expected, source) {
+  if (!expected) return;
+  const got = await sha256Hex(bytes);
+  if (got !== expected) {
+    throw new RouterFormatError(
+      `${source} does not match the sha256 in ${CONFIG_FILE} (a partial copy or a file ` +
+      "changed after the save?); copy the router folder again from a good copy",
+    );
+  }
+}
+
+// --- the graph's metadata -----------------------------------------------------------------
+
+function readVarint(bytes, pos) {
+  let value = 0;
+  let scale = 1;
+  for (;;) {
+    if (pos >= bytes.length) throw new RangeError("truncated varint");
+    const b = bytes[pos++];
+    value += (b & 0x7f) * scale; // arithmetic, not shifts: lengths may exceed 2^31
+    if (b < 0x80) return [value, pos];
+    scale *= 128;
+  }
+}
+
+function readFields(bytes, start, end, onLengthDelimited) {
+  let pos = start;
+  while (pos < end) {
+    let tag;
+    [tag, pos] = readVarint(bytes, pos);
+    const field = Math.floor(tag / 8);
+    const wire = tag % 8;
+    if (wire === 0) [, pos] = readVarint(bytes, pos);
+    else if (wire === 1) pos += 8;
+    else if (wire === 5) pos += 4;
+    else if (wire === 2) {
+      let length;
+      [length, pos] = readVarint(bytes, pos);
+      if (pos + length > end) throw new RangeError("truncated field");
+      onLengthDelimited(field, pos, pos + length);
+      pos += length;
+    } else throw new RangeError(`unknown wire type ${wire}`);
+  }
+  if (pos !== end) throw new RangeError("truncated message");
+}
+
+/**
+ * The metadata_props of an ONNX ModelProto (field 14), read from the top level of the bytes
+ * without parsing the graph: the JS onnxruntime API does not expose them.
+ * @returns {Map<string, string>}
+ */
+export function readGraphMetadata(bytes, source = GRAPH_FILE) {
+  const decoder = new TextDecoder();
+  const meta = new Map();
+  try {
+    readFields(bytes, 0, bytes.length, (field, start, end) => {
+      if (field !== 14) return;
+      let key = "";
+      let value = "";
+      readFields(bytes, start, end, (f, s, e) => {
+        if (f === 1) key = decoder.decode(bytes.subarray(s, e));
+        else if (f === 2) value = decoder.decode(bytes.subarray(s, e));
+      });
+      meta.set(key, value);
+    });
+  } catch (err) {
+    throw new RouterFormatError(`${source} is not a readable ONNX file: ${err.message}`);
+  }
+  return meta;
+}
+
+/** Raise if the graph names other experts than router.json (Python's check). */
+export function checkGraphAgainstConfig(bytes, config, graphSource) {
+  const listed = readGraphMetadata(bytes, graphSource).get("irde.experts");
+  if (listed === undefined) return;
+  let graphExperts;
+  try {
+    graphExperts = JSON.parse(listed);
+  } catch {
+    throw new RouterFormatError(`${graphSource}: metadata irde.experts is not valid JSON`);
+  }
+  if (JSON.stringify(graphExperts) !== JSON.stringify(config.experts)) {
+    throw new RouterFormatError(
+      `${graphSource} and ${CONFIG_FILE} list different experts (an interrupted copy or ` +
+      "save?); save the router again from a good copy",
+    );
+  }
+}
+
+// --- routing ------------------------------------------------------------------------------
+
+/** Return texts as an array, or raise if it is not an array of strings. */
+export function checkTexts(texts) {
+  if (typeof texts === "string") {
+    throw new InvalidInputError("texts must be a list of strings, not one string: wrap it in [...]");
+  }
+  if (texts == null || typeof texts[Symbol.iterator] !== "function") {
+    throw new InvalidInputError(`texts must be a list of strings, got ${texts === null ? "null" : typeof texts}`);
+  }
+  const out = Array.from(texts);
+  out.forEach((t, i) => {
+    if (typeof t !== "string") {
+      throw new InvalidInputError(`texts[${i}] is ${t === null ? "null" : typeof t}, not a string`);
+    }
+  });
+  return out;
+}
+
+/** Indices that sort `values` ascending; ties keep their order (numpy's stable argsort). */
+function stableArgsort(values) {
+  return values.map((v, i) => i).sort((a, b) => values[a] - values[b]);
+}
+
+/**
+ * A loaded router. Build it with Router.load (Node) or Router.fromUrl / fromBytes (browser).
+ */
+export class Router {
+  /** @internal use the loaders */
+  constructor({ config, tokenizer, session, ort, source, graphName, backend }) {
+    this.config = config;
+    this.tokenizer = tokenizer;
+    this.session = session;
+    this.ort = ort;
+    this.source = source;
+    this.graphName = graphName;
+    this.backend = backend;
+    const outputs = new Set(session.outputNames);
+    const needed = config.encoder === "static" ? ["scores"] : ["scores", "features"];
+    const lacking = needed.filter((n) => !outputs.has(n));
+    if (lacking.length) {
+      throw new RouterFormatError(`${source}/${graphName} lacks the output(s) ${lacking.join(", ")}`);
+    }
+  }
+
+  /** Expert names in column order. */
+  get experts() {
+    return [...this.config.experts];
+  }
+
+  /** Prompts per onnxruntime call when batchSize is not given (1 for int8). */
+  get defaultBatchSize() {
+    return this.config.precision === "int8" ? INT8_BATCH_SIZE : DEFAULT_BATCH_SIZE;
+  }
+
+  /** Token ids of each text, special tokens included (what the graph is fed). */
+  encode(texts) {
+    return checkTexts(texts).map((t) => this.tokenizer.encode(t));
+  }
+
+  async #run(encoded, batchSize) {
+    const n = this.config.experts.length;
+    const out = new Array(encoded.length);
+    const lengths = encoded.map((e) => e.length);
+    const order = encoded.length <= batchSize ? lengths.map((_, i) => i) : stableArgsort(lengths);
+    for (let start = 0; start < order.length; start += batchSize) {
+      const idx = order.slice(start, start + batchSize);
+      const width = Math.max(1, ...idx.map((i) => lengths[i]));
+      const ids = new BigInt64Array(idx.length * width).fill(BigInt(this.tokenizer.padId));
+      const mask = new BigInt64Array(idx.length * width);
+      idx.forEach((i, row) => {
+        encoded[i].forEach((id, col) => {
+          ids[row * width + col] = BigInt(id);
+          mask[row * width + col] = 1n;
+        });
+      });
+      const dims = [idx.length, width];
+      const result = await this.session.run({
+        input_ids: new this.ort.Tensor("int64", ids, dims),
+        attention_mask: new this.ort.Tensor("int64", mask, dims),
+      }, ["scores"]);
+      const scores = result.scores;
+      if (scores.dims.length !== 2 || scores.dims[1] !== n) {
+        throw new RouterFormatError(
+          `${this.source}/${this.graphName} returns scores of shape [${scores.dims}] but ` +
+          `${CONFIG_FILE} lists ${n} experts; save the router again from a good copy`,
+        );
+      }
+      idx.forEach((i, row) => {
+        out[i] = Float32Array.from(scores.data.subarray(row * n, (row + 1) * n));
+      });
+    }
+    return out;
+  }
+
+  #batchSize(batchSize) {
+    if (batchSize === undefined || batchSize === null) return this.defaultBatchSize;
+    if (!Number.isInteger(batchSize) || batchSize < 1) {
+      throw new InvalidInputError(`batchSize must be an integer >= 1, got ${batchSize}`);
+    }
+    return batchSize;
+  }
+
+  /**
+   * Every expert's score for each text: one Float32Array (n_experts) per text.
+   * @param {string[]} texts
+   * @param {{batchSize?: number}} [options]
+   */
+  async scores(texts, { batchSize } = {}) {
+    texts = checkTexts(texts);
+    const size = this.#batchSize(batchSize);
+    if (!texts.length) return [];
+    return this.#run(texts.map((t) => this.tokenizer.encode(t)), size);
+  }
+
+  /**
+   * Route each text to the best expert.
+   * @param {string[]} texts
+   * @param {{topK?: number, batchSize?: number}} [options]
+   * @returns {Promise<{expert: string, scores: Record<string, number>, top: string[]}[]>}
+   */
+  async route(texts, { topK = 1, batchSize } = {}) {
+    texts = checkTexts(texts);
+    const experts = this.config.experts;
+    if (!Number.isInteger(topK) || topK < 1 || topK > experts.length) {
+      throw new InvalidInputError(`topK must be an integer in 1..${experts.length}, got ${topK}`);
+    }
+    const size = this.#batchSize(batchSize);
+    if (!texts.length) return [];
+    const all = await this.#run(texts.map((t) => this.tokenizer.encode(t)), size);
+    return all.map((row) => {
+      // stable sort on -score: ties go to the lower column, as argmax does
+      const order = experts.map((_, j) => j).sort((a, b) => row[b] - row[a]).slice(0, topK);
+      const scores = {};
+      experts.forEach((name, j) => { scores[name] = row[j]; });
+      return { expert: experts[order[0]], scores, top: order.map((j) => experts[j]) };
+    });
+  }
+
+  /** Free the onnxruntime session. */
+  async release() {
+    await this.session.release?.();
+  }
+}
+
+/**
+ * Build a router from the contents of its files (any host).
+ * @param {object} parts
+ * @param {ReturnType<typeof parseConfig>} parts.parsed router.json, parsed and checked
+ * @param {Uint8Array} parts.graphBytes the graph file's bytes (for the sha256 and metadata checks)
+ * @param {object} parts.tokenizerJson parsed tokenizer.json
+ * @param {(graph: {name: string}) => Promise<object>} parts.openSession opens the session
+ * @param {object} parts.ort the onnxruntime module (for Tensor)
+ */
+export async function routerFromParts({ parsed, graphBytes, tokenizerJson, openSession, ort,
+  source, backend, RouterClass = Router }) {
+  const { config, graph } = parsed;
+  const graphSource = `${source}/${graph.name}`;
+  await checkSha256(graphBytes, graph.sha256, graphSource);
+  checkGraphAgainstConfig(graphBytes, config, graphSource);
+  const tokenizer = new TextTokenizer(tokenizerJson, config.max_length, `${source}/${TOKENIZER_FILE}`);
+  let session;
+  try {
+    session = await openSession(graph);
+  } catch (err) {
+    if (err instanceof IrdeError) throw err;
+    throw new RouterFormatError(`${graphSource} cannot be loaded: ${err.message}`);
+  }
+  return new RouterClass({ config, tokenizer, session, ort, source, graphName: graph.name, backend });
+}

@@ -1,0 +1,133 @@
+// The demo page in real headless Chromium, served from 127.0.0.1: it loads the golden routers
+// over HTTP and routes every golden prompt on onnxruntime-web (wasm), compared with Python.
+// Chromium comes from the system (Debian's chromium-headless-shell or chromium; CHROMIUM_PATH
+// overrides); playwright-core drives it and downloads nothing.
+
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
+
+import { chromium } from "playwright-core";
+
+import { startServer } from "../demo/serve.mjs";
+import {
+  INT8_WASM_ATOL, JS_ROOT, ROUTERS, SCORE_ATOL, compareRoutes, golden, goldenTexts, skipUnlessReady,
+} from "./helpers.mjs";
+
+const CANDIDATES = [
+  process.env.CHROMIUM_PATH, "/usr/bin/chromium-headless-shell", "/usr/bin/chromium",
+  "/usr/lib/chromium/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome",
+].filter(Boolean);
+const executablePath = CANDIDATES.find((p) => existsSync(p));
+// as root on a closed network: no sandbox, and none of Chromium's background connections
+const ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+  "--disable-component-update", "--disable-sync"];
+
+function browserSkip() {
+  const ready = skipUnlessReady();
+  if (ready.skip) return ready;
+  if (!executablePath) {
+    const why = "no Chromium found: apt-get install chromium-headless-shell (or set CHROMIUM_PATH)";
+    if (process.env.CI) throw new Error(why);
+    return { skip: why };
+  }
+  return {};
+}
+
+describe("demo page in headless Chromium", { ...browserSkip(), timeout: 300_000 }, () => {
+  let browser;
+  let server;
+  let base;
+  const requests = [];
+
+  before(async () => {
+    await promisify(execFile)(process.execPath, [path.join(JS_ROOT, "demo", "build.mjs")]);
+    ({ server, url: base } = await startServer({ router: ROUTERS }));
+    // playwright gives each launch a fresh temporary profile (--user-data-dir)
+    browser = await chromium.launch({ executablePath, headless: true, args: ARGS });
+  });
+  after(async () => {
+    await browser?.close();
+    await new Promise((resolve) => (server ? server.close(resolve) : resolve()));
+  });
+
+  async function openPage(router) {
+    const page = await browser.newPage({ viewport: { width: 820, height: 560 } });
+    page.on("request", (r) => requests.push(r.url()));
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(`${base}?router=router/${router}/`);
+    await page.waitForSelector("body[data-ready]", { timeout: 120_000 });
+    assert.equal(await page.getAttribute("body", "data-ready"), "yes",
+      `${await page.textContent("#error")} ${errors.join("; ")}`);
+    return page;
+  }
+
+  // strings cross into the page as UTF-16 code units, so lone surrogates arrive intact
+  async function routeInPage(page, texts, topK) {
+    const units = texts.map((t) => Array.from({ length: t.length }, (_, i) => t.charCodeAt(i)));
+    return page.evaluate(async ([all, k]) => {
+      const strings = all.map((u) => {
+        let s = "";
+        for (let i = 0; i < u.length; i += 8192) s += String.fromCharCode(...u.slice(i, i + 8192));
+        return s;
+      });
+      return window.irde.route(strings, { topK: k });
+    }, [units, topK]);
+  }
+
+  it("int8 router: every golden prompt within the wasm int8 tolerance, the UI shows the decision", async () => {
+    const texts = await goldenTexts();
+    const page = await openPage("int8");
+    const experts = golden.routers.int8.experts;
+    const routes = await routeInPage(page, texts, experts.length);
+    const { maxDiff, flips } = compareRoutes("int8", routes, experts);
+    assert.ok(maxDiff <= INT8_WASM_ATOL, `max |score difference| ${maxDiff}`);
+    for (const flip of flips) assert.ok(flip.margin < INT8_WASM_ATOL, JSON.stringify(flip));
+    console.log(`# Chromium int8: max |score difference| ${maxDiff.toExponential(2)}, ${flips.length} flip(s) of ${texts.length}`);
+
+    // through the text box and the button, as a person would
+    for (const i of [3, 8, 9, 20]) {
+      await page.fill("#prompt", texts[i]);
+      await page.click("#route");
+      await page.waitForFunction((want) => document.body.dataset.expert === want &&
+        !document.querySelector("#route").disabled, routes[i].expert);
+      assert.equal(await page.textContent("#expert"), `→ ${routes[i].expert}`);
+      assert.equal(await page.locator(".row").count(), experts.length);
+      assert.equal(await page.getAttribute(".row.best", "data-expert"), routes[i].expert);
+    }
+    if (process.env.IRDE_SCREENSHOT) {
+      await page.fill("#prompt", "Is a verbal agreement to sell a house enforceable, or does it need to be in writing?");
+      await page.click("#route");
+      await page.waitForFunction(() => document.body.dataset.expert === "law");
+      await page.screenshot({ path: process.env.IRDE_SCREENSHOT, fullPage: true });
+    }
+    await page.close();
+  });
+
+  it("static router: scores within 1e-5 of Python, identical decisions", async () => {
+    const texts = await goldenTexts();
+    const page = await openPage("static");
+    const routes = await routeInPage(page, texts, 1);
+    const { maxDiff, flips } = compareRoutes("static", routes, golden.routers.static.experts);
+    assert.ok(maxDiff <= SCORE_ATOL, `max |score difference| ${maxDiff}`);
+    assert.deepEqual(flips, []);
+    await page.close();
+  });
+
+  it("a missing router folder shows an error naming the file", async () => {
+    const page = await browser.newPage();
+    await page.goto(`${base}?router=router/nope/`);
+    await page.waitForSelector("body[data-ready]");
+    assert.match(await page.textContent("#error"), /router\/nope\/router\.json is missing \(HTTP 404\)/);
+    await page.close();
+  });
+
+  it("fetched nothing but this origin", () => {
+    const foreign = requests.filter((u) => !u.startsWith(base) && !u.startsWith("data:") && !u.startsWith("blob:"));
+    assert.deepEqual(foreign, []);
+  });
+});

@@ -1,0 +1,75 @@
+// Shared by the tests: the golden file, its prompts' texts, and the routers it was made with.
+
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const JS_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+export const REPO = path.resolve(JS_ROOT, "..");
+export const ROUTERS = process.env.IRDE_JS_ROUTERS ?? path.join(JS_ROOT, "test", "routers");
+export const SHARED_DATA = process.env.IRDE_SHARED_DATA ??
+  path.resolve(REPO, "..", "shared", "data");
+export const ROUTER_NAMES = ["static", "fp32", "int8"];
+// Static and fp32 graphs compute the same float32 arithmetic in every onnxruntime build.
+export const SCORE_ATOL = 1e-5;
+// The wasm int8 kernels (DynamicQuantizeLinear + MatMulInteger) round differently from the
+// native CPU ones: scores may move by up to this much, and a decision may flip only where
+// Python's margin between the two experts is below it.
+export const INT8_WASM_ATOL = 0.05;
+
+export const golden = JSON.parse(readFileSync(path.join(JS_ROOT, "test", "golden.json"), "utf8"));
+
+/** Why the conformance tests cannot run here, or null (in CI a missing input fails). */
+export function missingInputs() {
+  const lacking = ROUTER_NAMES.map((n) => path.join(ROUTERS, n, "router.json")).filter((f) => !existsSync(f));
+  if (lacking.length) {
+    return `routers missing (${lacking[0]}): run .venv/bin/python js/test/make_golden.py --routers ${ROUTERS}`;
+  }
+  if (golden.prompts.some((p) => p.source) && !existsSync(SHARED_DATA)) {
+    return `${SHARED_DATA} is missing: set IRDE_SHARED_DATA`;
+  }
+  return null;
+}
+
+/** The skip option of node:test, or a throw when CI must not skip. */
+export function skipUnlessReady() {
+  const why = missingInputs();
+  if (why && process.env.CI) throw new Error(why);
+  return why ? { skip: why } : {};
+}
+
+let cachedTexts = null;
+/** The text of every golden prompt (data prompts read from ../shared/data, sha256 checked). */
+export async function goldenTexts() {
+  if (cachedTexts) return cachedTexts;
+  const { createHash } = await import("node:crypto");
+  const files = new Map();
+  cachedTexts = golden.prompts.map((p) => {
+    if (!p.source) return p.text;
+    if (!files.has(p.source)) {
+      const rows = readFileSync(path.join(SHARED_DATA, p.source), "utf8").split("\n").filter((l) => l.trim());
+      files.set(p.source, new Map(rows.map((l) => JSON.parse(l)).map((r) => [r.id, r.text])));
+    }
+    const text = files.get(p.source).get(p.id);
+    const digest = text === undefined ? null : createHash("sha256").update(text, "utf8").digest("hex");
+    if (digest !== p.sha256) throw new Error(`${p.source} id ${p.id} changed since golden.json was written`);
+    return text;
+  });
+  return cachedTexts;
+}
+
+/** Compare routes with the golden scores of one router; returns the figures. */
+export function compareRoutes(name, routes, experts) {
+  const want = golden.scores[name];
+  let maxDiff = 0;
+  const flips = [];
+  routes.forEach((route, i) => {
+    experts.forEach((e, j) => { maxDiff = Math.max(maxDiff, Math.abs(route.scores[e] - want[i][j])); });
+    if (route.expert !== golden.experts[name][i]) {
+      const py = want[i];
+      const margin = py[experts.indexOf(golden.experts[name][i])] - py[experts.indexOf(route.expert)];
+      flips.push({ prompt: golden.prompts[i].name, python: golden.experts[name][i], js: route.expert, margin });
+    }
+  });
+  return { maxDiff, flips };
+}

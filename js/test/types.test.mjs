@@ -1,0 +1,17 @@
+// The TypeScript declarations compile against a program that uses the documented API.
+
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { createRequire } from "node:module";
+import path from "node:path";
+import { it } from "node:test";
+import { promisify } from "node:util";
+
+import { JS_ROOT } from "./helpers.mjs";
+
+it("types/*.d.ts describe the API (tsc --noEmit)", async () => {
+  const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
+  const { stdout } = await promisify(execFile)(process.execPath,
+    [tsc, "-p", path.join(JS_ROOT, "test", "types", "tsconfig.json")]).catch((err) => err);
+  assert.equal(stdout, "");
+});

@@ -1,0 +1,23 @@
+// Node.js entry point (import "irde-onnx" in Node, or "irde-onnx/node").
+import { Router as CoreRouter } from "./core.js";
+
+export {
+  FileNotFoundError, FORMAT_VERSIONS, InvalidInputError, IrdeError, MAX_CHARS_PER_TOKEN,
+  RouterFormatError, TextTokenizer, prepareText,
+} from "./core.js";
+export type { Route, RouteOptions, RouterConfig } from "./core.js";
+
+export interface LoadOptions {
+  /** onnxruntime intra-op threads (default: onnxruntime decides). */
+  threads?: number;
+  /** "node": onnxruntime-node (default); "wasm": onnxruntime-web's wasm backend. */
+  backend?: "node" | "wasm";
+}
+
+export class Router extends CoreRouter {
+  /**
+   * Load a router folder written by `irde train` or RouterTrainer.save
+   * (router.json format_version 1 or 2).
+   */
+  static load(dir: string, options?: LoadOptions): Promise<Router>;
+}
