@@ -139,8 +139,25 @@ def test_unfitted_and_save_errors(static_trainer, tmp_path):
     with pytest.raises(InvalidInputError, match="not empty"):
         static_trainer.save(tmp_path / "busy")
     assert (tmp_path / "busy" / "file").read_text() == "keep me"
-    out = static_trainer.save(tmp_path / "busy", overwrite=True)
-    assert not (out / "file").exists() and Router.load(out).experts == static_trainer.experts_
+    out = static_trainer.save(tmp_path / "busy", overwrite=True)  # as Router.save means it
+    assert (out / "file").read_text() == "keep me"  # files that are not the router's stay
+    assert Router.load(out).experts == static_trainer.experts_
+
+
+def test_the_trained_router_outlives_its_trainer(demo_train, tmp_path):
+    import gc
+
+    texts, labels = demo_train
+    router = RouterTrainer(encoder="static", lam=1.0, progress=False, validate=False).fit(
+        texts[::4], labels[::4]).router_
+    gc.collect()  # the trainer is gone; its router still reads its folder
+    assert router.stats.experts == router.experts
+    out = router.save(tmp_path / "kept")
+    assert Router.load(out).experts == router.experts
+    folder = router.path
+    del router
+    gc.collect()
+    assert not folder.exists()  # and the folder goes with the router
 
 
 def test_validation_raises_a_typed_error_when_the_graph_differs(static_trainer):

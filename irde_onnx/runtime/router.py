@@ -8,7 +8,7 @@ import os
 import shutil
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,9 @@ from irde_onnx.config import (
     write_files_atomically,
 )
 from irde_onnx.errors import InvalidInputError, RouterFormatError
-from irde_onnx.ridge import Moments
 from irde_onnx.runtime.session import open_session
 from irde_onnx.runtime.tokenize import TextTokenizer, check_texts
-from irde_onnx.stats import RouterStats, token_moments
+from irde_onnx.stats import EncodedRows, RouterStats
 
 DEFAULT_BATCH_SIZE = 32
 # Dynamic int8 quantisation computes activation scales over the whole input of a call, so a
@@ -171,6 +170,11 @@ class Router:
         return read_head(self.path / GRAPH_FILE)
 
     @property
+    def graph_path(self) -> Path:
+        """The ONNX graph file this router runs (any onnxruntime host can open it)."""
+        return self.path / GRAPH_FILE
+
+    @property
     def default_batch_size(self) -> int:
         """Prompts per onnxruntime call when ``batch_size`` is not given (1 for int8)."""
         return INT8_BATCH_SIZE if self._state.config.precision == "int8" else DEFAULT_BATCH_SIZE
@@ -267,8 +271,12 @@ class Router:
                 self._stats = stats
             return self._stats
 
-    def _embedding_table(self) -> np.ndarray | None:
-        """The static router's embedding table as stored (None for pooled encoders)."""
+    @property
+    def embedding_table(self) -> np.ndarray | None:
+        """The token-level encoder's embedding table (vocab, d) as stored; None if pooled.
+
+        Token-count statistics are projected through it when the head is solved.
+        """
         if self.config.pooled:
             return None
         if self._table is None:
@@ -280,31 +288,80 @@ class Router:
     def _dense_stats(self) -> RouterStats:
         """Statistics in feature space, cached (projecting token counts is the slow part)."""
         if self._dense is None:
-            self._dense = self.stats.project(self._embedding_table())
+            self._dense = self.stats.project(self.embedding_table)
         return self._dense
 
-    def _row_moments(self, texts: list[str], y: np.ndarray, progress: bool) -> Moments:
-        """Moments of ``texts`` as rows of this router's features, with targets ``y`` (n, 1)."""
-        if self.config.pooled:
-            feats = np.empty((len(texts), self.config.feature_dim))
-            with Progress(len(texts), "encoding", progress) as bar:
-                for start in range(0, len(texts), ENCODE_CHUNK):
-                    chunk = texts[start:start + ENCODE_CHUNK]
-                    feats[start:start + len(chunk)] = self.features(chunk)
-                    bar.update(len(chunk))
-            return Moments.from_rows(feats, y)
-        ids = self._tokenizer.content_ids(texts)
-        return token_moments(ids, y, self._tokenizer.vocab_size)
+    def encode_rows(self, texts: Sequence[str], *, batch_size: int | None = None,
+                    progress: bool = False) -> EncodedRows:
+        """Encode ``texts`` once as rows of this router's statistics.
 
-    def _apply(self, stats: RouterStats, dense: RouterStats) -> None:
+        Pooled encoders: the graph's ``features`` of each prompt; the static encoder: the
+        content token ids of each prompt. ``encode_rows(texts).moments(y)`` gives the
+        statistics a trainer, ``add_expert`` or another shard adds.
+        """
+        texts = check_texts(texts)
+        if not self.config.pooled:
+            return EncodedRows(None, self._tokenizer.content_ids(texts),
+                               self._tokenizer.vocab_size)
+        feats = np.empty((len(texts), self.config.feature_dim), dtype=np.float32)
+        with Progress(len(texts), "encoding", progress) as bar:
+            for start in range(0, len(texts), ENCODE_CHUNK):
+                chunk = texts[start:start + ENCODE_CHUNK]
+                feats[start:start + len(chunk)] = self.features(chunk, batch_size)
+                bar.update(len(chunk))
+        return EncodedRows(feats, None, self.config.feature_dim)
+
+    def _apply(self, stats: RouterStats, dense: RouterStats, lam: float | None = None) -> None:
         """Solve the head, open a session with it beside the current one, then swap."""
-        config = self.config
+        config = self.config if lam is None else replace(self.config, lam=lam)
         w, b = dense.solve(config.lam)
         new_config = config.with_experts(stats.experts, stats.modes)
         session = open_session(self.path / GRAPH_FILE, self._threads, self._providers,
                                head=(w, b))
         self._stats, self._dense = stats, dense
         self._state = _State(new_config, session, (w, b))  # one atomic reference swap
+
+    def set_statistics(self, stats: RouterStats, lam: float | None = None) -> None:
+        """Replace the statistics (and the penalty), solve the head and swap it in.
+
+        The experts become ``stats.experts``, in their order. This is how a trainer hands
+        its statistics to the router it exported; ``save()`` then writes them.
+
+        Args:
+            stats: statistics in this router's feature space (see :meth:`encode_rows`).
+            lam: the ridge penalty from now on (default: keep ``config.lam``).
+
+        Raises:
+            InvalidInputError: no experts, statistics of other features (another
+                dimension or fingerprint), or a bad ``lam``. The router is then unchanged.
+
+        """
+        with self._lock:
+            cfg = self.config
+            if stats.n_experts == 0:
+                raise InvalidInputError("the statistics have no experts; a router needs one")
+            dim = cfg.feature_dim if cfg.pooled else self._tokenizer.vocab_size
+            kind = "features" if cfg.pooled else "token counts"
+            if stats.dim != dim or stats.diagonal == cfg.pooled:
+                raise InvalidInputError(
+                    f"the statistics do not fit this router: it needs {kind} of dimension "
+                    f"{dim}; compute them with this router's encode_rows()")
+            if stats.fingerprint and cfg.fingerprint and stats.fingerprint != cfg.fingerprint:
+                raise InvalidInputError(
+                    f"the statistics were computed with other features (fingerprint "
+                    f"{stats.fingerprint} vs {cfg.fingerprint}); compute them with this router")
+            if lam is not None and not (np.isfinite(float(lam)) and float(lam) >= 0):
+                raise InvalidInputError(f"lam must be a finite number >= 0, got {lam}")
+            stats = stats.copy()
+            self._apply(stats, stats.project(self.embedding_table),
+                        None if lam is None else float(lam))
+
+    def annotate(self, **extra: Any) -> None:
+        """Record JSON-ready metadata in ``router.json``'s ``extra`` (written by ``save()``)."""
+        with self._lock:
+            state = self._state
+            config = replace(state.config, extra={**state.config.extra, **extra})
+            self._state = replace(state, config=config)
 
     def add_expert(
         self,
@@ -351,8 +408,8 @@ class Router:
                 y = np.ones((len(texts), 1))
             else:
                 y = _check_scores(scores, len(texts)).reshape(-1, 1)
-            rows = self._row_moments(texts, y, progress)
-            table = self._embedding_table()
+            rows = self.encode_rows(texts, progress=progress).moments(y)
+            table = self.embedding_table
             stats, dense = self.stats.copy(), self._dense_stats().copy()
             proj = rows.project(table) if table is not None else rows
             mode = "pooled" if scores is None else "own"
@@ -395,7 +452,7 @@ class Router:
                     raise FileNotFoundError(f"statistics not found: {path}")
                 other = RouterStats.load(path)
             stats = self.stats.merge(other)
-            self._apply(stats, stats.project(self._embedding_table()))
+            self._apply(stats, stats.project(self.embedding_table))
 
     def save(self, path: str | os.PathLike | None = None, *, overwrite: bool = False) -> Path:
         """Write the router directory: the new head into ``router.onnx``, statistics, config.
