@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -152,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", default=None,
                    help="keep the router here (default: a temporary directory)")
     _encoder_arguments(p)
+    p.add_argument("--force", action="store_true",
+                   help="replace the router in a non-empty --out directory")
     return parser
 
 
@@ -165,11 +168,10 @@ def _encoder_arguments(p: argparse.ArgumentParser) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from irde_onnx.data import load_training_set
     from irde_onnx.export import RouterTrainer
+    from irde_onnx.folder import check_output_folder
 
+    out = check_output_folder(args.out, args.force)  # before the long work
     data = load_training_set(args.data, args.label_field)
-    out = Path(args.out)
-    if out.is_dir() and any(out.iterdir()) and not args.force:
-        raise FileExistsError(f"{out} is not empty; choose another --out or pass --force")
     trainer = RouterTrainer(encoder=args.encoder, precision=args.precision,
                             strategy=args.strategy, top_k_tokens=args.top_k_tokens,
                             lam=args.lam, max_length=args.max_length, threads=args.threads,
@@ -193,8 +195,7 @@ def _cmd_route(args: argparse.Namespace) -> int:
     texts: list[str] = list(args.texts)
     rows: list[dict] = [{} for _ in texts]
     if args.input:
-        source = "/dev/stdin" if args.input == "-" else args.input
-        more, more_rows = load_prompts(source)
+        more, more_rows = load_prompts(args.input)
         texts += more
         rows += more_rows
     if not texts:
@@ -214,11 +215,15 @@ def _cmd_route(args: argparse.Namespace) -> int:
 
 def router_info(path: str | Path) -> dict:
     """What ``irde info`` prints."""
-    from irde_onnx.config import REQUIRED_FILES, check_router_dir, read_config
+    from irde_onnx.config import FIXED_FILES, check_router_dir, read_config
 
     root = check_router_dir(path)
     cfg = read_config(root)
-    sizes = {name: (root / name).stat().st_size for name in REQUIRED_FILES}
+    names = (*FIXED_FILES, cfg.graph_file, cfg.stats_file)
+    missing = [n for n in names if not (root / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{root / missing[0]} is missing: the router is incomplete")
+    sizes = {name: (root / name).stat().st_size for name in names}
     return {
         "router": str(root),
         "experts": list(cfg.experts),
@@ -246,11 +251,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from irde_onnx.demo import run_demo
 
-    return run_demo(out=args.out, encoder=args.encoder, precision=args.precision)
+    return run_demo(out=args.out, encoder=args.encoder, precision=args.precision,
+                    force=args.force)
 
 
 def _expert_rows(path: str) -> tuple[list[str], list[float] | None]:
     from irde_onnx.data import read_jsonl
+    from irde_onnx.stats import MAX_TARGET
 
     texts: list[str] = []
     scores: list[float] = []
@@ -265,8 +272,11 @@ def _expert_rows(path: str) -> tuple[list[str], list[float] | None]:
             raise _UsageError(f'{where}: either every row has a "score" or none has')
         if scored:
             value = row["score"]
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise _UsageError(f'{where}: "score" must be a number')
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    not math.isfinite(value) or abs(value) > MAX_TARGET:
+                raise _UsageError(
+                    f'{where}: "score" must be a finite number of magnitude at most '
+                    f'{MAX_TARGET:g}')
             scores.append(float(value))
         texts.append(text)
     if not texts:
@@ -275,6 +285,7 @@ def _expert_rows(path: str) -> tuple[list[str], list[float] | None]:
 
 
 def _cmd_experts(args: argparse.Namespace) -> int:
+    from irde_onnx.folder import check_output_folder
     from irde_onnx.runtime import Router
 
     router = Router.load(args.router)
@@ -285,21 +296,30 @@ def _cmd_experts(args: argparse.Namespace) -> int:
         return 0
     if args.action == "add":
         texts, scores = _expert_rows(args.data)
-        router.add_expert(args.name, texts, scores, progress=not args.quiet)
-    else:
-        router.remove_expert(args.name)
-    out = router.save(args.out)
+    if args.out:
+        check_output_folder(args.out, force=False)  # before the change, not after
+    # the folder's lock is held from reading the router to committing the change
+    with router.lock():
+        if args.action == "add":
+            router.add_expert(args.name, texts, scores, progress=not args.quiet)
+        else:
+            router.remove_expert(args.name)
+        out = router.save(args.out)
     print(json.dumps({"router": str(out), "experts": router.experts}, ensure_ascii=False))
     return 0
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
+    from irde_onnx.folder import check_output_folder
     from irde_onnx.runtime import Router
 
+    if args.out:
+        check_output_folder(args.out, force=False)
     router = Router.load(args.router)
-    for other in args.others:
-        router.merge_stats(other)
-    out = router.save(args.out)
+    with router.lock():
+        for other in args.others:
+            router.merge_stats(other)
+        out = router.save(args.out)
     stats = router.stats
     print(json.dumps({"router": str(out), "experts": router.experts,
                       "rows": float(stats.shared.n + sum(m.n for m in stats.owned))},

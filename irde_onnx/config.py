@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
+import re
 import tempfile
+import unicodedata
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -12,13 +16,21 @@ from typing import Any
 from irde_onnx.encoders import ENCODERS
 from irde_onnx.errors import RouterFormatError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 GRAPH_FILE = "router.onnx"
 DATA_FILE = "router.onnx.data"
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "router.json"
 STATS_FILE = "stats.npz"
 REQUIRED_FILES = (GRAPH_FILE, DATA_FILE, TOKENIZER_FILE, CONFIG_FILE, STATS_FILE)
+# files every router folder holds under these fixed names (the graph and statistics are named
+# by router.json from format_version 2 on; version 1 means GRAPH_FILE and STATS_FILE)
+FIXED_FILES = (CONFIG_FILE, TOKENIZER_FILE, DATA_FILE)
+MAX_NAME_LENGTH = 200
+# a generation file name: plain, no folder part, not hidden, not one of the fixed files
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 HEAD_W = "head.W"
 HEAD_B = "head.b"
@@ -47,8 +59,10 @@ class RouterConfig:
         feature_dim: d, the width of the head's input.
         fingerprint: identifies the encoder, tokenizer and precision that made the statistics.
         package_version: irde-onnx version that wrote the router.
-        format_version: layout version of the directory.
+        format_version: layout version of the directory (1 or 2; saves write 2).
         extra: free-form metadata (training summary, lam search).
+        files: ``{"graph": {"name", "sha256"}, "stats": {"name", "sha256"}}``: the files of
+            this generation (format_version 2); empty means ``router.onnx`` and ``stats.npz``.
 
     """
 
@@ -66,46 +80,80 @@ class RouterConfig:
     top_k_tokens: int = 10
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def pooled(self) -> bool:
         """True when the graph has a ``features`` output (sentence-level encoder)."""
         return ENCODERS[self.encoder].pooled
 
+    @property
+    def graph_file(self) -> str:
+        """File name of this generation's graph (``router.onnx`` unless router.json names one)."""
+        return self.files["graph"]["name"] if self.files else GRAPH_FILE
+
+    @property
+    def stats_file(self) -> str:
+        """File name of this generation's statistics (``stats.npz`` unless named)."""
+        return self.files["stats"]["name"] if self.files else STATS_FILE
+
+    def file_hash(self, role: str) -> str | None:
+        """The sha256 router.json records for ``role`` (``graph`` or ``stats``), if any."""
+        return self.files[role].get("sha256") if self.files else None
+
     def with_experts(self, experts: list[str], modes: list[str]) -> RouterConfig:
         """A copy with another expert list."""
         return replace(self, experts=tuple(experts), expert_modes=tuple(modes))
+
+    def with_files(self, graph: str, graph_sha: str, stats: str, stats_sha: str) -> RouterConfig:
+        """A format_version 2 copy naming the graph and statistics files with their hashes."""
+        return replace(self, format_version=FORMAT_VERSION, files={
+            "graph": {"name": graph, "sha256": graph_sha},
+            "stats": {"name": stats, "sha256": stats_sha},
+        })
 
     def to_json(self) -> str:
         """Serialise to JSON text."""
         data = asdict(self)
         data["experts"] = list(self.experts)
         data["expert_modes"] = list(self.expert_modes)
+        if not self.files:
+            del data["files"]
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
     @classmethod
-    def from_json(cls, text: str, source: str = CONFIG_FILE) -> RouterConfig:
-        """Parse ``router.json`` text; refuses unknown format versions."""
+    def from_json(cls, text: str | bytes, source: str = CONFIG_FILE) -> RouterConfig:
+        """Parse ``router.json`` text (or UTF-8 bytes); refuses unknown versions and bad types."""
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise RouterFormatError(f"{source} is not UTF-8 text: {exc}") from exc
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise RouterFormatError(f"{source} is not valid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise RouterFormatError(f"{source} is nested too deeply to be a router.json") from exc
         if not isinstance(data, dict):
             raise RouterFormatError(f"{source} must hold a JSON object")
         version = data.get("format_version")
-        if version != FORMAT_VERSION:
+        if type(version) is not int or version not in READABLE_VERSIONS:
             raise RouterFormatError(
-                f"{source} has format_version {version!r}; this irde-onnx reads version "
-                f"{FORMAT_VERSION}. Upgrade irde-onnx or train the router again."
+                f"{source} has format_version {version!r}; this irde-onnx reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}. Upgrade irde-onnx or train the "
+                "router again."
             )
         known = {f.name for f in fields(cls)}
         missing = [f.name for f in fields(cls) if f.name not in data and f.name not in (
-            "top_k_tokens", "extra", "format_version")]
+            "top_k_tokens", "extra", "format_version", "files")]
         if missing:
             raise RouterFormatError(f"{source} lacks the field(s) {', '.join(missing)}")
         kwargs = {k: v for k, v in data.items() if k in known}
+        _check_types(kwargs, source)
         kwargs["experts"] = tuple(kwargs["experts"])
         kwargs["expert_modes"] = tuple(kwargs["expert_modes"])
+        kwargs["lam"] = float(kwargs["lam"])
         cfg = cls(**kwargs)
         cfg.check(source)
         return cfg
@@ -133,20 +181,27 @@ class RouterConfig:
                 f"{source}: experts and expert_modes must be non-empty and match")
         if len(set(self.experts)) != len(self.experts):
             raise RouterFormatError(f"{source}: duplicate expert names")
+        for name in self.experts:
+            problem = expert_name_problem(name)
+            if problem:
+                raise RouterFormatError(f"{source}: expert name {name!r} {problem}")
         if any(m not in EXPERT_MODES for m in self.expert_modes):
             raise RouterFormatError(f"{source}: expert_modes must be in {EXPERT_MODES}")
 
 
 def check_router_dir(path: str | os.PathLike) -> Path:
-    """Return ``path`` as a Path if it holds every file of a router, else raise."""
+    """Return ``path`` as a Path if it holds the fixed files of a router, else raise.
+
+    The graph and statistics files are named by ``router.json`` and checked when it is read.
+    """
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"router directory not found: {root}")
-    for name in REQUIRED_FILES:
+    for name in FIXED_FILES:
         if not (root / name).is_file():
             raise FileNotFoundError(
                 f"{root / name} is missing: {root} is not a complete irde router "
-                f"(it needs {', '.join(REQUIRED_FILES)})"
+                f"(it needs {', '.join(FIXED_FILES)} and the graph and statistics it names)"
             )
     return root
 
@@ -156,29 +211,84 @@ def read_config(path: str | os.PathLike) -> RouterConfig:
     file = Path(path) / CONFIG_FILE
     if not file.is_file():
         raise FileNotFoundError(f"{file} is missing: not an irde router directory")
-    return RouterConfig.from_json(file.read_text(encoding="utf-8"), str(file))
+    return RouterConfig.from_json(file.read_bytes(), str(file))
 
 
-def write_files_atomically(root: Path, files: dict[str, bytes]) -> None:
-    """Write every file to a temporary name first, then rename them into place.
+def expert_name_problem(name: object) -> str | None:
+    """Why ``name`` cannot name an expert, or None if it can.
 
-    Nothing is replaced until every file is written, so a failure leaves the old files.
+    An expert name is a string of 1 to ``MAX_NAME_LENGTH`` characters, without leading or
+    trailing white space, and without control characters (NUL, newlines, tabs, ...), unpaired
+    surrogates or line/paragraph separators. It is written in router.json, stats.npz and the
+    graph's metadata, and must read back identically from each.
     """
-    temps: dict[str, Path] = {}
-    try:
-        for name, data in files.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=root)
-            temps[name] = Path(tmp)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)
-        for name, tmp in temps.items():
-            os.replace(tmp, root / name)
-    finally:
-        for tmp in temps.values():
-            tmp.unlink(missing_ok=True)
+    if not isinstance(name, str):
+        return f"must be a string, not {type(name).__name__}"
+    if not name or name != name.strip():
+        return "must be non-empty without leading or trailing white space"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"is longer than {MAX_NAME_LENGTH} characters"
+    for ch in name:
+        if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
+            return f"contains the control character U+{ord(ch):04X}"
+    return None
+
+
+def _check_types(data: dict[str, Any], source: str) -> None:
+    """Raise :class:`RouterFormatError` naming the first field of ``router.json`` of a bad type."""
+
+    def fail(name: str, want: str) -> RouterFormatError:
+        return RouterFormatError(
+            f"{source}: field {name!r} must be {want}, got {data[name]!r:.60}")
+
+    def is_int(v: object) -> bool:
+        return type(v) is int
+
+    for name in ("experts", "expert_modes"):
+        v = data[name]
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise fail(name, "a list of strings")
+    for name in ("encoder", "precision", "strategy", "target", "fingerprint",
+                 "package_version"):
+        if not isinstance(data[name], str):
+            raise fail(name, "a string")
+    lam = data["lam"]
+    if not (is_int(lam) or type(lam) is float) or not math.isfinite(lam) or lam < 0:
+        raise fail("lam", "a finite number >= 0")
+    if not is_int(data["max_length"]) or not 2 <= data["max_length"] <= 1_000_000:
+        raise fail("max_length", "an integer in 2..1000000")
+    if not is_int(data["feature_dim"]) or data["feature_dim"] < 1:
+        raise fail("feature_dim", "an integer >= 1")
+    if "top_k_tokens" in data and (not is_int(data["top_k_tokens"]) or
+                                   data["top_k_tokens"] < 1):
+        raise fail("top_k_tokens", "an integer >= 1")
+    if "extra" in data and not isinstance(data["extra"], dict):
+        raise fail("extra", "an object")
+    if "files" in data:
+        files = data["files"]
+        want = '{"graph": {"name", "sha256"}, "stats": {"name", "sha256"}}'
+        if not isinstance(files, dict) or set(files) != {"graph", "stats"}:
+            raise fail("files", want)
+        for role, entry in files.items():
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+                raise fail("files", want)
+            name = entry["name"]
+            if not _FILE_NAME.fullmatch(name) or name in FIXED_FILES:
+                raise RouterFormatError(
+                    f"{source}: files.{role}.name {name!r} is not a plain file name of the "
+                    "router folder")
+            sha = entry.get("sha256")
+            if sha is not None and (not isinstance(sha, str) or not _SHA256.fullmatch(sha)):
+                raise RouterFormatError(f"{source}: files.{role}.sha256 must be 64 hex digits")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def atomic_write_bytes(target: Path, data: bytes) -> None:
@@ -201,8 +311,6 @@ def fingerprint(root: str | os.PathLike, encoder: str, precision: str, max_lengt
 
     Statistics with equal fingerprints were computed by the same features and can be merged.
     """
-    import hashlib
-
     root = Path(root)
     digest = hashlib.sha256(f"{encoder}|{precision}|{max_length}|".encode())
     for name in (TOKENIZER_FILE, DATA_FILE):

@@ -4,33 +4,55 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
+from irde_onnx.config import expert_name_problem
 from irde_onnx.errors import InvalidInputError
+from irde_onnx.stats import MAX_TARGET
+
+STDIN = "-"
 
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield ``("file:line", row)`` for each non-blank line; every row must be an object."""
+    """Yield ``("file:line", row)`` for each non-blank line; every row must be an object.
+
+    ``path`` ``-`` reads standard input. Lines must be UTF-8 JSON objects.
+    """
+    if str(path) == STDIN:
+        yield from _rows(sys.stdin.buffer, "<stdin>")
+        return
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidInputError(f"{where}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise InvalidInputError(f"{where}: each line must be a JSON object")
-            yield where, row
+    with open(path, "rb") as fh:
+        yield from _rows(fh, str(path))
+
+
+def _rows(fh: IO[bytes], name: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for number, raw in enumerate(fh, 1):
+        where = f"{name}:{number}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError(
+                f"{where}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from exc
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(f"{where}: not valid JSON ({exc.msg})") from exc
+        except RecursionError as exc:
+            raise InvalidInputError(f"{where}: JSON nested too deeply") from exc
+        if not isinstance(row, dict):
+            raise InvalidInputError(f"{where}: each line must be a JSON object")
+        yield where, row
 
 
 def _text(where: str, row: dict[str, Any]) -> str:
@@ -82,8 +104,9 @@ def load_training_set(
                 raise InvalidInputError(f"{where}: mixes labelled rows and scored rows")
             if row_kind == "domain":
                 label = row[label_field]
-                if not isinstance(label, str) or not label:
-                    raise InvalidInputError(f'{where}: "{label_field}" must be a non-empty string')
+                problem = expert_name_problem(label)
+                if problem:
+                    raise InvalidInputError(f'{where}: "{label_field}" {label!r:.60} {problem}')
                 labels.append(label)
             else:
                 scores = row["scores"]
@@ -92,15 +115,20 @@ def load_training_set(
                         f'{where}: "scores" must be an object {{expert: value}}')
                 if experts is None:
                     experts = list(scores)
+                    for name in experts:
+                        problem = expert_name_problem(name)
+                        if problem:
+                            raise InvalidInputError(f"{where}: expert name {name!r} {problem}")
                 if set(scores) != set(experts):
                     raise InvalidInputError(
                         f"{where}: scores name {sorted(scores)}, earlier rows {sorted(experts)}")
                 values = {}
                 for name, value in scores.items():
                     if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                            not np.isfinite(value):
+                            not np.isfinite(value) or abs(value) > MAX_TARGET:
                         raise InvalidInputError(
-                            f"{where}: score of {name!r} is not a finite number")
+                            f"{where}: score of {name!r} is not a finite number of magnitude "
+                            f"at most {MAX_TARGET:g}")
                     values[name] = float(value)
                 score_rows.append(values)
             texts.append(text)

@@ -19,10 +19,18 @@ def demo_data_dir() -> Path:
         "the demo prompts (models/demo/train.jsonl) are not installed; reinstall irde-onnx")
 
 
-def run_demo(out: str | None = None, encoder: str = "minilm", precision: str | None = None) -> int:
-    """Train on ``train.jsonl``, save, reload with the runtime and route ``samples.jsonl``."""
+def run_demo(out: str | None = None, encoder: str = "minilm", precision: str | None = None,
+             force: bool = False) -> int:
+    """Train on ``train.jsonl``, save, reload with the runtime and route ``samples.jsonl``.
+
+    ``out`` must be a new or empty folder, or (with ``force``) hold a router to replace.
+    """
     from irde_onnx.export import RouterTrainer
+    from irde_onnx.folder import check_output_folder
     from irde_onnx.runtime import Router
+
+    if out is not None:
+        check_output_folder(out, force)  # before training, like irde train
 
     data_dir = demo_data_dir()
     train = load_training_set([data_dir / "train.jsonl"])
@@ -37,7 +45,7 @@ def run_demo(out: str | None = None, encoder: str = "minilm", precision: str | N
           f"{trainer.validation_.reference if trainer.validation_ else 'nothing'}")
     with tempfile.TemporaryDirectory(prefix="irde-demo-") as tmp:
         target = Path(out) if out else Path(tmp) / "router"
-        trainer.save(target, overwrite=out is not None)
+        trainer.save(target, overwrite=force)
         router = Router.load(target)  # the light runtime, as a deployment would load it
         routes = router.route(samples.texts)
         width = max(len(e) for e in router.experts)

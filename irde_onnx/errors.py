@@ -21,3 +21,11 @@ class ExportValidationError(IrdeError):
 
 class MissingExtraError(IrdeError, ImportError):
     """An optional dependency group is not installed."""
+
+
+class RouterChangedError(IrdeError):
+    """The router folder was changed by another process since this router was loaded."""
+
+
+class RouterBusyError(IrdeError):
+    """Another process holds the router folder's lock for longer than the timeout."""

@@ -17,7 +17,9 @@ projected through the embedding table when solving.
 
 from __future__ import annotations
 
+import io
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -27,6 +29,9 @@ import numpy as np
 from irde_onnx.errors import InvalidInputError, RouterFormatError
 from irde_onnx.ridge import Moments, solve
 
+STATS_NAME = "stats.npz"
+# Statistics beyond this magnitude overflow float64 when squared or solved: refused.
+MAX_STATISTIC = 1e150
 _KEYS = ("shared_n", "shared_sum_x", "shared_gram", "n", "sum_x", "gram", "sum_xy", "sum_y",
          "sum_yy")
 
@@ -231,36 +236,99 @@ class RouterStats:
         with open(path, "wb") as fh:
             np.savez_compressed(fh, **arrays)
 
+    def check_finite(self, source: str) -> None:
+        """Raise :class:`InvalidInputError` if a statistic is NaN, infinite or overflowing."""
+        parts = {"shared rows": (self.shared.n, self.shared.sum_x, self.shared.gram),
+                 "targets": (self.sum_xy, self.sum_y, self.sum_yy)}
+        for k, m in enumerate(self.owned):
+            parts[f"rows of expert {self.experts[k]!r}"] = (m.n, m.sum_x, m.gram)
+        for what, arrays in parts.items():
+            for arr in arrays:
+                a = np.asarray(arr)
+                if a.size and not (np.isfinite(a).all() and np.abs(a).max() <= MAX_STATISTIC):
+                    raise InvalidInputError(
+                        f"{source}: the statistics of the {what} hold NaN, infinite or "
+                        f"overflowing values (beyond {MAX_STATISTIC:g}); they cannot be used")
+
     @classmethod
-    def load(cls, path: str | os.PathLike) -> RouterStats:
-        """Read ``stats.npz`` written by :meth:`save`."""
-        path = Path(path)
+    def load(cls, path: str | os.PathLike | bytes, source: str | None = None) -> RouterStats:
+        """Read ``stats.npz`` written by :meth:`save` (a path, or the file's bytes).
+
+        Every array is checked: names, dtypes, shapes, and finite values. Raises
+        :class:`RouterFormatError` naming ``source`` (default: the path).
+        """
+        if isinstance(path, bytes):
+            where, handle = source or STATS_NAME, io.BytesIO(path)
+        else:
+            where, handle = source or str(path), Path(path)
         try:
-            with np.load(path, allow_pickle=False) as data:
+            data = np.load(handle, allow_pickle=False)
+            if not hasattr(data, "files"):
+                raise RouterFormatError(f"{where} is one array, not a statistics archive")
+            with data:
+                missing = [k for k in (*_KEYS, "experts", "modes", "fingerprint")
+                           if k not in data.files]
+                if missing:
+                    raise RouterFormatError(
+                        f"{where} lacks the array(s) {', '.join(missing)}: not statistics "
+                        "written by this irde-onnx version; train the router again")
                 arrays = {k: data[k] for k in _KEYS}
-                experts = [str(x) for x in data["experts"]]
-                modes = [str(x) for x in data["modes"]]
-                fp = str(data["fingerprint"])
-        except KeyError as exc:
-            raise RouterFormatError(
-                f"{path} lacks an array ({exc.args[0]}): not statistics written by this "
-                "irde-onnx version; train the router again") from exc
-        except (OSError, ValueError) as exc:
-            raise RouterFormatError(f"{path} is not a readable statistics file: {exc}") from exc
-        dim = arrays["shared_sum_x"].shape[0]
+                names = {k: data[k] for k in ("experts", "modes", "fingerprint")}
+        except RouterFormatError:
+            raise
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise RouterFormatError(f"{where} is not a readable statistics file: {exc}") from exc
+        return cls._from_arrays(arrays, names, where)
+
+    @classmethod
+    def _from_arrays(cls, arrays: dict[str, np.ndarray], names: dict[str, np.ndarray],
+                     where: str) -> RouterStats:
+        def bad(why: str) -> RouterFormatError:
+            return RouterFormatError(f"{where}: {why}; the file is damaged or not irde "
+                                     "statistics (copy the router again or retrain it)")
+
+        for k, a in arrays.items():
+            if a.dtype.kind not in "fiu":
+                raise bad(f"array {k!r} holds {a.dtype}, not numbers")
+        for k in ("experts", "modes"):
+            if names[k].dtype.kind != "U" or names[k].ndim != 1:
+                raise bad(f"array {k!r} must be a 1-d array of strings")
+        if names["fingerprint"].dtype.kind != "U" or names["fingerprint"].ndim != 0:
+            raise bad("array 'fingerprint' must be one string")
+        shx = arrays["shared_sum_x"]
+        if arrays["shared_n"].ndim != 0 or shx.ndim != 1:
+            raise bad("shared_n must be a number and shared_sum_x a vector")
+        dim = shx.shape[0]
         diagonal = arrays["shared_gram"].ndim == 1
+        gram_shape = (dim,) if diagonal else (dim, dim)
+        n_exp = names["experts"].shape[0]
+        shapes = {"shared_gram": gram_shape, "n": (n_exp,), "sum_x": (n_exp, dim),
+                  "gram": (n_exp, *gram_shape), "sum_xy": (n_exp, dim), "sum_y": (n_exp,),
+                  "sum_yy": (n_exp,)}
+        for k, shape in shapes.items():
+            if arrays[k].shape != shape:
+                raise bad(f"array {k!r} has shape {arrays[k].shape}, expected {shape}")
+        if names["modes"].shape[0] != n_exp:
+            raise bad("experts and modes differ in length")
+        arrays = {k: a.astype(np.float64, copy=False) for k, a in arrays.items()}
+        for k, a in arrays.items():
+            if not np.isfinite(a).all() or (a.size and np.abs(a).max() > MAX_STATISTIC):
+                raise RouterFormatError(
+                    f"{where}: array {k!r} holds NaN, infinite or overflowing values; "
+                    "statistics like these would route every prompt to one expert. Train the "
+                    "router again or restore a good copy")
+        if (arrays["n"] < 0).any() or float(arrays["shared_n"]) < 0:
+            raise bad("row counts are negative")
+        experts = [str(x) for x in names["experts"]]
+        modes = [str(x) for x in names["modes"]]
         shared = Moments(float(arrays["shared_n"]), arrays["shared_sum_x"], arrays["shared_gram"],
                          np.zeros((dim, 0)), np.zeros(0), np.zeros(0))
         owned = [
             Moments(float(n), sx, g, np.zeros((dim, 0)), np.zeros(0), np.zeros(0))
             for n, sx, g in zip(arrays["n"], arrays["sum_x"], arrays["gram"], strict=True)
         ]
-        stats = cls(shared, owned, arrays["sum_xy"], arrays["sum_y"], arrays["sum_yy"],
-                    experts, modes, fp)
-        if stats.sum_xy.shape != (len(owned), dim) or len(experts) != len(owned) \
-                or len(modes) != len(owned) or stats.diagonal != diagonal:
-            raise RouterFormatError(f"{path}: arrays have inconsistent shapes")
-        return stats
+        return cls(shared, owned, arrays["sum_xy"], arrays["sum_y"], arrays["sum_yy"],
+                   experts, modes, str(names["fingerprint"]))
 
 
 def _rows_only(m: Moments) -> Moments:
@@ -307,6 +375,20 @@ def token_moments(ids: list[np.ndarray], y: np.ndarray, vocab_size: int) -> Mome
     mom.sum_y = lengths @ y
     mom.sum_yy = lengths @ (y * y)
     return mom
+
+
+# Targets (scores) beyond this magnitude are refused: their squares and the head solved from
+# them would overflow the float32 head of the graph. Real quality scores are far smaller.
+MAX_TARGET = 1e12
+
+
+def bad_target_row(y: np.ndarray) -> int | None:
+    """Index of the first row of targets ``y`` that is NaN, infinite or beyond MAX_TARGET."""
+    y = np.asarray(y, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(y) | (np.abs(y) > MAX_TARGET)
+    rows = np.flatnonzero(bad.reshape(len(y), -1).any(axis=1)) if len(y) else np.zeros(0, int)
+    return int(rows[0]) if rows.size else None
 
 
 @dataclass

@@ -18,6 +18,11 @@ from irde_onnx.runtime import Router
 LAM = 1.0
 
 
+def _hashes(folder):
+    """sha256 of every file of a router folder but the (empty) lock file."""
+    return {p.name: _sha(p) for p in folder.iterdir() if p.name != ".irde.lock"}
+
+
 def _sha(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

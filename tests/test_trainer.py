@@ -139,9 +139,20 @@ def test_unfitted_and_save_errors(static_trainer, tmp_path):
     with pytest.raises(InvalidInputError, match="not empty"):
         static_trainer.save(tmp_path / "busy")
     assert (tmp_path / "busy" / "file").read_text() == "keep me"
-    out = static_trainer.save(tmp_path / "busy", overwrite=True)  # as Router.save means it
-    assert (out / "file").read_text() == "keep me"  # files that are not the router's stay
+    # overwrite replaces a router folder (as Router.save means it), never unrelated files
+    with pytest.raises(InvalidInputError, match=r"not a router \(file\)"):
+        static_trainer.save(tmp_path / "busy", overwrite=True)
+    assert (tmp_path / "busy" / "file").read_text() == "keep me"
+    first = static_trainer.save(tmp_path / "r")
+    assert json.loads((first / "router.json").read_text())["files"]["graph"]["name"] == \
+        GRAPH_FILE  # a freshly trained router names router.onnx
+    (first / "extra.txt").write_text("not the router's")
+    (tmp_path / ".r.old").mkdir()  # a sibling the old code deleted
+    out = static_trainer.save(first, overwrite=True)
     assert Router.load(out).experts == static_trainer.experts_
+    assert (out / "extra.txt").read_text() == "not the router's"  # not a router file: kept
+    assert (tmp_path / ".r.old").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".r.old", "busy", "r"]
 
 
 def test_the_trained_router_outlives_its_trainer(demo_train, tmp_path):

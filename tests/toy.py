@@ -27,6 +27,7 @@ from irde_onnx.config import (
     TOKENIZER_FILE,
     RouterConfig,
     fingerprint,
+    sha256_file,
 )
 from irde_onnx.graph_file import save_router_graph
 from irde_onnx.metadata import graph_metadata, set_metadata
@@ -133,5 +134,7 @@ def build_toy_router(root: Path, train: dict[str, list[str]] | None = None,
     stats.fingerprint = fingerprint(root, "static", "fp32", MAX_LENGTH)
     config = RouterConfig(**{**config.__dict__, "fingerprint": stats.fingerprint})
     stats.save(root / STATS_FILE)
+    config = config.with_files(GRAPH_FILE, sha256_file(root / GRAPH_FILE), STATS_FILE,
+                               sha256_file(root / STATS_FILE))
     (root / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
     return root

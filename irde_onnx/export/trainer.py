@@ -21,6 +21,7 @@ from irde_onnx.config import (
     STATS_FILE,
     TOKENIZER_FILE,
     RouterConfig,
+    expert_name_problem,
     fingerprint,
 )
 from irde_onnx.encoders import DEFAULT_ENCODER, EncoderSpec, get_encoder
@@ -32,7 +33,7 @@ from irde_onnx.metadata import graph_metadata, set_metadata
 from irde_onnx.ridge import Moments, choose_lam, fold_ids
 from irde_onnx.runtime.router import Router
 from irde_onnx.runtime.tokenize import TextTokenizer, check_texts
-from irde_onnx.stats import RouterStats
+from irde_onnx.stats import MAX_TARGET, RouterStats, bad_target_row
 
 ENCODE_CHUNK = 256
 Validator = Callable[[Router, np.ndarray, np.ndarray], ValidationReport]
@@ -174,13 +175,20 @@ class RouterTrainer:
             if y.shape != (n, len(names)):
                 raise InvalidInputError(
                     f"scores must have shape ({n}, {len(names)}), got {y.shape}")
-            if not np.isfinite(y).all():
-                raise InvalidInputError("scores must be finite (no NaN or infinity)")
+            row = bad_target_row(y)
+            if row is not None:
+                raise InvalidInputError(
+                    f"scores row {row} holds {y[row].tolist()}: every score must be a finite "
+                    f"number of magnitude at most {MAX_TARGET:g}")
             kind = "score"
         if len(names) < 2:
             raise InvalidInputError(f"a router needs at least 2 experts, got {names}")
         if len(set(names)) != len(names):
             raise InvalidInputError(f"duplicate expert names in {names}")
+        for name in names:
+            problem = expert_name_problem(name)
+            if problem:
+                raise InvalidInputError(f"the expert name {name!r} {problem}")
         return kind, names, y
 
     # -- fit ------------------------------------------------------------------------------------
@@ -268,8 +276,14 @@ class RouterTrainer:
         config = replace(config, fingerprint=fingerprint(work, spec.name, precision,
                                                          self.max_length))
         (work / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
-        # placeholder statistics: set_statistics replaces them before anything reads them
-        RouterStats.empty(spec.feature_dim, diagonal=False).save(work / STATS_FILE)
+        # placeholder statistics (no rows) that match the config; set_statistics replaces them
+        diagonal = not spec.pooled
+        dim = tokenizer.vocab_size if diagonal else spec.feature_dim
+        placeholder = RouterStats.empty(dim, diagonal=diagonal, fingerprint=config.fingerprint)
+        for name in names:
+            placeholder.append(name, "pooled", Moments.zeros(dim, 0, diagonal=diagonal),
+                               np.zeros(dim), 0.0, 0.0)
+        placeholder.save(work / STATS_FILE)
         return Router.load(work, threads=self.threads), built.validate
 
     def _statistics(
@@ -331,9 +345,9 @@ class RouterTrainer:
         """Write the router directory with :meth:`Router.save` (see there for atomicity).
 
         Args:
-            path: target directory; it must not exist or be empty unless ``overwrite``.
-            overwrite: allow writing into a non-empty directory (``--force``), as
-                :meth:`Router.save` means it.
+            path: target directory: new or empty, or (with ``overwrite``) holding a router.
+            overwrite: replace the router in a non-empty directory (a folder of other files
+                is never replaced), as :meth:`Router.save` means it.
 
         """
         self._check_fitted()

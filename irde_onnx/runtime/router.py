@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,19 +21,26 @@ from irde_onnx._progress import Progress
 from irde_onnx.config import (
     CONFIG_FILE,
     DATA_FILE,
-    GRAPH_FILE,
     STATIC_TABLE,
-    STATS_FILE,
     TOKENIZER_FILE,
     RouterConfig,
     check_router_dir,
-    read_config,
-    write_files_atomically,
+    expert_name_problem,
+    sha256_file,
 )
-from irde_onnx.errors import InvalidInputError, RouterFormatError
+from irde_onnx.errors import InvalidInputError, RouterChangedError, RouterFormatError
+from irde_onnx.folder import (
+    LOCK_TIMEOUT,
+    acquire,
+    check_output_folder,
+    folder_lock,
+    try_cleanup,
+    write_generation,
+    write_temporary,
+)
 from irde_onnx.runtime.session import open_session
 from irde_onnx.runtime.tokenize import TextTokenizer, check_texts
-from irde_onnx.stats import EncodedRows, RouterStats
+from irde_onnx.stats import MAX_TARGET, EncodedRows, RouterStats, bad_target_row
 
 DEFAULT_BATCH_SIZE = 32
 # Dynamic int8 quantisation computes activation scales over the whole input of a call, so a
@@ -42,15 +51,133 @@ ENCODE_CHUNK = 256
 
 
 def _check_scores(scores: Sequence[float] | np.ndarray, n: int) -> np.ndarray:
+    if isinstance(scores, (str, bytes, Mapping)):
+        raise InvalidInputError(
+            f"scores must be a list of numbers, not {type(scores).__name__}")
     try:
-        y = np.asarray(scores, dtype=np.float64)
+        y = np.asarray(scores)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"scores must be numbers: {exc}") from exc
+    if y.dtype.kind not in "iuf":
+        raise InvalidInputError(
+            f"scores must be numbers (int or float), got values of type {y.dtype}")
+    y = y.astype(np.float64)
     if y.ndim != 1 or y.shape[0] != n:
         raise InvalidInputError(f"got {y.size} scores for {n} texts; give one score per text")
-    if not np.isfinite(y).all():
-        raise InvalidInputError("scores must be finite (no NaN or infinity)")
+    row = bad_target_row(y)
+    if row is not None:
+        raise InvalidInputError(
+            f"scores[{row}] = {y[row]!r} is not a finite number of magnitude at most "
+            f"{MAX_TARGET:g}")
     return y
+
+
+def _check_batch_size(batch_size: object) -> None:
+    if batch_size is not None and (type(batch_size) is not int or batch_size < 1):
+        raise InvalidInputError(f"batch_size must be an integer >= 1 or None, got {batch_size!r}")
+
+
+def _check_head(w: np.ndarray, b: np.ndarray) -> None:
+    """Refuse a head that is not finite once stored as float32, as the graph stores it."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        ok = np.isfinite(np.asarray(w, np.float32)).all() and \
+            np.isfinite(np.asarray(b, np.float32)).all()
+    if not ok:
+        raise InvalidInputError(
+            "the re-solved head holds NaN or infinite values (the targets or statistics "
+            "overflow); the router is unchanged")
+
+
+def _read_manifest(root: Path) -> bytes | None:
+    try:
+        return (root / CONFIG_FILE).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _verify(path: Path, expected: str | None, data: bytes | None = None) -> None:
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing: {path.parent / CONFIG_FILE} names it; the router folder is "
+            "incomplete (copy it again, or restore a backup)")
+    if expected is None:
+        return
+    got = hashlib.sha256(data).hexdigest() if data is not None else sha256_file(path)
+    if got != expected:
+        raise RouterFormatError(
+            f"{path} does not match the sha256 recorded in {path.parent / CONFIG_FILE}: the "
+            "file is damaged or was changed by hand; copy the router again")
+
+
+def _probe(session: ort.InferenceSession, tokenizer: TextTokenizer, config: RouterConfig,
+           graph: Path) -> None:
+    """Route one empty prompt: the graph must give one finite score per listed expert."""
+    (_, ids, mask), = tokenizer.batches([""], 1)
+    try:
+        out = session.run(["scores"], {"input_ids": ids, "attention_mask": mask})[0]
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise RouterFormatError(f"{graph} cannot route a prompt: {exc}") from exc
+    if out.ndim != 2 or out.shape[1] != len(config.experts):
+        raise RouterFormatError(
+            f"{graph} scores {out.shape[-1]} experts but {graph.parent / CONFIG_FILE} lists "
+            f"{len(config.experts)}; the folder mixes two routers: copy it again")
+    if not np.isfinite(out).all():
+        raise RouterFormatError(
+            f"{graph} gives NaN or infinite scores (its head is not finite); every prompt "
+            "would go to one expert: retrain the router or restore a good copy")
+
+
+def _check_stats(stats: RouterStats, config: RouterConfig, tokenizer: TextTokenizer,
+                 path: Path) -> None:
+    cfg_file = path.parent / CONFIG_FILE
+    if stats.experts != list(config.experts) or stats.modes != list(config.expert_modes):
+        raise RouterFormatError(
+            f"{path} has experts {stats.experts} but {cfg_file} lists {list(config.experts)}")
+    dim = config.feature_dim if config.pooled else tokenizer.vocab_size
+    if stats.dim != dim or stats.diagonal == config.pooled:
+        raise RouterFormatError(
+            f"{path} holds statistics of {stats.dim} features; this {config.encoder} router "
+            f"needs {dim}")
+    if stats.fingerprint and config.fingerprint and stats.fingerprint != config.fingerprint:
+        raise RouterFormatError(
+            f"{path} was computed by another encoder (fingerprint {stats.fingerprint}) than "
+            f"{cfg_file} names ({config.fingerprint})")
+
+
+def _open_generation(
+    root: Path, config: RouterConfig, tokenizer: TextTokenizer, threads: int | None,
+    providers: Sequence[str] | None,
+) -> tuple[ort.InferenceSession, RouterStats]:
+    """Open and check the graph and statistics that ``config`` names."""
+    graph, stats_path = root / config.graph_file, root / config.stats_file
+    _verify(graph, config.file_hash("graph"))
+    _verify(stats_path, None)
+    stats_bytes = stats_path.read_bytes()
+    _verify(stats_path, config.file_hash("stats"), stats_bytes)
+    stats = RouterStats.load(stats_bytes, str(stats_path))
+    _check_stats(stats, config, tokenizer, stats_path)
+    try:
+        session = open_session(graph, threads, providers)
+    except InvalidInputError:
+        raise
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise RouterFormatError(f"{graph} cannot be loaded: {exc}") from exc
+    outputs = {o.name for o in session.get_outputs()}
+    needed = {"scores", "features"} if config.pooled else {"scores"}
+    if not needed <= outputs:
+        raise RouterFormatError(f"{graph} lacks the output(s) {sorted(needed - outputs)}")
+    graph_experts = session.get_modelmeta().custom_metadata_map.get("irde.experts")
+    try:
+        listed = json.loads(graph_experts) if graph_experts is not None else None
+    except ValueError:
+        listed = None
+    if graph_experts is not None and listed != list(config.experts):
+        raise RouterFormatError(
+            f"{graph} and {root / CONFIG_FILE} list different experts "
+            "(an interrupted copy or save?); save the router again from a good copy"
+        )
+    _probe(session, tokenizer, config, graph)
+    return session, stats
 
 
 @dataclass(frozen=True)
@@ -77,7 +204,7 @@ class Route:
 class _State:
     """What a route call reads; replaced as a whole so readers see one consistent head.
 
-    ``head`` is None while the head is the one stored in ``router.onnx``.
+    ``head`` is None while the head is the one stored in the graph file.
     """
 
     config: RouterConfig
@@ -86,7 +213,13 @@ class _State:
 
 
 class Router:
-    """A loaded router. Build with :meth:`Router.load`; safe to call from many threads."""
+    """A loaded router. Build with :meth:`Router.load`; safe to call from many threads.
+
+    Changes (:meth:`add_expert`, :meth:`remove_expert`, :meth:`merge_stats`) swap the head in
+    place while other threads keep routing. Between processes, every change takes the
+    folder's lock (``.irde.lock``) and first re-reads the router if another process saved it;
+    hold :meth:`lock` around a change and its :meth:`save` to make them one step.
+    """
 
     def __init__(
         self,
@@ -95,16 +228,45 @@ class Router:
         tokenizer: TextTokenizer,
         threads: int | None,
         providers: Sequence[str] | None,
+        stats: RouterStats,
+        manifest: bytes,
     ) -> None:
         self.path = path
         self._state = state
         self._tokenizer = tokenizer
         self._threads = threads
         self._providers = list(providers) if providers else None
-        self._stats: RouterStats | None = None
+        self._stats = stats
         self._dense: RouterStats | None = None  # statistics in feature space (static: projected)
         self._table: np.ndarray | None = None
+        self._manifest = manifest  # router.json bytes of the generation this router is based on
+        self._dirty = False  # changed in memory since loaded or saved
         self._lock = threading.RLock()  # serialises changes; routing never takes it
+        self._folder_lock = folder_lock(path)
+        self._lock_pid = os.getpid()
+
+    @staticmethod
+    def _read(
+        root: Path, tokenizer: TextTokenizer | None, threads: int | None,
+        providers: Sequence[str] | None,
+    ) -> tuple[RouterConfig, bytes, TextTokenizer, ort.InferenceSession, RouterStats]:
+        """Read one complete generation; retried when a save replaces it meanwhile."""
+        for _ in range(10):
+            manifest = _read_manifest(root)
+            if manifest is None:
+                raise FileNotFoundError(
+                    f"{root / CONFIG_FILE} is missing: not an irde router directory")
+            config = RouterConfig.from_json(manifest, str(root / CONFIG_FILE))
+            if tokenizer is None or tokenizer.max_length != config.max_length:
+                tokenizer = TextTokenizer(root / TOKENIZER_FILE, config.max_length)
+            try:
+                session, stats = _open_generation(root, config, tokenizer, threads, providers)
+            except (FileNotFoundError, RouterFormatError):
+                if _read_manifest(root) != manifest:
+                    continue  # another process committed a new generation: read that one
+                raise
+            return config, manifest, tokenizer, session, stats
+        raise RouterChangedError(f"{root} changes faster than it can be read; try again")
 
     @classmethod
     def load(
@@ -115,6 +277,11 @@ class Router:
     ) -> Router:
         """Load a router directory.
 
+        Reads the generation ``router.json`` names, verifies the recorded sha256 of its graph
+        and statistics, checks every array and routes one empty prompt (one finite score per
+        expert) before returning. Then removes files of older generations and temporaries of
+        interrupted saves, if the folder's lock is free and the folder is writable.
+
         Args:
             path: directory written by ``irde train`` or ``RouterTrainer.save``.
             threads: onnxruntime intra-op threads; None lets onnxruntime decide.
@@ -122,27 +289,71 @@ class Router:
 
         """
         root = check_router_dir(path)
-        config = read_config(root)
-        tokenizer = TextTokenizer(root / TOKENIZER_FILE, config.max_length)
-        try:
-            session = open_session(root / GRAPH_FILE, threads, providers)
-        except InvalidInputError:
-            raise
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise RouterFormatError(f"{root / GRAPH_FILE} cannot be loaded: {exc}") from exc
-        outputs = {o.name for o in session.get_outputs()}
-        needed = {"scores", "features"} if config.pooled else {"scores"}
-        if not needed <= outputs:
-            raise RouterFormatError(
-                f"{root / GRAPH_FILE} lacks the output(s) {sorted(needed - outputs)}"
-            )
-        graph_experts = session.get_modelmeta().custom_metadata_map.get("irde.experts")
-        if graph_experts is not None and json.loads(graph_experts) != list(config.experts):
-            raise RouterFormatError(
-                f"{root / GRAPH_FILE} and {root / CONFIG_FILE} list different experts "
-                "(an interrupted copy or save?); save the router again from a good copy"
-            )
-        return cls(root, _State(config, session), tokenizer, threads, providers)
+        config, manifest, tokenizer, session, stats = cls._read(root, None, threads, providers)
+        try_cleanup(root, manifest)
+        return cls(root, _State(config, session), tokenizer, threads, providers, stats,
+                   manifest)
+
+    def changed_on_disk(self) -> bool:
+        """True when ``router.json`` on disk is not the generation this router was read from.
+
+        Another process saved the router (or it was replaced); :meth:`reload` reads it.
+        """
+        return _read_manifest(self.path) != self._manifest
+
+    def reload(self) -> bool:
+        """Read the router's folder again if it changed on disk; True if it did.
+
+        The new generation is read and checked beside the current one, then swapped in with
+        one reference assignment: routing threads never wait and never see a mix. Changes not
+        saved yet are dropped.
+        """
+        with self._lock:
+            if not self.changed_on_disk():
+                return False
+            self._reload()
+            return True
+
+    def _reload(self) -> None:
+        config, manifest, tokenizer, session, stats = self._read(
+            self.path, self._tokenizer, self._threads, self._providers)
+        self._tokenizer = tokenizer
+        self._stats, self._dense = stats, None
+        self._state = _State(config, session)
+        self._manifest, self._dirty = manifest, False
+
+    @contextmanager
+    def lock(self, timeout: float = LOCK_TIMEOUT) -> Iterator[Router]:
+        """Hold the router folder's inter-process lock; re-read the router if it changed.
+
+        Use it around a change and its save so that no other process (``irde experts add``,
+        another server) can save in between::
+
+            with router.lock():
+                router.add_expert("chemistry", texts)
+                router.save()
+
+        Raises:
+            RouterBusyError: the lock was not free within ``timeout`` seconds.
+            RouterChangedError: another process saved the router while this one holds
+                unsaved changes (load it again and repeat the change).
+
+        """
+        with self._lock:
+            if self._lock_pid != os.getpid():  # a forked child: a lock of its own
+                self._folder_lock, self._lock_pid = folder_lock(self.path), os.getpid()
+            lock = self._folder_lock
+            acquire(lock, self.path, timeout)
+            try:
+                if self.changed_on_disk():
+                    if self._dirty:
+                        raise RouterChangedError(
+                            f"{self.path} was saved by another process while this router has "
+                            "unsaved changes; load it again and repeat the change")
+                    self._reload()
+                yield self
+            finally:
+                lock.release()
 
     # -- properties -------------------------------------------------------------------------
     @property
@@ -160,19 +371,19 @@ class Router:
         """The head in use: ``W`` (d, n_experts) and ``b`` (n_experts,).
 
         After a change this is the float64 solution; otherwise the float32 values stored in
-        ``router.onnx`` (reading them needs the onnx package).
+        graph file (reading them needs the onnx package).
         """
         state = self._state
         if state.head is not None:
             return state.head
         from irde_onnx.graph_file import read_head
 
-        return read_head(self.path / GRAPH_FILE)
+        return read_head(self.path / state.config.graph_file)
 
     @property
     def graph_path(self) -> Path:
         """The ONNX graph file this router runs (any onnxruntime host can open it)."""
-        return self.path / GRAPH_FILE
+        return self.path / self._state.config.graph_file
 
     @property
     def default_batch_size(self) -> int:
@@ -188,6 +399,7 @@ class Router:
     def _run(
         self, state: _State, texts: list[str], outputs: list[str], batch_size: int | None
     ) -> list[np.ndarray]:
+        _check_batch_size(batch_size)
         if batch_size is None:
             batch_size = INT8_BATCH_SIZE if state.config.precision == "int8" else \
                 DEFAULT_BATCH_SIZE
@@ -206,6 +418,7 @@ class Router:
     def scores(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         """Every expert's score for each text, shape (n_texts, n_experts)."""
         texts = check_texts(texts)
+        _check_batch_size(batch_size)
         state = self._state
         if not texts:
             return np.zeros((0, len(state.config.experts)), dtype=np.float32)
@@ -214,6 +427,7 @@ class Router:
     def features(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         """Pooled sentence features of each text, shape (n_texts, d) (pooled encoders only)."""
         texts = check_texts(texts)
+        _check_batch_size(batch_size)
         state = self._state
         if not state.config.pooled:
             raise InvalidInputError(
@@ -238,9 +452,10 @@ class Router:
 
         """
         texts = check_texts(texts)
+        _check_batch_size(batch_size)
         state = self._state  # one snapshot: the whole call uses one head
         experts = state.config.experts
-        if not isinstance(top_k, int) or not 1 <= top_k <= len(experts):
+        if type(top_k) is not int or not 1 <= top_k <= len(experts):
             raise InvalidInputError(f"top_k must be an integer in 1..{len(experts)}, got {top_k}")
         if not texts:
             return []
@@ -259,17 +474,8 @@ class Router:
     # -- statistics -------------------------------------------------------------------------
     @property
     def stats(self) -> RouterStats:
-        """The float64 sufficient statistics (read from ``stats.npz`` on first use)."""
-        with self._lock:
-            if self._stats is None:
-                stats = RouterStats.load(self.path / STATS_FILE)
-                if stats.experts != list(self.experts):
-                    raise RouterFormatError(
-                        f"{self.path / STATS_FILE} has experts {stats.experts} but "
-                        f"{self.path / CONFIG_FILE} lists {self.experts}"
-                    )
-                self._stats = stats
-            return self._stats
+        """The float64 sufficient statistics (read and checked with the router)."""
+        return self._stats
 
     @property
     def embedding_table(self) -> np.ndarray | None:
@@ -282,7 +488,7 @@ class Router:
         if self._table is None:
             from irde_onnx.graph_file import read_initializer
 
-            self._table = read_initializer(self.path / GRAPH_FILE, STATIC_TABLE)
+            self._table = read_initializer(self.path / self.config.graph_file, STATIC_TABLE)
         return self._table
 
     def _dense_stats(self) -> RouterStats:
@@ -314,12 +520,15 @@ class Router:
     def _apply(self, stats: RouterStats, dense: RouterStats, lam: float | None = None) -> None:
         """Solve the head, open a session with it beside the current one, then swap."""
         config = self.config if lam is None else replace(self.config, lam=lam)
+        stats.check_finite("the changed statistics")
         w, b = dense.solve(config.lam)
+        _check_head(w, b)
         new_config = config.with_experts(stats.experts, stats.modes)
-        session = open_session(self.path / GRAPH_FILE, self._threads, self._providers,
+        session = open_session(self.path / config.graph_file, self._threads, self._providers,
                                head=(w, b))
         self._stats, self._dense = stats, dense
         self._state = _State(new_config, session, (w, b))  # one atomic reference swap
+        self._dirty = True
 
     def set_statistics(self, stats: RouterStats, lam: float | None = None) -> None:
         """Replace the statistics (and the penalty), solve the head and swap it in.
@@ -336,7 +545,11 @@ class Router:
                 dimension or fingerprint), or a bad ``lam``. The router is then unchanged.
 
         """
-        with self._lock:
+        for name in stats.experts:
+            problem = expert_name_problem(name)
+            if problem:
+                raise InvalidInputError(f"the expert name {name!r} {problem}")
+        with self.lock():
             cfg = self.config
             if stats.n_experts == 0:
                 raise InvalidInputError("the statistics have no experts; a router needs one")
@@ -362,6 +575,7 @@ class Router:
             state = self._state
             config = replace(state.config, extra={**state.config.extra, **extra})
             self._state = replace(state, config=config)
+            self._dirty = True
 
     def add_expert(
         self,
@@ -383,20 +597,24 @@ class Router:
             progress: report encoding progress on stderr.
 
         Raises:
-            InvalidInputError: duplicate name, no texts, a score count that does not match,
-                NaN or infinite scores, or domain texts for a router trained on scores. The
-                router is unchanged when this is raised.
+            InvalidInputError: an invalid or duplicate name, no texts, a score count that
+                does not match, NaN, infinite or overflowing scores (beyond 1e12), or domain
+                texts for a router trained on scores. The router is unchanged when this is
+                raised.
 
         """
-        with self._lock:
-            if not isinstance(name, str) or not name.strip():
-                raise InvalidInputError("the expert name must be a non-empty string")
+        problem = expert_name_problem(name)
+        if problem:
+            raise InvalidInputError(f"the expert name {name!r} {problem}")
+        texts = check_texts(texts)
+        if scores is not None:
+            y_given = _check_scores(scores, len(texts)).reshape(-1, 1)
+        with self.lock():
             if name in self.experts:
                 raise InvalidInputError(
                     f"expert {name!r} already exists; remove it first or choose another name "
                     f"(experts: {self.experts})"
                 )
-            texts = check_texts(texts)
             if not texts:
                 raise InvalidInputError(f"no texts given for expert {name!r}")
             if scores is None:
@@ -407,7 +625,7 @@ class Router:
                     )
                 y = np.ones((len(texts), 1))
             else:
-                y = _check_scores(scores, len(texts)).reshape(-1, 1)
+                y = y_given
             rows = self.encode_rows(texts, progress=progress).moments(y)
             table = self.embedding_table
             stats, dense = self.stats.copy(), self._dense_stats().copy()
@@ -423,7 +641,7 @@ class Router:
         The result equals training without it. Raises for an unknown name or the last expert
         (the router is then unchanged).
         """
-        with self._lock:
+        with self.lock():
             experts = self.experts
             if name not in experts:
                 raise InvalidInputError(f"unknown expert {name!r}; experts: {experts}")
@@ -444,63 +662,89 @@ class Router:
                 precision and max_length).
 
         """
-        with self._lock:
-            if not isinstance(other, RouterStats):
-                path = Path(other)
-                path = path / STATS_FILE if path.is_dir() else path
-                if not path.is_file():
-                    raise FileNotFoundError(f"statistics not found: {path}")
+        if isinstance(other, RouterStats):
+            other.check_finite("the statistics given")
+        else:
+            path = Path(other)
+            if path.is_dir():
+                other = Router.load(path).stats  # the generation its router.json names
+            elif path.is_file():
                 other = RouterStats.load(path)
+            else:
+                raise FileNotFoundError(f"statistics not found: {path}")
+        with self.lock():
             stats = self.stats.merge(other)
+            stats.check_finite("the merged statistics")
             self._apply(stats, stats.project(self.embedding_table))
 
     def save(self, path: str | os.PathLike | None = None, *, overwrite: bool = False) -> Path:
-        """Write the router directory: the new head into ``router.onnx``, statistics, config.
+        """Write the router: a new generation of graph and statistics, then ``router.json``.
 
-        Every file is written to a temporary name and renamed into place; the encoder's
-        ``router.onnx.data`` is never rewritten (it is copied when saving elsewhere).
+        The graph (with the current head) and the statistics are written under new file
+        names, then ``router.json`` naming them with their sha256 replaces the old one with a
+        single rename: a crash at any point leaves the old or the new router, never a mix.
+        Files of the old generation are removed afterwards. The encoder's
+        ``router.onnx.data`` and ``tokenizer.json`` are never rewritten (they are copied once
+        when saving to another folder). The folder's lock is held throughout.
 
         Args:
             path: target directory; default: where the router was loaded from.
-            overwrite: allow replacing a different non-empty directory.
+            overwrite: allow replacing another router in a non-empty directory (a folder of
+                other files is never replaced).
 
         Returns:
             The directory written.
 
+        Raises:
+            RouterChangedError: saving in place, another process saved the router after
+                this one was changed; load it again and repeat the change.
+
         """
+        target = Path(path) if path is not None else self.path
+        if target.resolve() == self.path.resolve():
+            with self.lock():
+                committed = self._write(self.path)
+                self._state = replace(self._state, config=committed)
+                self._manifest, self._dirty = committed.to_json().encode("utf-8"), False
+            return self.path
+        with self._lock:
+            check_output_folder(target, overwrite)
+            target.mkdir(parents=True, exist_ok=True)
+            lock = folder_lock(target)
+            acquire(lock, target)
+            try:
+                self._copy_fixed_files(target)
+                self._write(target, fresh=not (target / CONFIG_FILE).is_file())
+            finally:
+                lock.release()
+        return target
+
+    def _copy_fixed_files(self, target: Path) -> None:
+        """Give ``target`` this router's tokenizer and encoder data (copied once)."""
+        same = all((target / n).is_file() and sha256_file(target / n) ==
+                   sha256_file(self.path / n) for n in (TOKENIZER_FILE, DATA_FILE))
+        if same:
+            return
+        # another router lives there: it stops being one until the new router.json lands
+        (target / CONFIG_FILE).unlink(missing_ok=True)
+        for name in (TOKENIZER_FILE, DATA_FILE):
+            tmp = write_temporary(target, name, b"")
+            shutil.copyfile(self.path / name, tmp)
+            os.replace(tmp, target / name)
+
+    def _write(self, target: Path, fresh: bool = False) -> RouterConfig:
         from irde_onnx.graph_file import load_graph_proto, replace_head
         from irde_onnx.metadata import graph_metadata, set_metadata
 
-        with self._lock:
-            state = self._state
-            stats = self.stats
-            target = Path(path) if path is not None else self.path
-            elsewhere = target.resolve() != self.path.resolve()
-            if elsewhere:
-                if target.exists() and not target.is_dir():
-                    raise InvalidInputError(f"{target} exists and is not a directory")
-                if target.is_dir() and any(target.iterdir()) and not overwrite:
-                    raise InvalidInputError(
-                        f"{target} is not empty; choose another path or pass overwrite=True")
-                target.mkdir(parents=True, exist_ok=True)
-            model = load_graph_proto(self.path / GRAPH_FILE)
-            if state.head is not None:
-                replace_head(model, *state.head)
-            set_metadata(model, graph_metadata(state.config))
-            buffer = io.BytesIO()
-            stats.save(buffer)
-            files = {
-                STATS_FILE: buffer.getvalue(),
-                GRAPH_FILE: model.SerializeToString(),
-                CONFIG_FILE: state.config.to_json().encode("utf-8"),
-            }
-            if elsewhere:
-                for name in (TOKENIZER_FILE, DATA_FILE):
-                    temp = target / f".{name}.tmp"
-                    shutil.copyfile(self.path / name, temp)
-                    os.replace(temp, target / name)
-            write_files_atomically(target, files)
-            return target
+        state = self._state
+        model = load_graph_proto(self.path / state.config.graph_file)
+        if state.head is not None:
+            replace_head(model, *state.head)
+        set_metadata(model, graph_metadata(state.config))
+        buffer = io.BytesIO()
+        self._stats.save(buffer)
+        return write_generation(target, model.SerializeToString(), buffer.getvalue(),
+                                state.config, fresh)
 
     def __repr__(self) -> str:
         cfg = self.config

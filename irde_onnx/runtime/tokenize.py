@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence, Set
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -36,6 +36,10 @@ def check_texts(texts: Sequence[str]) -> list[str]:
     """Return ``texts`` as a list, or raise if it is not a sequence of strings."""
     if isinstance(texts, str):
         raise InvalidInputError("texts must be a list of strings, not one string: wrap it in [...]")
+    if isinstance(texts, (Mapping, Set, bytes, bytearray)):
+        raise InvalidInputError(
+            f"texts must be a list of strings, not a {type(texts).__name__} (its order or "
+            "items would be guessed)")
     try:
         out = list(texts)
     except TypeError as exc:

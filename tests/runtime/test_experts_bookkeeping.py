@@ -24,6 +24,11 @@ def _sha(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _hashes(folder):
+    """sha256 of every file of a router folder but the (empty) lock file."""
+    return {p.name: _sha(p) for p in folder.iterdir() if p.name != ".irde.lock"}
+
+
 def test_add_then_remove_gives_back_the_head(toy_router):
     router = Router.load(toy_router)
     w0, b0 = router.head
@@ -35,50 +40,72 @@ def test_add_then_remove_gives_back_the_head(toy_router):
 
 
 def test_routes_during_swaps_all_succeed(toy_router):
+    """Routing threads overlap the swaps, and every answer is the old or the new head's."""
     router = Router.load(toy_router, threads=1)
     texts = ["solve x", "a contract", "python bug", "the patient"] * 3
     expected = {tuple(router.experts): router.scores(texts)}
     router.add_expert("medicine", MEDICINE)
     expected[tuple(router.experts)] = router.scores(texts)
     router.remove_expert("medicine")
-    stop = threading.Event()
-    errors = []
+    swapping, stop = threading.Event(), threading.Event()
+    errors, during, straddling = [], [0], [0]
+    swaps = [0]  # changes completed so far
 
     def reader():
         while not stop.is_set():
             try:
+                before, experts_before = swaps[0], router.experts
+                in_window = swapping.is_set()
                 routes = router.route(texts, batch_size=4)
+                after, experts_after = swaps[0], router.experts
                 key = tuple(routes[0].scores)
+                assert all(tuple(r.scores) == key for r in routes)  # one head per call
                 got = np.array([[r.scores[e] for e in key] for r in routes])
                 np.testing.assert_allclose(got, expected[key], atol=1e-5)
+                if in_window and swapping.is_set():
+                    during[0] += 1
+                if before != after or experts_before != experts_after:
+                    straddling[0] += 1  # a swap happened while this call ran
             except Exception as exc:  # noqa: BLE001 - collected and asserted below
                 errors.append(exc)
 
     threads = [threading.Thread(target=reader) for _ in range(4)]
     for t in threads:
         t.start()
+    swapping.set()
     for _ in range(20):
         router.add_expert("medicine", MEDICINE)
+        swaps[0] += 1
         router.remove_expert("medicine")
+        swaps[0] += 1
+    swapping.clear()
     stop.set()
     for t in threads:
         t.join()
     assert errors == []
+    assert during[0] >= 20 and straddling[0] >= 4, (during, straddling)
 
 
-def test_save_in_place_keeps_the_encoder_bytes(toy_router):
-    data_hash = _sha(toy_router / DATA_FILE)
+def test_save_in_place_commits_a_new_generation(toy_router):
+    data_hash, data_inode = _sha(toy_router / DATA_FILE), (toy_router / DATA_FILE).stat().st_ino
     router = Router.load(toy_router)
+    old_graph = router.graph_path
     router.add_expert("medicine", MEDICINE)
     in_memory = router.scores(MEDICINE)
     assert router.save() == toy_router
-    assert _sha(toy_router / DATA_FILE) == data_hash
-    assert not [p for p in os.listdir(toy_router) if p.startswith(".") and "lock" not in p]
+    manifest = json.loads((toy_router / "router.json").read_text())
+    assert manifest["format_version"] == 2
+    graph = toy_router / manifest["files"]["graph"]["name"]
+    assert graph == router.graph_path != old_graph and not old_graph.exists()
+    assert manifest["files"]["graph"]["sha256"] == _sha(graph)
+    assert _sha(toy_router / DATA_FILE) == data_hash  # the encoder is never rewritten
+    assert (toy_router / DATA_FILE).stat().st_ino == data_inode
+    assert [p for p in os.listdir(toy_router) if p.startswith(".")] == [".irde.lock"]
     again = Router.load(toy_router)
     assert again.experts == router.experts
     np.testing.assert_allclose(again.scores(MEDICINE), in_memory, atol=1e-5)
     # a plain onnxruntime host sees the new expert in the scores and the metadata
-    sess = ort.InferenceSession(str(again.graph_path))
+    sess = ort.InferenceSession(str(graph))
     ids = np.array([[2, 28, 30, 3]], np.int64)
     out = sess.run(["scores"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0]
     assert out.shape == (1, 4)
@@ -98,8 +125,8 @@ def test_save_elsewhere_copies_the_encoder(toy_router, tmp_path):
 
 
 def test_a_failed_save_changes_nothing(toy_router, monkeypatch):
-    hashes = {p.name: _sha(p) for p in toy_router.iterdir()}
     router = Router.load(toy_router)
+    hashes = _hashes(toy_router)
     router.remove_expert("law")
     calls = []
 
@@ -112,7 +139,7 @@ def test_a_failed_save_changes_nothing(toy_router, monkeypatch):
         router.save()
     monkeypatch.undo()
     assert calls
-    assert {p.name: _sha(p) for p in toy_router.iterdir() if p.name != ".irde.lock"} == hashes
+    assert _hashes(toy_router) == hashes  # no temporary files left either
 
 
 @pytest.mark.parametrize(

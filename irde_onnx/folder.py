@@ -1,0 +1,235 @@
+"""The router folder on disk: generations committed by ``router.json``, the lock, cleanup.
+
+A save writes the graph and the statistics under new file names (``router.<hash>.onnx``,
+``stats.<hash>.npz``: named by a prefix of their sha256, so a file is never rewritten once
+written), then replaces ``router.json`` with one rename. ``router.json`` names both files
+with their sha256, so a reader that reads ``router.json`` first always finds one complete
+generation. ``router.onnx.data`` (the encoder) and ``tokenizer.json`` keep their names and are
+never rewritten. Files of older generations and temporaries of interrupted saves are removed
+only by a process holding the folder lock (``.irde.lock``), which every save holds from its
+first write to its commit: so a file a running save is about to commit is never removed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from irde_onnx.config import (
+    CONFIG_FILE,
+    DATA_FILE,
+    GRAPH_FILE,
+    STATS_FILE,
+    TOKENIZER_FILE,
+    RouterConfig,
+    sha256_file,
+)
+from irde_onnx.errors import InvalidInputError, RouterBusyError
+
+LOCK_FILE = ".irde.lock"
+LOCK_TIMEOUT = 600.0
+# The steps of a save, in order; :func:`set_save_hook` observes them (crash tests).
+SAVE_STEPS = ("graph", "stats", "manifest", "commit", "cleanup")
+_GENERATION = re.compile(r"(router\.[0-9a-f]{8,64}\.onnx|stats\.[0-9a-f]{8,64}\.npz)")
+# temporaries: this module's ``.<name>.<random>.tmp`` and the ``.<name>.<random>`` of 0.x saves
+_TEMPORARY = re.compile(
+    r"\.(router\.json|router\.onnx|stats\.npz|tokenizer\.json|router\.onnx\.data|"
+    r"router\.[0-9a-f]+\.onnx|stats\.[0-9a-f]+\.npz)\..+")
+_save_hook: Callable[[str], None] | None = None
+
+
+def set_save_hook(hook: Callable[[str], None] | None) -> None:
+    """Testing hook: ``hook(step)`` runs before each step of :data:`SAVE_STEPS` of a save.
+
+    The crash tests use it to kill the process at a chosen step; None removes the hook.
+    """
+    global _save_hook
+    _save_hook = hook
+
+
+def _step(name: str) -> None:
+    if _save_hook is not None:
+        _save_hook(name)
+
+
+def folder_lock(root: str | os.PathLike, timeout: float = LOCK_TIMEOUT) -> FileLock:
+    """The inter-process lock of a router folder (``.irde.lock`` inside it).
+
+    Hold it across a read-modify-write of the folder. It is released when the holder exits,
+    even by ``kill -9`` (an OS file lock), so a crashed process never leaves it stuck.
+    """
+    return FileLock(str(Path(root) / LOCK_FILE), timeout=timeout)
+
+
+def acquire(lock: FileLock, root: str | os.PathLike, timeout: float = LOCK_TIMEOUT) -> None:
+    """Acquire ``lock``, raising :class:`RouterBusyError` after ``timeout`` seconds."""
+    try:
+        lock.acquire(timeout=timeout)
+    except Timeout as exc:
+        raise RouterBusyError(
+            f"{Path(root) / LOCK_FILE} is held by another process for more than "
+            f"{timeout:g} s; wait for it to finish and try again") from exc
+
+
+def _fsync_dir(root: Path) -> None:
+    try:
+        fd = os.open(root, os.O_RDONLY)
+    except OSError:  # not supported (Windows): the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_temporary(root: Path, name: str, data: bytes) -> Path:
+    """Write ``data`` (flushed to disk) to a new hidden temporary beside ``root / name``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=root)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def _write_generation_file(root: Path, stem: str, suffix: str, data: bytes,
+                           name: str | None = None) -> tuple[str, str]:
+    """Write ``data`` as ``name`` (default ``<stem>.<hash>.<suffix>``); (name, sha256).
+
+    A file of that name already holding ``data`` is left as it is (never rewritten).
+    """
+    import hashlib
+
+    sha = hashlib.sha256(data).hexdigest()
+    name = name or f"{stem}.{sha[:16]}{suffix}"
+    target = root / name
+    if target.is_file() and sha256_file(target) == sha:
+        return name, sha  # the same bytes are already there (never rewritten)
+    tmp = write_temporary(root, name, data)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return name, sha
+
+
+def write_generation(root: Path, graph: bytes, stats: bytes, config: RouterConfig,
+                     fresh: bool = False) -> RouterConfig:
+    """Commit a new generation to ``root``; the caller holds :func:`folder_lock`.
+
+    Writes the graph and the statistics under new names, then replaces ``router.json``
+    naming them (the commit), then removes what no longer belongs to the router. ``fresh``:
+    ``root`` holds no router (no ``router.json``), so the files take the plain names
+    ``router.onnx`` and ``stats.npz`` of a freshly trained router.
+
+    Returns:
+        The committed configuration (format_version 2, with ``files``).
+
+    """
+    _step("graph")
+    names = (GRAPH_FILE, STATS_FILE) if fresh else (None, None)
+    graph_name, graph_sha = _write_generation_file(root, "router", ".onnx", graph, names[0])
+    _step("stats")
+    stats_name, stats_sha = _write_generation_file(root, "stats", ".npz", stats, names[1])
+    committed = config.with_files(graph_name, graph_sha, stats_name, stats_sha)
+    _step("manifest")
+    tmp = write_temporary(root, CONFIG_FILE, committed.to_json().encode("utf-8"))
+    _step("commit")
+    try:
+        os.replace(tmp, root / CONFIG_FILE)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(root)
+    _step("cleanup")
+    remove_stale(root, committed)
+    return committed
+
+
+def stale_files(root: Path, config: RouterConfig) -> list[str]:
+    """Files of ``root`` that belong to no generation: old generations and temporaries."""
+    keep = {CONFIG_FILE, TOKENIZER_FILE, DATA_FILE, LOCK_FILE, config.graph_file,
+            config.stats_file}
+    stale = []
+    for name in os.listdir(root):
+        if name in keep:
+            continue
+        if _GENERATION.fullmatch(name) or _TEMPORARY.fullmatch(name) or \
+                name in (GRAPH_FILE, STATS_FILE):
+            stale.append(name)
+    return sorted(stale)
+
+
+def remove_stale(root: Path, config: RouterConfig) -> list[str]:
+    """Remove :func:`stale_files`; only call while holding the folder lock."""
+    removed = []
+    for name in stale_files(root, config):
+        try:
+            (root / name).unlink()
+            removed.append(name)
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def try_cleanup(root: Path, manifest: bytes) -> None:
+    """Remove stale files if the lock is free now and ``router.json`` still holds ``manifest``.
+
+    Best effort, for loaders: a busy lock (a save is running) or a read-only folder skips it.
+    """
+    lock = folder_lock(root, timeout=0)
+    try:
+        lock.acquire()
+    except (Timeout, OSError):
+        return
+    try:
+        if (root / CONFIG_FILE).read_bytes() != manifest:
+            return  # a save committed meanwhile; it cleaned up after itself
+        remove_stale(root, RouterConfig.from_json(manifest))
+    except OSError:
+        pass
+    finally:
+        lock.release()
+
+
+def check_output_folder(path: str | os.PathLike, force: bool) -> Path:
+    """Check that a new router may be written to ``path``; return it.
+
+    ``path`` must not exist, be empty, or (with ``force``) hold a router already. A folder of
+    other files is never replaced, nor the working directory or one of its parents.
+    """
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise InvalidInputError(f"{target} exists and is not a directory")
+    resolved = target.resolve()
+    cwd = Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        raise InvalidInputError(
+            f"{path} is the working directory or a parent of it; give a new folder name "
+            "for the router")
+    if target.is_dir():
+        entries = sorted(os.listdir(target))
+        if entries:
+            if not force:
+                raise InvalidInputError(
+                    f"{target} is not empty; choose another --out or pass --force "
+                    "(overwrite=True) to replace the router in it")
+            if not (target / CONFIG_FILE).is_file():
+                shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+                raise InvalidInputError(
+                    f"{target} holds files that are not a router ({shown}); --force only "
+                    "replaces a router folder: choose another --out")
+    return target
