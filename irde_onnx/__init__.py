@@ -10,6 +10,8 @@ from irde_onnx.errors import (
     InvalidInputError,
     IrdeError,
     MissingExtraError,
+    RouterBusyError,
+    RouterChangedError,
     RouterFormatError,
 )
 from irde_onnx.runtime import Route, Router
@@ -22,5 +24,7 @@ __all__ = [
     "MissingExtraError",
     "Route",
     "Router",
+    "RouterBusyError",
+    "RouterChangedError",
     "RouterFormatError",
 ]

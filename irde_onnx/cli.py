@@ -296,7 +296,7 @@ def _cmd_experts(args: argparse.Namespace) -> int:
         return 0
     if args.action == "add":
         texts, scores = _expert_rows(args.data)
-    if args.out:
+    if args.out and Path(args.out).resolve() != Path(args.router).resolve():
         check_output_folder(args.out, force=False)  # before the change, not after
     # the folder's lock is held from reading the router to committing the change
     with router.lock():
@@ -313,8 +313,8 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     from irde_onnx.folder import check_output_folder
     from irde_onnx.runtime import Router
 
-    if args.out:
-        check_output_folder(args.out, force=False)
+    if args.out and Path(args.out).resolve() != Path(args.router).resolve():
+        check_output_folder(args.out, force=False)  # before the merge, not after
     router = Router.load(args.router)
     with router.lock():
         for other in args.others:

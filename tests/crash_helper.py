@@ -1,4 +1,4 @@
-"""Child process of the crash tests: holds a changed router, forks a saver per command.
+"""The crash tests' child process (run as a module), and the parent's side of it.
 
 Usage: ``python -m tests.crash_helper ROUTER EXPERT``. Loads ROUTER, removes EXPERT in memory
 (the "new" router, unsaved), prints the new scores of the probe prompts as one JSON line,
@@ -12,14 +12,75 @@ and prints the child's wait status (``killed`` or ``exit N``) as one line.
 
 import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import time
+from pathlib import Path
 
-from irde_onnx.folder import set_save_hook
+import numpy as np
+
+from irde_onnx.config import CONFIG_FILE, DATA_FILE, TOKENIZER_FILE
+from irde_onnx.folder import LOCK_FILE, set_save_hook
 from irde_onnx.runtime import Router
 
+ROOT = Path(__file__).resolve().parents[1]
+
 PROBES = ["Solve 3x + 5 = 20", "Write a SQL query", "What is a tort?", "发烧怎么办"]
+
+
+def copy_router(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def restore(pristine: Path, target: Path) -> None:
+    """Put the old router back; the encoder files are never rewritten, so they stay."""
+    for p in target.iterdir():
+        if p.name not in (TOKENIZER_FILE, DATA_FILE):
+            p.unlink()
+    for p in pristine.iterdir():
+        if p.name not in (TOKENIZER_FILE, DATA_FILE):
+            shutil.copyfile(p, target / p.name)
+
+
+class Saver:
+    """The crash helper process: a changed router that saves in place in a forked child."""
+
+    def __init__(self, target: Path, expert: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.crash_helper", str(target), expert], cwd=ROOT,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.new_scores = np.array(json.loads(self.proc.stdout.readline()))
+
+    def run(self, cmd: str) -> str:
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+Snapshot = tuple[list[str], np.ndarray]  # experts, scores of PROBES
+
+
+def check_folder(target: Path, old: Snapshot, new: Snapshot) -> str:
+    """Load the folder: old or new router, as a whole; return which."""
+    router = Router.load(target)  # never an error
+    scores = router.scores(PROBES)
+    which = "new" if router.experts == new[0] else "old"
+    experts, expected = new if which == "new" else old
+    assert router.experts == experts
+    np.testing.assert_allclose(scores, expected, atol=1e-4)  # graph and config of one save
+    np.testing.assert_array_equal(router.stats.experts, experts)  # and its statistics
+    # the load removed temporaries and the files of other generations
+    cfg = router.config
+    assert sorted(os.listdir(target)) == sorted(
+        {CONFIG_FILE, TOKENIZER_FILE, DATA_FILE, LOCK_FILE, cfg.graph_file, cfg.stats_file})
+    return which
 
 
 def _kill_at(step: str):  # noqa: ANN202

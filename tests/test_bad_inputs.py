@@ -40,6 +40,7 @@ def test_cli_exits_2_with_one_line(case, good, tmp_path):
     code, err = run_cli(case, ctx)
     assert code == 2, err
     assert err.count("\n") == 1 and err.endswith("\n") and "Traceback" not in err, err
+    assert case.says in err, err
     assert folder_hashes(ctx.root) == before
 
 

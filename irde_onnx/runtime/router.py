@@ -155,7 +155,6 @@ def _open_generation(
     stats_bytes = stats_path.read_bytes()
     _verify(stats_path, config.file_hash("stats"), stats_bytes)
     stats = RouterStats.load(stats_bytes, str(stats_path))
-    _check_stats(stats, config, tokenizer, stats_path)
     try:
         session = open_session(graph, threads, providers)
     except InvalidInputError:
@@ -177,6 +176,7 @@ def _open_generation(
             "(an interrupted copy or save?); save the router again from a good copy"
         )
     _probe(session, tokenizer, config, graph)
+    _check_stats(stats, config, tokenizer, stats_path)
     return session, stats
 
 
@@ -378,7 +378,7 @@ class Router:
             return state.head
         from irde_onnx.graph_file import read_head
 
-        return read_head(self.path / state.config.graph_file)
+        return read_head(self._graph_path(state))
 
     @property
     def graph_path(self) -> Path:
@@ -477,6 +477,15 @@ class Router:
         """The float64 sufficient statistics (read and checked with the router)."""
         return self._stats
 
+    def _graph_path(self, state: _State) -> Path:
+        """The graph file of this router's generation; gone if another process saved since."""
+        path = self.path / state.config.graph_file
+        if not path.is_file() and self.changed_on_disk():
+            raise RouterChangedError(
+                f"{path} was replaced by a newer save of {self.path} (another process); "
+                "call reload() or load the router again")
+        return path
+
     @property
     def embedding_table(self) -> np.ndarray | None:
         """The token-level encoder's embedding table (vocab, d) as stored; None if pooled.
@@ -488,7 +497,7 @@ class Router:
         if self._table is None:
             from irde_onnx.graph_file import read_initializer
 
-            self._table = read_initializer(self.path / self.config.graph_file, STATIC_TABLE)
+            self._table = read_initializer(self._graph_path(self._state), STATIC_TABLE)
         return self._table
 
     def _dense_stats(self) -> RouterStats:
@@ -737,7 +746,7 @@ class Router:
         from irde_onnx.metadata import graph_metadata, set_metadata
 
         state = self._state
-        model = load_graph_proto(self.path / state.config.graph_file)
+        model = load_graph_proto(self._graph_path(state))
         if state.head is not None:
             replace_head(model, *state.head)
         set_metadata(model, graph_metadata(state.config))
