@@ -8,8 +8,16 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
+from irde_onnx import cli_eval
+from irde_onnx.cli_args import Parser, lam_value, positive_int
+from irde_onnx.encoders import (
+    DEFAULT_ENCODER,
+    ENCODERS,
+    all_precisions,
+    all_strategies,
+    precision_help,
+)
 from irde_onnx.errors import IrdeError
 
 MAIN_EXAMPLES = """\
@@ -56,62 +64,33 @@ examples:
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors on one line and exits 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
-    return value
-
-
-def _lam(text: str) -> float | str:
-    if text == "auto":
-        return text
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'auto'") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``irde``."""
     fmt = argparse.RawDescriptionHelpFormatter
-    parser = _Parser(prog="irde", description="IR3DE prompt router exported as one ONNX graph.",
+    parser = Parser(prog="irde", description="IR3DE prompt router exported as one ONNX graph.",
                      epilog=MAIN_EXAMPLES, formatter_class=fmt)
     from irde_onnx._version import __version__
 
     parser.add_argument("--version", action="version", version=f"irde-onnx {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("train", help="train a router and export it", epilog=TRAIN_EXAMPLES,
                        formatter_class=fmt, description="Train a router and export it.")
     p.add_argument("--data", action="append", required=True, metavar="FILE.jsonl",
                    help="training rows (repeat for several files)")
     p.add_argument("--out", required=True, metavar="DIR", help="router directory to write")
-    p.add_argument("--encoder", choices=["minilm", "static"], default="minilm")
-    p.add_argument("--precision", choices=["int8", "fp32", "fp16"], default=None,
-                   help="minilm: int8 (default) or fp32; static: fp16 (default) or fp32")
-    p.add_argument("--strategy", choices=["vote", "mean", "entropy_top_k"], default=None,
-                   help="static encoder: how token scores decide (default vote)")
-    p.add_argument("--top-k-tokens", type=_positive_int, default=10,
+    _encoder_arguments(p)
+    p.add_argument("--strategy", choices=all_strategies(), default=None,
+                   help="how the graph turns features into scores; " + "; ".join(
+                       f"{s.name}: {' or '.join(s.strategies)}" for s in ENCODERS.values())
+                   + " (the first is the default)")
+    p.add_argument("--top-k-tokens", type=positive_int, default=10,
                    help="k of entropy_top_k (default 10)")
-    p.add_argument("--lam", type=_lam, default="auto",
+    p.add_argument("--lam", type=lam_value, default="auto",
                    help="ridge penalty, or 'auto' for k-fold cross-validation (default)")
     p.add_argument("--label-field", default="expert", help='label field (default "expert")')
-    p.add_argument("--max-length", type=_positive_int, default=256, help="tokens kept per prompt")
-    p.add_argument("--threads", type=_positive_int, default=None)
+    p.add_argument("--max-length", type=positive_int, default=256, help="tokens kept per prompt")
+    p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--force", action="store_true", help="replace a non-empty --out directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -120,16 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("router", metavar="DIR")
     p.add_argument("texts", nargs="*", metavar="TEXT")
     p.add_argument("--input", metavar="FILE.jsonl", help='rows {"text": ...}; - for stdin')
-    p.add_argument("--top-k", type=_positive_int, default=1, help="rank the k best experts")
-    p.add_argument("--threads", type=_positive_int, default=None)
-    p.add_argument("--batch-size", type=_positive_int, default=None,
+    p.add_argument("--top-k", type=positive_int, default=1, help="rank the k best experts")
+    p.add_argument("--threads", type=positive_int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=None,
                    help="prompts per onnxruntime call (default 1 for int8 routers, else 32)")
 
     p = sub.add_parser("experts", help="list, add or remove experts without retraining",
                        formatter_class=fmt, epilog=EXPERTS_EXAMPLES,
                        description="Change the experts of a router in place: the ridge head is "
                                    "re-solved from the statistics; the encoder is untouched.")
-    esub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    esub = p.add_subparsers(dest="action", required=True, parser_class=Parser)
     q = esub.add_parser("list", help="experts in column order", formatter_class=fmt,
                         epilog="examples:\n  irde experts list my-router\n")
     q.add_argument("router", metavar="DIR")
@@ -151,15 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Merge the statistics of routers trained on other shards "
                                    "with the same encoder, then re-solve the head.",
                        epilog=STATS_EXAMPLES)
-    ssub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    ssub = p.add_subparsers(dest="action", required=True, parser_class=Parser)
     q = ssub.add_parser("merge", help="merge other shards' statistics into a router",
                         formatter_class=fmt, epilog=STATS_EXAMPLES)
     q.add_argument("router", metavar="DIR")
     q.add_argument("others", nargs="+", metavar="OTHER",
                    help="router directories or stats.npz files of the other shards")
     q.add_argument("--out", metavar="DIR", help="write the merged router here instead")
-
-    from irde_onnx import cli_eval
 
     cli_eval.add_parser(sub)
 
@@ -175,11 +152,17 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  irde demo\n  irde demo --encoder static --out demo\n")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="keep the router here (default: a temporary directory)")
-    p.add_argument("--encoder", choices=["minilm", "static"], default="minilm")
-    p.add_argument("--precision", choices=["int8", "fp32", "fp16"], default=None)
+    _encoder_arguments(p)
     p.add_argument("--force", action="store_true",
                    help="replace the router in a non-empty --out directory")
     return parser
+
+
+def _encoder_arguments(p: argparse.ArgumentParser) -> None:
+    """``--encoder`` and ``--precision``, with choices and help from the encoder registry."""
+    p.add_argument("--encoder", choices=list(ENCODERS), default=DEFAULT_ENCODER,
+                   help="; ".join(f"{s.name}: {s.help}" for s in ENCODERS.values()))
+    p.add_argument("--precision", choices=all_precisions(), default=None, help=precision_help())
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -349,8 +332,6 @@ class _UsageError(IrdeError):
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from irde_onnx import cli_eval
-
     return cli_eval.run(args)
 
 

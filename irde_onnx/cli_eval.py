@@ -1,6 +1,7 @@
 """``irde eval``: measure a saved router on scored or labelled prompts, print JSON metrics.
 
-Wired into :mod:`irde_onnx.cli` through :func:`add_parser` and :func:`run`. Light: only the
+Wired into :mod:`irde_onnx.cli` through :func:`add_parser` and :func:`run`; imports nothing
+of the command line module. Light: only the
 runtime (onnxruntime, numpy, tokenizers) is imported.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from irde_onnx.cli import _positive_int
+from irde_onnx.cli_args import positive_int
 from irde_onnx.errors import InvalidInputError
 
 EVAL_EXAMPLES = """\
@@ -51,8 +52,8 @@ def add_parser(subparsers: Any) -> None:  # argparse's _SubParsersAction is priv
                    help='label field of labelled rows (default "expert")')
     p.add_argument("--task-field", default="task",
                    help='task field of scored rows (default "task"; without it, one task "all")')
-    p.add_argument("--threads", type=_positive_int, default=None)
-    p.add_argument("--batch-size", type=_positive_int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=None,
                    help="prompts per onnxruntime call (default 1 for int8 routers, else 32)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from irde_onnx.encoders import ENCODERS
 from irde_onnx.errors import RouterFormatError
 
 FORMAT_VERSION = 2
@@ -36,9 +37,6 @@ HEAD_B = "head.b"
 STATIC_TABLE = "static.table"
 STATIC_TOKEN_MASK = "static.token_mask"
 
-ENCODERS = ("minilm", "static")
-PRECISIONS = {"minilm": ("int8", "fp32"), "static": ("fp16", "fp32")}
-STRATEGIES = {"minilm": ("mean",), "static": ("vote", "mean", "entropy_top_k")}
 TARGETS = ("domain", "score")
 EXPERT_MODES = ("pooled", "own")
 
@@ -87,7 +85,7 @@ class RouterConfig:
     @property
     def pooled(self) -> bool:
         """True when the graph has a ``features`` output (sentence-level encoder)."""
-        return self.encoder != "static"
+        return ENCODERS[self.encoder].pooled
 
     @property
     def graph_file(self) -> str:
@@ -162,13 +160,22 @@ class RouterConfig:
 
     def check(self, source: str = CONFIG_FILE) -> None:
         """Raise :class:`RouterFormatError` if the fields are inconsistent."""
-        if self.encoder not in ENCODERS:
+        spec = ENCODERS.get(self.encoder)
+        if spec is None:
             raise RouterFormatError(
-                f"{source}: unknown encoder {self.encoder!r}; known: {ENCODERS}")
-        if self.precision not in PRECISIONS[self.encoder]:
-            raise RouterFormatError(f"{source}: unknown precision {self.precision!r}")
-        if self.strategy not in STRATEGIES[self.encoder]:
-            raise RouterFormatError(f"{source}: unknown strategy {self.strategy!r}")
+                f"{source}: unknown encoder {self.encoder!r}; this irde-onnx knows "
+                f"{sorted(ENCODERS)}. Upgrade irde-onnx or train the router again.")
+        if self.precision not in spec.precisions:
+            raise RouterFormatError(
+                f"{source}: unknown precision {self.precision!r} for the {spec.name} encoder; "
+                f"known: {spec.precisions}")
+        if self.strategy not in spec.strategies:
+            raise RouterFormatError(
+                f"{source}: unknown strategy {self.strategy!r} for the {spec.name} encoder; "
+                f"known: {spec.strategies}")
+        if self.target not in TARGETS:
+            raise RouterFormatError(
+                f"{source}: unknown target {self.target!r}; known: {TARGETS}")
         if not self.experts or len(self.experts) != len(self.expert_modes):
             raise RouterFormatError(
                 f"{source}: experts and expert_modes must be non-empty and match")
@@ -178,8 +185,6 @@ class RouterConfig:
             problem = expert_name_problem(name)
             if problem:
                 raise RouterFormatError(f"{source}: expert name {name!r} {problem}")
-        if self.target not in TARGETS:
-            raise RouterFormatError(f"{source}: target must be one of {TARGETS}")
         if any(m not in EXPERT_MODES for m in self.expert_modes):
             raise RouterFormatError(f"{source}: expert_modes must be in {EXPERT_MODES}")
 

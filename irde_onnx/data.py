@@ -72,11 +72,6 @@ class TrainingSet:
     experts: list[str]
     rows: list[dict[str, Any]]
 
-    @property
-    def kind(self) -> str:
-        """``domain`` or ``score``."""
-        return "domain" if self.labels is not None else "score"
-
 
 def load_training_set(
     paths: Sequence[str | os.PathLike], label_field: str = "expert"

@@ -104,12 +104,16 @@ def write_temporary(root: Path, name: str, data: bytes) -> Path:
     return Path(tmp)
 
 
-def _write_generation_file(root: Path, stem: str, suffix: str, data: bytes) -> tuple[str, str]:
-    """Write ``data`` as ``<stem>.<hash>.<suffix>`` unless that file exists; (name, sha256)."""
+def _write_generation_file(root: Path, stem: str, suffix: str, data: bytes,
+                           name: str | None = None) -> tuple[str, str]:
+    """Write ``data`` as ``name`` (default ``<stem>.<hash>.<suffix>``); (name, sha256).
+
+    A file of that name already holding ``data`` is left as it is (never rewritten).
+    """
     import hashlib
 
     sha = hashlib.sha256(data).hexdigest()
-    name = f"{stem}.{sha[:16]}{suffix}"
+    name = name or f"{stem}.{sha[:16]}{suffix}"
     target = root / name
     if target.is_file() and sha256_file(target) == sha:
         return name, sha  # the same bytes are already there (never rewritten)
@@ -122,20 +126,24 @@ def _write_generation_file(root: Path, stem: str, suffix: str, data: bytes) -> t
     return name, sha
 
 
-def write_generation(root: Path, graph: bytes, stats: bytes, config: RouterConfig) -> RouterConfig:
+def write_generation(root: Path, graph: bytes, stats: bytes, config: RouterConfig,
+                     fresh: bool = False) -> RouterConfig:
     """Commit a new generation to ``root``; the caller holds :func:`folder_lock`.
 
     Writes the graph and the statistics under new names, then replaces ``router.json``
-    naming them (the commit), then removes what no longer belongs to the router.
+    naming them (the commit), then removes what no longer belongs to the router. ``fresh``:
+    ``root`` holds no router (no ``router.json``), so the files take the plain names
+    ``router.onnx`` and ``stats.npz`` of a freshly trained router.
 
     Returns:
         The committed configuration (format_version 2, with ``files``).
 
     """
     _step("graph")
-    graph_name, graph_sha = _write_generation_file(root, "router", ".onnx", graph)
+    names = (GRAPH_FILE, STATS_FILE) if fresh else (None, None)
+    graph_name, graph_sha = _write_generation_file(root, "router", ".onnx", graph, names[0])
     _step("stats")
-    stats_name, stats_sha = _write_generation_file(root, "stats", ".npz", stats)
+    stats_name, stats_sha = _write_generation_file(root, "stats", ".npz", stats, names[1])
     committed = config.with_files(graph_name, graph_sha, stats_name, stats_sha)
     _step("manifest")
     tmp = write_temporary(root, CONFIG_FILE, committed.to_json().encode("utf-8"))

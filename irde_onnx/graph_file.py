@@ -3,38 +3,24 @@
 ``router.onnx`` holds the graph, the head initializers and small constants;
 ``router.onnx.data`` holds the encoder's weights. Rewriting the head loads the small file
 without its external data and writes it back, so the encoder bytes are never touched.
-Needs the ``onnx`` package (imported here, not by the routing runtime).
+Needs the ``onnx`` package, a base dependency that routing alone never imports.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+import onnx
+from onnx import numpy_helper
 
 from irde_onnx.config import DATA_FILE, HEAD_B, HEAD_W, atomic_write_bytes
-from irde_onnx.errors import MissingExtraError, RouterFormatError
-
-if TYPE_CHECKING:
-    import onnx
-
-
-def _onnx():  # noqa: ANN202
-    try:
-        import onnx
-    except ImportError as exc:
-        raise MissingExtraError(
-            "writing router.onnx needs the onnx package: pip install onnx "
-            '(or pip install "irde-onnx[export]")'
-        ) from exc
-    return onnx
+from irde_onnx.errors import RouterFormatError
 
 
 def save_router_graph(model: onnx.ModelProto, path: str | os.PathLike) -> None:
     """Save ``model`` to ``path`` with every large tensor but the head in ``router.onnx.data``."""
-    onnx = _onnx()
     from onnx.external_data_helper import convert_model_to_external_data
 
     path = Path(path)
@@ -50,7 +36,6 @@ def save_router_graph(model: onnx.ModelProto, path: str | os.PathLike) -> None:
 
 def load_graph_proto(path: str | os.PathLike) -> onnx.ModelProto:
     """Load ``router.onnx`` without its external data (fast; the encoder stays on disk)."""
-    onnx = _onnx()
     try:
         return onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError and friends
@@ -59,8 +44,6 @@ def load_graph_proto(path: str | os.PathLike) -> onnx.ModelProto:
 
 def replace_head(model: onnx.ModelProto, w: np.ndarray, b: np.ndarray) -> None:
     """Replace the ``head.W``/``head.b`` initializers of ``model`` in place."""
-    from onnx import numpy_helper
-
     found = set()
     for tensor in model.graph.initializer:
         if tensor.name in (HEAD_W, HEAD_B):
@@ -74,8 +57,6 @@ def replace_head(model: onnx.ModelProto, w: np.ndarray, b: np.ndarray) -> None:
 
 def read_head(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """The head ``(W, b)`` stored in ``router.onnx``."""
-    from onnx import numpy_helper
-
     model = load_graph_proto(path)
     heads = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer
              if t.name in (HEAD_W, HEAD_B)}
@@ -102,7 +83,6 @@ def write_head(
 
 def read_initializer(path: str | os.PathLike, name: str) -> np.ndarray:
     """One initializer of ``router.onnx``, read from the external data file if it lives there."""
-    from onnx import numpy_helper
     from onnx.external_data_helper import load_external_data_for_tensor, uses_external_data
 
     model = load_graph_proto(path)

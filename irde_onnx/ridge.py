@@ -20,7 +20,7 @@ import numpy as np
 
 from irde_onnx.errors import InvalidInputError
 
-__all__ = ["Moments", "solve", "choose_lam", "lam_grid", "predict"]
+__all__ = ["Moments", "solve", "choose_lam", "lam_grid", "fold_ids", "sse"]
 
 
 @dataclass
@@ -51,10 +51,15 @@ class Moments:
         return cls(0.0, np.zeros(d), gram, np.zeros((d, m)), np.zeros(m), np.zeros(m))
 
     @classmethod
-    def from_rows(cls, x: np.ndarray, y: np.ndarray) -> Moments:
-        """Moments of dense rows ``x`` (n, d) with targets ``y`` (n, m)."""
+    def from_rows(
+        cls, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
+    ) -> Moments:
+        """Moments of dense rows ``x`` (n, d) with targets ``y`` (n, m).
+
+        ``weights`` (n,) counts row i ``weights[i]`` times (sklearn's ``sample_weight``).
+        """
         mom = cls.zeros(np.shape(x)[1], np.shape(y)[1])
-        mom.update(x, y)
+        mom.update(x, y, weights)
         return mom
 
     @property
@@ -72,8 +77,11 @@ class Moments:
         """True when the Gram matrix is stored as its diagonal (one-hot rows)."""
         return self.gram.ndim == 1
 
-    def update(self, x: np.ndarray, y: np.ndarray) -> None:
-        """Add dense rows ``x`` (n, d) with targets ``y`` (n, m), accumulated in float64."""
+    def update(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> None:
+        """Add dense rows ``x`` (n, d) with targets ``y`` (n, m), accumulated in float64.
+
+        ``weights`` (n,), non-negative, counts row i ``weights[i]`` times (default 1).
+        """
         if self.diagonal:
             raise InvalidInputError("dense rows cannot be added to diagonal (token-count) moments")
         x = np.asarray(x, dtype=np.float64)
@@ -89,12 +97,25 @@ class Moments:
             )
         if not (np.isfinite(x).all() and np.isfinite(y).all()):
             raise InvalidInputError("features and targets must be finite (no NaN or infinity)")
-        self.n += float(x.shape[0])
-        self.sum_x += x.sum(axis=0)
-        self.gram += x.T @ x
-        self.sum_xy += x.T @ y
-        self.sum_y += y.sum(axis=0)
-        self.sum_yy += np.einsum("ij,ij->j", y, y)
+        if weights is None:
+            self.n += float(x.shape[0])
+            self.sum_x += x.sum(axis=0)
+            self.gram += x.T @ x
+            self.sum_xy += x.T @ y
+            self.sum_y += y.sum(axis=0)
+            self.sum_yy += np.einsum("ij,ij->j", y, y)
+            return
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (x.shape[0],) or not np.isfinite(w).all() or (w < 0).any():
+            raise InvalidInputError(
+                f"weights must be {x.shape[0]} finite numbers >= 0, one per row; got {w.shape}")
+        xw = x * w[:, None]
+        self.n += float(w.sum())
+        self.sum_x += w @ x
+        self.gram += xw.T @ x
+        self.sum_xy += xw.T @ y
+        self.sum_y += w @ y
+        self.sum_yy += w @ (y * y)
 
     def copy(self) -> Moments:
         """A deep copy."""
@@ -218,9 +239,14 @@ def solve(moments: Moments, lam: float) -> tuple[np.ndarray, np.ndarray]:
     return w, b
 
 
-def predict(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Scores ``x W + b`` of dense rows, shape (n, m)."""
-    return np.asarray(x, dtype=np.float64) @ w + b
+def fold_ids(n: int, k: int = 5, seed: int = 0) -> np.ndarray:
+    """The cross-validation fold of each of ``n`` rows: a seeded permutation, round robin.
+
+    Folds differ in size by at most one row; with fewer rows than ``k`` there are ``n`` folds.
+    """
+    fold = np.empty(n, dtype=np.int64)
+    fold[np.random.default_rng(seed).permutation(n)] = np.arange(n) % max(1, min(k, n))
+    return fold
 
 
 def sse(moments: Moments, w: np.ndarray, b: np.ndarray) -> float:
@@ -268,12 +294,22 @@ def choose_lam(
     for f in folds[1:]:
         total = total + f
     candidates = lam_grid(total) if grid is None else np.asarray(grid, dtype=np.float64)
-    errors: dict[float, float] = {}
     for lam in candidates:
-        err = 0.0
-        for f in folds:
-            w, b = solve(total - f, float(lam))
-            err += sse(f, w, b)
-        errors[float(lam)] = err / total.n
+        _check_lam(float(lam))
+    errors = {float(lam): 0.0 for lam in candidates}
+    for f in folds:
+        # one eigendecomposition per fold serves every candidate:
+        # (Sxx + lam I)^-1 Sxy = V diag(1 / (e + lam)) V^T Sxy
+        sxx, sxy, mean_x, mean_y = (total - f).centred()
+        e, v = np.linalg.eigh(sxx)
+        vt_sxy = v.T @ sxy
+        for lam in candidates:
+            denom = np.maximum(e, 0.0) + lam
+            if denom.min() <= 1e-12 * max(1.0, float(e.max())):
+                raise InvalidInputError(
+                    "the regularised Gram matrix is not positive definite; use a larger lam")
+            w = v @ (vt_sxy / denom[:, None])
+            errors[float(lam)] += sse(f, w, mean_y - mean_x @ w)
+    errors = {lam: err / total.n for lam, err in errors.items()}
     best = min(errors, key=errors.__getitem__)
     return best, errors

@@ -389,3 +389,30 @@ def bad_target_row(y: np.ndarray) -> int | None:
         bad = ~np.isfinite(y) | (np.abs(y) > MAX_TARGET)
     rows = np.flatnonzero(bad.reshape(len(y), -1).any(axis=1)) if len(y) else np.zeros(0, int)
     return int(rows[0]) if rows.size else None
+
+
+@dataclass
+class EncodedRows:
+    """Prompts encoded once, ready to be summarised as rows of a router's statistics.
+
+    Pooled encoders give one row of features per prompt (``features``, shape (n, d));
+    the static encoder gives one row per content token (``token_ids``, one array per prompt),
+    summarised as token-count histograms over a vocabulary of ``dim`` tokens.
+    """
+
+    features: np.ndarray | None
+    token_ids: list[np.ndarray] | None
+    dim: int
+
+    def __len__(self) -> int:
+        return len(self.features) if self.features is not None else len(self.token_ids or [])
+
+    def moments(self, y: np.ndarray, rows: np.ndarray | None = None) -> Moments:
+        """Moments of the prompts ``rows`` (default: all) with targets ``y`` (len(rows), m)."""
+        y = np.asarray(y, dtype=np.float64)
+        if rows is None:
+            rows = np.arange(len(self))
+        if self.features is not None:
+            return Moments.from_rows(self.features[rows], y)
+        ids = self.token_ids or []
+        return token_moments([ids[i] for i in rows], y, self.dim)

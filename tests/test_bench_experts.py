@@ -4,6 +4,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import ROOT, shared_data_or_fail
 
 
@@ -16,6 +18,7 @@ def _load():
     return module
 
 
+@pytest.mark.slow
 def test_experts_benchmark_runs_and_reports(capsys):
     data = shared_data_or_fail("domains")
     bench = _load()

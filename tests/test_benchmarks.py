@@ -14,6 +14,10 @@ from .conftest import ROOT, SHARED_DATA, shared_data_or_fail
 
 
 def _load(name):
+    """A benchmark module by file name (the scripts import their siblings by name)."""
+    folder = str(ROOT / "benchmarks")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     path = ROOT / "benchmarks" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
     module = importlib.util.module_from_spec(spec)
@@ -28,54 +32,65 @@ def quality():
 
 
 @pytest.fixture(scope="module")
+def heads():
+    return _load("heads")
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return _load("splits")
+
+
+@pytest.fixture(scope="module")
 def speed():
     return _load("speed")
 
 
-def test_ridge_fit_equals_sklearn(quality, rng):
+def test_ridge_fit_equals_sklearn(heads, rng):
     x, y = rng.normal(size=(80, 6)), rng.normal(size=(80, 3))
-    coef, bias, lam = quality.ridge_fit(x, y, 2.5)
+    coef, bias, lam = heads.ridge_fit(x, y, 2.5)
     ref = Ridge(alpha=2.5).fit(x, y)
     np.testing.assert_allclose(coef, ref.coef_.T, atol=1e-8)
     np.testing.assert_allclose(bias, ref.intercept_, atol=1e-8)
     w = rng.uniform(0.5, 2.0, 80)
-    coef, bias, _ = quality.ridge_fit(x, y, 2.5, weights=w)
+    coef, bias, _ = heads.ridge_fit(x, y, 2.5, weights=w)
     ref = Ridge(alpha=2.5).fit(x, y, sample_weight=w)
     np.testing.assert_allclose(coef, ref.coef_.T, atol=1e-8)
     np.testing.assert_allclose(bias, ref.intercept_, atol=1e-8)
 
 
-def test_cv_ridge_matches_solving_each_fold(quality, rng):
+def test_cv_ridge_matches_solving_each_fold(heads, rng):
     x, y = rng.normal(size=(60, 5)), rng.random((60, 3))
     tasks = np.array(["a", "b", "c"] * 20)
     grid = [0.1, 3.0]
-    got = quality.cv_ridge(x, y, tasks, quality.TARGET_MAKERS["raw scores"], grid, False)
-    fold = quality.fold_ids(len(x))
+    got = heads.cv_ridge(x, y, tasks, heads.TARGET_MAKERS["raw scores"], grid, False)
+    fold = heads.folds_of(len(x))
     for lam in grid:
         pred = np.zeros_like(y)
-        for k in range(quality.FOLDS):
+        for k in range(heads.FOLDS):
             a, b = fold != k, fold == k
             pred[b] = Ridge(alpha=lam).fit(x[a], y[a]).predict(x[b])
-        assert got[lam] == pytest.approx(quality.routing_utility(pred, y, tasks))
+        assert got[lam] == pytest.approx(heads.routing_utility(pred, y, tasks))
 
 
-def test_task_targets(quality):
+def test_task_targets(heads):
     y = np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
     tasks = np.array(["t", "t", "u", "u"])
-    np.testing.assert_allclose(quality.task_mean_targets(y, tasks),
+    np.testing.assert_allclose(heads.task_mean_targets(y, tasks),
                                [[0.5, 0], [0.5, 0], [0, 1], [0, 1]])
-    np.testing.assert_allclose(quality.task_best_targets(y, tasks),
+    np.testing.assert_allclose(heads.task_best_targets(y, tasks),
                                [[1, 0], [1, 0], [0, 1], [0, 1]])
-    assert quality.routing_utility(np.array([[1, 0], [0, 1], [0, 1], [1, 0]]), y,
+    assert heads.routing_utility(np.array([[1, 0], [0, 1], [0, 1], [1, 0]]), y,
                                    tasks) == pytest.approx((0.5 + 0.5) / 2)
 
 
-def test_domain_splits_are_deterministic_and_disjoint(quality):
-    data = quality.load_domains(shared_data_or_fail("domains"), limit=6)
-    test = quality.in_source_split(data)
+@pytest.mark.slow
+def test_domain_splits_are_deterministic_and_disjoint(splits):
+    data = splits.load_domains(shared_data_or_fail("domains"), limit=6)
+    test = splits.in_source_split(data)
     assert 0 < test.sum() < len(test)
-    np.testing.assert_array_equal(test, quality.in_source_split(data))
-    cross, unseen, train_source = quality.cross_source_split(data)
+    np.testing.assert_array_equal(test, splits.in_source_split(data))
+    cross, unseen, train_source = splits.cross_source_split(data)
     sources = np.array(data.sources)
     labels = np.array(data.labels)
     for domain, source in train_source.items():
@@ -86,17 +101,18 @@ def test_domain_splits_are_deterministic_and_disjoint(quality):
     assert (unseen <= cross).all()
 
 
+@pytest.mark.slow
 def test_quality_routerdc_smoke(quality, tmp_path):
     shared_data_or_fail("routerdc7", "train.jsonl")
     md = tmp_path / "B.md"
     code = quality.main(["--data", str(SHARED_DATA), "--part", "routerdc", "--limit", "4",
-                         "--encoders", "static", "--baseline-features", "static-mean",
+                         "--encoders", "static-fp16", "--baseline-features", "static-mean",
                          "--static-strategies", "mean", "--results", str(tmp_path),
                          "--markdown", str(md)])
     assert code == 0
     text = md.read_text()
     assert "<!-- begin quality -->" in text and "### RouterDC protocol" in text
-    for row in ("irde static", "kNN (cosine", "logistic regression per LLM", "MLP regressor",
+    for row in ("irde static-fp16", "kNN (cosine", "logistic regression per LLM", "MLP regressor",
                 "random router (expected)", "best single LLM chosen on train",
                 "RouterDC, published", "selected by train CV", "irde static, strategy mean"):
         assert row in text, row
@@ -104,11 +120,12 @@ def test_quality_routerdc_smoke(quality, tmp_path):
     assert (tmp_path / "quality.json").is_file()
 
 
+@pytest.mark.slow
 def test_quality_domains_smoke(quality, tmp_path):
     shared_data_or_fail("domains")
     md = tmp_path / "B.md"
     code = quality.main(["--data", str(SHARED_DATA), "--part", "domains", "--limit", "4",
-                         "--encoders", "static", "--baseline-features", "static-mean",
+                         "--encoders", "static-fp16", "--baseline-features", "static-mean",
                          "--static-strategies", "entropy_top_k", "--results", str(tmp_path),
                          "--markdown", str(md)])
     assert code == 0
@@ -134,6 +151,7 @@ def test_exact_length_prompts(speed):
         assert [len(tok.encode(t).ids) for t in got] == [length] * 3
 
 
+@pytest.mark.slow
 def test_speed_smoke(speed, tmp_path):
     shared_data_or_fail("routerdc7", "test_id.jsonl")
     md = tmp_path / "B.md"

@@ -118,6 +118,7 @@ def _write(path, rows):
     return str(path)
 
 
+@pytest.mark.slow
 def test_eval_scores_follows_the_routerdc_protocol(score_router, routerdc_rows, tmp_path,
                                                     capsys):
     from irde_onnx import Router
@@ -200,6 +201,7 @@ def test_eval_missing_files_exit_2(static_router_dir, tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_eval_partial_task_field_is_an_error(score_router, routerdc_rows, tmp_path, capsys):
     rows = [dict(r) for r in routerdc_rows[:4]]
     del rows[1]["task"]

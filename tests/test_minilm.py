@@ -89,6 +89,7 @@ def _split(rows):
     return [r for r in rows if not held_out(r)], [r for r in rows if held_out(r)]
 
 
+@pytest.mark.slow
 def test_domains_from_shared_data_route_correctly(tmp_path):
     """Done-criterion of the core issue: 4 domains from ../shared/data, held-out prompts."""
     train, test = [], []
@@ -105,6 +106,7 @@ def test_domains_from_shared_data_route_correctly(tmp_path):
     assert accuracy >= 0.9, accuracy
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32"])
 def test_fp32_export_matches_transformers(precision, demo_train):
     texts, labels = demo_train

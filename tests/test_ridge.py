@@ -90,3 +90,23 @@ def test_errors(rng):
         solve(Moments.zeros(3, 1), 1.0)
     with pytest.raises(InvalidInputError, match="folds"):
         choose_lam([Moments.from_rows(x, y)])
+
+
+def test_weighted_rows_equal_sklearn_sample_weight(rng):
+    x, y = rng.normal(size=(50, 4)), rng.normal(size=(50, 2))
+    w = rng.uniform(0.2, 3.0, 50)
+    coef, bias = solve(Moments.from_rows(x, y, w), 1.5)
+    ref = Ridge(alpha=1.5).fit(x, y, sample_weight=w)
+    np.testing.assert_allclose(coef, ref.coef_.T, atol=1e-8)
+    np.testing.assert_allclose(bias, ref.intercept_, atol=1e-8)
+    with pytest.raises(InvalidInputError, match="weights"):
+        Moments.from_rows(x, y, -w)
+
+
+def test_fold_ids_are_balanced_and_seeded():
+    from irde_onnx.ridge import fold_ids
+
+    fold = fold_ids(23, 5, seed=4)
+    assert sorted(np.bincount(fold).tolist()) == [4, 4, 5, 5, 5]
+    np.testing.assert_array_equal(fold, fold_ids(23, 5, seed=4))
+    assert sorted(fold_ids(3, 5).tolist()) == [0, 1, 2]  # fewer rows than folds

@@ -5,7 +5,7 @@ import onnxruntime as ort
 import pytest
 
 from irde_onnx.export.graph import static_router
-from irde_onnx.static_reference import static_scores
+from irde_onnx.export.static_reference import static_scores
 
 VOCAB, D, E = 60, 8, 4
 SPECIAL = [0, 1, 2]  # pad, cls, sep in this toy vocabulary

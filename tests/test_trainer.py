@@ -139,17 +139,36 @@ def test_unfitted_and_save_errors(static_trainer, tmp_path):
     with pytest.raises(InvalidInputError, match="not empty"):
         static_trainer.save(tmp_path / "busy")
     assert (tmp_path / "busy" / "file").read_text() == "keep me"
-    # --force replaces a router folder, never a folder of unrelated files
+    # overwrite replaces a router folder (as Router.save means it), never unrelated files
     with pytest.raises(InvalidInputError, match=r"not a router \(file\)"):
         static_trainer.save(tmp_path / "busy", overwrite=True)
     assert (tmp_path / "busy" / "file").read_text() == "keep me"
     first = static_trainer.save(tmp_path / "r")
-    (first / "extra.txt").write_text("old router folder")
+    assert json.loads((first / "router.json").read_text())["files"]["graph"]["name"] == \
+        GRAPH_FILE  # a freshly trained router names router.onnx
+    (first / "extra.txt").write_text("not the router's")
     (tmp_path / ".r.old").mkdir()  # a sibling the old code deleted
     out = static_trainer.save(first, overwrite=True)
-    assert not (out / "extra.txt").exists() and Router.load(out).experts == static_trainer.experts_
+    assert Router.load(out).experts == static_trainer.experts_
+    assert (out / "extra.txt").read_text() == "not the router's"  # not a router file: kept
     assert (tmp_path / ".r.old").is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".r.old", "busy", "r"]
+
+
+def test_the_trained_router_outlives_its_trainer(demo_train, tmp_path):
+    import gc
+
+    texts, labels = demo_train
+    router = RouterTrainer(encoder="static", lam=1.0, progress=False, validate=False).fit(
+        texts[::4], labels[::4]).router_
+    gc.collect()  # the trainer is gone; its router still reads its folder
+    assert router.stats.experts == router.experts
+    out = router.save(tmp_path / "kept")
+    assert Router.load(out).experts == router.experts
+    folder = router.path
+    del router
+    gc.collect()
+    assert not folder.exists()  # and the folder goes with the router
 
 
 def test_validation_raises_a_typed_error_when_the_graph_differs(static_trainer):

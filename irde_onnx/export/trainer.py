@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,30 +18,25 @@ from irde_onnx._version import __version__
 from irde_onnx.config import (
     CONFIG_FILE,
     GRAPH_FILE,
-    PRECISIONS,
-    REQUIRED_FILES,
     STATS_FILE,
-    STRATEGIES,
     TOKENIZER_FILE,
     RouterConfig,
     expert_name_problem,
     fingerprint,
-    sha256_file,
 )
+from irde_onnx.encoders import DEFAULT_ENCODER, EncoderSpec, get_encoder
 from irde_onnx.errors import InvalidInputError
-from irde_onnx.export import encoders, graph
-from irde_onnx.export.validate import ValidationReport, validate_pooled, validate_static
-from irde_onnx.folder import acquire, check_output_folder, folder_lock
-from irde_onnx.graph_file import save_router_graph, write_head
+from irde_onnx.export.encoders import BuiltGraph, minilm_tokenizer_file
+from irde_onnx.export.validate import ValidationReport
+from irde_onnx.graph_file import save_router_graph
 from irde_onnx.metadata import graph_metadata, set_metadata
-from irde_onnx.ridge import Moments, choose_lam
+from irde_onnx.ridge import Moments, choose_lam, fold_ids
 from irde_onnx.runtime.router import Router
-from irde_onnx.runtime.tokenize import check_texts
-from irde_onnx.stats import MAX_TARGET, RouterStats, bad_target_row, token_moments
+from irde_onnx.runtime.tokenize import TextTokenizer, check_texts
+from irde_onnx.stats import MAX_TARGET, RouterStats, bad_target_row
 
-DEFAULT_PRECISION = {"minilm": "int8", "static": "fp16"}
-DEFAULT_STRATEGY = {"minilm": "mean", "static": "vote"}
 ENCODE_CHUNK = 256
+Validator = Callable[[Router, np.ndarray, np.ndarray], ValidationReport]
 
 
 def _write_tokenizer(source: Path, target: Path, max_length: int) -> None:
@@ -93,7 +90,7 @@ class RouterTrainer:
     def __init__(
         self,
         *,
-        encoder: str = "minilm",
+        encoder: str = DEFAULT_ENCODER,
         precision: str | None = None,
         strategy: str | None = None,
         top_k_tokens: int = 10,
@@ -120,23 +117,9 @@ class RouterTrainer:
         self.random_state = random_state
 
     # -- parameters and targets -------------------------------------------------------------
-    def _resolved(self) -> tuple[str, str, str]:
-        if self.encoder not in PRECISIONS:
-            raise InvalidInputError(
-                f"unknown encoder {self.encoder!r}; choose one of {sorted(PRECISIONS)}"
-            )
-        precision = self.precision or DEFAULT_PRECISION[self.encoder]
-        if precision not in PRECISIONS[self.encoder]:
-            raise InvalidInputError(
-                f"precision {precision!r} is not available for the {self.encoder} encoder; "
-                f"choose one of {PRECISIONS[self.encoder]}"
-            )
-        strategy = self.strategy or DEFAULT_STRATEGY[self.encoder]
-        if strategy not in STRATEGIES[self.encoder]:
-            raise InvalidInputError(
-                f"strategy {strategy!r} is not available for the {self.encoder} encoder; "
-                f"choose one of {STRATEGIES[self.encoder]}"
-            )
+    def _resolved(self) -> tuple[EncoderSpec, str, str]:
+        spec = get_encoder(self.encoder)
+        precision, strategy = spec.check(self.precision, self.strategy)
         if isinstance(self.lam, str):
             if self.lam != "auto":
                 raise InvalidInputError(f"lam must be a number >= 0 or 'auto', got {self.lam!r}")
@@ -150,7 +133,7 @@ class RouterTrainer:
                 raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
         if not isinstance(self.cv_folds, int) or self.cv_folds < 2:
             raise InvalidInputError(f"cv_folds must be an integer >= 2, got {self.cv_folds!r}")
-        return self.encoder, precision, strategy
+        return spec, precision, strategy
 
     @staticmethod
     def _targets(
@@ -230,143 +213,113 @@ class RouterTrainer:
             self
 
         """
-        encoder, precision, strategy = self._resolved()
+        spec, precision, strategy = self._resolved()
         texts = check_texts(texts)
         if not texts:
             raise InvalidInputError("no training texts")
         kind, names, y = self._targets(len(texts), labels, scores, experts)
-        self._tmp = tempfile.TemporaryDirectory(prefix="irde-train-")
-        work = Path(self._tmp.name)
 
-        # 1. the graph that ships, with a zero head; its features are the ones we fit on
-        n_exp = len(names)
-        zeros_w = np.zeros((encoders.MINILM_DIM, n_exp))
-        zeros_b = np.zeros(n_exp)
-        _write_tokenizer(encoders.minilm_tokenizer_file(), work / TOKENIZER_FILE,
-                         self.max_length)
-        table64: np.ndarray | None = None
-        if encoder == "minilm":
-            model = graph.pooled_router(encoders.export_minilm(precision), zeros_w, zeros_b)
-        else:
-            from irde_onnx.runtime.tokenize import TextTokenizer
-
-            table = encoders.minilm_word_embeddings()
-            table = table.astype(np.float16) if precision == "fp16" else table
-            table64 = table.astype(np.float64)
-            token_mask = np.ones(table.shape[0], np.float32)
-            token_mask[TextTokenizer(work / TOKENIZER_FILE, self.max_length).special_ids] = 0.0
-            model = graph.static_router(table, token_mask, zeros_w, zeros_b, strategy,
-                                        self.top_k_tokens)
-        config = RouterConfig(
-            experts=tuple(names), expert_modes=("pooled",) * n_exp, encoder=encoder,
-            precision=precision, strategy=strategy, target=kind, lam=0.0,
-            max_length=self.max_length, feature_dim=encoders.MINILM_DIM, fingerprint="",
-            package_version=__version__, top_k_tokens=self.top_k_tokens,
-        )
-        set_metadata(model, graph_metadata(config))
-        save_router_graph(model, work / GRAPH_FILE)
-        del model
-        config = RouterConfig(**{**config.__dict__, "fingerprint": fingerprint(
-            work, encoder, precision, self.max_length)})
-        (work / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
-        # placeholder statistics (no rows) that match the config, until the real ones exist
-        static = encoder == "static"
-        dim = table.shape[0] if static else encoders.MINILM_DIM
-        placeholder = RouterStats.empty(dim, diagonal=static)
-        for name in names:
-            placeholder.append(name, "pooled", Moments.zeros(dim, 0, diagonal=static),
-                               np.zeros(dim), 0.0, 0.0)
-        placeholder.save(work / STATS_FILE)
-        router = Router.load(work, threads=self.threads)
+        # 1. the graph that ships, exported once with a zero head, loaded once: the features
+        #    the head is fit on are the shipped graph's own
+        work = Path(tempfile.mkdtemp(prefix="irde-train-"))
+        try:
+            router, validate = self._export(work, spec, precision, strategy, kind, names)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        # the folder lives as long as the router that reads it, not as long as the trainer
+        weakref.finalize(router, shutil.rmtree, str(work), True)
 
         # 2. statistics: per expert (domains) or shared (scores), and per fold for lam
-        stats, folds = self._statistics(router, texts, kind, names, y, table64)
-        stats.fingerprint = config.fingerprint
+        stats, folds = self._statistics(router, texts, kind, names, y)
 
-        # 3. lam, the head, and the graph with the head
+        # 3. lam, then the head: solved and swapped in by the router itself
         if self.lam == "auto":
-            lam, cv = choose_lam(folds)
+            lam, cv = choose_lam([f.project(router.embedding_table) for f in folds])
         else:
             lam, cv = float(self.lam), {}
-        w, b = stats.solve(lam, table64)
-        config = RouterConfig(**{**config.__dict__, "lam": lam})
-        write_head(work / GRAPH_FILE, w, b, graph_metadata(config))
-        stats.save(work / STATS_FILE)
-        (work / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
-        router = Router.load(work, threads=self.threads)
+        router.set_statistics(stats, lam)
+        w, b = router.head
 
         # 4. prove the export
-        report: ValidationReport | None = None
-        if self.validate:
-            if encoder == "minilm":
-                report = validate_pooled(router, w, b)
-            else:
-                report = validate_static(router, table, token_mask, w, b)
-        extra = {
-            "n_texts": len(texts),
-            "texts_per_expert": {e: int(c) for e, c in zip(names, (y > 0).sum(0), strict=True)},
-            "lam_search": {f"{k:.6g}": v for k, v in cv.items()},
-            "validation": report.as_dict() if report else None,
-        }
-        config = RouterConfig(**{**config.__dict__, "extra": extra}).with_files(
-            GRAPH_FILE, sha256_file(work / GRAPH_FILE), STATS_FILE, sha256_file(work / STATS_FILE))
-        (work / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
-        self.router_ = Router.load(work, threads=self.threads)
+        report = validate(router, w, b) if self.validate else None
+        router.annotate(
+            n_texts=len(texts),
+            texts_per_expert={e: int(c) for e, c in zip(names, (y > 0).sum(0), strict=True)},
+            lam_search={f"{k:.6g}": v for k, v in cv.items()},
+            validation=report.as_dict() if report else None,
+        )
+        self.router_ = router
         self.experts_ = names
         self.coef_, self.intercept_ = w, b
         self.lam_, self.cv_errors_ = lam, cv
         self.stats_ = stats
-        self.validation_ = report
+        self.validation_: ValidationReport | None = report
         self.target_ = kind
         return self
 
+    def _export(self, work: Path, spec: EncoderSpec, precision: str, strategy: str, kind: str,
+                names: list[str]) -> tuple[Router, Validator]:
+        """Write the graph (zero head), tokenizer, config and empty statistics; load them."""
+        _write_tokenizer(minilm_tokenizer_file(), work / TOKENIZER_FILE, self.max_length)
+        tokenizer = TextTokenizer(work / TOKENIZER_FILE, self.max_length)
+        built: BuiltGraph = spec.builder()(precision, strategy, self.top_k_tokens, tokenizer,
+                                           len(names))
+        config = RouterConfig(
+            experts=tuple(names), expert_modes=("pooled",) * len(names), encoder=spec.name,
+            precision=precision, strategy=strategy, target=kind, lam=0.0,
+            max_length=self.max_length, feature_dim=spec.feature_dim, fingerprint="",
+            package_version=__version__, top_k_tokens=self.top_k_tokens,
+        )
+        set_metadata(built.model, graph_metadata(config))
+        save_router_graph(built.model, work / GRAPH_FILE)
+        config = replace(config, fingerprint=fingerprint(work, spec.name, precision,
+                                                         self.max_length))
+        (work / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
+        # placeholder statistics (no rows) that match the config; set_statistics replaces them
+        diagonal = not spec.pooled
+        dim = tokenizer.vocab_size if diagonal else spec.feature_dim
+        placeholder = RouterStats.empty(dim, diagonal=diagonal, fingerprint=config.fingerprint)
+        for name in names:
+            placeholder.append(name, "pooled", Moments.zeros(dim, 0, diagonal=diagonal),
+                               np.zeros(dim), 0.0, 0.0)
+        placeholder.save(work / STATS_FILE)
+        return Router.load(work, threads=self.threads), built.validate
+
     def _statistics(
-        self, router: Router, texts: list[str], kind: str, names: list[str], y: np.ndarray,
-        table64: np.ndarray | None,
+        self, router: Router, texts: list[str], kind: str, names: list[str], y: np.ndarray
     ) -> tuple[RouterStats, list[Moments]]:
         """Stream the texts chunk by chunk into per-expert (or shared) and per-fold moments.
 
         Features are never all held in memory; each chunk is encoded once.
         """
         n, n_exp = y.shape
-        k_folds = min(self.cv_folds, n)
-        fold = np.empty(n, dtype=np.int64)
-        fold[np.random.default_rng(self.random_state).permutation(n)] = np.arange(n) % k_folds
-        dense = table64 is None
-        dim = router.config.feature_dim if dense else router.tokenizer.vocab_size
+        fold = fold_ids(n, self.cv_folds, self.random_state)
+        diagonal = not router.config.pooled
+        dim = router.tokenizer.vocab_size if diagonal else router.config.feature_dim
 
         def zeros(m: int) -> Moments:
-            return Moments.zeros(dim, m, diagonal=not dense)
+            return Moments.zeros(dim, m, diagonal=diagonal)
 
         per_expert = [zeros(1) for _ in range(n_exp)] if kind == "domain" else []
         pool = zeros(n_exp) if kind == "score" else None
-        folds = [zeros(n_exp) for _ in range(k_folds)] if self.lam == "auto" else []
+        folds = [zeros(n_exp) for _ in range(int(fold.max()) + 1)] if self.lam == "auto" else []
         with Progress(n, "encoding", self.progress) as bar:
             for start in range(0, n, ENCODE_CHUNK):
                 idx = np.arange(start, min(n, start + ENCODE_CHUNK))
-                chunk = texts[start:start + len(idx)]
-                if dense:
-                    x = router.features(chunk, self.batch_size)
-
-                    def moments(rows: np.ndarray, targets: np.ndarray,
-                                x: np.ndarray = x, start: int = start) -> Moments:
-                        return Moments.from_rows(x[rows - start], targets)
-                else:
-                    ids = router.tokenizer.content_ids(chunk)
-
-                    def moments(rows: np.ndarray, targets: np.ndarray,
-                                ids: list[np.ndarray] = ids, start: int = start) -> Moments:
-                        return token_moments([ids[i - start] for i in rows], targets, dim)
+                encoded = router.encode_rows(texts[start:start + len(idx)],
+                                             batch_size=self.batch_size)
                 if pool is not None:
-                    pool = pool + moments(idx, y[idx])
+                    pool = pool + encoded.moments(y[idx])
                 for k in range(len(per_expert)):
                     rows = idx[y[idx, k] > 0]
-                    per_expert[k] = per_expert[k] + moments(rows, np.ones((len(rows), 1)))
+                    per_expert[k] = per_expert[k] + encoded.moments(np.ones((len(rows), 1)),
+                                                                    rows - start)
                 for f in range(len(folds)):
                     rows = idx[fold[idx] == f]
-                    folds[f] = folds[f] + moments(rows, y[rows])
+                    folds[f] = folds[f] + encoded.moments(y[rows], rows - start)
                 bar.update(len(idx))
-        stats = RouterStats.empty(dim, diagonal=not dense)
+        stats = RouterStats.empty(dim, diagonal=diagonal, fingerprint=router.config.fingerprint)
         for k, rows in enumerate(per_expert):
             stats.append_domain(names[k], rows)
         if pool is not None:
@@ -375,8 +328,6 @@ class RouterTrainer:
             for k in range(n_exp):
                 stats.append(names[k], "pooled", zeros(0), pool.sum_xy[:, k], pool.sum_y[k],
                              pool.sum_yy[k])
-        if not dense:
-            folds = [f.project(table64) for f in folds]
         return stats, folds
 
     # -- after fit ------------------------------------------------------------------------------
@@ -391,40 +342,13 @@ class RouterTrainer:
         return [r.expert for r in self.router_.route(texts)]
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
-        """Write the router directory; atomic: a temporary folder renamed into place.
+        """Write the router directory with :meth:`Router.save` (see there for atomicity).
 
         Args:
-            path: target directory; must not exist or be empty unless ``overwrite``.
-            overwrite: replace an existing router directory (one with ``router.json``); a
-                folder of other files, or the working directory, is never replaced.
+            path: target directory: new or empty, or (with ``overwrite``) holding a router.
+            overwrite: replace the router in a non-empty directory (a folder of other files
+                is never replaced), as :meth:`Router.save` means it.
 
         """
         self._check_fitted()
-        target = check_output_folder(path, overwrite)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        staging.chmod(0o777 & ~umask)  # mkdtemp makes 0700; a router is an ordinary folder
-        try:
-            for name in REQUIRED_FILES:
-                shutil.copyfile(Path(self._tmp.name) / name, staging / name)
-            if target.exists() and any(target.iterdir()):
-                # replace a router folder (check_output_folder allowed it), holding its lock
-                old = staging.with_name(staging.name + ".old")
-                lock = folder_lock(target)
-                acquire(lock, target)
-                try:
-                    target.rename(old)
-                    staging.rename(target)
-                finally:
-                    lock.release()
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                if target.exists():
-                    target.rmdir()  # empty
-                staging.rename(target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return target
+        return self.router_.save(path, overwrite=overwrite)

@@ -38,10 +38,9 @@ from irde_onnx.folder import (
     write_generation,
     write_temporary,
 )
-from irde_onnx.ridge import Moments
 from irde_onnx.runtime.session import open_session
 from irde_onnx.runtime.tokenize import TextTokenizer, check_texts
-from irde_onnx.stats import MAX_TARGET, RouterStats, bad_target_row, token_moments
+from irde_onnx.stats import MAX_TARGET, EncodedRows, RouterStats, bad_target_row
 
 DEFAULT_BATCH_SIZE = 32
 # Dynamic int8 quantisation computes activation scales over the whole input of a call, so a
@@ -382,6 +381,11 @@ class Router:
         return read_head(self._graph_path(state))
 
     @property
+    def graph_path(self) -> Path:
+        """The ONNX graph file this router runs (any onnxruntime host can open it)."""
+        return self.path / self._state.config.graph_file
+
+    @property
     def default_batch_size(self) -> int:
         """Prompts per onnxruntime call when ``batch_size`` is not given (1 for int8)."""
         return INT8_BATCH_SIZE if self._state.config.precision == "int8" else DEFAULT_BATCH_SIZE
@@ -482,8 +486,12 @@ class Router:
                 "call reload() or load the router again")
         return path
 
-    def _embedding_table(self) -> np.ndarray | None:
-        """The static router's embedding table as stored (None for pooled encoders)."""
+    @property
+    def embedding_table(self) -> np.ndarray | None:
+        """The token-level encoder's embedding table (vocab, d) as stored; None if pooled.
+
+        Token-count statistics are projected through it when the head is solved.
+        """
         if self.config.pooled:
             return None
         if self._table is None:
@@ -495,25 +503,32 @@ class Router:
     def _dense_stats(self) -> RouterStats:
         """Statistics in feature space, cached (projecting token counts is the slow part)."""
         if self._dense is None:
-            self._dense = self.stats.project(self._embedding_table())
+            self._dense = self.stats.project(self.embedding_table)
         return self._dense
 
-    def _row_moments(self, texts: list[str], y: np.ndarray, progress: bool) -> Moments:
-        """Moments of ``texts`` as rows of this router's features, with targets ``y`` (n, 1)."""
-        if self.config.pooled:
-            feats = np.empty((len(texts), self.config.feature_dim))
-            with Progress(len(texts), "encoding", progress) as bar:
-                for start in range(0, len(texts), ENCODE_CHUNK):
-                    chunk = texts[start:start + ENCODE_CHUNK]
-                    feats[start:start + len(chunk)] = self.features(chunk)
-                    bar.update(len(chunk))
-            return Moments.from_rows(feats, y)
-        ids = self._tokenizer.content_ids(texts)
-        return token_moments(ids, y, self._tokenizer.vocab_size)
+    def encode_rows(self, texts: Sequence[str], *, batch_size: int | None = None,
+                    progress: bool = False) -> EncodedRows:
+        """Encode ``texts`` once as rows of this router's statistics.
 
-    def _apply(self, stats: RouterStats, dense: RouterStats) -> None:
+        Pooled encoders: the graph's ``features`` of each prompt; the static encoder: the
+        content token ids of each prompt. ``encode_rows(texts).moments(y)`` gives the
+        statistics a trainer, ``add_expert`` or another shard adds.
+        """
+        texts = check_texts(texts)
+        if not self.config.pooled:
+            return EncodedRows(None, self._tokenizer.content_ids(texts),
+                               self._tokenizer.vocab_size)
+        feats = np.empty((len(texts), self.config.feature_dim), dtype=np.float32)
+        with Progress(len(texts), "encoding", progress) as bar:
+            for start in range(0, len(texts), ENCODE_CHUNK):
+                chunk = texts[start:start + ENCODE_CHUNK]
+                feats[start:start + len(chunk)] = self.features(chunk, batch_size)
+                bar.update(len(chunk))
+        return EncodedRows(feats, None, self.config.feature_dim)
+
+    def _apply(self, stats: RouterStats, dense: RouterStats, lam: float | None = None) -> None:
         """Solve the head, open a session with it beside the current one, then swap."""
-        config = self.config
+        config = self.config if lam is None else replace(self.config, lam=lam)
         stats.check_finite("the changed statistics")
         w, b = dense.solve(config.lam)
         _check_head(w, b)
@@ -523,6 +538,53 @@ class Router:
         self._stats, self._dense = stats, dense
         self._state = _State(new_config, session, (w, b))  # one atomic reference swap
         self._dirty = True
+
+    def set_statistics(self, stats: RouterStats, lam: float | None = None) -> None:
+        """Replace the statistics (and the penalty), solve the head and swap it in.
+
+        The experts become ``stats.experts``, in their order. This is how a trainer hands
+        its statistics to the router it exported; ``save()`` then writes them.
+
+        Args:
+            stats: statistics in this router's feature space (see :meth:`encode_rows`).
+            lam: the ridge penalty from now on (default: keep ``config.lam``).
+
+        Raises:
+            InvalidInputError: no experts, statistics of other features (another
+                dimension or fingerprint), or a bad ``lam``. The router is then unchanged.
+
+        """
+        for name in stats.experts:
+            problem = expert_name_problem(name)
+            if problem:
+                raise InvalidInputError(f"the expert name {name!r} {problem}")
+        with self.lock():
+            cfg = self.config
+            if stats.n_experts == 0:
+                raise InvalidInputError("the statistics have no experts; a router needs one")
+            dim = cfg.feature_dim if cfg.pooled else self._tokenizer.vocab_size
+            kind = "features" if cfg.pooled else "token counts"
+            if stats.dim != dim or stats.diagonal == cfg.pooled:
+                raise InvalidInputError(
+                    f"the statistics do not fit this router: it needs {kind} of dimension "
+                    f"{dim}; compute them with this router's encode_rows()")
+            if stats.fingerprint and cfg.fingerprint and stats.fingerprint != cfg.fingerprint:
+                raise InvalidInputError(
+                    f"the statistics were computed with other features (fingerprint "
+                    f"{stats.fingerprint} vs {cfg.fingerprint}); compute them with this router")
+            if lam is not None and not (np.isfinite(float(lam)) and float(lam) >= 0):
+                raise InvalidInputError(f"lam must be a finite number >= 0, got {lam}")
+            stats = stats.copy()
+            self._apply(stats, stats.project(self.embedding_table),
+                        None if lam is None else float(lam))
+
+    def annotate(self, **extra: Any) -> None:
+        """Record JSON-ready metadata in ``router.json``'s ``extra`` (written by ``save()``)."""
+        with self._lock:
+            state = self._state
+            config = replace(state.config, extra={**state.config.extra, **extra})
+            self._state = replace(state, config=config)
+            self._dirty = True
 
     def add_expert(
         self,
@@ -573,8 +635,8 @@ class Router:
                 y = np.ones((len(texts), 1))
             else:
                 y = y_given
-            rows = self._row_moments(texts, y, progress)
-            table = self._embedding_table()
+            rows = self.encode_rows(texts, progress=progress).moments(y)
+            table = self.embedding_table
             stats, dense = self.stats.copy(), self._dense_stats().copy()
             proj = rows.project(table) if table is not None else rows
             mode = "pooled" if scores is None else "own"
@@ -622,7 +684,7 @@ class Router:
         with self.lock():
             stats = self.stats.merge(other)
             stats.check_finite("the merged statistics")
-            self._apply(stats, stats.project(self._embedding_table()))
+            self._apply(stats, stats.project(self.embedding_table))
 
     def save(self, path: str | os.PathLike | None = None, *, overwrite: bool = False) -> Path:
         """Write the router: a new generation of graph and statistics, then ``router.json``.
@@ -661,7 +723,7 @@ class Router:
             acquire(lock, target)
             try:
                 self._copy_fixed_files(target)
-                self._write(target)
+                self._write(target, fresh=not (target / CONFIG_FILE).is_file())
             finally:
                 lock.release()
         return target
@@ -679,7 +741,7 @@ class Router:
             shutil.copyfile(self.path / name, tmp)
             os.replace(tmp, target / name)
 
-    def _write(self, target: Path) -> RouterConfig:
+    def _write(self, target: Path, fresh: bool = False) -> RouterConfig:
         from irde_onnx.graph_file import load_graph_proto, replace_head
         from irde_onnx.metadata import graph_metadata, set_metadata
 
@@ -691,7 +753,7 @@ class Router:
         buffer = io.BytesIO()
         self._stats.save(buffer)
         return write_generation(target, model.SerializeToString(), buffer.getvalue(),
-                                state.config)
+                                state.config, fresh)
 
     def __repr__(self) -> str:
         cfg = self.config
