@@ -29,14 +29,16 @@ from irde_onnx.export import encoders, graph
 from irde_onnx.export.validate import ValidationReport, validate_pooled, validate_static
 from irde_onnx.graph_file import save_router_graph, write_head
 from irde_onnx.metadata import graph_metadata, set_metadata
+from irde_onnx.partial_stats import PartialStats, StatsPlan, fold_ids, rows_statistics
 from irde_onnx.ridge import Moments, choose_lam
 from irde_onnx.runtime.router import Router
 from irde_onnx.runtime.tokenize import check_texts
-from irde_onnx.stats import RouterStats, token_moments
+from irde_onnx.stats import RouterStats
 
 DEFAULT_PRECISION = {"minilm": "int8", "static": "fp16"}
 DEFAULT_STRATEGY = {"minilm": "mean", "static": "vote"}
 ENCODE_CHUNK = 256
+ENGINES = ("local", "ray")
 
 
 def _write_tokenizer(source: Path, target: Path, max_length: int) -> None:
@@ -74,6 +76,11 @@ class RouterTrainer:
         progress: show a progress bar while encoding.
         validate: compare the exported graph with a reference (raises ExportValidationError).
         random_state: seed of the fold assignment.
+        engine: ``local`` (this process) or ``ray``: Ray Data splits the rows over actors
+            that each hold one session of the router's graph (``irde-onnx[distributed]``);
+            their partial statistics are added and the head is solved once, here.
+        address: the Ray cluster to use (``ray.init(address=...)``); None starts a local one.
+        workers: Ray actors (default: the cluster's CPUs).
 
     Attributes:
         experts_: expert names in column order.
@@ -102,6 +109,9 @@ class RouterTrainer:
         progress: bool = True,
         validate: bool = True,
         random_state: int = 0,
+        engine: str = "local",
+        address: str | None = None,
+        workers: int | None = None,
     ) -> None:
         self.encoder = encoder
         self.precision = precision
@@ -115,6 +125,9 @@ class RouterTrainer:
         self.progress = progress
         self.validate = validate
         self.random_state = random_state
+        self.engine = engine
+        self.address = address
+        self.workers = workers
 
     # -- parameters and targets -------------------------------------------------------------
     def _resolved(self) -> tuple[str, str, str]:
@@ -145,6 +158,10 @@ class RouterTrainer:
                 continue
             if not isinstance(value, int) or value < (2 if name == "max_length" else 1):
                 raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+        if self.engine not in ENGINES:
+            raise InvalidInputError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
+            raise InvalidInputError(f"workers must be a positive integer, got {self.workers!r}")
         if not isinstance(self.cv_folds, int) or self.cv_folds < 2:
             raise InvalidInputError(f"cv_folds must be an integer >= 2, got {self.cv_folds!r}")
         return self.encoder, precision, strategy
@@ -311,55 +328,25 @@ class RouterTrainer:
         Features are never all held in memory; each chunk is encoded once.
         """
         n, n_exp = y.shape
-        k_folds = min(self.cv_folds, n)
-        fold = np.empty(n, dtype=np.int64)
-        fold[np.random.default_rng(self.random_state).permutation(n)] = np.arange(n) % k_folds
-        dense = table64 is None
-        dim = router.config.feature_dim if dense else router.tokenizer.vocab_size
+        k_folds = min(self.cv_folds, n) if self.lam == "auto" else 0
+        fold = fold_ids(n, k_folds, self.random_state)
+        plan = StatsPlan.for_router(router, kind, n_exp, k_folds)
+        if self.engine == "ray":
+            from irde_onnx.distributed import ray_statistics
 
-        def zeros(m: int) -> Moments:
-            return Moments.zeros(dim, m, diagonal=not dense)
-
-        per_expert = [zeros(1) for _ in range(n_exp)] if kind == "domain" else []
-        pool = zeros(n_exp) if kind == "score" else None
-        folds = [zeros(n_exp) for _ in range(k_folds)] if self.lam == "auto" else []
-        with Progress(n, "encoding", self.progress) as bar:
-            for start in range(0, n, ENCODE_CHUNK):
-                idx = np.arange(start, min(n, start + ENCODE_CHUNK))
-                chunk = texts[start:start + len(idx)]
-                if dense:
-                    x = router.features(chunk, self.batch_size)
-
-                    def moments(rows: np.ndarray, targets: np.ndarray,
-                                x: np.ndarray = x, start: int = start) -> Moments:
-                        return Moments.from_rows(x[rows - start], targets)
-                else:
-                    ids = router.tokenizer.content_ids(chunk)
-
-                    def moments(rows: np.ndarray, targets: np.ndarray,
-                                ids: list[np.ndarray] = ids, start: int = start) -> Moments:
-                        return token_moments([ids[i - start] for i in rows], targets, dim)
-                if pool is not None:
-                    pool = pool + moments(idx, y[idx])
-                for k in range(len(per_expert)):
-                    rows = idx[y[idx, k] > 0]
-                    per_expert[k] = per_expert[k] + moments(rows, np.ones((len(rows), 1)))
-                for f in range(len(folds)):
-                    rows = idx[fold[idx] == f]
-                    folds[f] = folds[f] + moments(rows, y[rows])
-                bar.update(len(idx))
-        stats = RouterStats.empty(dim, diagonal=not dense)
-        for k, rows in enumerate(per_expert):
-            stats.append_domain(names[k], rows)
-        if pool is not None:
-            stats.shared = Moments(pool.n, pool.sum_x, pool.gram, np.zeros((dim, 0)),
-                                   np.zeros(0), np.zeros(0))
-            for k in range(n_exp):
-                stats.append(names[k], "pooled", zeros(0), pool.sum_xy[:, k], pool.sum_y[k],
-                             pool.sum_yy[k])
-        if not dense:
-            folds = [f.project(table64) for f in folds]
-        return stats, folds
+            partial = ray_statistics(router.path, plan, texts, y, fold, self.batch_size,
+                                     address=self.address, workers=self.workers,
+                                     threads=self.threads, progress=self.progress)
+        else:
+            partial = PartialStats.zeros(plan)
+            with Progress(n, "encoding", self.progress) as bar:
+                for start in range(0, n, ENCODE_CHUNK):
+                    stop = min(n, start + ENCODE_CHUNK)
+                    partial = partial + rows_statistics(
+                        router, plan, texts[start:stop], y[start:stop], fold[start:stop],
+                        self.batch_size)
+                    bar.update(stop - start)
+        return partial.router_stats(names, table=table64)
 
     # -- after fit ------------------------------------------------------------------------------
     def _check_fitted(self) -> None:
