@@ -64,6 +64,13 @@ def ray_session(address: str | None = None) -> Iterator[Any]:
             ray.shutdown()
 
 
+def quiet_ray_data() -> None:
+    """No Ray Data progress bars (this process's Ray Data context)."""
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+
+
 def folder_files(root: str | os.PathLike) -> dict[str, bytes]:
     """The bytes of every file of a router folder (hidden and temporary files left out)."""
     root = Path(root)
@@ -75,6 +82,7 @@ class StatsWorker:
     """A Ray actor's state: the router (one onnxruntime session) rebuilt from its files."""
 
     def __init__(self, files: dict[str, bytes], threads: int | None = 1) -> None:
+        quiet_ray_data()
         self._dir = tempfile.mkdtemp(prefix="irde-ray-")
         for name, data in files.items():
             (Path(self._dir) / name).write_bytes(data)
@@ -132,6 +140,7 @@ def ray_statistics(
         if workers is None:
             workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         workers = min(workers, len(texts))
+        quiet_ray_data()
         rows = [{"text": t, "y": y[i], "fold": int(fold[i])} for i, t in enumerate(texts)]
         shards = ray.data.from_items(rows).split(workers, equal=False)
         files = ray.put(folder_files(router_dir))

@@ -10,6 +10,15 @@ from collections.abc import Iterator
 
 import uvicorn
 
+CHEMISTRY = [
+    "Balance the equation for the combustion of methane.",
+    "What is the molar mass of sulfuric acid?",
+    "Explain why noble gases are unreactive.",
+    "How many moles are in 18 grams of water?",
+    "What is the pH of a 0.01 M hydrochloric acid solution?",
+    "Describe an SN2 reaction mechanism.",
+]
+
 
 def free_port() -> int:
     with socket.socket() as s:

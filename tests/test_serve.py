@@ -15,17 +15,9 @@ httpx = pytest.importorskip("httpx")
 from irde_onnx.runtime import Router  # noqa: E402
 from irde_onnx.serve import ServeSettings, create_app  # noqa: E402
 
-from .serve_helpers import running  # noqa: E402
+from .serve_helpers import CHEMISTRY, running  # noqa: E402
 
 TOKEN = "s3cret-token"
-CHEMISTRY = [
-    "Balance the equation for the combustion of methane.",
-    "What is the molar mass of sulfuric acid?",
-    "Explain why noble gases are unreactive.",
-    "How many moles are in 18 grams of water?",
-    "What is the pH of a 0.01 M hydrochloric acid solution?",
-    "Describe an SN2 reaction mechanism.",
-]
 
 
 @pytest.fixture
