@@ -377,8 +377,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                              max_body_bytes=args.max_body_bytes, max_texts=args.max_texts,
                              token_env=args.token_env, reload_interval=args.reload_interval,
                              backends=args.backends)
-    import uvicorn
+    import copy
 
+    import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
+
+    log_config = copy.deepcopy(LOGGING_CONFIG)  # irde.access and irde.serve beside uvicorn's
+    log_config["loggers"]["irde"] = {"handlers": ["default"], "level": args.log_level.upper(),
+                                     "propagate": False}
     app = create_app(settings)  # loads the router and backends: errors before listening
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"irde serve: listening on {args.host}, reachable from other machines",
@@ -391,9 +397,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         del app
         os.environ[SETTINGS_ENV] = settings.to_json()
         uvicorn.run("irde_onnx.serve.app:app_from_environment", factory=True, host=args.host,
-                    port=args.port, workers=args.workers, log_level=args.log_level)
+                    port=args.port, workers=args.workers, log_level=args.log_level,
+                    log_config=log_config)
     else:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                    log_config=log_config)
     return 0
 
 

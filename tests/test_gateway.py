@@ -198,3 +198,21 @@ def test_backends_file_errors_name_the_key(tmp_path, static_router_dir):
         path.write_text(json.dumps(config))
         with pytest.raises(InvalidInputError, match=words):
             load_backends(path)
+
+
+def test_an_expert_without_backend_gives_502_and_names_the_fix(static_router_dir, tmp_path,
+                                                              backend):
+    from irde_onnx.serve.app import expert_header
+
+    path = tmp_path / "backends.json"
+    path.write_text(json.dumps({"experts": {"elsewhere": {"base_url": f"{backend[0]}/v1",
+                                                          "model": "m"}}}))
+    app = create_app(ServeSettings(router=str(static_router_dir), backends=str(path),
+                                   reload_interval=0))
+    with running(app) as url:
+        resp = httpx.post(f"{url}/v1/chat/completions", timeout=10,
+                          json={"messages": [{"role": "user", "content": MATH}]})
+    assert resp.status_code == 502
+    assert "no backend for expert" in resp.json()["error"]["message"]
+    assert resp.headers["x-irde-expert"] in Router.load(static_router_dir).experts
+    assert expert_header("中文") == "%E4%B8%AD%E6%96%87"

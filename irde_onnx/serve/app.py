@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 import httpx
@@ -24,7 +25,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from irde_onnx.data import expert_rows
-from irde_onnx.errors import IrdeError
+from irde_onnx.errors import InvalidInputError, IrdeError
 from irde_onnx.runtime import Router
 from irde_onnx.serve.errors import ApiError
 from irde_onnx.serve.gateway import Backends, load_backends, prompt_text
@@ -168,9 +169,14 @@ class Server:
             except ApiError as exc:
                 response = exc.response()
                 self.metrics.errors.labels(name, exc.kind).inc()
-            except IrdeError as exc:  # the router refused the input: same checks as the CLI
+            except InvalidInputError as exc:  # the router refused the input, as in the CLI
                 response = ApiError(422, str(exc)).response()
                 self.metrics.errors.labels(name, "invalid_request").inc()
+            except (IrdeError, OSError) as exc:  # the folder, not the request, is at fault
+                log.error("%s failed: %s", name, exc)
+                response = ApiError(500, f"the router folder cannot be used: {exc}",
+                                    "router_error").response()
+                self.metrics.errors.labels(name, "router_error").inc()
             except Exception:
                 log.exception("internal error in %s", name)
                 response = ApiError(500, "internal server error; see the server log",
@@ -269,30 +275,39 @@ class Server:
         expert = route.expert
         self.metrics.decisions.labels(expert).inc()
         backend = self.backends.for_expert(expert)
-        if backend is None:
-            raise ApiError(502, f"no backend for expert {expert!r}: add it to "
-                           f'{self.backends.source} under "experts" (or give a "default")',
-                           "no_backend", headers={"x-irde-expert": expert})
-        body = json.dumps({**data, "model": backend.model}).encode("utf-8")
-        upstream = self.client.build_request("POST", backend.chat_url, content=body,
-                                             headers=backend.headers())
-        try:
-            answer = await self.client.send(upstream, stream=True)
-        except httpx.TimeoutException as exc:
-            raise ApiError(504, f"the backend of expert {expert!r} ({backend.chat_url}) did "
-                           f"not answer within {self.backends.timeout:g} s "
-                           f"({type(exc).__name__})", "backend_timeout",
-                           headers={"x-irde-expert": expert}) from exc
-        except httpx.HTTPError as exc:
-            raise ApiError(502, f"the backend of expert {expert!r} ({backend.chat_url}) "
-                           f"cannot be reached: {type(exc).__name__}: {exc}",
-                           "backend_unreachable", headers={"x-irde-expert": expert}) from exc
-        headers = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
-        headers["x-irde-expert"] = expert
+        decision = {"x-irde-expert": expert_header(expert)}
         client = request.client.host if request.client else "-"
-        access_log.info('%s "POST /v1/chat/completions" %d expert=%s model=%s stream=%s '
-                        "%.1fms", client, answer.status_code, expert, backend.model,
-                        bool(data.get("stream")), 1000 * (time.perf_counter() - start))
+
+        def access(status: int) -> None:
+            access_log.info('%s "POST /v1/chat/completions" %d expert=%s model=%s stream=%s '
+                            "%.1fms", client, status, expert, backend.model if backend else "-",
+                            bool(data.get("stream")), 1000 * (time.perf_counter() - start))
+
+        try:
+            if backend is None:
+                raise ApiError(502, f"no backend for expert {expert!r}: add it to "
+                               f'{self.backends.source} under "experts" (or give a "default")',
+                               "no_backend", headers=decision)
+            body = json.dumps({**data, "model": backend.model}).encode("utf-8")
+            upstream = self.client.build_request("POST", backend.chat_url, content=body,
+                                                 headers=backend.headers())
+            try:
+                answer = await self.client.send(upstream, stream=True)
+            except httpx.TimeoutException as exc:
+                raise ApiError(504, f"the backend of expert {expert!r} ({backend.chat_url}) "
+                               f"did not answer within {self.backends.timeout:g} s "
+                               f"({type(exc).__name__})", "backend_timeout",
+                               headers=decision) from exc
+            except httpx.HTTPError as exc:
+                raise ApiError(502, f"the backend of expert {expert!r} ({backend.chat_url}) "
+                               f"cannot be reached: {type(exc).__name__}: {exc}",
+                               "backend_unreachable", headers=decision) from exc
+        except ApiError as exc:
+            access(exc.status)
+            raise
+        headers = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
+        headers.update(decision)
+        access(answer.status_code)
         return StreamingResponse(_passthrough(answer, expert), status_code=answer.status_code,
                                  headers=headers, background=BackgroundTask(answer.aclose))
 
@@ -326,13 +341,25 @@ class Server:
 
 
 async def _passthrough(answer: httpx.Response, expert: str) -> AsyncIterator[bytes]:
-    """The backend's bytes as they arrive; a backend that stalls mid-answer ends the stream."""
+    """The backend's bytes as they arrive; a backend that stalls mid-answer ends the stream.
+
+    The backend connection is closed however the stream ends (also when the client leaves).
+    """
     try:
         async for chunk in answer.aiter_raw():
             yield chunk
     except httpx.HTTPError as exc:
         log.warning("the backend of expert %r failed mid-answer: %s: %s", expert,
                     type(exc).__name__, exc)
+    finally:
+        await answer.aclose()
+
+
+def expert_header(expert: str) -> str:
+    """The ``x-irde-expert`` value: the name, percent-encoded if it is not printable ASCII."""
+    if expert.isascii() and expert.isprintable():
+        return expert
+    return quote(expert, safe="")
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
