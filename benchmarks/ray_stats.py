@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             ray.shutdown()
     table = markdown_table(["engine", "workers", "time (s)", "rows/s",
-                            "max |difference| to one process (<= 1e-9)"], [results[0]]
+                            "largest absolute difference to one process (limit 1e-9)"], [results[0]]
                            + results[1:])
     text = (
         "## Training statistics on Ray (`benchmarks/ray_stats.py`)\n\n" + header(command_line())
@@ -112,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         "prompt per onnxruntime call, 1 thread per session), per-expert and 5 per-fold "
         f"statistics. `ray.init` of the local instance took {init_s:.1f} s (not included); "
         "the Ray times include starting the actors, shipping the router's files to them and "
-        "loading their sessions. This machine has 2 cores shared with other work.\n\n"
+        "loading their sessions. This machine has 2 cores shared with other work (load "
+        f"average {os.getloadavg()[1]:.1f} over the last 5 minutes of the run).\n\n"
         + table + "\n"
     )
     print(text)

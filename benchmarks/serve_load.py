@@ -259,6 +259,12 @@ def main(argv: list[str] | None = None) -> int:
                             "requests", "p50 (ms)", "p99 (ms)", "throughput (req/s)",
                             "failed"], rows)
     total_failed = sum(r["failed"] for r in results.values())
+    short = [f"{way.split(' ')[0]} at {clients}" for (way, clients, changing), r
+             in results.items() if changing and r["changes"] < CHANGES]
+    bound_note = (f" Runs that made fewer than {CHANGES} changes ({', '.join(short)}) hit the "
+                  "time bound first: a change (encoding the new expert's prompts, opening "
+                  "sessions) competes for the cores with the routing threads."
+                  if short else "")
     text = (
         "## Serving under load (`benchmarks/serve_load.py`)\n\n" + header(command_line())
         + f"\nMiniLM int8 router ({len(DOMAINS)} domains), one prompt per request, "
@@ -267,9 +273,12 @@ def main(argv: list[str] | None = None) -> int:
         "(`Router.route` from as many threads) in the same run. Each run stops after "
         f"{args.requests} requests (runs with changes go on until the {CHANGES} changes are "
         f"done) or {args.max_seconds:g} s. An expert change through the server is a fresh "
-        "load, add or remove, save, swap, then the reload that notices the save; in-process "
+        "load, add (10 prompts) or remove, save, swap, then the reload that notices the save; "
+        "in-process "
         "it is `add_expert`/`remove_expert` without saving. Failed requests in all runs: "
-        f"{total_failed}. Client and server share the machine's cores.\n\n" + table + "\n"
+        f"{total_failed}. Client and server share the machine's cores (load average "
+        f"{os.getloadavg()[2]:.1f} over the last 15 minutes of the run).{bound_note}\n\n"
+        + table + "\n"
     )
     print(text)
     if not args.no_write:
