@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +36,8 @@ examples:
   # rows {"text": ..., "domain": ...} from several files, the paper's static router
   irde train --data math.jsonl --data law.jsonl --label-field domain \\
       --encoder static --strategy vote --out router-static
+  # statistics computed by Ray workers (irde-onnx[distributed]); the head is solved once
+  irde train --data big.jsonl --out router --engine ray --address auto
   # rows {"text": ..., "scores": {"model-a": 0.7, "model-b": 0.2}}: real LLM quality
   irde train --data routerdc7/train.jsonl --precision fp32 --lam auto --out router-scores
 """
@@ -55,6 +56,13 @@ examples:
   irde experts add my-router new-llm --data new-llm-scores.jsonl
   irde experts remove my-router law
 """
+SERVE_EXAMPLES = """\
+examples:
+  irde serve my-router                              # http://127.0.0.1:8000
+  IRDE_TOKEN=secret irde serve my-router --port 9000 --workers 2
+  curl -s localhost:8000/route -d '{"text": "Solve 3x + 5 = 20", "top_k": 2}'
+  irde serve my-router --backends backends.json     # OpenAI-compatible gateway
+"""
 STATS_EXAMPLES = """\
 examples:
   # routers trained with the same encoder on two shards of the data
@@ -62,6 +70,18 @@ examples:
   irde train --data shard-b.jsonl --out router-b
   irde stats merge router-a router-b --out router-ab
 """
+
+
+def _engine_arguments(p: argparse.ArgumentParser) -> None:
+    """``--engine``, ``--address`` and ``--workers``: where training rows are encoded."""
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="where prompts are encoded: this process (default) or Ray workers "
+                        "(needs irde-onnx[distributed])")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="Ray cluster address (e.g. auto or ray://head:10001; default: start "
+                        "a local Ray instance)")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="Ray workers, one partition of the rows each (default: the CPUs)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--force", action="store_true", help="replace a non-empty --out directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _engine_arguments(p)
 
     p = sub.add_parser("route", help="route prompts with a router", epilog=ROUTE_EXAMPLES,
                        formatter_class=fmt, description="Route prompts; one JSON line each.")
@@ -120,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help='rows {"text"} (domain prompts) or {"text", "score"} (scored prompts)')
     q.add_argument("--out", metavar="DIR", help="write the changed router here instead")
     q.add_argument("--quiet", action="store_true", help="no progress")
+    _engine_arguments(q)
     q = esub.add_parser("remove", help="remove an expert", formatter_class=fmt,
                         epilog="examples:\n  irde experts remove my-router law\n")
     q.add_argument("router", metavar="DIR")
@@ -139,6 +161,34 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", metavar="DIR", help="write the merged router here instead")
 
     cli_eval.add_parser(sub)
+
+    p = sub.add_parser("serve", help="serve a router over HTTP (needs irde-onnx[serve])",
+                       formatter_class=fmt, epilog=SERVE_EXAMPLES,
+                       description="Serve a router over HTTP: POST /route, GET/POST /experts, "
+                                   "DELETE /experts/NAME, GET /healthz, GET /metrics, and with "
+                                   "--backends an OpenAI-compatible POST /v1/chat/completions. "
+                                   "The folder is reloaded when another process saves it.")
+    p.add_argument("router", metavar="DIR")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to listen on (default 127.0.0.1; 0.0.0.0 means all)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="onnxruntime intra-op threads per worker")
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help="worker processes (default 1); each loads the router")
+    p.add_argument("--backends", metavar="FILE.json", default=None,
+                   help="expert -> OpenAI-compatible backend; enables /v1/chat/completions")
+    p.add_argument("--token-env", default="IRDE_TOKEN", metavar="VAR",
+                   help="environment variable with the bearer token for expert changes "
+                        "(default IRDE_TOKEN; unset: changes are disabled)")
+    p.add_argument("--max-body-bytes", type=positive_int, default=1 << 20,
+                   help="largest request body (default 1 MiB)")
+    p.add_argument("--max-texts", type=positive_int, default=256,
+                   help="most texts per POST /route (default 256)")
+    p.add_argument("--reload-interval", type=float, default=1.0, metavar="SECONDS",
+                   help="how often router.json is checked for changes (default 1; 0: never)")
+    p.add_argument("--log-level", default="info",
+                   choices=["critical", "error", "warning", "info", "debug"])
 
     p = sub.add_parser("info", help="describe a router", formatter_class=fmt,
                        description="Experts, encoder, precision, sizes and format version.",
@@ -175,7 +225,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     trainer = RouterTrainer(encoder=args.encoder, precision=args.precision,
                             strategy=args.strategy, top_k_tokens=args.top_k_tokens,
                             lam=args.lam, max_length=args.max_length, threads=args.threads,
-                            progress=not args.quiet)
+                            progress=not args.quiet, engine=args.engine,
+                            address=args.address, workers=args.workers)
+    if args.engine == "ray":
+        from irde_onnx.distributed import require_ray
+
+        require_ray()  # before the export, so a missing extra fails at once
     if data.labels is not None:
         trainer.fit(data.texts, data.labels)
     else:
@@ -256,32 +311,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _expert_rows(path: str) -> tuple[list[str], list[float] | None]:
-    from irde_onnx.data import read_jsonl
-    from irde_onnx.stats import MAX_TARGET
+    from irde_onnx.data import expert_rows, read_jsonl
 
-    texts: list[str] = []
-    scores: list[float] = []
-    scored: bool | None = None
-    for where, row in read_jsonl(path):
-        text = row.get("text")
-        if not isinstance(text, str):
-            raise _UsageError(f'{where}: the row needs a string "text" field')
-        if scored is None:
-            scored = "score" in row
-        elif scored != ("score" in row):
-            raise _UsageError(f'{where}: either every row has a "score" or none has')
-        if scored:
-            value = row["score"]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                    not math.isfinite(value) or abs(value) > MAX_TARGET:
-                raise _UsageError(
-                    f'{where}: "score" must be a finite number of magnitude at most '
-                    f'{MAX_TARGET:g}')
-            scores.append(float(value))
-        texts.append(text)
-    if not texts:
-        raise _UsageError(f"no rows in {path}")
-    return texts, (scores if scored else None)
+    return expert_rows(read_jsonl(path), path)
 
 
 def _cmd_experts(args: argparse.Namespace) -> int:
@@ -301,7 +333,13 @@ def _cmd_experts(args: argparse.Namespace) -> int:
     # the folder's lock is held from reading the router to committing the change
     with router.lock():
         if args.action == "add":
-            router.add_expert(args.name, texts, scores, progress=not args.quiet)
+            if args.engine == "ray":
+                from irde_onnx.distributed import ray_add_expert
+
+                ray_add_expert(router, args.name, texts, scores, address=args.address,
+                               workers=args.workers, progress=not args.quiet)
+            else:
+                router.add_expert(args.name, texts, scores, progress=not args.quiet)
         else:
             router.remove_expert(args.name)
         out = router.save(args.out)
@@ -327,6 +365,45 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from irde_onnx.serve import ServeSettings, create_app
+
+    if not 0 <= args.port <= 65535:
+        raise _UsageError(f"--port {args.port} is not a TCP port (0..65535)")
+    if args.reload_interval < 0:
+        raise _UsageError("--reload-interval must be >= 0")
+    settings = ServeSettings(router=str(args.router), threads=args.threads,
+                             max_body_bytes=args.max_body_bytes, max_texts=args.max_texts,
+                             token_env=args.token_env, reload_interval=args.reload_interval,
+                             backends=args.backends)
+    import copy
+
+    import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
+
+    log_config = copy.deepcopy(LOGGING_CONFIG)  # irde.access and irde.serve beside uvicorn's
+    log_config["loggers"]["irde"] = {"handlers": ["default"], "level": args.log_level.upper(),
+                                     "propagate": False}
+    app = create_app(settings)  # loads the router and backends: errors before listening
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"irde serve: listening on {args.host}, reachable from other machines",
+              file=sys.stderr)
+    if args.workers > 1:
+        import os
+
+        from irde_onnx.serve.app import SETTINGS_ENV
+
+        del app
+        os.environ[SETTINGS_ENV] = settings.to_json()
+        uvicorn.run("irde_onnx.serve.app:app_from_environment", factory=True, host=args.host,
+                    port=args.port, workers=args.workers, log_level=args.log_level,
+                    log_config=log_config)
+    else:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                    log_config=log_config)
+    return 0
+
+
 class _UsageError(IrdeError):
     pass
 
@@ -336,7 +413,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": _cmd_train, "route": _cmd_route, "info": _cmd_info, "demo": _cmd_demo,
-            "experts": _cmd_experts, "stats": _cmd_stats, "eval": _cmd_eval}
+            "experts": _cmd_experts, "stats": _cmd_stats, "eval": _cmd_eval,
+            "serve": _cmd_serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -149,3 +150,42 @@ def load_prompts(path: str | os.PathLike) -> tuple[list[str], list[dict[str, Any
         texts.append(_text(where, row))
         rows.append(row)
     return texts, rows
+
+
+def expert_rows(
+    rows: Iterable[tuple[str, Any]], source: str = "the data"
+) -> tuple[list[str], list[float] | None]:
+    """Texts (and scores) of a new expert from rows ``{"text"}`` or ``{"text", "score"}``.
+
+    Args:
+        rows: ``(where, row)`` pairs, as :func:`read_jsonl` yields them; ``where`` names the
+            row in error messages.
+        source: what the rows came from, for the message when there are none.
+
+    Returns:
+        The texts, and the scores (None when the rows have no ``"score"``: domain prompts).
+
+    """
+    texts: list[str] = []
+    scores: list[float] = []
+    scored: bool | None = None
+    for where, row in rows:
+        if not isinstance(row, dict):
+            raise InvalidInputError(f'{where}: each row must be an object {{"text": ...}}')
+        text = _text(where, row)
+        if scored is None:
+            scored = "score" in row
+        elif scored != ("score" in row):
+            raise InvalidInputError(f'{where}: either every row has a "score" or none has')
+        if scored:
+            value = row["score"]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    not math.isfinite(value) or abs(value) > MAX_TARGET:
+                raise InvalidInputError(
+                    f'{where}: "score" must be a finite number of magnitude at most '
+                    f'{MAX_TARGET:g}')
+            scores.append(float(value))
+        texts.append(text)
+    if not texts:
+        raise InvalidInputError(f"no rows in {source}")
+    return texts, (scores if scored else None)

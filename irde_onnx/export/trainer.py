@@ -30,12 +30,14 @@ from irde_onnx.export.encoders import BuiltGraph, minilm_tokenizer_file
 from irde_onnx.export.validate import ValidationReport
 from irde_onnx.graph_file import save_router_graph
 from irde_onnx.metadata import graph_metadata, set_metadata
+from irde_onnx.partial_stats import PartialStats, StatsPlan, rows_statistics
 from irde_onnx.ridge import Moments, choose_lam, fold_ids
 from irde_onnx.runtime.router import Router
 from irde_onnx.runtime.tokenize import TextTokenizer, check_texts
 from irde_onnx.stats import MAX_TARGET, RouterStats, bad_target_row
 
 ENCODE_CHUNK = 256
+ENGINES = ("local", "ray")
 Validator = Callable[[Router, np.ndarray, np.ndarray], ValidationReport]
 
 
@@ -74,6 +76,11 @@ class RouterTrainer:
         progress: show a progress bar while encoding.
         validate: compare the exported graph with a reference (raises ExportValidationError).
         random_state: seed of the fold assignment.
+        engine: ``local`` (this process) or ``ray``: Ray Data splits the rows over actors
+            that each hold one session of the router's graph (``irde-onnx[distributed]``);
+            their partial statistics are added and handed to the router as a local run's.
+        address: the Ray cluster to use (``ray.init(address=...)``); None starts a local one.
+        workers: Ray actors (default: the cluster's CPUs).
 
     Attributes:
         experts_: expert names in column order.
@@ -102,6 +109,9 @@ class RouterTrainer:
         progress: bool = True,
         validate: bool = True,
         random_state: int = 0,
+        engine: str = "local",
+        address: str | None = None,
+        workers: int | None = None,
     ) -> None:
         self.encoder = encoder
         self.precision = precision
@@ -115,6 +125,9 @@ class RouterTrainer:
         self.progress = progress
         self.validate = validate
         self.random_state = random_state
+        self.engine = engine
+        self.address = address
+        self.workers = workers
 
     # -- parameters and targets -------------------------------------------------------------
     def _resolved(self) -> tuple[EncoderSpec, str, str]:
@@ -131,6 +144,10 @@ class RouterTrainer:
                 continue
             if not isinstance(value, int) or value < (2 if name == "max_length" else 1):
                 raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+        if self.engine not in ENGINES:
+            raise InvalidInputError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
+            raise InvalidInputError(f"workers must be a positive integer, got {self.workers!r}")
         if not isinstance(self.cv_folds, int) or self.cv_folds < 2:
             raise InvalidInputError(f"cv_folds must be an integer >= 2, got {self.cv_folds!r}")
         return spec, precision, strategy
@@ -289,46 +306,32 @@ class RouterTrainer:
     def _statistics(
         self, router: Router, texts: list[str], kind: str, names: list[str], y: np.ndarray
     ) -> tuple[RouterStats, list[Moments]]:
-        """Stream the texts chunk by chunk into per-expert (or shared) and per-fold moments.
+        """Per-expert (or shared) and per-fold moments of the rows, each encoded once.
 
-        Features are never all held in memory; each chunk is encoded once.
+        ``local``: the texts are streamed chunk by chunk (features are never all held in
+        memory); ``ray``: Ray actors encode one partition each. Either way every subset is
+        summarised by :func:`~irde_onnx.partial_stats.rows_statistics` and the parts added.
         """
         n, n_exp = y.shape
         fold = fold_ids(n, self.cv_folds, self.random_state)
-        diagonal = not router.config.pooled
-        dim = router.tokenizer.vocab_size if diagonal else router.config.feature_dim
+        k_folds = int(fold.max()) + 1 if self.lam == "auto" else 0
+        plan = StatsPlan.for_router(router, kind, n_exp, k_folds)
+        if self.engine == "ray":
+            from irde_onnx.distributed import ray_statistics
 
-        def zeros(m: int) -> Moments:
-            return Moments.zeros(dim, m, diagonal=diagonal)
-
-        per_expert = [zeros(1) for _ in range(n_exp)] if kind == "domain" else []
-        pool = zeros(n_exp) if kind == "score" else None
-        folds = [zeros(n_exp) for _ in range(int(fold.max()) + 1)] if self.lam == "auto" else []
-        with Progress(n, "encoding", self.progress) as bar:
-            for start in range(0, n, ENCODE_CHUNK):
-                idx = np.arange(start, min(n, start + ENCODE_CHUNK))
-                encoded = router.encode_rows(texts[start:start + len(idx)],
-                                             batch_size=self.batch_size)
-                if pool is not None:
-                    pool = pool + encoded.moments(y[idx])
-                for k in range(len(per_expert)):
-                    rows = idx[y[idx, k] > 0]
-                    per_expert[k] = per_expert[k] + encoded.moments(np.ones((len(rows), 1)),
-                                                                    rows - start)
-                for f in range(len(folds)):
-                    rows = idx[fold[idx] == f]
-                    folds[f] = folds[f] + encoded.moments(y[rows], rows - start)
-                bar.update(len(idx))
-        stats = RouterStats.empty(dim, diagonal=diagonal, fingerprint=router.config.fingerprint)
-        for k, rows in enumerate(per_expert):
-            stats.append_domain(names[k], rows)
-        if pool is not None:
-            stats.shared = Moments(pool.n, pool.sum_x, pool.gram, np.zeros((dim, 0)),
-                                   np.zeros(0), np.zeros(0))
-            for k in range(n_exp):
-                stats.append(names[k], "pooled", zeros(0), pool.sum_xy[:, k], pool.sum_y[k],
-                             pool.sum_yy[k])
-        return stats, folds
+            partial = ray_statistics(router.path, plan, texts, y, fold, self.batch_size,
+                                     address=self.address, workers=self.workers,
+                                     threads=self.threads, progress=self.progress)
+        else:
+            partial = PartialStats.zeros(plan)
+            with Progress(n, "encoding", self.progress) as bar:
+                for start in range(0, n, ENCODE_CHUNK):
+                    stop = min(n, start + ENCODE_CHUNK)
+                    partial = partial + rows_statistics(
+                        router, plan, texts[start:stop], y[start:stop], fold[start:stop],
+                        self.batch_size)
+                    bar.update(stop - start)
+        return partial.router_stats(names, router.config.fingerprint)
 
     # -- after fit ------------------------------------------------------------------------------
     def _check_fitted(self) -> None:

@@ -1,0 +1,420 @@
+"""The ASGI app of ``irde serve``: routing, expert changes, health, metrics, gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+import httpx
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from irde_onnx.data import expert_rows
+from irde_onnx.errors import InvalidInputError, IrdeError, RouterBusyError
+from irde_onnx.runtime import Router
+from irde_onnx.serve.errors import ApiError
+from irde_onnx.serve.gateway import Backends, load_backends, prompt_text
+from irde_onnx.serve.metrics import ServerMetrics
+from irde_onnx.serve.reload import RouterHolder
+
+log = logging.getLogger("irde.serve")
+access_log = logging.getLogger("irde.access")
+
+SETTINGS_ENV = "IRDE_SERVE_SETTINGS"
+ROUTE_FIELDS = {"text", "texts", "top_k"}
+EXPERT_FIELDS = {"name", "rows"}
+# headers that describe one hop, not the answer: never passed through
+HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "te",
+               "trailer", "upgrade", "proxy-authenticate", "proxy-authorization"}
+
+
+@dataclass
+class ServeSettings:
+    """What ``irde serve`` is started with.
+
+    Attributes:
+        router: the router folder.
+        threads: onnxruntime intra-op threads (None: onnxruntime decides).
+        max_body_bytes: larger request bodies get 413.
+        max_texts: more texts in one ``POST /route`` get 413.
+        token_env: environment variable holding the bearer token of ``POST/DELETE /experts``;
+            when it is unset or empty, expert changes are disabled (403).
+        reload_interval: seconds between checks of ``router.json`` (0: never reload).
+        backends: ``backends.json`` of the OpenAI-compatible gateway (None: no gateway).
+
+    """
+
+    router: str
+    threads: int | None = None
+    max_body_bytes: int = 1 << 20
+    max_texts: int = 256
+    token_env: str = "IRDE_TOKEN"
+    reload_interval: float = 1.0
+    backends: str | None = None
+
+    def to_json(self) -> str:
+        """JSON, to pass the settings to worker processes."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeSettings:
+        """Settings written by :meth:`to_json`."""
+        return cls(**json.loads(text))
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    """The request body as a JSON object; 413 past ``limit`` bytes, 400 if not an object."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise ApiError(413, f"request body of {length} bytes exceeds the limit of {limit} "
+                       "bytes; send less per request or raise --max-body-bytes",
+                       "request_too_large")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, f"request body exceeds the limit of {limit} bytes; send less "
+                           "per request or raise --max-body-bytes", "request_too_large")
+    try:
+        data = json.loads(bytes(body))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"the request body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    return data
+
+
+def _check_fields(data: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ApiError(422, f"unknown field(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+def route_request(data: dict[str, Any], experts: list[str], max_texts: int
+                  ) -> tuple[list[str], int, bool]:
+    """Check a ``POST /route`` body; returns (texts, top_k, whether one text was sent)."""
+    _check_fields(data, ROUTE_FIELDS)
+    if ("text" in data) == ("texts" in data):
+        raise ApiError(422, 'give exactly one of "text" (a string) or "texts" (a list of '
+                       "strings)")
+    single = "text" in data
+    if single:
+        if not isinstance(data["text"], str):
+            raise ApiError(422, f'"text" must be a string, got {type(data["text"]).__name__}')
+        texts = [data["text"]]
+    else:
+        texts = data["texts"]
+        if not isinstance(texts, list):
+            raise ApiError(422, f'"texts" must be a list of strings, got '
+                           f"{type(texts).__name__}")
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise ApiError(422, f"texts[{i}] is {type(t).__name__}, not a string")
+        if not texts:
+            raise ApiError(422, '"texts" is empty: give at least one prompt')
+        if len(texts) > max_texts:
+            raise ApiError(413, f"{len(texts)} texts exceed the limit of {max_texts} per "
+                           "request; split the request or raise --max-texts",
+                           "request_too_large")
+    top_k = data.get("top_k", 1)
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or \
+            not 1 <= top_k <= len(experts):
+        raise ApiError(422, f'"top_k" must be an integer in 1..{len(experts)} (the number of '
+                       f"experts), got {top_k!r}")
+    return texts, top_k, single
+
+
+class Server:
+    """The state behind the endpoints: settings, the router holder, metrics, gateway."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        self.metrics = ServerMetrics()
+        self.holder = RouterHolder(settings.router, settings.threads,
+                                   on_swap=self._on_swap)
+        self.metrics.experts.set(len(self.holder.router.experts))
+        self.token = os.environ.get(settings.token_env) or None
+        self.backends: Backends | None = load_backends(settings.backends) \
+            if settings.backends else None
+        self.client: httpx.AsyncClient | None = None
+
+    def _on_swap(self, cause: str) -> None:
+        self.metrics.swaps.labels(cause).inc()
+        self.metrics.experts.set(len(self.holder.router.experts))
+
+    # -- plumbing -------------------------------------------------------------------------
+    def endpoint(self, name: str, fn: Callable[[Request], Awaitable[Response]]
+                 ) -> Callable[[Request], Awaitable[Response]]:
+        """Wrap a handler: JSON errors, request counts, latency and error metrics."""
+
+        async def handler(request: Request) -> Response:
+            start = time.perf_counter()
+            try:
+                response = await fn(request)
+            except ApiError as exc:
+                response = exc.response()
+                self.metrics.errors.labels(name, exc.kind).inc()
+            except InvalidInputError as exc:  # the router refused the input, as in the CLI
+                response = ApiError(422, str(exc)).response()
+                self.metrics.errors.labels(name, "invalid_request").inc()
+            except RouterBusyError as exc:  # another process holds the folder's lock
+                response = ApiError(503, str(exc), "router_busy",
+                                    headers={"Retry-After": "1"}).response()
+                self.metrics.errors.labels(name, "router_busy").inc()
+            except (IrdeError, OSError) as exc:  # the folder, not the request, is at fault
+                log.error("%s failed: %s", name, exc)
+                response = ApiError(500, f"the router folder cannot be used: {exc}",
+                                    "router_error").response()
+                self.metrics.errors.labels(name, "router_error").inc()
+            except Exception:
+                log.exception("internal error in %s", name)
+                response = ApiError(500, "internal server error; see the server log",
+                                    "internal_error").response()
+                self.metrics.errors.labels(name, "internal_error").inc()
+            self.metrics.requests.labels(name, str(response.status_code)).inc()
+            self.metrics.latency.labels(name).observe(time.perf_counter() - start)
+            return response
+
+        return handler
+
+    def check_token(self, request: Request) -> None:
+        """Expert changes need ``Authorization: Bearer <token>``; none are allowed unset."""
+        env = self.settings.token_env
+        if self.token is None:
+            raise ApiError(403, f"expert changes are disabled: start the server with the "
+                           f"environment variable {env} set to a secret token",
+                           "changes_disabled")
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), self.token.encode()):
+            raise ApiError(401, f"a valid bearer token is required (the value of {env}): "
+                           "send the header Authorization: Bearer <token>",
+                           "unauthorized", headers={"www-authenticate": "Bearer"})
+
+    # -- endpoints --------------------------------------------------------------------------
+    async def route(self, request: Request) -> Response:
+        """``POST /route``: ``{"text"}`` -> one route, ``{"texts"}`` -> a list of routes."""
+        data = await read_json(request, self.settings.max_body_bytes)
+        router = self.holder.router  # this request uses this router to the end
+        texts, top_k, single = route_request(data, router.experts, self.settings.max_texts)
+        routes = await run_in_threadpool(router.route, texts, top_k)
+        for r in routes:
+            self.metrics.decisions.labels(r.expert).inc()
+        out = [r.to_dict() for r in routes]
+        return JSONResponse(out[0] if single else out)
+
+    async def list_experts(self, request: Request) -> Response:
+        """``GET /experts``: what ``irde experts list`` prints, as one object."""
+        cfg = self.holder.router.config
+        return JSONResponse({"experts": [
+            {"column": i, "name": name, "mode": mode}
+            for i, (name, mode) in enumerate(zip(cfg.experts, cfg.expert_modes, strict=True))
+        ]})
+
+    async def add_expert(self, request: Request) -> Response:
+        """``POST /experts`` ``{"name", "rows": [{"text"} or {"text", "score"}]}``."""
+        self.check_token(request)
+        data = await read_json(request, self.settings.max_body_bytes)
+        _check_fields(data, EXPERT_FIELDS)
+        name, rows = data.get("name"), data.get("rows")
+        if not isinstance(name, str) or not name.strip():
+            raise ApiError(422, '"name" must be a non-empty string')
+        if not isinstance(rows, list):
+            raise ApiError(422, '"rows" must be a list of {"text"} or {"text", "score"}')
+        texts, scores = expert_rows(((f"rows[{i}]", r) for i, r in enumerate(rows)), '"rows"')
+        if name in self.holder.router.experts:
+            raise ApiError(409, f"expert {name!r} already exists; remove it first or choose "
+                           "another name", "conflict")
+        router = await run_in_threadpool(
+            self.holder.change, lambda r: r.add_expert(name, texts, scores))
+        return JSONResponse({"experts": router.experts}, status_code=201)
+
+    async def remove_expert(self, request: Request) -> Response:
+        """``DELETE /experts/{name}``."""
+        self.check_token(request)
+        name = request.path_params["name"]
+        if name not in self.holder.router.experts:
+            raise ApiError(404, f"unknown expert {name!r}; experts: "
+                           f"{self.holder.router.experts}", "not_found")
+        router = await run_in_threadpool(self.holder.change, lambda r: r.remove_expert(name))
+        return JSONResponse({"experts": router.experts})
+
+    async def healthz(self, request: Request) -> Response:
+        """``GET /healthz``: the experts served and how many swaps happened."""
+        router = self.holder.router
+        return JSONResponse({"status": "ok", "experts": router.experts,
+                             "generation": self.holder.generation})
+
+    async def metrics_text(self, request: Request) -> Response:
+        """``GET /metrics``: Prometheus text format."""
+        return Response(self.metrics.render(),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def chat_completions(self, request: Request) -> Response:
+        """``POST /v1/chat/completions``: route, forward, stream the backend's answer back."""
+        assert self.backends is not None and self.client is not None
+        start = time.perf_counter()
+        data = await read_json(request, self.settings.max_body_bytes)
+        try:
+            text = prompt_text(data.get("messages"), self.backends.route_on)
+        except IrdeError as exc:
+            raise ApiError(422, str(exc)) from exc
+        router = self.holder.router
+        route = (await run_in_threadpool(router.route, [text]))[0]
+        expert = route.expert
+        self.metrics.decisions.labels(expert).inc()
+        backend = self.backends.for_expert(expert)
+        decision = {"x-irde-expert": expert_header(expert)}
+        client = request.client.host if request.client else "-"
+
+        def access(status: int) -> None:
+            access_log.info('%s "POST /v1/chat/completions" %d expert=%s model=%s stream=%s '
+                            "%.1fms", client, status, expert, backend.model if backend else "-",
+                            bool(data.get("stream")), 1000 * (time.perf_counter() - start))
+
+        try:
+            if backend is None:
+                raise ApiError(502, f"no backend for expert {expert!r}: add it to "
+                               f'{self.backends.source} under "experts" (or give a "default")',
+                               "no_backend", headers=decision)
+            body = json.dumps({**data, "model": backend.model}).encode("utf-8")
+            upstream = self.client.build_request("POST", backend.chat_url, content=body,
+                                                 headers=backend.headers())
+            try:
+                answer = await self.client.send(upstream, stream=True)
+            except httpx.TimeoutException as exc:
+                raise ApiError(504, f"the backend of expert {expert!r} ({backend.chat_url}) "
+                               f"did not answer within {self.backends.timeout:g} s "
+                               f"({type(exc).__name__})", "backend_timeout",
+                               headers=decision) from exc
+            except httpx.HTTPError as exc:
+                raise ApiError(502, f"the backend of expert {expert!r} ({backend.chat_url}) "
+                               f"cannot be reached: {type(exc).__name__}: {exc}",
+                               "backend_unreachable", headers=decision) from exc
+        except ApiError as exc:
+            access(exc.status)
+            raise
+        headers = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
+        headers.update(decision)
+        access(answer.status_code)
+        return StreamingResponse(_passthrough(answer, expert), status_code=answer.status_code,
+                                 headers=headers, background=BackgroundTask(answer.aclose))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        """Start the reload watcher and the backend client; stop them on shutdown."""
+        if self.backends is not None:
+            timeout = httpx.Timeout(self.backends.timeout,
+                                    connect=self.backends.connect_timeout)
+            self.client = httpx.AsyncClient(timeout=timeout, trust_env=False)
+        watcher = None
+        if self.settings.reload_interval > 0:
+            watcher = asyncio.create_task(self._watch(self.settings.reload_interval))
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            if self.client is not None:
+                await self.client.aclose()
+
+    async def _watch(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await anyio.to_thread.run_sync(self.holder.reload_if_changed)
+            except Exception:
+                log.exception("checking %s for changes failed", self.holder.path)
+
+
+async def _passthrough(answer: httpx.Response, expert: str) -> AsyncIterator[bytes]:
+    """The backend's bytes as they arrive; a backend that stalls mid-answer ends the stream.
+
+    The backend connection is closed however the stream ends (also when the client leaves).
+    """
+    try:
+        async for chunk in answer.aiter_raw():
+            yield chunk
+    except httpx.HTTPError as exc:
+        log.warning("the backend of expert %r failed mid-answer: %s: %s", expert,
+                    type(exc).__name__, exc)
+    finally:
+        await answer.aclose()
+
+
+def expert_header(expert: str) -> str:
+    """The ``x-irde-expert`` value: the name, percent-encoded if it is not printable ASCII."""
+    if expert.isascii() and expert.isprintable():
+        return expert
+    return quote(expert, safe="")
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    detail = exc.detail if isinstance(exc, HTTPException) else "internal server error"
+    if status == 404:
+        detail = f"no endpoint {request.url.path}; see the README for the endpoints"
+    elif status == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    kind = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
+    return ApiError(status, str(detail), kind).response()
+
+
+def create_app(settings: ServeSettings) -> Starlette:
+    """The ASGI app for ``settings``; loads the router (and backends) now, so errors show early.
+
+    Raises:
+        IrdeError, FileNotFoundError: the router folder or ``backends.json`` is not usable.
+
+    """
+    server = Server(settings)
+    e = server.endpoint
+    routes = [
+        Route("/route", e("route", server.route), methods=["POST"]),
+        Route("/experts", e("experts_list", server.list_experts), methods=["GET"]),
+        Route("/experts", e("experts_add", server.add_expert), methods=["POST"]),
+        Route("/experts/{name:path}", e("experts_remove", server.remove_expert),
+              methods=["DELETE"]),
+        Route("/healthz", e("healthz", server.healthz), methods=["GET"]),
+        Route("/metrics", server.metrics_text, methods=["GET"]),
+    ]
+    if server.backends is not None:
+        routes.append(Route("/v1/chat/completions",
+                            e("chat_completions", server.chat_completions), methods=["POST"]))
+    app = Starlette(routes=routes, lifespan=server.lifespan,
+                    exception_handlers={HTTPException: _not_found})
+    app.state.server = server
+    return app
+
+
+def app_from_environment() -> Starlette:
+    """App factory for ``uvicorn --factory`` and worker processes: settings from the env."""
+    text = os.environ.get(SETTINGS_ENV)
+    if not text:
+        raise RuntimeError(f"{SETTINGS_ENV} is not set; start the server with `irde serve`")
+    return create_app(ServeSettings.from_json(text))
+
+
+def router_of(app: Starlette) -> Router:
+    """The router an app serves right now."""
+    return app.state.server.holder.router
+
+
+__all__ = ["ServeSettings", "create_app", "app_from_environment", "router_of"]
