@@ -32,8 +32,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import DEFAULT_DATA, RESULTS, command_line, header, markdown_table  # noqa: E402
-from _report import write_section  # noqa: E402
+from _report import (  # noqa: E402
+    DEFAULT_DATA,
+    RESULTS,
+    command_line,
+    header,
+    markdown_table,
+    write_section,  # noqa: E402
+)
 from baselines import KNN_KS, LOGREG_CS, knn_predict, logreg_scores  # noqa: E402
 from decision_data import CostRows, describe, load_cost_rows, tail_texts  # noqa: E402
 from heads import FeatureCache, folds_of  # noqa: E402
