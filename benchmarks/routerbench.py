@@ -238,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         add(f"irde ridge, lam by CV (squared error){'' if calibrate else ', uncalibrated'}",
             "irde" if calibrate else "variant", fp(x, tr.y, xt), oof(x, tr.y, fp),
             f"lam {lam:.3g}; tail of the prompt")
-    grid = list(lam_grid(Moments.from_rows(x, tr.y), num=9))
+    grid = list(lam_grid(Moments.from_rows(x, tr.y), num=5))
     best_lam, cv = choose(grid, x, tr, costs, lambda p: ridge_predictor(float(p), True))
     fp = ridge_predictor(float(best_lam), True)
     add("irde ridge, lam by CV AIQ", "variant", fp(x, tr.y, xt), oof(x, tr.y, fp),

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from irde_onnx.encoders import ENCODERS
-from irde_onnx.errors import RouterFormatError
+from irde_onnx.errors import InvalidInputError, RouterFormatError
+from irde_onnx.policy import Policy
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -198,9 +199,6 @@ class RouterConfig:
 
 def _check_policy(config: RouterConfig, source: str) -> None:
     """Raise :class:`RouterFormatError` when the ``policy`` object does not fit the experts."""
-    from irde_onnx.errors import InvalidInputError
-    from irde_onnx.policy import Policy
-
     try:
         Policy.from_dict(config.policy, f"{source}: policy").check(config.experts,
                                                                    f"{source}: policy")

@@ -84,11 +84,12 @@ def upper_hull(cost: Sequence[float], quality_: Sequence[float]) -> list[tuple[f
 
 
 def aiq(cost: Sequence[float], quality_: Sequence[float], c_min: float, c_max: float) -> float:
-    """Average improvement in quality (RouterBench): the area under the non-decreasing convex
-    hull of the (cost, quality) points over [c_min, c_max], divided by c_max - c_min.
+    """AIQ, RouterBench's average improvement in quality.
 
-    Left of the cheapest point the hull is 0 (nothing is answered for less); right of the
-    dearest point it stays at the best quality reached.
+    The area under the non-decreasing convex hull of the (cost, quality) points over
+    [c_min, c_max], divided by c_max - c_min. Left of the cheapest point the hull is 0
+    (nothing is answered for less); right of the dearest point it stays at the best quality
+    reached.
     """
     if not c_max > c_min:
         raise InvalidInputError(f"the cost range must be non-empty, got [{c_min}, {c_max}]")

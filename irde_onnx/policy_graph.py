@@ -35,8 +35,10 @@ def has_policy(model: onnx.ModelProto) -> bool:
 
 
 def policy_nodes(target: str) -> list[onnx.NodeProto]:
-    """Nodes from ``scores`` to ``choice`` and ``confidence`` for a ``domain`` or ``score``
-    router (their inputs are the graph's ``scores`` and the policy initializers)."""
+    """Nodes from ``scores`` to ``choice`` and ``confidence`` for a ``domain`` or ``score`` router.
+
+    Their inputs are the graph's ``scores`` and the policy initializers.
+    """
     nodes = [helper.make_node("Constant", [], ["policy/axis_last"],
                               value=numpy_helper.from_array(np.array([-1], np.int64)))]
     if target == "domain":
