@@ -182,7 +182,8 @@ def report(results: list[dict[str, Any]]) -> str:
     cov_rows = [[r["split"], *(f"{r['at_coverage'][f'{c:g}']:.3f}" for c in COVERAGES)]
                 for r in cov]
     return (
-        "## Calibrated confidence and abstaining\n\n" + header(command_line()) + "\n"
+        "## Calibrated confidence and abstaining (`benchmarks/calibration.py`)\n\n"
+        + header(command_line()) + "\n"
         f"Rows sampled by id hash (this 2-core machine was shared): {results[0]['limits']}; "
         f"domains {results[0]['n_train']} train / {results[0]['n_test']} test in-source. "
         "int8 MiniLM features, ridge head with lam by 5-fold CV on train; the calibration "

@@ -180,7 +180,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--no-product", action="store_true",
                         help="skip training and evaluating the saved router (quick runs)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write the section and chart again from results/routerbench.json")
     args = parser.parse_args(argv)
+    if args.report_only:
+        result = json.loads((RESULTS / "routerbench.json").read_text())
+        draw(result, RESULTS / "routerbench.png")
+        write_section("routerbench", report(result))
+        return 0
     from trained import encoder_router
 
     folder = args.data / "routerbench"
@@ -268,7 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                            "aiq": m["aiq"], "points": m["cost_curve"]["points"], "cv_aiq": None,
                            "cost_at_gpt4_quality": cheapest_reaching(
                                m["cost_curve"]["points"], target_test)})
-    result = {"n_train": len(tr.y), "n_test": len(te.y), "singles": singles, "oracle": oracle,
+    result = {"command": command_line(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "n_train": len(tr.y), "n_test": len(te.y), "singles": singles, "oracle": oracle,
               "gpt4": {"quality": target_test, "cost": gpt4_cost, "train_quality": target_train},
               "methods": methods,
               "product": None if product_out is None else {
@@ -326,8 +334,8 @@ def report(result: dict[str, Any]) -> str:
         ["router", "AIQ (test)", "AIQ (train CV)", "cost at gpt-4's quality (% of gpt-4)",
          "wtp chosen on train for gpt-4's train quality: test quality at USD/1k", "note"], rows)
     return (
-        "## RouterBench: quality against cost (11 LLMs)\n\n"
-        + header(command_line()) + "\n"
+        "## Cost-aware routing on RouterBench (`benchmarks/routerbench.py`)\n\n"
+        + header(result.get("command", command_line())) + "\n"
         + f"Train {result['n_train']} prompts, test {result['n_test']}. gpt-4 on test: quality "
         f"{g['quality']:.3f} at ${g['cost'] * 1000:.2f} per 1k prompts; oracle (cheapest "
         f"correct model) {o['quality']:.3f} at ${o['cost'] * 1000:.2f}. One decision rule for "
