@@ -95,6 +95,13 @@ def domain_split(name: str, x: np.ndarray, xt: np.ndarray, labels: list[str],
     return out
 
 
+def sampled_cross_source(data: Any, train_source: dict[str, str]) -> np.ndarray:
+    """Test mask: rows of a domain's other sources; single-source domains split in-source."""
+    in_test = in_source_split(data)
+    return np.array([src != train_source[d] if d in train_source else t for d, src, t in
+                     zip(data.labels, data.sources, in_test, strict=True)])
+
+
 def routerdc(x: np.ndarray, y: np.ndarray, xt: np.ndarray, yt: np.ndarray) -> dict[str, Any]:
     w, b, lam, oof = fit_head(x, y)
     ab = np.array(fit_affine(oof, y))
@@ -131,8 +138,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = load_domains(args.data / "domains", args.domain_limit)
     feats = cache.features(enc, data.texts, "minilm-int8-domains")
     results = []
+    # the training source of each domain is the largest one in the full data (as in
+    # quality.py), not in the sample, where every source is capped at the same size
+    _, _, train_source = cross_source_split(load_domains(args.data / "domains"))
     for name in ("in_source", "cross_source"):
-        test = in_source_split(data) if name == "in_source" else cross_source_split(data)[0]
+        test = in_source_split(data) if name == "in_source" else \
+            sampled_cross_source(data, train_source)
         labels = np.array(data.labels)
         results.append(domain_split(name.replace("_", "-"), feats[~test], feats[test],
                                     labels[~test].tolist(), labels[test].tolist()))
