@@ -271,7 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             product_out = product(tr, te, tr_texts, te_texts, costs, args.threads, Path(work))
         m = product_out["metrics"]
         methods.insert(1, {"name": "irde router as saved (RouterTrainer, irde eval)",
-                           "kind": "irde", "note": f"lam {product_out['lam']:.3g}",
+                           "kind": "irde",
+                           "note": f"lam {product_out['lam']:.3g}; irde eval's default sweep "
+                                   f"of 41 wtp values; test ECE {m['ece']:.3f}",
                            "aiq": m["aiq"], "points": m["cost_curve"]["points"], "cv_aiq": None,
                            "cost_at_gpt4_quality": cheapest_reaching(
                                m["cost_curve"]["points"], target_test)})
