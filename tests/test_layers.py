@@ -97,3 +97,22 @@ def test_expert_changes_and_merges_keep_working(layered_dir, tmp_path, demo_trai
     np.testing.assert_allclose(merged.head[1], b, atol=1e-8)
     with pytest.raises(InvalidInputError):
         merged.merge_stats(minilm_router_dir)  # last layer alone: other features
+
+
+def test_view_and_layers_auto_choose_by_grouped_cv(minilm_trainer, demo_train):
+    """Every (view, layers) candidate is scored; the shipped graph's features fit the head."""
+    texts, labels = demo_train
+    texts = [t + "\nA. yes\nB. no" if i % 3 == 0 else t for i, t in enumerate(texts)]
+    groups = [f"g{i % 4}" for i in range(len(texts))]
+    tr = RouterTrainer(encoder="minilm", view="auto", layers="auto", progress=False,
+                       validate=False).fit(texts, labels, groups=groups, group_name="g")
+    compared = tr.selection_["features"]
+    assert len(compared) == 8 and tr.selection_["method"] == "leave-one-group-out"
+    best = min(compared, key=lambda c: c["cv"])
+    cfg = tr.router_.config
+    assert (cfg.view, list(cfg.layers)) == (best["view"], best["layers"])
+    assert cfg.lam == pytest.approx(best["lam"])
+    # the statistics are those of the shipped graph's own features
+    x = tr.router_.features(texts).astype(np.float64)
+    np.testing.assert_allclose(tr.stats_.shared.sum_x + sum(m.sum_x for m in tr.stats_.owned),
+                               x.sum(axis=0), atol=1e-3)
