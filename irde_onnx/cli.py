@@ -164,19 +164,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _selection_arguments(p: argparse.ArgumentParser) -> None:
     """``--group-field``, ``--view`` and ``--layers`` of ``irde train``."""
-    from irde_onnx.defaults import DEFAULT_LAYERS, DEFAULT_VIEW
+    from irde_onnx.defaults import MEASURED
     from irde_onnx.views import view_names
+
+    measured = "; ".join(f"{enc}: view {d['view']}, layers {','.join(map(str, d['layers']))}"
+                         for enc, d in MEASURED.items())
 
     p.add_argument("--group-field", default=None, metavar="FIELD",
                    help="a field of the rows (e.g. source) whose groups stay together in "
                         "cross-validation: every auto choice is made by leave-one-group-out "
                         "(or grouped k-fold with many groups); default: k-fold on rows")
-    p.add_argument("--view", type=view_value, default=DEFAULT_VIEW,
+    p.add_argument("--view", type=view_value, default=None,
                    help=f"input view applied before tokenizing: {', '.join(view_names())}, "
-                        f"several joined by '+', or auto (default {DEFAULT_VIEW})")
-    p.add_argument("--layers", type=layers_value, default=DEFAULT_LAYERS,
-                   help="minilm: layers pooled and concatenated, e.g. 6,5 (default: the last "
-                        "layer), or auto")
+                        "several joined by '+', or auto (default: measured per encoder, "
+                        f"{measured}; else full)")
+    p.add_argument("--layers", type=layers_value, default=None,
+                   help="minilm: layers pooled and concatenated, e.g. 6,5 or 6 (the last "
+                        "alone), or auto (default: measured, see --view)")
 
 
 def _encoder_arguments(p: argparse.ArgumentParser) -> None:

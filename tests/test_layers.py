@@ -26,7 +26,8 @@ LAYERS = (6, 5)
 def layered(minilm_trainer, demo_train):
     """The demo router on layers 6,5 (after the session's MiniLM, whose export it reuses)."""
     texts, labels = demo_train
-    return RouterTrainer(encoder="minilm", layers=LAYERS, progress=False).fit(texts, labels)
+    return RouterTrainer(encoder="minilm", view="full", layers=LAYERS,
+                         progress=False).fit(texts, labels)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +97,7 @@ def test_expert_changes_and_merges_keep_working(layered_dir, tmp_path, demo_trai
     np.testing.assert_allclose(merged.head[0], w, atol=1e-8)
     np.testing.assert_allclose(merged.head[1], b, atol=1e-8)
     with pytest.raises(InvalidInputError):
-        merged.merge_stats(minilm_router_dir)  # last layer alone: other features
+        merged.merge_stats(minilm_router_dir)  # the default view: other features
 
 
 def test_view_and_layers_auto_choose_by_grouped_cv(minilm_trainer, demo_train):

@@ -25,7 +25,7 @@ from irde_onnx.config import (
     fingerprint,
     layers_problem,
 )
-from irde_onnx.defaults import DEFAULT_LAYERS, DEFAULT_VIEW
+from irde_onnx.defaults import default_layers, default_view
 from irde_onnx.encoders import DEFAULT_ENCODER, EncoderSpec, get_encoder
 from irde_onnx.errors import InvalidInputError
 from irde_onnx.export.encoders import BuiltGraph, minilm_tokenizer_file
@@ -80,10 +80,12 @@ class RouterTrainer:
         lam: ridge penalty (>= 0), or ``"auto"`` to choose it by cross-validation.
         view: the input view applied to every prompt before tokenizing (a name of
             :mod:`irde_onnx.views`, e.g. ``full`` or ``strip_options``), or ``"auto"`` to
-            choose among ``AUTO_VIEWS`` by cross-validation.
+            choose among ``AUTO_VIEWS`` by cross-validation. None: the encoder's measured
+            default (:mod:`irde_onnx.defaults`; ``strip_options+tail`` for minilm).
         layers: pooled encoders: the layers whose mean-pooled hidden states are
             concatenated, e.g. ``(6, 5)``; empty: the last layer alone; ``"auto"``: chosen
-            among ``AUTO_LAYERS`` by cross-validation.
+            among ``AUTO_LAYERS`` by cross-validation. None: the encoder's measured default
+            (``(6, 5)`` for minilm).
         max_length: tokens kept per prompt.
         batch_size: prompts per onnxruntime call while encoding (default: the runtime's,
             1 for int8 so that features never depend on batch neighbours).
@@ -123,8 +125,8 @@ class RouterTrainer:
         progress: bool = True,
         validate: bool = True,
         random_state: int = 0,
-        view: str = DEFAULT_VIEW,
-        layers: Sequence[int] | str = DEFAULT_LAYERS,
+        view: str | None = None,
+        layers: Sequence[int] | str | None = None,
     ) -> None:
         self.encoder = encoder
         self.precision = precision
@@ -150,14 +152,14 @@ class RouterTrainer:
                 strategy = AUTO
         else:
             precision, strategy = spec.check(self.precision, self.strategy)
-        if self.view != AUTO:
-            check_view(self.view)
-        if self.layers != AUTO:
-            if isinstance(self.layers, str) or not all(
-                    type(k) is int for k in self.layers):
+        view, layers = self._view_layers(spec)
+        if view != AUTO:
+            check_view(view)
+        if layers != AUTO:
+            if isinstance(layers, str) or not all(type(k) is int for k in layers):
                 raise InvalidInputError(
-                    f"layers must be layer numbers (e.g. (6, 5)) or 'auto', got {self.layers!r}")
-            problem = layers_problem(spec.name, tuple(self.layers))
+                    f"layers must be layer numbers (e.g. (6, 5)) or 'auto', got {layers!r}")
+            problem = layers_problem(spec.name, tuple(layers))
             if problem:
                 raise InvalidInputError(problem)
         if isinstance(self.lam, str):
@@ -174,6 +176,14 @@ class RouterTrainer:
         if not isinstance(self.cv_folds, int) or self.cv_folds < 2:
             raise InvalidInputError(f"cv_folds must be an integer >= 2, got {self.cv_folds!r}")
         return spec, precision, strategy
+
+    def _view_layers(self, spec: EncoderSpec) -> tuple[str, Any]:
+        """The view and layers asked for, the encoder's measured defaults filled in."""
+        view = default_view(spec.name) if self.view is None else self.view
+        layers = default_layers(spec.name) if self.layers is None else self.layers
+        if not isinstance(layers, str) and spec.layers and tuple(layers) == (spec.layers,):
+            layers = ()  # the last layer alone: the router it always was
+        return view, layers
 
     @staticmethod
     def _targets(
@@ -266,9 +276,10 @@ class RouterTrainer:
             raise InvalidInputError("no training texts")
         kind, names, y = self._targets(len(texts), labels, scores, experts)
         fold, selection = self._folds(len(texts), groups, group_name)
-        views = list(AUTO_VIEWS) if self.view == AUTO else [str(self.view)]
-        layer_sets = [tuple(x) for x in AUTO_LAYERS] if self.layers == AUTO and spec.pooled \
-            else [tuple(self.layers) if self.layers != AUTO else ()]
+        view_arg, layers_arg = self._view_layers(spec)
+        views = list(AUTO_VIEWS) if view_arg == AUTO else [str(view_arg)]
+        layer_sets = [tuple(x) for x in AUTO_LAYERS] if layers_arg == AUTO and spec.pooled \
+            else [tuple(layers_arg) if layers_arg != AUTO else ()]
         auto_strategy = strategy == AUTO
         export_strategy = spec.default_strategy if auto_strategy else strategy
 
