@@ -73,7 +73,7 @@ def bad_input_figures(router_dir: Path, work: Path) -> tuple[str, dict]:
         if case.error is not None:
             ctx = bad_inputs.prepare(case, good, work / f"api{k}")
             if case.breaks is None:
-                ctx._router = loaded
+                ctx.use_router(loaded)
             before = bad_inputs.folder_hashes(ctx.root)
             try:
                 api = bad_inputs.run_api(case, ctx)

@@ -63,6 +63,10 @@ class Ctx:
             self._router = Router.load(self.root)
         return self._router
 
+    def use_router(self, router: Router) -> None:
+        """Run the API cases on ``router``, loaded once, instead of loading the folder."""
+        self._router = router
+
     def file(self, name: str, data: str | bytes) -> str:
         path = self.tmp / name
         path.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)

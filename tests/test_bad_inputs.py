@@ -19,7 +19,7 @@ def _ctx(case, good, tmp_path):
     root, router = good
     ctx = prepare(case, root, tmp_path)
     if case.breaks is None:
-        ctx._router = router  # one loaded router for every call that must fail
+        ctx.use_router(router)  # one loaded router for every call that must fail
     return ctx
 
 
