@@ -11,7 +11,7 @@ import { FileNotFoundError, IrdeError, InvalidInputError, Router } from "../src/
 const PROG = "irde-route";
 const USAGE = `usage: ${PROG} DIR [TEXT ...] [--input FILE.jsonl|-] [--top-k K] [--threads N] [--batch-size N]
 
-Route prompts; one JSON line each: {"id"?, "expert", "scores", "top"}.
+Route prompts; one JSON line each: {"id"?, "expert", "scores", "top", "confidence"}.
 
 examples:
   ${PROG} my-router "Solve 3x + 5 = 20" "Write a SQL query that counts users"
