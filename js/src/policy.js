@@ -9,8 +9,9 @@
 // * confidence = the pick's q (clipped to [0, 1] for score routers);
 // * choice = the fallback expert when confidence < min_confidence, else the pick.
 //
-// Everything is float32 arithmetic (Math.fround after each step), as numpy and the graph
-// compute it, so the choice is the same as Python's.
+// Everything is float32 arithmetic (Math.fround after each step) in numpy's order, with
+// numpy's float32 exp, so the choice and the confidence are Python's to the bit (on x86-64,
+// where numpy uses its SIMD exp; elsewhere numpy calls libm's expf: within an ulp).
 
 import { InvalidInputError } from "./errors.js";
 
@@ -162,6 +163,43 @@ export function checkPolicy(policy, experts, source = "policy") {
   }
 }
 
+// numpy's float32 exp on x86-64 (the AVX2/AVX512F kernel of numpy/_core/src/umath/
+// loops_exponent_log.dispatch.c.src): Cody-Waite reduction, a rational polynomial, each
+// step rounded to float32 with fused multiply-adds. Math.exp rounded to float32 differs from
+// it in the last bit for about a third of inputs, which would change the confidence's repr.
+const LOG2E = f32(1.442695040888963407359924681001892137);
+const CODY_WAITE_HIGH = f32(-6.93145752e-1);
+const CODY_WAITE_LOW = f32(-1.42860677e-6);
+const EXP_P = [
+  9.999999999980870924916e-01, 7.257664613233124478488e-01, 2.473615434895520810817e-01,
+  5.114512081637298353406e-02, 6.757896990527504603057e-03, 5.082762527590693718096e-04,
+].map(f32);
+const EXP_Q = [1.0, -2.742335390411667452936e-01, 2.159509375685829852307e-02].map(f32);
+
+// float32 a * b + c with one rounding (a * b is exact in float64)
+function fma32(a, b, c) {
+  return f32(a * b + c);
+}
+
+function roundHalfEven(x) {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** numpy's float32 exp (x86-64 SIMD kernel) of a float32 value. */
+export function expf32(x) {
+  if (Number.isNaN(x)) return x;
+  if (x >= 88.72283935546875) return Infinity;
+  if (x <= -103.97208404541015625) return 0;
+  const k = roundHalfEven(f32(x * LOG2E));
+  let y = fma32(k, CODY_WAITE_HIGH, x);
+  y = fma32(k, CODY_WAITE_LOW, y);
+  let num = fma32(EXP_P[5], y, EXP_P[4]);
+  for (let i = 3; i >= 0; i--) num = fma32(num, y, EXP_P[i]);
+  const den = fma32(fma32(EXP_Q[2], y, EXP_Q[1]), y, EXP_Q[0]);
+  return f32(f32(num / den) * 2 ** k);
+}
+
 // numpy's float32 sum along a row (pairwise_sum in numpy/_core/src/umath/loops_utils.h)
 function pairwiseSum(a, start, n) {
   if (n < 8) {
@@ -192,7 +230,7 @@ export function quality(row, target, temperature = 1) {
   const z = s.map((x) => f32(x * inv));
   let max = -Infinity;
   for (const x of z) if (x > max) max = x;
-  const e = z.map((x) => f32(Math.exp(f32(x - max))));
+  const e = z.map((x) => expf32(f32(x - max)));
   const sum = pairwiseSum(e, 0, e.length);
   return e.map((x) => f32(x / sum));
 }
