@@ -74,6 +74,9 @@ class RouterTrainer:
         progress: show a progress bar while encoding.
         validate: compare the exported graph with a reference (raises ExportValidationError).
         random_state: seed of the fold assignment.
+        calibrate: fit the confidence on out-of-fold scores of the training folds (pooled
+            encoders): a softmax temperature (domains) or a per-expert affine map of the
+            scores folded into the head (scores). The static encoder is not calibrated.
 
     Attributes:
         experts_: expert names in column order.
@@ -102,6 +105,7 @@ class RouterTrainer:
         progress: bool = True,
         validate: bool = True,
         random_state: int = 0,
+        calibrate: bool = True,
     ) -> None:
         self.encoder = encoder
         self.precision = precision
@@ -115,6 +119,7 @@ class RouterTrainer:
         self.progress = progress
         self.validate = validate
         self.random_state = random_state
+        self.calibrate = calibrate
 
     # -- parameters and targets -------------------------------------------------------------
     def _resolved(self) -> tuple[EncoderSpec, str, str]:
@@ -199,6 +204,7 @@ class RouterTrainer:
         *,
         scores: Any = None,
         experts: Sequence[str] | None = None,
+        costs: Mapping[str, float] | None = None,
     ) -> RouterTrainer:
         """Encode ``texts``, accumulate statistics, solve the head and export the graph.
 
@@ -208,6 +214,8 @@ class RouterTrainer:
             scores: per-expert quality of each text: array (n, E) with ``experts``, or a list
                 of ``{expert: score}`` dicts.
             experts: column order (default: sorted labels, or the first scores row's keys).
+            costs: cost per prompt of each expert (e.g. mean USD), stored in the router for
+                cost-aware decisions (see :meth:`Router.set_policy`).
 
         Returns:
             self
@@ -239,6 +247,11 @@ class RouterTrainer:
         else:
             lam, cv = float(self.lam), {}
         router.set_statistics(stats, lam)
+        settings = self._calibration(kind, names, y, folds, lam)
+        if costs is not None:
+            settings["costs"] = costs
+        if settings:
+            router.set_policy(**settings)
         w, b = router.head
 
         # 4. prove the export
@@ -286,6 +299,19 @@ class RouterTrainer:
         placeholder.save(work / STATS_FILE)
         return Router.load(work, threads=self.threads), built.validate
 
+    def _calibration(self, kind: str, names: list[str], y: np.ndarray, folds: list[Moments],
+                     lam: float) -> dict[str, Any]:
+        """Calibration settings fit on out-of-fold scores (pooled encoders), else {}."""
+        features = getattr(self, "_features", None)
+        self._features = None
+        if not self.calibrate or features is None or len(folds) < 2:
+            return {}
+        from irde_onnx.export.calibrate import calibration_settings, out_of_fold_scores
+
+        pred = out_of_fold_scores(folds, self._fold, features, lam)
+        self.oof_scores_ = pred
+        return calibration_settings(kind, pred, y, names)
+
     def _statistics(
         self, router: Router, texts: list[str], kind: str, names: list[str], y: np.ndarray
     ) -> tuple[RouterStats, list[Moments]]:
@@ -303,12 +329,17 @@ class RouterTrainer:
 
         per_expert = [zeros(1) for _ in range(n_exp)] if kind == "domain" else []
         pool = zeros(n_exp) if kind == "score" else None
-        folds = [zeros(n_exp) for _ in range(int(fold.max()) + 1)] if self.lam == "auto" else []
+        calibrating = self.calibrate and not diagonal
+        folds = [zeros(n_exp) for _ in range(int(fold.max()) + 1)] \
+            if self.lam == "auto" or calibrating else []
+        kept: list[np.ndarray] = []  # pooled features, for out-of-fold calibration
         with Progress(n, "encoding", self.progress) as bar:
             for start in range(0, n, ENCODE_CHUNK):
                 idx = np.arange(start, min(n, start + ENCODE_CHUNK))
                 encoded = router.encode_rows(texts[start:start + len(idx)],
                                              batch_size=self.batch_size)
+                if calibrating and encoded.features is not None:
+                    kept.append(encoded.features)
                 if pool is not None:
                     pool = pool + encoded.moments(y[idx])
                 for k in range(len(per_expert)):
@@ -319,6 +350,8 @@ class RouterTrainer:
                     rows = idx[fold[idx] == f]
                     folds[f] = folds[f] + encoded.moments(y[rows], rows - start)
                 bar.update(len(idx))
+        self._fold = fold
+        self._features = np.concatenate(kept) if kept else None
         stats = RouterStats.empty(dim, diagonal=diagonal, fingerprint=router.config.fingerprint)
         for k, rows in enumerate(per_expert):
             stats.append_domain(names[k], rows)
