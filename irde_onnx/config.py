@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from irde_onnx.encoders import ENCODERS
-from irde_onnx.errors import RouterFormatError
+from irde_onnx.errors import InvalidInputError, RouterFormatError
+from irde_onnx.policy import Policy
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -63,6 +64,9 @@ class RouterConfig:
         extra: free-form metadata (training summary, lam search).
         files: ``{"graph": {"name", "sha256"}, "stats": {"name", "sha256"}}``: the files of
             this generation (format_version 2); empty means ``router.onnx`` and ``stats.npz``.
+        policy: the decision settings (costs, default willingness to pay, confidence
+            threshold and fallback, calibration; see :class:`irde_onnx.policy.Policy`);
+            empty means none of them.
 
     """
 
@@ -81,6 +85,7 @@ class RouterConfig:
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
     files: dict[str, dict[str, str]] = field(default_factory=dict)
+    policy: dict[str, Any] = field(default_factory=dict)
 
     @property
     def pooled(self) -> bool:
@@ -119,6 +124,8 @@ class RouterConfig:
         data["expert_modes"] = list(self.expert_modes)
         if not self.files:
             del data["files"]
+        if not self.policy:
+            del data["policy"]
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
     @classmethod
@@ -146,7 +153,7 @@ class RouterConfig:
             )
         known = {f.name for f in fields(cls)}
         missing = [f.name for f in fields(cls) if f.name not in data and f.name not in (
-            "top_k_tokens", "extra", "format_version", "files")]
+            "top_k_tokens", "extra", "format_version", "files", "policy")]
         if missing:
             raise RouterFormatError(f"{source} lacks the field(s) {', '.join(missing)}")
         kwargs = {k: v for k, v in data.items() if k in known}
@@ -187,6 +194,16 @@ class RouterConfig:
                 raise RouterFormatError(f"{source}: expert name {name!r} {problem}")
         if any(m not in EXPERT_MODES for m in self.expert_modes):
             raise RouterFormatError(f"{source}: expert_modes must be in {EXPERT_MODES}")
+        _check_policy(self, source)
+
+
+def _check_policy(config: RouterConfig, source: str) -> None:
+    """Raise :class:`RouterFormatError` when the ``policy`` object does not fit the experts."""
+    try:
+        Policy.from_dict(config.policy, f"{source}: policy").check(config.experts,
+                                                                   f"{source}: policy")
+    except InvalidInputError as exc:
+        raise RouterFormatError(str(exc)) from exc
 
 
 def check_router_dir(path: str | os.PathLike) -> Path:
@@ -264,6 +281,8 @@ def _check_types(data: dict[str, Any], source: str) -> None:
         raise fail("top_k_tokens", "an integer >= 1")
     if "extra" in data and not isinstance(data["extra"], dict):
         raise fail("extra", "an object")
+    if "policy" in data and not isinstance(data["policy"], dict):
+        raise fail("policy", "an object")
     if "files" in data:
         files = data["files"]
         want = '{"graph": {"name", "sha256"}, "stats": {"name", "sha256"}}'

@@ -30,13 +30,15 @@ from irde_onnx.export.encoders import BuiltGraph, minilm_tokenizer_file
 from irde_onnx.export.validate import ValidationReport
 from irde_onnx.graph_file import save_router_graph
 from irde_onnx.metadata import graph_metadata, set_metadata
-from irde_onnx.partial_stats import PartialStats, StatsPlan, rows_statistics
+from irde_onnx.partial_stats import PartialStats, StatsPlan, encoded_statistics
 from irde_onnx.ridge import Moments, choose_lam, fold_ids
 from irde_onnx.runtime.router import Router
 from irde_onnx.runtime.tokenize import TextTokenizer, check_texts
 from irde_onnx.stats import MAX_TARGET, RouterStats, bad_target_row
 
 ENCODE_CHUNK = 256
+# rows whose out-of-fold scores fit the confidence calibration (features held in memory)
+CALIBRATION_ROWS = 50_000
 ENGINES = ("local", "ray")
 Validator = Callable[[Router, np.ndarray, np.ndarray], ValidationReport]
 
@@ -53,6 +55,14 @@ def _write_tokenizer(source: Path, target: Path, max_length: int) -> None:
     tok.enable_truncation(max_length)
     tok.no_padding()
     tok.save(str(target))
+
+
+def calibration_sample(n: int, seed: int, size: int = CALIBRATION_ROWS) -> np.ndarray:
+    """Sorted indices of the rows the calibration is fit on: all of them up to ``size``."""
+    if n <= size:
+        return np.arange(n, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size, replace=False)).astype(np.int64)
 
 
 class RouterTrainer:
@@ -81,6 +91,10 @@ class RouterTrainer:
             their partial statistics are added and handed to the router as a local run's.
         address: the Ray cluster to use (``ray.init(address=...)``); None starts a local one.
         workers: Ray actors (default: the cluster's CPUs).
+        calibrate: fit the confidence on out-of-fold scores of the training folds (pooled
+            encoders): a softmax temperature (domains) or a per-expert affine map of the
+            scores folded into the head (scores), on at most ``CALIBRATION_ROWS`` rows. The
+            static encoder is not calibrated.
 
     Attributes:
         experts_: expert names in column order.
@@ -112,6 +126,7 @@ class RouterTrainer:
         engine: str = "local",
         address: str | None = None,
         workers: int | None = None,
+        calibrate: bool = True,
     ) -> None:
         self.encoder = encoder
         self.precision = precision
@@ -128,6 +143,7 @@ class RouterTrainer:
         self.engine = engine
         self.address = address
         self.workers = workers
+        self.calibrate = calibrate
 
     # -- parameters and targets -------------------------------------------------------------
     def _resolved(self) -> tuple[EncoderSpec, str, str]:
@@ -216,6 +232,7 @@ class RouterTrainer:
         *,
         scores: Any = None,
         experts: Sequence[str] | None = None,
+        costs: Mapping[str, float] | None = None,
     ) -> RouterTrainer:
         """Encode ``texts``, accumulate statistics, solve the head and export the graph.
 
@@ -225,6 +242,8 @@ class RouterTrainer:
             scores: per-expert quality of each text: array (n, E) with ``experts``, or a list
                 of ``{expert: score}`` dicts.
             experts: column order (default: sorted labels, or the first scores row's keys).
+            costs: cost per prompt of each expert (e.g. mean USD), stored in the router for
+                cost-aware decisions (see :meth:`Router.set_policy`).
 
         Returns:
             self
@@ -256,6 +275,11 @@ class RouterTrainer:
         else:
             lam, cv = float(self.lam), {}
         router.set_statistics(stats, lam)
+        settings = self._calibration(kind, names, y, folds, lam)
+        if costs is not None:
+            settings["costs"] = costs
+        if settings:
+            router.set_policy(**settings)
         w, b = router.head
 
         # 4. prove the export
@@ -303,6 +327,19 @@ class RouterTrainer:
         placeholder.save(work / STATS_FILE)
         return Router.load(work, threads=self.threads), built.validate
 
+    def _calibration(self, kind: str, names: list[str], y: np.ndarray, folds: list[Moments],
+                     lam: float) -> dict[str, Any]:
+        """Calibration settings fit on out-of-fold scores (pooled encoders), else {}."""
+        features = getattr(self, "_features", None)
+        self._features = None
+        if not self.calibrate or features is None or len(folds) < 2:
+            return {}
+        from irde_onnx.export.calibrate import calibration_settings, out_of_fold_scores
+
+        pred = out_of_fold_scores(folds, self._fold, features, lam)
+        self.oof_scores_ = pred
+        return calibration_settings(kind, pred, y[self._calibration_rows], names)
+
     def _statistics(
         self, router: Router, texts: list[str], kind: str, names: list[str], y: np.ndarray
     ) -> tuple[RouterStats, list[Moments]]:
@@ -314,23 +351,37 @@ class RouterTrainer:
         """
         n, n_exp = y.shape
         fold = fold_ids(n, self.cv_folds, self.random_state)
-        k_folds = int(fold.max()) + 1 if self.lam == "auto" else 0
+        calibrating = self.calibrate and router.config.pooled
+        k_folds = int(fold.max()) + 1 if self.lam == "auto" or calibrating else 0
         plan = StatsPlan.for_router(router, kind, n_exp, k_folds)
+        # out-of-fold scores for the calibration: the features of a bounded sample of rows
+        sample = calibration_sample(n, self.random_state) if calibrating \
+            else np.zeros(0, dtype=np.int64)
+        kept: list[np.ndarray] = []
         if self.engine == "ray":
             from irde_onnx.distributed import ray_statistics
 
             partial = ray_statistics(router.path, plan, texts, y, fold, self.batch_size,
                                      address=self.address, workers=self.workers,
                                      threads=self.threads, progress=self.progress)
+            if len(sample):  # the calibration sample is encoded again, here
+                kept.append(router.encode_rows([texts[i] for i in sample],
+                                               batch_size=self.batch_size).features)
         else:
             partial = PartialStats.zeros(plan)
             with Progress(n, "encoding", self.progress) as bar:
                 for start in range(0, n, ENCODE_CHUNK):
                     stop = min(n, start + ENCODE_CHUNK)
-                    partial = partial + rows_statistics(
-                        router, plan, texts[start:stop], y[start:stop], fold[start:stop],
-                        self.batch_size)
+                    encoded = router.encode_rows(texts[start:stop], batch_size=self.batch_size)
+                    partial = partial + encoded_statistics(plan, encoded, y[start:stop],
+                                                           fold[start:stop])
+                    rows = sample[(sample >= start) & (sample < stop)] - start
+                    if len(rows) and encoded.features is not None:
+                        kept.append(encoded.features[rows])
                     bar.update(stop - start)
+        self._calibration_rows = sample
+        self._fold = fold[sample]
+        self._features = np.concatenate(kept) if kept else None
         return partial.router_stats(names, router.config.fingerprint)
 
     # -- after fit ------------------------------------------------------------------------------
