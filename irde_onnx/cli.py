@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from irde_onnx import cli_eval, cli_policy
-from irde_onnx.cli_args import Parser, lam_value, positive_int
+from irde_onnx.cli_args import Parser, lam_value, layers_value, positive_int, view_value
 from irde_onnx.encoders import (
     DEFAULT_ENCODER,
     ENCODERS,
@@ -43,6 +43,9 @@ examples:
   irde train --data routerdc7/train.jsonl --precision fp32 --lam auto --out router-scores
   # rows with "costs" {model: USD}: the mean cost per model is stored for cost-aware routing
   irde train --data routerbench/train.jsonl --wtp 0.002 --out router-cost
+  # choices by leave-one-source-out cross-validation: carry over to unseen sources
+  irde train --data domains.jsonl --label-field domain --group-field source \\
+      --view auto --layers auto --out router-grouped
 """
 ROUTE_EXAMPLES = """\
 examples:
@@ -103,15 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training rows (repeat for several files)")
     p.add_argument("--out", required=True, metavar="DIR", help="router directory to write")
     _encoder_arguments(p)
-    p.add_argument("--strategy", choices=all_strategies(), default=None,
+    p.add_argument("--strategy", choices=[*all_strategies(), "auto"], default=None,
                    help="how the graph turns features into scores; " + "; ".join(
                        f"{s.name}: {' or '.join(s.strategies)}" for s in ENCODERS.values())
-                   + " (the first is the default)")
+                   + " (the first is the default); auto: strategy and k by cross-validation")
     p.add_argument("--top-k-tokens", type=positive_int, default=10,
                    help="k of entropy_top_k (default 10)")
     p.add_argument("--lam", type=lam_value, default="auto",
                    help="ridge penalty, or 'auto' for k-fold cross-validation (default)")
     p.add_argument("--label-field", default="expert", help='label field (default "expert")')
+    _selection_arguments(p)
     p.add_argument("--max-length", type=positive_int, default=256, help="tokens kept per prompt")
     p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--force", action="store_true", help="replace a non-empty --out directory")
@@ -227,6 +231,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _selection_arguments(p: argparse.ArgumentParser) -> None:
+    """``--group-field``, ``--view`` and ``--layers`` of ``irde train``."""
+    from irde_onnx.defaults import MEASURED
+    from irde_onnx.views import view_names
+
+    measured = "; ".join(f"{enc}: view {d['view']}, layers {','.join(map(str, d['layers']))}"
+                         for enc, d in MEASURED.items())
+
+    p.add_argument("--group-field", default=None, metavar="FIELD",
+                   help="a field of the rows (e.g. source) whose groups stay together in "
+                        "cross-validation: every auto choice is made by leave-one-group-out "
+                        "(or grouped k-fold with many groups); default: k-fold on rows")
+    p.add_argument("--view", type=view_value, default=None,
+                   help=f"input view applied before tokenizing: {', '.join(view_names())}, "
+                        "several joined by '+', or auto (default: measured per encoder, "
+                        f"{measured}; else full)")
+    p.add_argument("--layers", type=layers_value, default=None,
+                   help="minilm: layers pooled and concatenated, e.g. 6,5 or 6 (the last "
+                        "alone), or auto (default: measured, see --view)")
+
+
 def _encoder_arguments(p: argparse.ArgumentParser) -> None:
     """``--encoder`` and ``--precision``, with choices and help from the encoder registry."""
     p.add_argument("--encoder", choices=list(ENCODERS), default=DEFAULT_ENCODER,
@@ -245,26 +270,32 @@ def _cmd_train(args: argparse.Namespace) -> int:
         cli_policy.mean_costs(data.rows, data.experts)
     if args.wtp is not None and costs is None:
         raise _UsageError('--wtp needs costs: give --costs FILE.json or rows with "costs"')
+    groups = data.groups(args.group_field) if args.group_field else None
     trainer = RouterTrainer(encoder=args.encoder, precision=args.precision,
                             strategy=args.strategy, top_k_tokens=args.top_k_tokens,
                             lam=args.lam, max_length=args.max_length, threads=args.threads,
                             progress=not args.quiet, engine=args.engine,
                             address=args.address, workers=args.workers,
-                            calibrate=not args.no_calibration)
+                            calibrate=not args.no_calibration, view=args.view,
+                            layers=args.layers)
     if args.engine == "ray":
         from irde_onnx.distributed import require_ray
 
         require_ray()  # before the export, so a missing extra fails at once
     if data.labels is not None:
-        trainer.fit(data.texts, data.labels, costs=costs)
+        trainer.fit(data.texts, data.labels, costs=costs, groups=groups,
+                    group_name=args.group_field)
     else:
-        trainer.fit(data.texts, scores=data.scores, experts=data.experts, costs=costs)
+        trainer.fit(data.texts, scores=data.scores, experts=data.experts, costs=costs,
+                    groups=groups, group_name=args.group_field)
     if args.wtp is not None:
         trainer.router_.set_policy(wtp=args.wtp)
     trainer.save(out, overwrite=args.force)
     cfg = trainer.router_.config
     print(json.dumps({"router": str(out), "experts": list(cfg.experts), "target": cfg.target,
                       "encoder": cfg.encoder, "precision": cfg.precision, "lam": cfg.lam,
+                      "view": cfg.view, "layers": list(cfg.layers), "strategy": cfg.strategy,
+                      "selection": cfg.selection.get("method"),
                       "n_texts": len(data.texts), "policy": cfg.policy}, ensure_ascii=False))
     return 0
 
@@ -319,7 +350,10 @@ def router_info(path: str | Path) -> dict:
         "target": cfg.target,
         "lam": cfg.lam,
         "max_length": cfg.max_length,
+        "view": cfg.view,
+        "layers": list(cfg.layers),
         "feature_dim": cfg.feature_dim,
+        "selection": cfg.selection,
         "format_version": cfg.format_version,
         "package_version": cfg.package_version,
         "fingerprint": cfg.fingerprint,

@@ -136,6 +136,27 @@ def test_quality_domains_smoke(quality, tmp_path):
     assert (tmp_path / "quality_domains.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
+def test_quality_generalisation_smoke(quality, tmp_path, minilm_trainer):
+    """Every view x layers variant on every protocol, the criterion beside the test numbers.
+
+    Uses the session's MiniLM export (``minilm_trainer``), so MiniLM is exported once.
+    """
+    shared_data_or_fail("domains")
+    md = tmp_path / "B.md"
+    code = quality.main(["--data", str(SHARED_DATA), "--part", "generalisation", "--limit",
+                         "2", "--results", str(tmp_path), "--markdown", str(md),
+                         "--cache", str(tmp_path / "cache")])
+    assert code == 0
+    text = md.read_text()
+    assert "<!-- begin generalisation -->" in text and "Default rule picks" in text
+    for view in ("`full`", "`strip_options`", "`tail`", "`strip_options+tail`"):
+        assert view in text, view
+    assert "RouterDC grouped-CV error" in text and "cross-source grouped-CV error" in text
+    assert list((tmp_path / "cache").glob("text-features-*-domains.npz"))
+    assert (tmp_path / "generalisation.json").is_file()
+
+
 def test_exact_length_prompts(speed):
     from tokenizers import Tokenizer
 

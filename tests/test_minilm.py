@@ -13,6 +13,7 @@ from irde_onnx.export import RouterTrainer
 from irde_onnx.export.encoders import minilm_reference_features
 from irde_onnx.graph_file import load_graph_proto
 from irde_onnx.runtime import Router
+from irde_onnx.runtime.tokenize import prepare_text
 
 from .conftest import read_rows, shared_data_or_fail
 
@@ -24,14 +25,19 @@ def test_graph_scores_equal_features_times_head(minilm_trainer, demo_samples):
     scores = router.scores(texts)
     np.testing.assert_allclose(scores, feats @ minilm_trainer.coef_ + minilm_trainer.intercept_,
                                atol=1e-5)
-    np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, atol=1e-5)
+    # each pooled layer's block is L2-normalised on its own
+    blocks = feats.reshape(len(texts), -1, 384)
+    assert blocks.shape[1] == max(1, len(router.config.layers))
+    np.testing.assert_allclose(np.linalg.norm(blocks, axis=2), 1.0, atol=1e-5)
 
 
 def test_int8_features_close_to_transformers(minilm_trainer, demo_samples):
     texts, _ = demo_samples
+    cfg = minilm_trainer.router_.config
     feats = minilm_trainer.router_.features(texts).astype(np.float64)
-    ref = minilm_reference_features(texts, 256)
-    cosine = (feats * ref).sum(1)
+    viewed = [prepare_text(t, cfg.max_length, cfg.view) for t in texts]
+    ref = minilm_reference_features(viewed, cfg.max_length, cfg.layers)
+    cosine = (feats * ref).sum(1) / (np.linalg.norm(feats, axis=1) * np.linalg.norm(ref, axis=1))
     assert cosine.min() > 0.95
     assert minilm_trainer.validation_.metric == "min_cosine"
     assert minilm_trainer.validation_.value >= 0.95
@@ -58,7 +64,9 @@ def test_graph_interface(minilm_router_dir):
     model = load_graph_proto(minilm_router_dir / GRAPH_FILE)
     declared = {o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]
                 for o in model.graph.output}
-    assert declared == {"scores": ["batch", "n_experts"], "features": ["batch", 384],
+    width = Router.load(minilm_router_dir).config.feature_dim
+    assert width == 384 * max(1, len(Router.load(minilm_router_dir).config.layers))
+    assert declared == {"scores": ["batch", "n_experts"], "features": ["batch", width],
                         "choice": ["batch"], "confidence": ["batch"]}
     meta = sess.get_modelmeta().custom_metadata_map
     assert json.loads(meta["irde.experts"]) == Router.load(minilm_router_dir).experts

@@ -158,12 +158,26 @@ def _check_stats(stats: RouterStats, config: RouterConfig, tokenizer: TextTokeni
             f"{cfg_file} names ({config.fingerprint})")
 
 
+# The static graph is a Gather and a few small MatMuls: splitting that over threads costs
+# more than it saves (benchmarks/speed.py: the static router at 2 threads was 79x the
+# PyTorch peer, at 1 thread 120x), so it runs on one intra-op thread unless told otherwise.
+STATIC_THREADS = 1
+
+
+def session_threads(config: RouterConfig, threads: int | None) -> int | None:
+    """Intra-op threads of a router's session: as given, else 1 for the token-level encoder."""
+    if threads is not None or config.pooled:
+        return threads
+    return STATIC_THREADS
+
+
 def _open_generation(
     root: Path, config: RouterConfig, tokenizer: TextTokenizer, threads: int | None,
     providers: Sequence[str] | None,
 ) -> tuple[ort.InferenceSession, RouterStats]:
     """Open and check the graph and statistics that ``config`` names."""
     graph, stats_path = root / config.graph_file, root / config.stats_file
+    threads = session_threads(config, threads)
     _verify(graph, config.file_hash("graph"))
     _verify(stats_path, None)
     stats_bytes = stats_path.read_bytes()
@@ -277,8 +291,9 @@ class Router:
                 raise FileNotFoundError(
                     f"{root / CONFIG_FILE} is missing: not an irde router directory")
             config = RouterConfig.from_json(manifest, str(root / CONFIG_FILE))
-            if tokenizer is None or tokenizer.max_length != config.max_length:
-                tokenizer = TextTokenizer(root / TOKENIZER_FILE, config.max_length)
+            if tokenizer is None or tokenizer.max_length != config.max_length or \
+                    tokenizer.view != config.view:
+                tokenizer = TextTokenizer(root / TOKENIZER_FILE, config.max_length, config.view)
             try:
                 session, stats = _open_generation(root, config, tokenizer, threads, providers)
             except (FileNotFoundError, RouterFormatError):
@@ -615,7 +630,8 @@ class Router:
                              policy=policy.to_dict())
         extra = policy.initializers(list(stats.experts), config.target) \
             if _has_decision(self._state.session) else None
-        session = open_session(self.path / config.graph_file, self._threads, self._providers,
+        session = open_session(self.path / config.graph_file,
+                               session_threads(config, self._threads), self._providers,
                                head=(w, b), initializers=extra)
         self._stats, self._dense = stats, dense
         self._state = _State(new_config, session, (w, b))  # one atomic reference swap
@@ -666,6 +682,13 @@ class Router:
             state = self._state
             config = replace(state.config, extra={**state.config.extra, **extra})
             self._state = replace(state, config=config)
+            self._dirty = True
+
+    def set_selection(self, selection: dict[str, Any]) -> None:
+        """Record how the trainer made its choices (``router.json`` ``selection``)."""
+        with self._lock:
+            state = self._state
+            self._state = replace(state, config=replace(state.config, selection=dict(selection)))
             self._dirty = True
 
     def add_expert(
