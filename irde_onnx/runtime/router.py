@@ -141,18 +141,34 @@ def _probe(session: ort.InferenceSession, tokenizer: TextTokenizer, config: Rout
             "would go to one expert: retrain the router or restore a good copy")
 
 
+def stats_mismatch(stats: RouterStats, config: RouterConfig, vocab_size: int) -> str | None:
+    """How statistics fail to fit a router, or None when they fit.
+
+    ``"features"``: another dimension or kind (dense features vs token counts);
+    ``"fingerprint"``: computed by another encoder. Every caller words its own error (a file
+    at load, an argument of ``set_statistics``), but the rule is this one.
+    """
+    dim = config.feature_dim if config.pooled else vocab_size
+    if stats.dim != dim or stats.diagonal == config.pooled:
+        return "features"
+    if stats.fingerprint and config.fingerprint and stats.fingerprint != config.fingerprint:
+        return "fingerprint"
+    return None
+
+
 def _check_stats(stats: RouterStats, config: RouterConfig, tokenizer: TextTokenizer,
                  path: Path) -> None:
     cfg_file = path.parent / CONFIG_FILE
     if stats.experts != list(config.experts) or stats.modes != list(config.expert_modes):
         raise RouterFormatError(
             f"{path} has experts {stats.experts} but {cfg_file} lists {list(config.experts)}")
-    dim = config.feature_dim if config.pooled else tokenizer.vocab_size
-    if stats.dim != dim or stats.diagonal == config.pooled:
+    problem = stats_mismatch(stats, config, tokenizer.vocab_size)
+    if problem == "features":
+        dim = config.feature_dim if config.pooled else tokenizer.vocab_size
         raise RouterFormatError(
             f"{path} holds statistics of {stats.dim} features; this {config.encoder} router "
             f"needs {dim}")
-    if stats.fingerprint and config.fingerprint and stats.fingerprint != config.fingerprint:
+    if problem == "fingerprint":
         raise RouterFormatError(
             f"{path} was computed by another encoder (fingerprint {stats.fingerprint}) than "
             f"{cfg_file} names ({config.fingerprint})")
@@ -660,13 +676,14 @@ class Router:
             cfg = self.config
             if stats.n_experts == 0:
                 raise InvalidInputError("the statistics have no experts; a router needs one")
-            dim = cfg.feature_dim if cfg.pooled else self._tokenizer.vocab_size
-            kind = "features" if cfg.pooled else "token counts"
-            if stats.dim != dim or stats.diagonal == cfg.pooled:
+            problem = stats_mismatch(stats, cfg, self._tokenizer.vocab_size)
+            if problem == "features":
+                dim = cfg.feature_dim if cfg.pooled else self._tokenizer.vocab_size
+                kind = "features" if cfg.pooled else "token counts"
                 raise InvalidInputError(
                     f"the statistics do not fit this router: it needs {kind} of dimension "
                     f"{dim}; compute them with this router's encode_rows()")
-            if stats.fingerprint and cfg.fingerprint and stats.fingerprint != cfg.fingerprint:
+            if problem == "fingerprint":
                 raise InvalidInputError(
                     f"the statistics were computed with other features (fingerprint "
                     f"{stats.fingerprint} vs {cfg.fingerprint}); compute them with this router")
