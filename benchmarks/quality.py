@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import DEFAULT_DATA, RESULTS, write_section  # noqa: E402
 from domains import domains  # noqa: E402
-from generalisation import generalisation, report_section  # noqa: E402
+from generalisation import generalisation, json_ready, report_section  # noqa: E402
 from heads import FeatureCache  # noqa: E402
 from quality_report import draw_charts, plain, report  # noqa: E402
 from routerdc import routerdc  # noqa: E402
@@ -94,12 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.no_write:
                 write_section("generalisation", general_text, args.markdown)
     if general is not None:
-        out["generalisation"] = general
+        out["generalisation"] = json_ready(general)
     if args.part == "generalisation":
         if not args.no_write:
             args.results.mkdir(parents=True, exist_ok=True)
             (args.results / "generalisation.json").write_text(
-                json.dumps(plain(general), indent=1, ensure_ascii=False) + "\n",
+                json.dumps(plain(json_ready(general)), indent=1, ensure_ascii=False) + "\n",
                 encoding="utf-8")
         return 0
     seconds = time.perf_counter() - start
