@@ -2,11 +2,12 @@
 
 The rule (README, "How the defaults were chosen"): for each encoder measured, the default
 input view and pooled layers are the candidate with the lowest grouped cross-validation
-error on the training rows of ../shared/data, averaged over the two data sets relative to
-the plain router (view ``full``, last layer): RouterDC train grouped by task
-(leave-one-task-out) and every domain row grouped by source benchmark
-(leave-one-benchmark-out). No test row is used. ``benchmarks/quality.py --part
-generalisation`` recomputes the rule for every candidate and prints its pick.
+squared error (as the trainer's ``auto`` computes it) on training rows of ../shared/data,
+averaged over two data sets relative to the plain router (view ``full``, last layer):
+RouterDC train grouped by task (leave-one-task-out) and the domains' in-source training rows
+grouped by source benchmark (leave-one-benchmark-out). No test row of those protocols is
+used. ``benchmarks/quality.py --part generalisation`` recomputes the rule (its
+``DEFAULT_RULE``) on the full data and prints its pick beside the other rules'.
 """
 
 from __future__ import annotations
