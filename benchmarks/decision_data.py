@@ -1,10 +1,12 @@
 """Data of the decision benchmark: RouterBench rows (with the tail cut), and cached features.
 
 RouterBench's ARC prompts all open with the same 5-shot preamble (~1,500 characters), so a
-router that keeps the first max_length tokens sees the same text for every ARC prompt. The
-input views of issue 10 (text normalisations stored in the router) are not on this branch,
-so this benchmark's feature step keeps the *tail*: the last ``max_length - 2`` tokens of each
-prompt (:func:`tail_texts`), and trains and routes the irde router on those texts.
+router that keeps the first max_length tokens sees the same text for every ARC prompt. This
+benchmark's feature step keeps the *tail*: the last ``max_length - 2`` tokens of each prompt
+(:func:`tail_texts`), and trains and routes the irde router on those texts. It was written
+before the input views (``irde_onnx/views.py``) existed; a router ships the same idea as
+``--view tail`` (the last ``max_length * 3`` code points, cut at a line start), and
+``benchmarks/quality.py --part generalisation`` reports RouterBench per view.
 """
 
 from __future__ import annotations
