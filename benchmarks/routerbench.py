@@ -344,8 +344,9 @@ def report(result: dict[str, Any]) -> str:
         "every router: argmax(predicted quality - cost / wtp) with the mean train costs, "
         f"swept over {N_WTP} values of wtp plus quality only. Features: int8 MiniLM on the "
         "last 254 tokens of each prompt (the ARC prompts open with the same 5-shot preamble; "
-        "this cut is done in the benchmark's feature step, issue 10's input views are not on "
-        "this branch). Every choice by 5-fold CV on train.\n\n" + table
+        "this cut is done in the benchmark's feature step by token offsets; a router ships the "
+        "same idea as the `tail` input view, whose AIQ is in the generalisation section). "
+        "Every choice by 5-fold CV on train.\n\n" + table
         + "\n\n![quality-cost curves](benchmarks/results/routerbench.png)\n")
 
 
