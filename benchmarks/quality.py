@@ -6,6 +6,10 @@ per-prompt scores, scored per task on ``test_id`` and ``test_ood``. Part 2, doma
 In both, the irde encoders as ``RouterTrainer`` builds them by default, the baselines of
 ``baselines.py`` on the same features, and candidate improvements of the head.
 
+Part 3, generalisation (``generalisation.py``, ``--part generalisation``): every input view x
+pooled-layer variant on every protocol, each beside its grouped cross-validation criterion,
+and the rule that sets the trainer's defaults.
+
 Everything is chosen on train data (cross-validation inside train), never on test.
 
     python benchmarks/quality.py [--data ../shared/data] [--cache DIR] [--limit N]
@@ -27,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import DEFAULT_DATA, RESULTS, write_section  # noqa: E402
 from domains import domains  # noqa: E402
+from generalisation import generalisation, json_ready, report_section  # noqa: E402
 from heads import FeatureCache  # noqa: E402
 from quality_report import draw_charts, plain, report  # noqa: E402
 from routerdc import routerdc  # noqa: E402
@@ -52,7 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         choices=[*(v for v in VARIANTS if is_pooled(v)), "static-mean"],
                         help="features of kNN / logistic regression / MLP (static-mean: mean of "
                              "the static table's rows, for smoke tests)")
-    parser.add_argument("--part", choices=["all", "routerdc", "domains"], default="all")
+    parser.add_argument("--part", choices=["all", "routerdc", "domains", "generalisation"],
+                        default="all",
+                        help="generalisation: input views x pooled layers on every protocol "
+                             "(its own BENCHMARKS.md section)")
     parser.add_argument("--limit", type=int, default=None,
                         help="keep N rows per task / per domain source (smoke tests)")
     parser.add_argument("--cache", type=Path, default=None,
@@ -77,6 +85,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             out["routerdc"] = routerdc(args, cache, routers, work)
         if args.part in ("all", "domains"):
             out["domains"] = domains(args, cache, routers, work)
+        general = None
+        if args.part in ("all", "generalisation"):
+            started = time.perf_counter()
+            general = generalisation(args, work)
+            general_text = report_section(general, args, time.perf_counter() - started)
+            print(general_text)
+            if not args.no_write:
+                write_section("generalisation", general_text, args.markdown)
+    if general is not None:
+        out["generalisation"] = json_ready(general)
+    if args.part == "generalisation":
+        if not args.no_write:
+            args.results.mkdir(parents=True, exist_ok=True)
+            (args.results / "generalisation.json").write_text(
+                json.dumps(plain(json_ready(general)), indent=1, ensure_ascii=False) + "\n",
+                encoding="utf-8")
+        return 0
     seconds = time.perf_counter() - start
     charts: list[Path] = []
     if not args.no_write:

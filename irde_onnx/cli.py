@@ -8,8 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from irde_onnx import cli_eval
-from irde_onnx.cli_args import Parser, lam_value, positive_int
+from irde_onnx import cli_eval, cli_policy
+from irde_onnx.cli_args import Parser, lam_value, layers_value, positive_int, view_value
 from irde_onnx.encoders import (
     DEFAULT_ENCODER,
     ENCODERS,
@@ -28,6 +28,7 @@ examples:
   irde eval my-router --data test.jsonl --label-field domain
   irde experts add my-router chemistry --data chemistry.jsonl
   irde stats merge router-a router-b --out router-ab
+  irde policy my-router --costs costs.json --wtp 0.002 --min-confidence 0.5 --fallback gpt-4
 """
 TRAIN_EXAMPLES = """\
 examples:
@@ -40,6 +41,11 @@ examples:
   irde train --data big.jsonl --out router --engine ray --address auto
   # rows {"text": ..., "scores": {"model-a": 0.7, "model-b": 0.2}}: real LLM quality
   irde train --data routerdc7/train.jsonl --precision fp32 --lam auto --out router-scores
+  # rows with "costs" {model: USD}: the mean cost per model is stored for cost-aware routing
+  irde train --data routerbench/train.jsonl --wtp 0.002 --out router-cost
+  # choices by leave-one-source-out cross-validation: carry over to unseen sources
+  irde train --data domains.jsonl --label-field domain --group-field source \\
+      --view auto --layers auto --out router-grouped
 """
 ROUTE_EXAMPLES = """\
 examples:
@@ -100,20 +106,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training rows (repeat for several files)")
     p.add_argument("--out", required=True, metavar="DIR", help="router directory to write")
     _encoder_arguments(p)
-    p.add_argument("--strategy", choices=all_strategies(), default=None,
+    p.add_argument("--strategy", choices=[*all_strategies(), "auto"], default=None,
                    help="how the graph turns features into scores; " + "; ".join(
                        f"{s.name}: {' or '.join(s.strategies)}" for s in ENCODERS.values())
-                   + " (the first is the default)")
+                   + " (the first is the default); auto: strategy and k by cross-validation")
     p.add_argument("--top-k-tokens", type=positive_int, default=10,
                    help="k of entropy_top_k (default 10)")
     p.add_argument("--lam", type=lam_value, default="auto",
                    help="ridge penalty, or 'auto' for k-fold cross-validation (default)")
     p.add_argument("--label-field", default="expert", help='label field (default "expert")')
+    _selection_arguments(p)
     p.add_argument("--max-length", type=positive_int, default=256, help="tokens kept per prompt")
     p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--force", action="store_true", help="replace a non-empty --out directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _engine_arguments(p)
+    p.add_argument("--costs", metavar="FILE.json",
+                   help="{expert: cost per prompt} (default: the mean of the rows' \"costs\" "
+                        "when every row has them)")
+    p.add_argument("--wtp", type=cli_policy.optional_number, default=None,
+                   help="default willingness to pay (cost units per unit of quality) "
+                        "for the graph's choice; default: quality only")
+    p.add_argument("--no-calibration", action="store_true",
+                   help="do not fit the confidence calibration on the training folds")
 
     p = sub.add_parser("route", help="route prompts with a router", epilog=ROUTE_EXAMPLES,
                        formatter_class=fmt, description="Route prompts; one JSON line each.")
@@ -124,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="prompts per onnxruntime call (default 1 for int8 routers, else 32)")
+    p.add_argument("--wtp", type=cli_policy.optional_number, default=cli_policy.UNSET,
+                   help="willingness to pay for these prompts, overriding the router's "
+                        "default ('none': quality only); needs a router with costs")
 
     p = sub.add_parser("experts", help="list, add or remove experts without retraining",
                        formatter_class=fmt, epilog=EXPERTS_EXAMPLES,
@@ -142,11 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", metavar="DIR", help="write the changed router here instead")
     q.add_argument("--quiet", action="store_true", help="no progress")
     _engine_arguments(q)
+    q.add_argument("--cost", type=float, default=None,
+                   help="the new expert's cost per prompt (required when the router has costs)")
     q = esub.add_parser("remove", help="remove an expert", formatter_class=fmt,
                         epilog="examples:\n  irde experts remove my-router law\n")
     q.add_argument("router", metavar="DIR")
     q.add_argument("name", metavar="NAME")
     q.add_argument("--out", metavar="DIR", help="write the changed router here instead")
+    q.add_argument("--fallback", metavar="NAME", default=None,
+                   help="the new fallback expert when removing the current one")
 
     p = sub.add_parser("stats", help="combine statistics computed elsewhere", formatter_class=fmt,
                        description="Merge the statistics of routers trained on other shards "
@@ -161,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", metavar="DIR", help="write the merged router here instead")
 
     cli_eval.add_parser(sub)
+    cli_policy.add_parser(sub)
 
     p = sub.add_parser("serve", help="serve a router over HTTP (needs irde-onnx[serve])",
                        formatter_class=fmt, epilog=SERVE_EXAMPLES,
@@ -208,6 +231,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _selection_arguments(p: argparse.ArgumentParser) -> None:
+    """``--group-field``, ``--view`` and ``--layers`` of ``irde train``."""
+    from irde_onnx.defaults import MEASURED
+    from irde_onnx.views import view_names
+
+    measured = "; ".join(f"{enc}: view {d['view']}, layers {','.join(map(str, d['layers']))}"
+                         for enc, d in MEASURED.items())
+
+    p.add_argument("--group-field", default=None, metavar="FIELD",
+                   help="a field of the rows (e.g. source) whose groups stay together in "
+                        "cross-validation: every auto choice is made by leave-one-group-out "
+                        "(or grouped k-fold with many groups); default: k-fold on rows")
+    p.add_argument("--view", type=view_value, default=None,
+                   help=f"input view applied before tokenizing: {', '.join(view_names())}, "
+                        "several joined by '+', or auto (default: measured per encoder, "
+                        f"{measured}; else full)")
+    p.add_argument("--layers", type=layers_value, default=None,
+                   help="minilm: layers pooled and concatenated, e.g. 6,5 or 6 (the last "
+                        "alone), or auto (default: measured, see --view)")
+
+
 def _encoder_arguments(p: argparse.ArgumentParser) -> None:
     """``--encoder`` and ``--precision``, with choices and help from the encoder registry."""
     p.add_argument("--encoder", choices=list(ENCODERS), default=DEFAULT_ENCODER,
@@ -222,24 +266,37 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     out = check_output_folder(args.out, args.force)  # before the long work
     data = load_training_set(args.data, args.label_field)
+    costs = cli_policy.read_costs(args.costs) if args.costs else \
+        cli_policy.mean_costs(data.rows, data.experts)
+    if args.wtp is not None and costs is None:
+        raise _UsageError('--wtp needs costs: give --costs FILE.json or rows with "costs"')
+    groups = data.groups(args.group_field) if args.group_field else None
     trainer = RouterTrainer(encoder=args.encoder, precision=args.precision,
                             strategy=args.strategy, top_k_tokens=args.top_k_tokens,
                             lam=args.lam, max_length=args.max_length, threads=args.threads,
                             progress=not args.quiet, engine=args.engine,
-                            address=args.address, workers=args.workers)
+                            address=args.address, workers=args.workers,
+                            calibrate=not args.no_calibration, view=args.view,
+                            layers=args.layers)
     if args.engine == "ray":
         from irde_onnx.distributed import require_ray
 
         require_ray()  # before the export, so a missing extra fails at once
     if data.labels is not None:
-        trainer.fit(data.texts, data.labels)
+        trainer.fit(data.texts, data.labels, costs=costs, groups=groups,
+                    group_name=args.group_field)
     else:
-        trainer.fit(data.texts, scores=data.scores, experts=data.experts)
+        trainer.fit(data.texts, scores=data.scores, experts=data.experts, costs=costs,
+                    groups=groups, group_name=args.group_field)
+    if args.wtp is not None:
+        trainer.router_.set_policy(wtp=args.wtp)
     trainer.save(out, overwrite=args.force)
     cfg = trainer.router_.config
     print(json.dumps({"router": str(out), "experts": list(cfg.experts), "target": cfg.target,
                       "encoder": cfg.encoder, "precision": cfg.precision, "lam": cfg.lam,
-                      "n_texts": len(data.texts)}, ensure_ascii=False))
+                      "view": cfg.view, "layers": list(cfg.layers), "strategy": cfg.strategy,
+                      "selection": cfg.selection.get("method"),
+                      "n_texts": len(data.texts), "policy": cfg.policy}, ensure_ascii=False))
     return 0
 
 
@@ -258,7 +315,11 @@ def _cmd_route(args: argparse.Namespace) -> int:
     router = Router.load(args.router, threads=args.threads)
     if args.top_k > len(router.experts):
         raise _UsageError(f"--top-k {args.top_k} exceeds the {len(router.experts)} experts")
-    routes = router.route(texts, top_k=args.top_k, batch_size=args.batch_size)
+    if args.wtp is cli_policy.UNSET:
+        routes = router.route(texts, top_k=args.top_k, batch_size=args.batch_size)
+    else:
+        routes = router.route(texts, top_k=args.top_k, batch_size=args.batch_size,
+                              wtp=args.wtp)
     out = sys.stdout
     for row, r in zip(rows, routes, strict=True):
         record = r.to_dict()
@@ -289,10 +350,14 @@ def router_info(path: str | Path) -> dict:
         "target": cfg.target,
         "lam": cfg.lam,
         "max_length": cfg.max_length,
+        "view": cfg.view,
+        "layers": list(cfg.layers),
         "feature_dim": cfg.feature_dim,
+        "selection": cfg.selection,
         "format_version": cfg.format_version,
         "package_version": cfg.package_version,
         "fingerprint": cfg.fingerprint,
+        "policy": cfg.policy,
         "file_bytes": sizes,
         "total_bytes": sum(sizes.values()),
     }
@@ -337,11 +402,12 @@ def _cmd_experts(args: argparse.Namespace) -> int:
                 from irde_onnx.distributed import ray_add_expert
 
                 ray_add_expert(router, args.name, texts, scores, address=args.address,
-                               workers=args.workers, progress=not args.quiet)
+                               workers=args.workers, progress=not args.quiet, cost=args.cost)
             else:
-                router.add_expert(args.name, texts, scores, progress=not args.quiet)
+                router.add_expert(args.name, texts, scores, cost=args.cost,
+                                  progress=not args.quiet)
         else:
-            router.remove_expert(args.name)
+            router.remove_expert(args.name, fallback=args.fallback)
         out = router.save(args.out)
     print(json.dumps({"router": str(out), "experts": router.experts}, ensure_ascii=False))
     return 0
@@ -412,9 +478,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return cli_eval.run(args)
 
 
+def _cmd_policy(args: argparse.Namespace) -> int:
+    return cli_policy.run(args)
+
+
 COMMANDS = {"train": _cmd_train, "route": _cmd_route, "info": _cmd_info, "demo": _cmd_demo,
             "experts": _cmd_experts, "stats": _cmd_stats, "eval": _cmd_eval,
-            "serve": _cmd_serve}
+            "serve": _cmd_serve, "policy": _cmd_policy}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,6 +27,9 @@ examples:
   irde eval my-router --data ../shared/data/domains/law.jsonl --data math.jsonl \\
       --label-field domain
   irde eval my-router --data held_out.jsonl --threads 2 --quiet > metrics.json
+  # rows with "costs" {expert: USD}: the quality-cost curve over a sweep of the
+  # willingness to pay, its AIQ, and a chart
+  irde eval router-cost --data routerbench/test.jsonl --plot curve.png --json
 """
 SCORE_CHUNK = 256
 
@@ -56,6 +59,12 @@ def add_parser(subparsers: Any) -> None:  # argparse's _SubParsersAction is priv
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="prompts per onnxruntime call (default 1 for int8 routers, else 32)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object on one line (keys include aiq, quality, cost, "
+                        "accuracy, ece)")
+    p.add_argument("--plot", metavar="FILE.png", default=None,
+                   help='draw the quality-cost curve of rows with "costs" (needs matplotlib: '
+                        'pip install "irde-onnx[bench]")')
 
 
 def _tasks(rows: list[dict[str, Any]], field: str) -> list[str] | None:
@@ -106,23 +115,122 @@ def evaluate_router(
     }
     if rows.labels is not None:
         check_experts(sorted(set(rows.labels)), experts, "labels")
-        chosen = np.argmax(_scores(router, rows.texts, batch_size, progress), axis=1)
+        # the router's decision (the graph's choice): argmax of the scores unless its
+        # policy (costs, threshold) says otherwise
+        chosen, confidence = router.decide(_scores(router, rows.texts, batch_size, progress))
         metrics = label_metrics(rows.labels, [experts[c] for c in chosen], experts)
-        return {**head, "label_field": label_field, **metrics}
+        correct = np.array([experts[c] == t for c, t in zip(chosen, rows.labels, strict=True)])
+        return {**head, "label_field": label_field, **metrics,
+                **confidence_metrics(confidence, correct)}
     check_experts(rows.experts, experts, "scores")
     tasks = _tasks(rows.rows, task_field)
     assert rows.scores is not None  # a score-kind TrainingSet always has scores
     order = [rows.experts.index(e) for e in experts]  # data columns in router column order
     y = rows.scores[:, order]
-    # argmax takes the first of tied columns, as Router.route does
-    chosen = np.argmax(_scores(router, rows.texts, batch_size, progress), axis=1)
-    return {**head, **score_metrics(chosen, y, experts, tasks)}
+    scores = _scores(router, rows.texts, batch_size, progress)
+    chosen, confidence = router.decide(scores)
+    picked = y[np.arange(len(y)), chosen]
+    out = {**head, **score_metrics(chosen, y, experts, tasks), "quality": float(picked.mean()),
+           **confidence_metrics(confidence, picked)}
+    costs = _row_costs(rows.rows, experts)
+    if costs is not None:
+        out.update(cost_metrics(router, scores, y, costs, chosen))
+    return out
+
+
+def confidence_metrics(confidence: np.ndarray, outcome: np.ndarray) -> dict[str, Any]:
+    """ECE (15 bins) of the confidence against the outcome, and accuracy at coverage."""
+    from irde_onnx.decision_metrics import accuracy_at_coverage, expected_calibration_error
+
+    return {
+        "ece": expected_calibration_error(confidence, outcome),
+        "mean_confidence": float(np.mean(confidence)),
+        "at_coverage": {f"{c:g}": accuracy_at_coverage(confidence, outcome, c)
+                        for c in (0.5, 0.8, 0.9, 1.0)},
+    }
+
+
+def _row_costs(rows: list[dict[str, Any]], experts: list[str]) -> np.ndarray | None:
+    """Per-prompt costs (n, E) in router column order when every row has ``costs``."""
+    if not all(isinstance(r.get("costs"), dict) for r in rows):
+        return None
+    try:
+        c = np.array([[float(r["costs"][e]) for e in experts] for r in rows])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInputError(
+            f'every row\'s "costs" must give a number for each expert {experts}: {exc}'
+        ) from exc
+    if not np.isfinite(c).all() or (c < 0).any():
+        raise InvalidInputError('"costs" must be finite numbers >= 0')
+    return c
+
+
+def cost_metrics(router: Any, scores: np.ndarray, y: np.ndarray, costs: np.ndarray,
+                 chosen: np.ndarray) -> dict[str, Any]:
+    """The router's mean cost, and its quality-cost curve and AIQ over a sweep of wtp.
+
+    The sweep decides with the router's costs, or the data's mean costs if it has none.
+    """
+    from irde_onnx.decision_metrics import cost_curve
+
+    policy = router.policy
+    own = policy.costs is not None
+    decision_costs = policy.cost_vector(router.experts) if own else costs.mean(axis=0)
+    curve = cost_curve(scores, router.config.target, y, costs, decision_costs,
+                       temperature=policy.temperature)
+    return {
+        "cost": float(costs[np.arange(len(costs)), chosen].mean()),
+        "aiq": curve["aiq"],
+        "cost_curve": {**curve, "costs_from": "router" if own else "data (mean per expert)",
+                       "singles": [{"expert": router.experts[p["column"]], **p}
+                                   for p in curve["singles"]]},
+    }
+
+
+def plot_curve(metrics: dict[str, Any], path: str | Path) -> None:
+    """Draw the quality-cost curve, its hull and the single experts into a PNG."""
+    from irde_onnx.decision_metrics import upper_hull
+
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise InvalidInputError(
+            '--plot needs matplotlib: pip install "irde-onnx[bench]"') from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = metrics["cost_curve"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    pts = curve["points"]
+    ax.plot([p["cost"] for p in pts], [p["quality"] for p in pts], ".", color="tab:blue",
+            label=f"router, wtp sweep (AIQ {curve['aiq']:.3f})")
+    hull = upper_hull([p["cost"] for p in pts], [p["quality"] for p in pts])
+    ax.plot([h[0] for h in hull], [h[1] for h in hull], "-", color="tab:blue")
+    singles = curve["singles"]
+    ax.plot([s["cost"] for s in singles], [s["quality"] for s in singles], "s",
+            color="tab:gray", label=f"single experts (AIQ {curve['aiq_singles']:.3f})")
+    for s in singles:
+        ax.annotate(s["expert"], (s["cost"], s["quality"]), fontsize=6)
+    ax.set_xscale("log")
+    ax.set_xlabel("mean cost per prompt")
+    ax.set_ylabel("mean quality")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``irde eval`` from parsed arguments; print the metrics as JSON; return 0."""
     progress = not args.quiet and sys.stderr.isatty()
+    if args.plot is not None and not Path(args.plot).parent.is_dir():
+        raise InvalidInputError(f"--plot: the folder of {args.plot} does not exist")
     metrics = evaluate_router(args.router, args.data, args.label_field, args.task_field,
                               args.threads, args.batch_size, progress)
-    print(json.dumps(metrics, indent=2, ensure_ascii=False))
+    if args.plot is not None:
+        if "cost_curve" not in metrics:
+            raise InvalidInputError('--plot needs rows with "costs" {expert: cost}')
+        plot_curve(metrics, args.plot)
+        metrics["plot"] = str(args.plot)
+    print(json.dumps(metrics, indent=None if args.json else 2, ensure_ascii=False))
     return 0

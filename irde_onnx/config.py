@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from irde_onnx.encoders import ENCODERS
-from irde_onnx.errors import RouterFormatError
+from irde_onnx.errors import InvalidInputError, RouterFormatError
+from irde_onnx.policy import Policy
+from irde_onnx.views import DEFAULT_VIEW, check_view
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -63,6 +65,16 @@ class RouterConfig:
         extra: free-form metadata (training summary, lam search).
         files: ``{"graph": {"name", "sha256"}, "stats": {"name", "sha256"}}``: the files of
             this generation (format_version 2); empty means ``router.onnx`` and ``stats.npz``.
+        policy: the decision settings (costs, default willingness to pay, confidence
+            threshold and fallback, calibration; see :class:`irde_onnx.policy.Policy`);
+            empty means none of them.
+        view: the input view applied to every prompt before tokenizing
+            (:mod:`irde_onnx.views`; ``full``, the text as it is, by default).
+        layers: pooled encoders: the encoder layers whose mean-pooled, L2-normalised
+            hidden states are concatenated into the features, e.g. ``(6, 5)``; empty means
+            the last layer alone (every router trained before this field).
+        selection: how the trainer made its choices (lam, view, layers, strategy):
+            ``{"method": "k-fold" | "leave-one-group-out" | "grouped k-fold", ...}``.
 
     """
 
@@ -81,6 +93,10 @@ class RouterConfig:
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
     files: dict[str, dict[str, str]] = field(default_factory=dict)
+    policy: dict[str, Any] = field(default_factory=dict)
+    view: str = DEFAULT_VIEW
+    layers: tuple[int, ...] = ()
+    selection: dict[str, Any] = field(default_factory=dict)
 
     @property
     def pooled(self) -> bool:
@@ -117,8 +133,11 @@ class RouterConfig:
         data = asdict(self)
         data["experts"] = list(self.experts)
         data["expert_modes"] = list(self.expert_modes)
+        data["layers"] = list(self.layers)
         if not self.files:
             del data["files"]
+        if not self.policy:
+            del data["policy"]
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
     @classmethod
@@ -146,13 +165,15 @@ class RouterConfig:
             )
         known = {f.name for f in fields(cls)}
         missing = [f.name for f in fields(cls) if f.name not in data and f.name not in (
-            "top_k_tokens", "extra", "format_version", "files")]
+            "top_k_tokens", "extra", "format_version", "files", "policy", *OPTIONAL_FIELDS)]
         if missing:
             raise RouterFormatError(f"{source} lacks the field(s) {', '.join(missing)}")
         kwargs = {k: v for k, v in data.items() if k in known}
         _check_types(kwargs, source)
         kwargs["experts"] = tuple(kwargs["experts"])
         kwargs["expert_modes"] = tuple(kwargs["expert_modes"])
+        if "layers" in kwargs:
+            kwargs["layers"] = tuple(kwargs["layers"])
         kwargs["lam"] = float(kwargs["lam"])
         cfg = cls(**kwargs)
         cfg.check(source)
@@ -187,6 +208,50 @@ class RouterConfig:
                 raise RouterFormatError(f"{source}: expert name {name!r} {problem}")
         if any(m not in EXPERT_MODES for m in self.expert_modes):
             raise RouterFormatError(f"{source}: expert_modes must be in {EXPERT_MODES}")
+        try:
+            check_view(self.view)
+        except InvalidInputError as exc:
+            raise RouterFormatError(
+                f"{source}: {exc}; upgrade irde-onnx or train the router again") from None
+        problem = layers_problem(self.encoder, self.layers)
+        if problem:
+            raise RouterFormatError(f"{source}: {problem}")
+        if self.layers and self.feature_dim != spec.feature_dim * len(self.layers):
+            raise RouterFormatError(
+                f"{source}: feature_dim {self.feature_dim} does not match "
+                f"{len(self.layers)} pooled layers of {spec.feature_dim}")
+        _check_policy(self, source)
+
+
+def _check_policy(config: RouterConfig, source: str) -> None:
+    """Raise :class:`RouterFormatError` when the ``policy`` object does not fit the experts."""
+    try:
+        Policy.from_dict(config.policy, f"{source}: policy").check(config.experts,
+                                                                   f"{source}: policy")
+    except InvalidInputError as exc:
+        raise RouterFormatError(str(exc)) from exc
+
+
+# router.json fields added after format_version 2 was fixed; each has a default, so routers
+# written before them load unchanged
+OPTIONAL_FIELDS = ("view", "layers", "selection")
+
+
+def layers_problem(encoder: str, layers: tuple[int, ...]) -> str | None:
+    """Why ``layers`` cannot be pooled by ``encoder``, or None if they can.
+
+    Layers are numbered 1..n (n: the encoder's last layer), distinct, at least one.
+    """
+    if not layers:
+        return None
+    spec = ENCODERS[encoder]
+    if not spec.pooled or not spec.layers:
+        return f"the {encoder} encoder has no layers to pool; leave layers empty"
+    if len(set(layers)) != len(layers) or any(
+            type(k) is not int or not 1 <= k <= spec.layers for k in layers):
+        return (f"layers {list(layers)} must be distinct layer numbers in 1..{spec.layers} of "
+                f"the {encoder} encoder")
+    return None
 
 
 def check_router_dir(path: str | os.PathLike) -> Path:
@@ -264,6 +329,15 @@ def _check_types(data: dict[str, Any], source: str) -> None:
         raise fail("top_k_tokens", "an integer >= 1")
     if "extra" in data and not isinstance(data["extra"], dict):
         raise fail("extra", "an object")
+    if "policy" in data and not isinstance(data["policy"], dict):
+        raise fail("policy", "an object")
+    if "selection" in data and not isinstance(data["selection"], dict):
+        raise fail("selection", "an object")
+    if "view" in data and not isinstance(data["view"], str):
+        raise fail("view", "a string")
+    if "layers" in data and (not isinstance(data["layers"], list) or
+                             not all(is_int(k) for k in data["layers"])):
+        raise fail("layers", "a list of layer numbers")
     if "files" in data:
         files = data["files"]
         want = '{"graph": {"name", "sha256"}, "stats": {"name", "sha256"}}'
@@ -306,13 +380,19 @@ def atomic_write_bytes(target: Path, data: bytes) -> None:
         raise
 
 
-def fingerprint(root: str | os.PathLike, encoder: str, precision: str, max_length: int) -> str:
-    """Identify what statistics depend on: encoder weights, tokenizer, precision, truncation.
+def fingerprint(root: str | os.PathLike, encoder: str, precision: str, max_length: int,
+                view: str = DEFAULT_VIEW, layers: tuple[int, ...] = ()) -> str:
+    """Identify what statistics depend on: encoder, tokenizer, precision, truncation, view.
 
+    The input view and the pooled layers count only when they are not the defaults.
     Statistics with equal fingerprints were computed by the same features and can be merged.
+    A router with the default view and layers keeps the fingerprint it had before views and
+    layers existed, so its statistics still merge with older shards.
     """
     root = Path(root)
     digest = hashlib.sha256(f"{encoder}|{precision}|{max_length}|".encode())
+    if view != DEFAULT_VIEW or layers:
+        digest.update(f"view={view}|layers={','.join(map(str, layers))}|".encode())
     for name in (TOKENIZER_FILE, DATA_FILE):
         with open(root / name, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):

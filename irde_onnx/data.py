@@ -73,6 +73,23 @@ class TrainingSet:
     experts: list[str]
     rows: list[dict[str, Any]]
 
+    def groups(self, field: str) -> list[str]:
+        """The value of ``field`` in every row, as strings (the rows' cross-validation groups).
+
+        Raises:
+            InvalidInputError: a row lacks the field, or holds a list or object there.
+
+        """
+        out = []
+        for i, row in enumerate(self.rows):
+            value = row.get(field)
+            if value is None or isinstance(value, (list, dict)):
+                raise InvalidInputError(
+                    f'row {i + 1} has no "{field}" field (a string or number) to group by; '
+                    "every row needs one with --group-field")
+            out.append(str(value))
+        return out
+
 
 def load_training_set(
     paths: Sequence[str | os.PathLike], label_field: str = "expert"

@@ -196,6 +196,7 @@ def ray_add_expert(
     workers: int | None = None,
     threads: int | None = 1,
     progress: bool = False,
+    cost: float | None = None,
 ) -> None:
     """:meth:`Router.add_expert`, with the new expert's prompts encoded by Ray workers.
 
@@ -212,6 +213,7 @@ def ray_add_expert(
     texts = check_texts(texts)
     if not texts:
         raise InvalidInputError(f"no texts given for expert {name!r}")
+    router.policy.with_expert(name, cost)  # a missing or unwanted cost fails before encoding
     if scores is None:
         if router.config.target == "score":
             raise InvalidInputError(
@@ -242,7 +244,7 @@ def ray_add_expert(
                             fingerprint=current.fingerprint)
     new.append(name, "pooled" if scores is None else "own", rows, rows.sum_xy[:, 0],
                rows.sum_y[0], rows.sum_yy[0])
-    router.merge_stats(new)
+    router.merge_stats(new, costs=None if cost is None else {name: cost})
 
 
 __all__ = ["StatsWorker", "folder_files", "ray_add_expert", "ray_session", "ray_statistics",

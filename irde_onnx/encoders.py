@@ -34,6 +34,8 @@ class EncoderSpec:
             kept as token-count histograms and projected through the embedding table.
         build: ``"module:function"`` of the export function (needs the ``export`` extra);
             see :func:`irde_onnx.export.encoders.build_minilm` for its signature.
+        layers: pooled encoders: the number of layers whose hidden states can be pooled
+            (the last one by default); 0 when there are none to choose.
 
     """
 
@@ -44,6 +46,7 @@ class EncoderSpec:
     strategies: tuple[str, ...]
     statistics: str
     build: str
+    layers: int = 0
 
     @property
     def pooled(self) -> bool:
@@ -93,6 +96,7 @@ ENCODERS: dict[str, EncoderSpec] = {
             strategies=("mean",),
             statistics=FEATURE_ROWS,
             build="irde_onnx.export.encoders:build_minilm",
+            layers=6,
         ),
         EncoderSpec(
             name="static",

@@ -19,6 +19,8 @@ def graph_metadata(config: RouterConfig) -> dict[str, object]:
         "precision": config.precision,
         "strategy": config.strategy,
         "max_length": config.max_length,
+        "view": config.view,
+        "layers": list(config.layers),
         "format_version": config.format_version,
         "package_version": config.package_version,
     }

@@ -18,7 +18,7 @@ import numpy as np
 from irde_onnx.errors import InvalidInputError
 from irde_onnx.ridge import Moments
 from irde_onnx.runtime.router import Router
-from irde_onnx.stats import RouterStats
+from irde_onnx.stats import EncodedRows, RouterStats
 
 KINDS = ("domain", "score")
 
@@ -133,11 +133,18 @@ def rows_statistics(router: Router, plan: StatsPlan, texts: list[str], y: np.nda
         batch_size: prompts per onnxruntime call (default: the router's).
 
     """
-    y = np.asarray(y, dtype=np.float64).reshape(len(texts), plan.n_experts)
-    fold = np.asarray(fold, dtype=np.int64).reshape(len(texts))
     encoded = router.encode_rows(texts, batch_size=batch_size)
+    return encoded_statistics(plan, encoded, y, fold)
+
+
+def encoded_statistics(plan: StatsPlan, encoded: EncodedRows, y: np.ndarray,
+                       fold: np.ndarray) -> PartialStats:
+    """The statistics of rows already encoded (``Router.encode_rows``), same arguments."""
+    n = len(encoded)
+    y = np.asarray(y, dtype=np.float64).reshape(n, plan.n_experts)
+    fold = np.asarray(fold, dtype=np.int64).reshape(n)
     out = PartialStats.zeros(plan)
-    every = np.arange(len(texts))
+    every = np.arange(n)
     if out.pool is not None:
         out.pool = out.pool + encoded.moments(y)
     for k in range(len(out.per_expert)):

@@ -20,7 +20,12 @@ import numpy as np
 
 from irde_onnx.errors import InvalidInputError
 
-__all__ = ["Moments", "solve", "choose_lam", "lam_grid", "fold_ids", "sse"]
+__all__ = ["Moments", "solve", "choose_lam", "lam_grid", "fold_ids", "group_fold_ids", "sse",
+           "MAX_LOGO_GROUPS"]
+
+# up to this many groups every group is held out on its own (leave-one-group-out); with
+# more, groups are dealt into k folds (grouped k-fold), so the per-fold moments stay few
+MAX_LOGO_GROUPS = 12
 
 
 @dataclass
@@ -247,6 +252,45 @@ def fold_ids(n: int, k: int = 5, seed: int = 0) -> np.ndarray:
     fold = np.empty(n, dtype=np.int64)
     fold[np.random.default_rng(seed).permutation(n)] = np.arange(n) % max(1, min(k, n))
     return fold
+
+
+def group_fold_ids(groups: Sequence[object], k: int = 5) -> tuple[np.ndarray, str]:
+    """The cross-validation fold of each row when rows of one group must stay together.
+
+    With at most ``max(k, MAX_LOGO_GROUPS)`` groups, each group is its own fold
+    (leave-one-group-out). With more, groups are dealt into ``k`` folds, largest group first,
+    each to the fold with the fewest rows so far (ties: the lower fold); groups of equal size
+    are taken in sorted order of their names, so the assignment is deterministic.
+
+    Args:
+        groups: the group of each row (any values with a string form).
+        k: folds of grouped k-fold.
+
+    Returns:
+        ``(fold, method)``: the fold of each row (n,), and ``"leave-one-group-out"`` or
+        ``"grouped k-fold"``.
+
+    Raises:
+        InvalidInputError: fewer than 2 groups.
+
+    """
+    names = [str(g) for g in groups]
+    unique, inverse, counts = np.unique(np.array(names, dtype=object).astype(str),
+                                        return_inverse=True, return_counts=True)
+    if len(unique) < 2:
+        raise InvalidInputError(
+            f"grouped cross-validation needs at least 2 groups; the rows have "
+            f"{len(unique)} ({list(unique)[:3]}); choose another group field")
+    if len(unique) <= max(k, MAX_LOGO_GROUPS):
+        return inverse.astype(np.int64), "leave-one-group-out"
+    order = np.lexsort((unique, -counts))  # largest first, then by name
+    fold_of_group = np.empty(len(unique), dtype=np.int64)
+    sizes = np.zeros(k, dtype=np.int64)
+    for g in order:
+        f = int(np.argmin(sizes))
+        fold_of_group[g] = f
+        sizes[f] += counts[g]
+    return fold_of_group[inverse], "grouped k-fold"
 
 
 def sse(moments: Moments, w: np.ndarray, b: np.ndarray) -> float:

@@ -46,6 +46,11 @@ def speed():
     return _load("speed")
 
 
+@pytest.fixture(scope="module")
+def generalisation():
+    return _load("generalisation")
+
+
 def test_ridge_fit_equals_sklearn(heads, rng):
     x, y = rng.normal(size=(80, 6)), rng.normal(size=(80, 3))
     coef, bias, lam = heads.ridge_fit(x, y, 2.5)
@@ -134,6 +139,55 @@ def test_quality_domains_smoke(quality, tmp_path):
     assert "### Domain routing" in text and "cross-source accuracy" in text
     assert "kNN (cosine" in text and "balanced domains" in text
     assert (tmp_path / "quality_domains.png").stat().st_size > 10_000
+
+
+def test_held_out_scores_equal_a_refit_per_group(generalisation, rng):
+    """Out-of-group scores at every lam equal sklearn refit without the held-out group."""
+    x, y = rng.normal(size=(90, 5)), rng.normal(size=(90, 3))
+    fold = np.repeat(np.arange(4), [30, 25, 20, 15])
+    grid, pred = generalisation.held_out_scores(x, y, fold)
+    for i in (0, 6, 12):
+        for f in range(4):
+            ref = Ridge(alpha=grid[i]).fit(x[fold != f], y[fold != f])
+            np.testing.assert_allclose(pred[i, fold == f], ref.predict(x[fold == f]),
+                                       atol=1e-8)
+
+
+def test_grouped_criteria_skip_labels_missing_from_training(generalisation, rng):
+    """A held-out group's rows count only if their label occurs in the other groups."""
+    labels = np.array([0] * 10 + [1] * 10 + [2] * 10)
+    fold = np.array([0] * 10 + [1] * 5 + [2] * 5 + [2] * 10)  # label 0 only in fold 0
+    y = np.eye(3)[labels]
+    ok = generalisation.evaluable_rows(y, fold, "domain")
+    assert ok.tolist() == [False] * 10 + [True] * 10 + [False] * 10
+    assert generalisation.evaluable_rows(y, fold, "score").all()
+    x = y @ rng.normal(size=(3, 4)) + 0.01 * rng.normal(size=(30, 4))
+    crit = generalisation.grouped_criteria(x, y, fold, "domain")
+    assert crit["evaluable"] == pytest.approx(1 / 3)
+    assert crit["quality"] == 1.0 and crit["regret"] == 0.0
+    none = generalisation.grouped_criteria(x, y, np.repeat([0, 1, 2], 10), "domain")
+    assert none["error"] is None and none["quality"] is None
+
+
+@pytest.mark.slow
+def test_quality_generalisation_smoke(quality, tmp_path, minilm_trainer):
+    """Every view x layers variant on every protocol, the criterion beside the test numbers.
+
+    Uses the session's MiniLM export (``minilm_trainer``), so MiniLM is exported once.
+    """
+    shared_data_or_fail("domains")
+    md = tmp_path / "B.md"
+    code = quality.main(["--data", str(SHARED_DATA), "--part", "generalisation", "--limit",
+                         "2", "--results", str(tmp_path), "--markdown", str(md),
+                         "--cache", str(tmp_path / "cache")])
+    assert code == 0
+    text = md.read_text()
+    assert "<!-- begin generalisation -->" in text and "**Default (rule" in text
+    for view in ("`full`", "`strip_options`", "`tail`", "`strip_options+tail`"):
+        assert view in text, view
+    assert "What each selection rule picks" in text and "in_source/benchmark" in text
+    assert list((tmp_path / "cache").glob("text-features-*-domains.npz"))
+    assert (tmp_path / "generalisation.json").is_file()
 
 
 def test_exact_length_prompts(speed):

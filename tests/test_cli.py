@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from irde_onnx.cli import main
@@ -66,6 +67,24 @@ def test_train_scores_rows(tmp_path, capsys):
     summary = json.loads(out)
     assert code == 0 and summary["target"] == "score" and summary["lam"] == 0.5
     assert summary["experts"] == ["m1", "m2"]
+
+
+def test_train_stores_mean_row_costs_and_wtp(tmp_path, capsys):
+    data = tmp_path / "costs.jsonl"
+    rows = [{"text": f"prompt number {i} about {'math' if i % 2 else 'law'}",
+             "scores": {"m1": float(i % 2), "m2": float(1 - i % 2)},
+             "costs": {"m1": 0.001 * (1 + i % 3), "m2": 0.01}} for i in range(20)]
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    code, out, _ = _run(capsys, "train", "--data", str(data), "--out", str(tmp_path / "r"),
+                        "--encoder", "static", "--strategy", "mean", "--lam", "0.5", "--quiet",
+                        "--wtp", "0.05")
+    policy = json.loads(out)["policy"]
+    assert code == 0 and policy["wtp"] == 0.05
+    assert policy["costs"] == pytest.approx({"m1": np.mean([r["costs"]["m1"] for r in rows]),
+                                             "m2": 0.01})
+    code, _, err = _run(capsys, "train", "--data", str(DEMO / "train.jsonl"), "--out",
+                        str(tmp_path / "d"), "--encoder", "static", "--wtp", "0.05", "--quiet")
+    assert code == 2 and "--wtp needs costs" in err
 
 
 def test_help_shows_examples(capsys):

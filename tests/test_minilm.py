@@ -13,6 +13,7 @@ from irde_onnx.export import RouterTrainer
 from irde_onnx.export.encoders import minilm_reference_features
 from irde_onnx.graph_file import load_graph_proto
 from irde_onnx.runtime import Router
+from irde_onnx.runtime.tokenize import prepare_text
 
 from .conftest import read_rows, shared_data_or_fail
 
@@ -24,14 +25,19 @@ def test_graph_scores_equal_features_times_head(minilm_trainer, demo_samples):
     scores = router.scores(texts)
     np.testing.assert_allclose(scores, feats @ minilm_trainer.coef_ + minilm_trainer.intercept_,
                                atol=1e-5)
-    np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, atol=1e-5)
+    # each pooled layer's block is L2-normalised on its own
+    blocks = feats.reshape(len(texts), -1, 384)
+    assert blocks.shape[1] == max(1, len(router.config.layers))
+    np.testing.assert_allclose(np.linalg.norm(blocks, axis=2), 1.0, atol=1e-5)
 
 
 def test_int8_features_close_to_transformers(minilm_trainer, demo_samples):
     texts, _ = demo_samples
+    cfg = minilm_trainer.router_.config
     feats = minilm_trainer.router_.features(texts).astype(np.float64)
-    ref = minilm_reference_features(texts, 256)
-    cosine = (feats * ref).sum(1)
+    viewed = [prepare_text(t, cfg.max_length, cfg.view) for t in texts]
+    ref = minilm_reference_features(viewed, cfg.max_length, cfg.layers)
+    cosine = (feats * ref).sum(1) / (np.linalg.norm(feats, axis=1) * np.linalg.norm(ref, axis=1))
     assert cosine.min() > 0.95
     assert minilm_trainer.validation_.metric == "min_cosine"
     assert minilm_trainer.validation_.value >= 0.95
@@ -52,12 +58,16 @@ def test_graph_interface(minilm_router_dir):
         ("input_ids", "tensor(int64)", ["batch", "sequence"]),
         ("attention_mask", "tensor(int64)", ["batch", "sequence"]),
     ]
-    assert [o.name for o in sess.get_outputs()] == ["scores", "features"]
+    assert [o.name for o in sess.get_outputs()] == ["scores", "features", "choice",
+                                                    "confidence"]
     # declared in the graph: a symbolic n_experts, so a head with more columns fits
     model = load_graph_proto(minilm_router_dir / GRAPH_FILE)
     declared = {o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]
                 for o in model.graph.output}
-    assert declared == {"scores": ["batch", "n_experts"], "features": ["batch", 384]}
+    width = Router.load(minilm_router_dir).config.feature_dim
+    assert width == 384 * max(1, len(Router.load(minilm_router_dir).config.layers))
+    assert declared == {"scores": ["batch", "n_experts"], "features": ["batch", width],
+                        "choice": ["batch"], "confidence": ["batch"]}
     meta = sess.get_modelmeta().custom_metadata_map
     assert json.loads(meta["irde.experts"]) == Router.load(minilm_router_dir).experts
     assert meta["irde.encoder"] == "minilm" and meta["irde.precision"] == "int8"
@@ -123,3 +133,22 @@ def test_pooled_validation_raises_a_typed_error(minilm_trainer):
     assert validate_pooled(minilm_trainer.router_, w, b).scores_max_abs_diff <= 1e-4
     with pytest.raises(ExportValidationError, match="features @ W"):
         validate_pooled(minilm_trainer.router_, w, b + 0.01)
+
+
+def test_calibrated_confidence_and_the_graphs_choice(minilm_trainer, minilm_router_dir,
+                                                     demo_train, demo_samples):
+    """The temperature is the NLL fit on the trainer's out-of-fold scores, and the graph's
+    choice and confidence equal the numpy rule on its scores."""
+    from irde_onnx.policy import fit_temperature
+
+    router = Router.load(minilm_router_dir)
+    labels = np.array([router.experts.index(x) for x in demo_train[1]])
+    assert minilm_trainer.oof_scores_.shape == (len(labels), len(router.experts))
+    assert router.policy.temperature == pytest.approx(
+        fit_temperature(minilm_trainer.oof_scores_, labels))
+    texts = demo_samples[0]
+    routes = router.route(texts)
+    choice, conf = router.decide(router.scores(texts))
+    assert [r.expert for r in routes] == [router.experts[c] for c in choice]
+    np.testing.assert_allclose([r.confidence for r in routes], conf, rtol=1e-5)
+    assert all(0 < r.confidence <= 1 for r in routes)

@@ -226,3 +226,19 @@ def test_an_api_change_waits_for_the_folder_lock(toy_router):
     assert router.experts == ["code", "math", "medicine"]  # both changes, none lost
     assert holder.router is router
     assert Router.load(toy_router).experts == ["code", "math", "medicine"]
+
+
+def test_route_takes_a_per_request_wtp(serve, router_dir):
+    client = serve()
+    text = "Solve 3x + 5 = 20 and explain the steps"
+    assert "costs" in error_of(client.post("/route", json={"text": text, "wtp": 1.0}), 422)
+    router = Router.load(router_dir)
+    with router.lock():
+        router.set_costs({e: 0.01 * (i + 1) for i, e in enumerate(router.experts)})
+        router.save()
+    time.sleep(0.5)  # the server reloads the folder (reload_interval 0.1 s)
+    for wtp in (0.001, 0.1, None):
+        got = client.post("/route", json={"text": text, "wtp": wtp}).json()
+        want = Router.load(router_dir).route([text], wtp=wtp)[0].to_dict()
+        assert got == json.loads(json.dumps(want))
+    assert "wtp" in error_of(client.post("/route", json={"text": text, "wtp": "x"}), 422)

@@ -49,11 +49,21 @@ def minilm_tokenizer_file() -> Path:
     return minilm_dir() / "tokenizer.json"
 
 
+_EXPORTS: dict[str, bytes] = {}
+
+
 def export_minilm(precision: str) -> onnx.ModelProto:
     """BertModel of all-MiniLM-L6-v2 as ONNX (last_hidden_state), fp32 or dynamic int8.
 
     int8 is dynamic per-channel quantisation of the encoder alone (the head stays fp32).
+    The export is done once per process and precision; later calls return a fresh copy.
     """
+    if precision not in _EXPORTS:
+        _EXPORTS[precision] = _export_minilm(precision).SerializeToString()
+    return onnx.load_from_string(_EXPORTS[precision])
+
+
+def _export_minilm(precision: str) -> onnx.ModelProto:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from optimum.exporters.onnx import main_export
@@ -100,8 +110,13 @@ def minilm_word_embeddings() -> np.ndarray:
     raise KeyError(f"{WORD_EMBEDDINGS} not found in the MiniLM weights")
 
 
-def minilm_reference_features(texts: list[str], max_length: int) -> np.ndarray:
-    """Mean-pooled, L2-normalised MiniLM features from transformers (torch), float64."""
+def minilm_reference_features(texts: list[str], max_length: int,
+                              layers: tuple[int, ...] = ()) -> np.ndarray:
+    """Mean-pooled, L2-normalised MiniLM features from transformers (torch), float64.
+
+    ``layers``: the hidden states pooled, each normalised on its own, concatenated in order
+    (default: the last layer).
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -112,10 +127,13 @@ def minilm_reference_features(texts: list[str], max_length: int) -> np.ndarray:
     batch = tok(texts, padding=True, truncation=True, max_length=max_length,
                 return_tensors="pt")
     with torch.no_grad():
-        hidden = model(**batch).last_hidden_state
+        states = model(**batch, output_hidden_states=True).hidden_states
     mask = batch["attention_mask"].unsqueeze(-1).float()
-    mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-    return torch.nn.functional.normalize(mean, p=2, dim=1).double().numpy()
+    blocks = []
+    for k in layers or (len(states) - 1,):
+        mean = (states[k] * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        blocks.append(torch.nn.functional.normalize(mean, p=2, dim=1).double().numpy())
+    return np.concatenate(blocks, axis=1)
 
 
 @dataclass(frozen=True)
@@ -134,17 +152,25 @@ class BuiltGraph:
 
 
 def build_minilm(precision: str, strategy: str, top_k_tokens: int, tokenizer: TextTokenizer,
-                 n_experts: int) -> BuiltGraph:
-    """MiniLM (``precision``) + mean pooling + L2 normalisation + a zero head."""
+                 n_experts: int, layers: tuple[int, ...] = ()) -> BuiltGraph:
+    """MiniLM (``precision``) + mean pooling + L2 normalisation + a zero head.
+
+    ``layers`` (1..6; default: the last) are pooled from the same forward pass, each block
+    normalised on its own, and concatenated: the head has 384 x len(layers) rows.
+    """
     del strategy, top_k_tokens, tokenizer  # one strategy (mean); the tokenizer is MiniLM's
-    zeros_w, zeros_b = np.zeros((MINILM_DIM, n_experts)), np.zeros(n_experts)
-    model = graph.pooled_router(export_minilm(precision), zeros_w, zeros_b)
+    bert = export_minilm(precision)
+    hidden = graph.layer_outputs(bert, tuple(layers)) if layers else None
+    width = MINILM_DIM * max(1, len(layers))
+    zeros_w, zeros_b = np.zeros((width, n_experts)), np.zeros(n_experts)
+    model = graph.pooled_router(bert, zeros_w, zeros_b, hidden)
     return BuiltGraph(model, validate_pooled)
 
 
 def build_static(precision: str, strategy: str, top_k_tokens: int, tokenizer: TextTokenizer,
-                 n_experts: int) -> BuiltGraph:
+                 n_experts: int, layers: tuple[int, ...] = ()) -> BuiltGraph:
     """MiniLM's word-embedding table (``precision``) + a zero head per token + ``strategy``."""
+    del layers  # one table: nothing to pool
     table = minilm_word_embeddings()
     table = table.astype(np.float16) if precision == "fp16" else table
     token_mask = np.ones(table.shape[0], np.float32)

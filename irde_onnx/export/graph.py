@@ -49,14 +49,39 @@ def _head_nodes(x: str, out: str, prefix: str) -> list[onnx.NodeProto]:
     ]
 
 
-def pooled_router(bert: onnx.ModelProto, w: np.ndarray, b: np.ndarray) -> onnx.ModelProto:
+def layer_outputs(bert: onnx.ModelProto, layers: tuple[int, ...]) -> list[str]:
+    """Names of the hidden-state tensors of ``layers`` (1..n, n = last) in a BertModel graph.
+
+    Layer ``k``'s output is the output of its last LayerNorm
+    (``/encoder/layer.{k-1}/output/LayerNorm/...``, as optimum names it; a fused
+    LayerNormalization node or the final Add of a decomposed one). The last layer's is
+    ``last_hidden_state``.
+    """
+    found: dict[int, str] = {}
+    for node in bert.graph.node:
+        for k in layers:
+            prefix = f"/encoder/layer.{k - 1}/output/LayerNorm/"
+            if node.name.startswith(prefix) and node.op_type in ("LayerNormalization", "Add"):
+                found[k] = node.output[0]  # the last one in graph order wins
+    missing = [k for k in layers if k not in found]
+    if missing:
+        raise ValueError(f"the encoder graph has no output of layer(s) {missing}")
+    return [found[k] for k in layers]
+
+
+def pooled_router(bert: onnx.ModelProto, w: np.ndarray, b: np.ndarray,
+                  hidden: list[str] | None = None) -> onnx.ModelProto:
     """Append mean pooling, L2 normalisation and the head to a BertModel graph.
 
     ``bert`` has inputs input_ids, attention_mask, token_type_ids and the output
-    last_hidden_state; token_type_ids becomes an in-graph tensor of zeros.
+    last_hidden_state; token_type_ids becomes an in-graph tensor of zeros. ``hidden`` names
+    the hidden-state tensors to pool (default: ``last_hidden_state``); each is mean-pooled
+    over the attention mask and L2-normalised on its own, and the blocks are concatenated
+    in the order given into ``features``, shape (batch, d) with d = 384 x blocks.
     """
     g = bert.graph
     d = int(w.shape[0])
+    hidden = ["last_hidden_state"] if hidden is None else list(hidden)
     names = [i.name for i in g.input]
     if "last_hidden_state" not in [o.name for o in g.output]:
         raise ValueError("the encoder graph has no last_hidden_state output")
@@ -76,16 +101,28 @@ def pooled_router(bert: onnx.ModelProto, w: np.ndarray, b: np.ndarray) -> onnx.M
         _const("irde/eps_norm", np.array(1e-12, np.float32)),
         helper.make_node("Cast", ["attention_mask"], ["irde/mask_f"], to=TensorProto.FLOAT),
         helper.make_node("Unsqueeze", ["irde/mask_f", "irde/axis_last"], ["irde/mask3"]),
-        helper.make_node("Mul", ["last_hidden_state", "irde/mask3"], ["irde/masked"]),
-        helper.make_node("ReduceSum", ["irde/masked", "irde/axis1"], ["irde/sum"], keepdims=0),
         helper.make_node("ReduceSum", ["irde/mask3", "irde/axis1"], ["irde/count"], keepdims=0),
         helper.make_node("Max", ["irde/count", "irde/eps_count"], ["irde/count_c"]),
-        helper.make_node("Div", ["irde/sum", "irde/count_c"], ["irde/mean"]),
-        helper.make_node("ReduceL2", ["irde/mean", "irde/axis_last"], ["irde/norm"], keepdims=1),
-        helper.make_node("Max", ["irde/norm", "irde/eps_norm"], ["irde/norm_c"]),
-        helper.make_node("Div", ["irde/mean", "irde/norm_c"], ["features"]),
-        *_head_nodes("features", "scores", "head"),
     ]
+    blocks = []
+    for j, tensor in enumerate(hidden):
+        # one block keeps the names of the graphs exported before several layers existed
+        p = "irde/" if len(hidden) == 1 else f"irde/block{j}/"
+        out = "features" if len(hidden) == 1 else f"{p}features"
+        tail += [
+            helper.make_node("Mul", [tensor, "irde/mask3"], [f"{p}masked"]),
+            helper.make_node("ReduceSum", [f"{p}masked", "irde/axis1"], [f"{p}sum"],
+                             keepdims=0),
+            helper.make_node("Div", [f"{p}sum", "irde/count_c"], [f"{p}mean"]),
+            helper.make_node("ReduceL2", [f"{p}mean", "irde/axis_last"], [f"{p}norm"],
+                             keepdims=1),
+            helper.make_node("Max", [f"{p}norm", "irde/eps_norm"], [f"{p}norm_c"]),
+            helper.make_node("Div", [f"{p}mean", f"{p}norm_c"], [out]),
+        ]
+        blocks.append(out)
+    if len(blocks) > 1:
+        tail.append(helper.make_node("Concat", blocks, ["features"], axis=1))
+    tail += _head_nodes("features", "scores", "head")
     nodes = front + list(g.node) + tail
     inputs, outputs = _io(d)
     graph = helper.make_graph(

@@ -23,20 +23,33 @@ from irde_onnx.config import (
     RouterConfig,
     expert_name_problem,
     fingerprint,
+    layers_problem,
 )
+from irde_onnx.defaults import default_layers, default_view
 from irde_onnx.encoders import DEFAULT_ENCODER, EncoderSpec, get_encoder
 from irde_onnx.errors import InvalidInputError
 from irde_onnx.export.encoders import BuiltGraph, minilm_tokenizer_file
+from irde_onnx.export.selection import (
+    AUTO_LAYERS,
+    block_columns,
+    choose_features,
+    choose_strategy,
+)
 from irde_onnx.export.validate import ValidationReport
 from irde_onnx.graph_file import save_router_graph
 from irde_onnx.metadata import graph_metadata, set_metadata
-from irde_onnx.partial_stats import PartialStats, StatsPlan, rows_statistics
-from irde_onnx.ridge import Moments, choose_lam, fold_ids
+from irde_onnx.partial_stats import PartialStats, StatsPlan, encoded_statistics
+from irde_onnx.ridge import Moments, choose_lam, fold_ids, group_fold_ids
 from irde_onnx.runtime.router import Router
-from irde_onnx.runtime.tokenize import TextTokenizer, check_texts
-from irde_onnx.stats import MAX_TARGET, RouterStats, bad_target_row
+from irde_onnx.runtime.tokenize import TextTokenizer, check_texts, prepare_text
+from irde_onnx.stats import MAX_TARGET, EncodedRows, RouterStats, bad_target_row
+from irde_onnx.views import AUTO_VIEWS, check_view
+
+AUTO = "auto"
 
 ENCODE_CHUNK = 256
+# rows whose out-of-fold scores fit the confidence calibration (features held in memory)
+CALIBRATION_ROWS = 50_000
 ENGINES = ("local", "ray")
 Validator = Callable[[Router, np.ndarray, np.ndarray], ValidationReport]
 
@@ -55,6 +68,14 @@ def _write_tokenizer(source: Path, target: Path, max_length: int) -> None:
     tok.save(str(target))
 
 
+def calibration_sample(n: int, seed: int, size: int = CALIBRATION_ROWS) -> np.ndarray:
+    """Sorted indices of the rows the calibration is fit on: all of them up to ``size``."""
+    if n <= size:
+        return np.arange(n, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size, replace=False)).astype(np.int64)
+
+
 class RouterTrainer:
     """Fit an IR3DE ridge router and export it as one ONNX graph.
 
@@ -65,13 +86,23 @@ class RouterTrainer:
             token-level router on MiniLM's word-embedding table).
         precision: ``int8`` (default) or ``fp32`` for minilm; ``fp16`` (default) or ``fp32``
             for the static table. The head is always float32.
-        strategy: static only: ``vote`` (default), ``mean`` or ``entropy_top_k``.
+        strategy: static only: ``vote`` (default), ``mean`` or ``entropy_top_k``, or
+            ``"auto"`` to choose the strategy and k by cross-validation.
         top_k_tokens: k of ``entropy_top_k``.
-        lam: ridge penalty (>= 0), or ``"auto"`` to choose it by k-fold cross-validation.
+        lam: ridge penalty (>= 0), or ``"auto"`` to choose it by cross-validation.
+        view: the input view applied to every prompt before tokenizing (a name of
+            :mod:`irde_onnx.views`, e.g. ``full`` or ``strip_options``), or ``"auto"`` to
+            choose among ``AUTO_VIEWS`` by cross-validation. None: the encoder's measured
+            default (:mod:`irde_onnx.defaults`; ``strip_options+tail`` for minilm).
+        layers: pooled encoders: the layers whose mean-pooled hidden states are
+            concatenated, e.g. ``(6, 5)``; empty: the last layer alone; ``"auto"``: chosen
+            among ``AUTO_LAYERS`` by cross-validation. None: the encoder's measured default
+            (``(6, 5)`` for minilm).
         max_length: tokens kept per prompt.
         batch_size: prompts per onnxruntime call while encoding (default: the runtime's,
             1 for int8 so that features never depend on batch neighbours).
-        cv_folds: folds for ``lam="auto"``.
+        cv_folds: folds for ``lam="auto"`` (also of grouped k-fold, when ``fit`` gets more
+            groups than leave-one-group-out handles).
         threads: onnxruntime intra-op threads (None: onnxruntime decides).
         progress: show a progress bar while encoding.
         validate: compare the exported graph with a reference (raises ExportValidationError).
@@ -81,6 +112,10 @@ class RouterTrainer:
             their partial statistics are added and handed to the router as a local run's.
         address: the Ray cluster to use (``ray.init(address=...)``); None starts a local one.
         workers: Ray actors (default: the cluster's CPUs).
+        calibrate: fit the confidence on out-of-fold scores of the training folds (pooled
+            encoders): a softmax temperature (domains) or a per-expert affine map of the
+            scores folded into the head (scores), on at most ``CALIBRATION_ROWS`` rows. The
+            static encoder is not calibrated.
 
     Attributes:
         experts_: expert names in column order.
@@ -88,6 +123,8 @@ class RouterTrainer:
         intercept_: head bias, shape (n_experts,).
         lam_: the penalty used.
         cv_errors_: mean held-out squared error per candidate lam (``lam="auto"``), else {}.
+        selection_: how the choices were made (method, folds, every candidate's criterion);
+            also written to ``router.json`` as ``selection``.
         stats_: the per-expert sufficient statistics.
         validation_: what the export was compared with, and the worst difference.
         router_: the trained router, loaded with the light runtime.
@@ -112,6 +149,9 @@ class RouterTrainer:
         engine: str = "local",
         address: str | None = None,
         workers: int | None = None,
+        calibrate: bool = True,
+        view: str | None = None,
+        layers: Sequence[int] | str | None = None,
     ) -> None:
         self.encoder = encoder
         self.precision = precision
@@ -128,11 +168,29 @@ class RouterTrainer:
         self.engine = engine
         self.address = address
         self.workers = workers
+        self.calibrate = calibrate
+        self.view = view
+        self.layers = layers
 
     # -- parameters and targets -------------------------------------------------------------
     def _resolved(self) -> tuple[EncoderSpec, str, str]:
         spec = get_encoder(self.encoder)
-        precision, strategy = spec.check(self.precision, self.strategy)
+        if self.strategy == AUTO:
+            precision, strategy = spec.check(self.precision, None)
+            if len(spec.strategies) > 1:
+                strategy = AUTO
+        else:
+            precision, strategy = spec.check(self.precision, self.strategy)
+        view, layers = self._view_layers(spec)
+        if view != AUTO:
+            check_view(view)
+        if layers != AUTO:
+            if isinstance(layers, str) or not all(type(k) is int for k in layers):
+                raise InvalidInputError(
+                    f"layers must be layer numbers (e.g. (6, 5)) or 'auto', got {layers!r}")
+            problem = layers_problem(spec.name, tuple(layers))
+            if problem:
+                raise InvalidInputError(problem)
         if isinstance(self.lam, str):
             if self.lam != "auto":
                 raise InvalidInputError(f"lam must be a number >= 0 or 'auto', got {self.lam!r}")
@@ -151,6 +209,14 @@ class RouterTrainer:
         if not isinstance(self.cv_folds, int) or self.cv_folds < 2:
             raise InvalidInputError(f"cv_folds must be an integer >= 2, got {self.cv_folds!r}")
         return spec, precision, strategy
+
+    def _view_layers(self, spec: EncoderSpec) -> tuple[str, Any]:
+        """The view and layers asked for, the encoder's measured defaults filled in."""
+        view = default_view(spec.name) if self.view is None else self.view
+        layers = default_layers(spec.name) if self.layers is None else self.layers
+        if not isinstance(layers, str) and spec.layers and tuple(layers) == (spec.layers,):
+            layers = ()  # the last layer alone: the router it always was
+        return view, layers
 
     @staticmethod
     def _targets(
@@ -216,6 +282,9 @@ class RouterTrainer:
         *,
         scores: Any = None,
         experts: Sequence[str] | None = None,
+        costs: Mapping[str, float] | None = None,
+        groups: Sequence[Any] | None = None,
+        group_name: str | None = None,
     ) -> RouterTrainer:
         """Encode ``texts``, accumulate statistics, solve the head and export the graph.
 
@@ -225,6 +294,13 @@ class RouterTrainer:
             scores: per-expert quality of each text: array (n, E) with ``experts``, or a list
                 of ``{expert: score}`` dicts.
             experts: column order (default: sorted labels, or the first scores row's keys).
+            costs: cost per prompt of each expert (e.g. mean USD), stored in the router for
+                cost-aware decisions (see :meth:`Router.set_policy`).
+            groups: the group (e.g. source benchmark) of each text. Every ``auto`` choice
+                is then made by leave-one-group-out or grouped k-fold cross-validation, so
+                that the choices reward what carries over to groups not seen in training;
+                without groups, by k-fold on shuffled rows.
+            group_name: what the groups are (e.g. ``source``), recorded in ``selection``.
 
         Returns:
             self
@@ -235,27 +311,65 @@ class RouterTrainer:
         if not texts:
             raise InvalidInputError("no training texts")
         kind, names, y = self._targets(len(texts), labels, scores, experts)
+        fold, selection = self._folds(len(texts), groups, group_name)
+        view_arg, layers_arg = self._view_layers(spec)
+        views = list(AUTO_VIEWS) if view_arg == AUTO else [str(view_arg)]
+        layer_sets = [tuple(x) for x in AUTO_LAYERS] if layers_arg == AUTO and spec.pooled \
+            else [tuple(layers_arg) if layers_arg != AUTO else ()]
+        auto_strategy = strategy == AUTO
+        export_strategy = spec.default_strategy if auto_strategy else strategy
 
-        # 1. the graph that ships, exported once with a zero head, loaded once: the features
-        #    the head is fit on are the shipped graph's own
         work = Path(tempfile.mkdtemp(prefix="irde-train-"))
         try:
-            router, validate = self._export(work, spec, precision, strategy, kind, names)
+            # 0. view and layers by cross-validation: each distinct text encoded once
+            encoded = None
+            view, layers = views[0], layer_sets[0]
+            if len(views) * len(layer_sets) > 1:
+                view, layers, encoded, compared = self._choose_features(
+                    work / "probe", spec, precision, kind, names, texts, y, fold, views,
+                    layer_sets)
+                selection["features"] = compared
+            # 1. the graph that ships, exported once with a zero head, loaded once: the
+            #    features the head is fit on are the shipped graph's own
+            router, validate = self._export(work / "router", spec, precision, export_strategy,
+                                            kind, names, view=view, layers=layers)
+
+            # 2. statistics: per expert (domains) or shared (scores), and per fold
+            need_folds = self.lam == AUTO or auto_strategy
+            stats, folds, ids = self._statistics(router, texts, kind, names, y, fold,
+                                                 need_folds, encoded, keep_ids=auto_strategy)
+
+            # 3. lam, then (static, auto) the strategy and k, then the head: solved and
+            #    swapped in by the router itself
+            table = router.embedding_table
+            if self.lam == AUTO:
+                lam, cv = choose_lam([f.project(table) for f in folds])
+            else:
+                lam, cv = float(self.lam), {}
+            selection["lam"] = {"value": lam, "chosen": self.lam == AUTO}
+            if auto_strategy:
+                chosen, table_ = choose_strategy(ids, y, fold, folds, lam, np.asarray(table),
+                                                 kind)
+                selection["strategy"] = [c.as_dict() for c in table_]
+                strategy = chosen.setting["strategy"]
+                top_k = int(chosen.setting["top_k_tokens"])
+                if (strategy, top_k) != (export_strategy, self.top_k_tokens):
+                    router, validate = self._export(work / "chosen", spec, precision, strategy,
+                                                    kind, names, view=view, layers=layers,
+                                                    top_k_tokens=top_k)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
         # the folder lives as long as the router that reads it, not as long as the trainer
         weakref.finalize(router, shutil.rmtree, str(work), True)
 
-        # 2. statistics: per expert (domains) or shared (scores), and per fold for lam
-        stats, folds = self._statistics(router, texts, kind, names, y)
-
-        # 3. lam, then the head: solved and swapped in by the router itself
-        if self.lam == "auto":
-            lam, cv = choose_lam([f.project(router.embedding_table) for f in folds])
-        else:
-            lam, cv = float(self.lam), {}
         router.set_statistics(stats, lam)
+        settings = self._calibration(kind, names, y, folds, lam)
+        if costs is not None:
+            settings["costs"] = costs
+        if settings:
+            router.set_policy(**settings)
+        router.set_selection(selection)
         w, b = router.head
 
         # 4. prove the export
@@ -271,31 +385,84 @@ class RouterTrainer:
         self.coef_, self.intercept_ = w, b
         self.lam_, self.cv_errors_ = lam, cv
         self.stats_ = stats
+        self.selection_ = selection
         self.validation_: ValidationReport | None = report
         self.target_ = kind
         return self
 
+    def _folds(self, n: int, groups: Sequence[Any] | None, group_name: str | None
+               ) -> tuple[np.ndarray, dict[str, Any]]:
+        """The fold of each row and the start of the selection record."""
+        if groups is None:
+            fold = fold_ids(n, self.cv_folds, self.random_state)
+            return fold, {"method": "k-fold", "folds": int(fold.max()) + 1,
+                          "seed": self.random_state}
+        groups = list(groups)
+        if len(groups) != n:
+            raise InvalidInputError(f"{len(groups)} groups for {n} texts; give one per text")
+        fold, method = group_fold_ids(groups, self.cv_folds)
+        return fold, {"method": method, "folds": int(fold.max()) + 1,
+                      "groups": len(set(map(str, groups))),
+                      "group_field": group_name}
+
+    def _choose_features(self, work: Path, spec: EncoderSpec, precision: str, kind: str,
+                         names: list[str], texts: list[str], y: np.ndarray, fold: np.ndarray,
+                         views: list[str], layer_sets: list[tuple[int, ...]]
+                         ) -> tuple[str, tuple[int, ...], Callable[[int, int], EncodedRows],
+                                    list[dict[str, Any]]]:
+        """Choose the view and layers by the CV squared error; features of the choice."""
+        if not spec.pooled:
+            raise InvalidInputError(
+                f"view and layers 'auto' need a pooled encoder, not {spec.name}; give a view")
+        last = spec.layers or 1
+        union = tuple(dict.fromkeys(k for ls in layer_sets for k in (ls or (last,))))
+        probe, _ = self._export(work, spec, precision, spec.default_strategy, kind, names,
+                                view="full", layers=union if union != (last,) else ())
+        try:
+            viewed = {v: [prepare_text(t, self.max_length, v) for t in texts] for v in views}
+            unique = list(dict.fromkeys(t for v in views for t in viewed[v]))
+            rows = probe.encode_rows(unique, batch_size=self.batch_size,
+                                     progress=self.progress).features
+        finally:
+            del probe
+            shutil.rmtree(work, ignore_errors=True)
+        where = {t: i for i, t in enumerate(unique)}
+        feats = {v: rows[[where[t] for t in viewed[v]]] for v in views}
+        chosen, table = choose_features(feats, union, layer_sets, spec.feature_dim, y, fold,
+                                        last)
+        view, layers = chosen.setting["view"], tuple(chosen.setting["layers"])
+        x = feats[view][:, block_columns(union, layers or (last,), spec.feature_dim)]
+
+        def encoded(start: int, stop: int) -> EncodedRows:
+            return EncodedRows(x[start:stop], None, x.shape[1])
+
+        return view, layers, encoded, [c.as_dict() for c in table]
+
     def _export(self, work: Path, spec: EncoderSpec, precision: str, strategy: str, kind: str,
-                names: list[str]) -> tuple[Router, Validator]:
+                names: list[str], *, view: str, layers: tuple[int, ...],
+                top_k_tokens: int | None = None) -> tuple[Router, Validator]:
         """Write the graph (zero head), tokenizer, config and empty statistics; load them."""
+        work.mkdir(parents=True, exist_ok=True)
+        top_k = self.top_k_tokens if top_k_tokens is None else top_k_tokens
         _write_tokenizer(minilm_tokenizer_file(), work / TOKENIZER_FILE, self.max_length)
-        tokenizer = TextTokenizer(work / TOKENIZER_FILE, self.max_length)
-        built: BuiltGraph = spec.builder()(precision, strategy, self.top_k_tokens, tokenizer,
-                                           len(names))
+        tokenizer = TextTokenizer(work / TOKENIZER_FILE, self.max_length, view)
+        built: BuiltGraph = spec.builder()(precision, strategy, top_k, tokenizer, len(names),
+                                           layers=layers)
         config = RouterConfig(
             experts=tuple(names), expert_modes=("pooled",) * len(names), encoder=spec.name,
             precision=precision, strategy=strategy, target=kind, lam=0.0,
-            max_length=self.max_length, feature_dim=spec.feature_dim, fingerprint="",
-            package_version=__version__, top_k_tokens=self.top_k_tokens,
+            max_length=self.max_length, feature_dim=spec.feature_dim * max(1, len(layers)),
+            fingerprint="", package_version=__version__, top_k_tokens=top_k, view=view,
+            layers=tuple(layers),
         )
         set_metadata(built.model, graph_metadata(config))
         save_router_graph(built.model, work / GRAPH_FILE)
         config = replace(config, fingerprint=fingerprint(work, spec.name, precision,
-                                                         self.max_length))
+                                                         self.max_length, view, layers))
         (work / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
         # placeholder statistics (no rows) that match the config; set_statistics replaces them
         diagonal = not spec.pooled
-        dim = tokenizer.vocab_size if diagonal else spec.feature_dim
+        dim = tokenizer.vocab_size if diagonal else config.feature_dim
         placeholder = RouterStats.empty(dim, diagonal=diagonal, fingerprint=config.fingerprint)
         for name in names:
             placeholder.append(name, "pooled", Moments.zeros(dim, 0, diagonal=diagonal),
@@ -303,35 +470,74 @@ class RouterTrainer:
         placeholder.save(work / STATS_FILE)
         return Router.load(work, threads=self.threads), built.validate
 
+    def _calibration(self, kind: str, names: list[str], y: np.ndarray, folds: list[Moments],
+                     lam: float) -> dict[str, Any]:
+        """Calibration settings fit on out-of-fold scores (pooled encoders), else {}."""
+        features = getattr(self, "_features", None)
+        self._features = None
+        if not self.calibrate or features is None or len(folds) < 2:
+            return {}
+        from irde_onnx.export.calibrate import calibration_settings, out_of_fold_scores
+
+        pred = out_of_fold_scores(folds, self._fold, features, lam)
+        self.oof_scores_ = pred
+        return calibration_settings(kind, pred, y[self._calibration_rows], names)
+
     def _statistics(
-        self, router: Router, texts: list[str], kind: str, names: list[str], y: np.ndarray
-    ) -> tuple[RouterStats, list[Moments]]:
+        self, router: Router, texts: list[str], kind: str, names: list[str], y: np.ndarray,
+        fold: np.ndarray, need_folds: bool,
+        encoded_rows: Callable[[int, int], EncodedRows] | None = None, keep_ids: bool = False,
+    ) -> tuple[RouterStats, list[Moments], list[np.ndarray]]:
         """Per-expert (or shared) and per-fold moments of the rows, each encoded once.
 
         ``local``: the texts are streamed chunk by chunk (features are never all held in
-        memory); ``ray``: Ray actors encode one partition each. Either way every subset is
-        summarised by :func:`~irde_onnx.partial_stats.rows_statistics` and the parts added.
+        memory), or taken from ``encoded_rows(start, stop)`` when the features are already
+        known; ``ray``: Ray actors encode one partition each. Either way every subset is
+        summarised by :func:`~irde_onnx.partial_stats.encoded_statistics` and the parts added.
+        ``keep_ids`` also returns the content token ids of every text (static encoder).
+        The features of a bounded sample of rows are kept for the calibration.
         """
         n, n_exp = y.shape
-        fold = fold_ids(n, self.cv_folds, self.random_state)
-        k_folds = int(fold.max()) + 1 if self.lam == "auto" else 0
+        calibrating = self.calibrate and router.config.pooled
+        k_folds = int(fold.max()) + 1 if need_folds or calibrating else 0
         plan = StatsPlan.for_router(router, kind, n_exp, k_folds)
-        if self.engine == "ray":
+        # out-of-fold scores for the calibration: the features of a bounded sample of rows
+        sample = calibration_sample(n, self.random_state) if calibrating \
+            else np.zeros(0, dtype=np.int64)
+        kept: list[np.ndarray] = []
+        kept_ids: list[np.ndarray] = []
+        if self.engine == "ray" and encoded_rows is None and not keep_ids:
             from irde_onnx.distributed import ray_statistics
 
             partial = ray_statistics(router.path, plan, texts, y, fold, self.batch_size,
                                      address=self.address, workers=self.workers,
                                      threads=self.threads, progress=self.progress)
+            if len(sample):  # the calibration sample is encoded again, here
+                kept.append(router.encode_rows([texts[i] for i in sample],
+                                               batch_size=self.batch_size).features)
         else:
             partial = PartialStats.zeros(plan)
-            with Progress(n, "encoding", self.progress) as bar:
+            with Progress(n, "encoding", self.progress and encoded_rows is None) as bar:
                 for start in range(0, n, ENCODE_CHUNK):
                     stop = min(n, start + ENCODE_CHUNK)
-                    partial = partial + rows_statistics(
-                        router, plan, texts[start:stop], y[start:stop], fold[start:stop],
-                        self.batch_size)
+                    if encoded_rows is not None:
+                        encoded = encoded_rows(start, stop)
+                    else:
+                        encoded = router.encode_rows(texts[start:stop],
+                                                     batch_size=self.batch_size)
+                    if keep_ids and encoded.token_ids is not None:
+                        kept_ids += encoded.token_ids
+                    partial = partial + encoded_statistics(plan, encoded, y[start:stop],
+                                                           fold[start:stop])
+                    rows = sample[(sample >= start) & (sample < stop)] - start
+                    if len(rows) and encoded.features is not None:
+                        kept.append(encoded.features[rows])
                     bar.update(stop - start)
-        return partial.router_stats(names, router.config.fingerprint)
+        self._calibration_rows = sample
+        self._fold = fold[sample]
+        self._features = np.concatenate(kept) if kept else None
+        stats, folds = partial.router_stats(names, router.config.fingerprint)
+        return stats, folds, kept_ids
 
     # -- after fit ------------------------------------------------------------------------------
     def _check_fitted(self) -> None:

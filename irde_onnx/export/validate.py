@@ -9,6 +9,7 @@ import numpy as np
 from irde_onnx.errors import ExportValidationError
 from irde_onnx.export.static_reference import static_scores
 from irde_onnx.runtime.router import Router
+from irde_onnx.runtime.tokenize import prepare_text
 
 PROBE_TEXTS = [
     "What is the derivative of x^3 + 2x with respect to x?",
@@ -46,7 +47,9 @@ def validate_pooled(router: Router, w: np.ndarray, b: np.ndarray) -> ValidationR
     cfg = router.config
     feats = router.features(PROBE_TEXTS).astype(np.float64)
     scores = router.scores(PROBE_TEXTS).astype(np.float64)
-    ref = minilm_reference_features(PROBE_TEXTS, cfg.max_length)
+    # the reference sees the text the router tokenizes (its input view applied)
+    viewed = [prepare_text(t, cfg.max_length, cfg.view) for t in PROBE_TEXTS]
+    ref = minilm_reference_features(viewed, cfg.max_length, cfg.layers)
     if cfg.precision == "fp32":
         metric, value, tol = "max_abs_diff", float(np.abs(feats - ref).max()), FEATURE_ATOL_FP32
         ok = value <= tol

@@ -38,11 +38,20 @@ from irde_onnx.folder import (
     write_generation,
     write_temporary,
 )
+from irde_onnx.policy import (
+    Policy,
+    check_costs,
+    check_min_confidence,
+    check_wtp,
+    decide,
+)
 from irde_onnx.runtime.session import open_session
 from irde_onnx.runtime.tokenize import TextTokenizer, check_texts
 from irde_onnx.stats import MAX_TARGET, EncodedRows, RouterStats, bad_target_row
 
 DEFAULT_BATCH_SIZE = 32
+_UNSET: Any = object()  # "not given" for arguments whose None means "clear"
+DECISION_OUTPUTS = ("choice", "confidence")
 # Dynamic int8 quantisation computes activation scales over the whole input of a call, so a
 # prompt's features would depend on the other prompts (and padding) of its batch: int8
 # routers encode one prompt per call unless the caller asks otherwise.
@@ -70,6 +79,11 @@ def _check_scores(scores: Sequence[float] | np.ndarray, n: int) -> np.ndarray:
             f"scores[{row}] = {y[row]!r} is not a finite number of magnitude at most "
             f"{MAX_TARGET:g}")
     return y
+
+
+def _has_decision(session: ort.InferenceSession) -> bool:
+    """True when the graph computes ``choice`` and ``confidence`` (saved since irde 0.x)."""
+    return {o.name for o in session.get_outputs()} >= set(DECISION_OUTPUTS)
 
 
 def _check_batch_size(batch_size: object) -> None:
@@ -127,21 +141,50 @@ def _probe(session: ort.InferenceSession, tokenizer: TextTokenizer, config: Rout
             "would go to one expert: retrain the router or restore a good copy")
 
 
+def stats_mismatch(stats: RouterStats, config: RouterConfig, vocab_size: int) -> str | None:
+    """How statistics fail to fit a router, or None when they fit.
+
+    ``"features"``: another dimension or kind (dense features vs token counts);
+    ``"fingerprint"``: computed by another encoder. Every caller words its own error (a file
+    at load, an argument of ``set_statistics``), but the rule is this one.
+    """
+    dim = config.feature_dim if config.pooled else vocab_size
+    if stats.dim != dim or stats.diagonal == config.pooled:
+        return "features"
+    if stats.fingerprint and config.fingerprint and stats.fingerprint != config.fingerprint:
+        return "fingerprint"
+    return None
+
+
 def _check_stats(stats: RouterStats, config: RouterConfig, tokenizer: TextTokenizer,
                  path: Path) -> None:
     cfg_file = path.parent / CONFIG_FILE
     if stats.experts != list(config.experts) or stats.modes != list(config.expert_modes):
         raise RouterFormatError(
             f"{path} has experts {stats.experts} but {cfg_file} lists {list(config.experts)}")
-    dim = config.feature_dim if config.pooled else tokenizer.vocab_size
-    if stats.dim != dim or stats.diagonal == config.pooled:
+    problem = stats_mismatch(stats, config, tokenizer.vocab_size)
+    if problem == "features":
+        dim = config.feature_dim if config.pooled else tokenizer.vocab_size
         raise RouterFormatError(
             f"{path} holds statistics of {stats.dim} features; this {config.encoder} router "
             f"needs {dim}")
-    if stats.fingerprint and config.fingerprint and stats.fingerprint != config.fingerprint:
+    if problem == "fingerprint":
         raise RouterFormatError(
             f"{path} was computed by another encoder (fingerprint {stats.fingerprint}) than "
             f"{cfg_file} names ({config.fingerprint})")
+
+
+# The static graph is a Gather and a few small MatMuls: splitting that over threads costs
+# more than it saves (benchmarks/speed.py: the static router at 2 threads was 79x the
+# PyTorch peer, at 1 thread 120x), so it runs on one intra-op thread unless told otherwise.
+STATIC_THREADS = 1
+
+
+def session_threads(config: RouterConfig, threads: int | None) -> int | None:
+    """Intra-op threads of a router's session: as given, else 1 for the token-level encoder."""
+    if threads is not None or config.pooled:
+        return threads
+    return STATIC_THREADS
 
 
 def _open_generation(
@@ -150,6 +193,7 @@ def _open_generation(
 ) -> tuple[ort.InferenceSession, RouterStats]:
     """Open and check the graph and statistics that ``config`` names."""
     graph, stats_path = root / config.graph_file, root / config.stats_file
+    threads = session_threads(config, threads)
     _verify(graph, config.file_hash("graph"))
     _verify(stats_path, None)
     stats_bytes = stats_path.read_bytes()
@@ -185,19 +229,25 @@ class Route:
     """The routing decision for one prompt.
 
     Attributes:
-        expert: the chosen expert (highest score).
+        expert: the decided expert: the highest score unless the router's policy (costs and
+            willingness to pay, confidence threshold and fallback) decides otherwise; the
+            graph's ``choice``.
         scores: every expert's score, in column order.
-        top: the ``top_k`` best experts, best first.
+        top: the ``top_k`` experts with the best scores, best first.
+        confidence: the router's confidence in its pick (the graph's ``confidence``; see
+            :mod:`irde_onnx.policy`); None for a graph without decision outputs.
 
     """
 
     expert: str
     scores: dict[str, float]
     top: tuple[str, ...]
+    confidence: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: ``{"expert", "scores", "top"}``."""
-        return {"expert": self.expert, "scores": self.scores, "top": list(self.top)}
+        """A JSON-ready dict: ``{"expert", "scores", "top", "confidence"}``."""
+        return {"expert": self.expert, "scores": self.scores, "top": list(self.top),
+                "confidence": self.confidence}
 
 
 @dataclass(frozen=True)
@@ -257,8 +307,9 @@ class Router:
                 raise FileNotFoundError(
                     f"{root / CONFIG_FILE} is missing: not an irde router directory")
             config = RouterConfig.from_json(manifest, str(root / CONFIG_FILE))
-            if tokenizer is None or tokenizer.max_length != config.max_length:
-                tokenizer = TextTokenizer(root / TOKENIZER_FILE, config.max_length)
+            if tokenizer is None or tokenizer.max_length != config.max_length or \
+                    tokenizer.view != config.view:
+                tokenizer = TextTokenizer(root / TOKENIZER_FILE, config.max_length, config.view)
             try:
                 session, stats = _open_generation(root, config, tokenizer, threads, providers)
             except (FileNotFoundError, RouterFormatError):
@@ -367,6 +418,11 @@ class Router:
         return list(self._state.config.experts)
 
     @property
+    def policy(self) -> Policy:
+        """The decision settings: costs, default wtp, threshold, fallback, calibration."""
+        return Policy.from_dict(self._state.config.policy)
+
+    @property
     def head(self) -> tuple[np.ndarray, np.ndarray]:
         """The head in use: ``W`` (d, n_experts) and ``b`` (n_experts,).
 
@@ -411,7 +467,7 @@ class Router:
             got = state.session.run(outputs, {"input_ids": ids, "attention_mask": mask})
             for j, arr in enumerate(got):
                 if results[j] is None:
-                    results[j] = np.empty((len(texts), arr.shape[1]), dtype=arr.dtype)
+                    results[j] = np.empty((len(texts), *arr.shape[1:]), dtype=arr.dtype)
                 results[j][idx] = arr
         return [r if r is not None else np.zeros((0, 0), np.float32) for r in results]
 
@@ -438,14 +494,19 @@ class Router:
         return self._run(state, texts, ["features"], batch_size)[0]
 
     def route(
-        self, texts: Sequence[str], top_k: int = 1, batch_size: int | None = None
+        self, texts: Sequence[str], top_k: int = 1, batch_size: int | None = None,
+        *, wtp: float | None = _UNSET,
     ) -> list[Route]:
-        """Route each text to the best expert.
+        """Route each text: the expert the router's policy decides (the graph's ``choice``).
 
         Args:
             texts: prompts.
-            top_k: how many experts to rank in ``Route.top`` (1..n_experts).
+            top_k: how many experts to rank by score in ``Route.top`` (1..n_experts).
             batch_size: prompts per onnxruntime call (default :attr:`default_batch_size`).
+            wtp: override the router's default willingness to pay for this call (cost units
+                per unit of quality; None: quality only). Computed from ``scores`` and the
+                costs in ``router.json`` with :func:`irde_onnx.policy.decide`, which gives
+                the graph's decision for the same settings.
 
         Returns:
             One :class:`Route` per text, in input order.
@@ -457,19 +518,61 @@ class Router:
         experts = state.config.experts
         if type(top_k) is not int or not 1 <= top_k <= len(experts):
             raise InvalidInputError(f"top_k must be an integer in 1..{len(experts)}, got {top_k}")
+        if wtp is not _UNSET:
+            wtp = check_wtp(wtp)
+            if wtp is not None and state.config.policy.get("costs") is None:
+                raise InvalidInputError(
+                    "wtp needs costs: this router has none (set them with set_costs())")
         if not texts:
             return []
-        scores = self._run(state, texts, ["scores"], batch_size)[0]
+        in_graph = wtp is _UNSET and _has_decision(state.session)
+        outputs = ["scores", *DECISION_OUTPUTS] if in_graph else ["scores"]
+        got = self._run(state, texts, outputs, batch_size)
+        scores = got[0]
+        if in_graph:
+            choice, confidence = got[1].reshape(-1), got[2].reshape(-1)
+        else:
+            choice, confidence = self._decide(state.config, scores, wtp)
         # stable sort on -score: ties go to the lower column, as argmax does in the graph
         order = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
         return [
             Route(
-                expert=experts[order[i, 0]],
+                expert=experts[int(choice[i])],
                 scores={name: float(s) for name, s in zip(experts, scores[i], strict=True)},
                 top=tuple(experts[j] for j in order[i]),
+                confidence=float(confidence[i]),
             )
             for i in range(len(texts))
         ]
+
+    @staticmethod
+    def _decide(config: RouterConfig, scores: np.ndarray, wtp: float | None = _UNSET
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """The policy's decision from ``scores``, as the graph computes it."""
+        policy = Policy.from_dict(config.policy)
+        return decide(
+            scores, config.target,
+            costs=policy.cost_vector(config.experts) if policy.costs is not None else None,
+            wtp=policy.wtp if wtp is _UNSET else wtp,
+            temperature=policy.temperature, min_confidence=policy.min_confidence,
+            fallback=None if policy.fallback is None else config.experts.index(policy.fallback),
+        )
+
+    def decide(self, scores: np.ndarray, wtp: float | None = _UNSET
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """``(choice, confidence)`` for ``scores`` (n, n_experts) of this router.
+
+        ``wtp`` overrides the default willingness to pay (None: quality only). Equals the
+        graph's ``choice`` and ``confidence`` for the same settings.
+        """
+        if wtp is not _UNSET:
+            wtp = check_wtp(wtp)
+        scores = np.asarray(scores, np.float32)
+        config = self.config
+        if scores.ndim != 2 or scores.shape[1] != len(config.experts):
+            raise InvalidInputError(
+                f"scores must have shape (n, {len(config.experts)}), got {scores.shape}")
+        return self._decide(config, scores, wtp)
 
     # -- statistics -------------------------------------------------------------------------
     @property
@@ -526,15 +629,26 @@ class Router:
                 bar.update(len(chunk))
         return EncodedRows(feats, None, self.config.feature_dim)
 
-    def _apply(self, stats: RouterStats, dense: RouterStats, lam: float | None = None) -> None:
-        """Solve the head, open a session with it beside the current one, then swap."""
+    def _apply(self, stats: RouterStats, dense: RouterStats, lam: float | None = None,
+               policy: Policy | None = None) -> None:
+        """Solve the head, open a session with it beside the current one, then swap.
+
+        ``policy`` (default: the current one) must fit the new experts; its calibration is
+        folded into the head and its settings replace the graph's policy initializers.
+        """
         config = self.config if lam is None else replace(self.config, lam=lam)
+        policy = self.policy if policy is None else policy
+        policy.check(stats.experts)
         stats.check_finite("the changed statistics")
-        w, b = dense.solve(config.lam)
+        w, b = policy.calibrate_head(*dense.solve(config.lam), stats.experts)
         _check_head(w, b)
-        new_config = config.with_experts(stats.experts, stats.modes)
-        session = open_session(self.path / config.graph_file, self._threads, self._providers,
-                               head=(w, b))
+        new_config = replace(config.with_experts(stats.experts, stats.modes),
+                             policy=policy.to_dict())
+        extra = policy.initializers(list(stats.experts), config.target) \
+            if _has_decision(self._state.session) else None
+        session = open_session(self.path / config.graph_file,
+                               session_threads(config, self._threads), self._providers,
+                               head=(w, b), initializers=extra)
         self._stats, self._dense = stats, dense
         self._state = _State(new_config, session, (w, b))  # one atomic reference swap
         self._dirty = True
@@ -562,13 +676,14 @@ class Router:
             cfg = self.config
             if stats.n_experts == 0:
                 raise InvalidInputError("the statistics have no experts; a router needs one")
-            dim = cfg.feature_dim if cfg.pooled else self._tokenizer.vocab_size
-            kind = "features" if cfg.pooled else "token counts"
-            if stats.dim != dim or stats.diagonal == cfg.pooled:
+            problem = stats_mismatch(stats, cfg, self._tokenizer.vocab_size)
+            if problem == "features":
+                dim = cfg.feature_dim if cfg.pooled else self._tokenizer.vocab_size
+                kind = "features" if cfg.pooled else "token counts"
                 raise InvalidInputError(
                     f"the statistics do not fit this router: it needs {kind} of dimension "
                     f"{dim}; compute them with this router's encode_rows()")
-            if stats.fingerprint and cfg.fingerprint and stats.fingerprint != cfg.fingerprint:
+            if problem == "fingerprint":
                 raise InvalidInputError(
                     f"the statistics were computed with other features (fingerprint "
                     f"{stats.fingerprint} vs {cfg.fingerprint}); compute them with this router")
@@ -586,12 +701,20 @@ class Router:
             self._state = replace(state, config=config)
             self._dirty = True
 
+    def set_selection(self, selection: dict[str, Any]) -> None:
+        """Record how the trainer made its choices (``router.json`` ``selection``)."""
+        with self._lock:
+            state = self._state
+            self._state = replace(state, config=replace(state.config, selection=dict(selection)))
+            self._dirty = True
+
     def add_expert(
         self,
         name: str,
         texts: Sequence[str],
         scores: Sequence[float] | np.ndarray | None = None,
         *,
+        cost: float | None = None,
         progress: bool = False,
     ) -> None:
         """Add an expert without retraining; the head is re-solved and swapped in place.
@@ -603,6 +726,7 @@ class Router:
                 With ``scores``: validation prompts the expert was scored on.
             scores: the expert's quality on each text; its column is solved from these
                 prompts alone and the other columns stay as they are.
+            cost: the new expert's cost per prompt; required when the router has costs.
             progress: report encoding progress on stderr.
 
         Raises:
@@ -626,6 +750,7 @@ class Router:
                 )
             if not texts:
                 raise InvalidInputError(f"no texts given for expert {name!r}")
+            policy = self.policy.with_expert(name, cost)
             if scores is None:
                 if self.config.target == "score":
                     raise InvalidInputError(
@@ -642,13 +767,14 @@ class Router:
             mode = "pooled" if scores is None else "own"
             stats.append(name, mode, rows, rows.sum_xy[:, 0], rows.sum_y[0], rows.sum_yy[0])
             dense.append(name, mode, proj, proj.sum_xy[:, 0], proj.sum_y[0], proj.sum_yy[0])
-            self._apply(stats, dense)
+            self._apply(stats, dense, policy=policy)
 
-    def remove_expert(self, name: str) -> None:
+    def remove_expert(self, name: str, *, fallback: str | None = None) -> None:
         """Remove an expert: its column, and its rows from the shared statistics.
 
-        The result equals training without it. Raises for an unknown name or the last expert
-        (the router is then unchanged).
+        The result equals training without it. Raises for an unknown name, the last expert,
+        or the router's fallback expert unless ``fallback`` names a new one (the router is
+        then unchanged). Its cost and calibration go with it.
         """
         with self.lock():
             experts = self.experts
@@ -656,19 +782,75 @@ class Router:
                 raise InvalidInputError(f"unknown expert {name!r}; experts: {experts}")
             if len(experts) == 1:
                 raise InvalidInputError(f"{name!r} is the last expert; a router needs one")
+            policy = self.policy.without_expert(name, fallback)
             index = experts.index(name)
             stats, dense = self.stats.copy(), self._dense_stats().copy()
             stats.remove(index)
             dense.remove(index)
-            self._apply(stats, dense)
+            self._apply(stats, dense, policy=policy)
 
-    def merge_stats(self, other: RouterStats | str | os.PathLike) -> None:
+    def set_costs(self, costs: Mapping[str, float] | None) -> None:
+        """Set every expert's cost per prompt (e.g. USD), or clear them with None.
+
+        The graph's ``choice`` then weighs quality against cost with the default
+        willingness to pay (:meth:`set_policy`); nothing is re-exported.
+        """
+        self.set_policy(costs=costs)
+
+    def set_policy(
+        self,
+        *,
+        costs: Mapping[str, float] | None = _UNSET,
+        wtp: float | None = _UNSET,
+        min_confidence: float = _UNSET,
+        fallback: str | None = _UNSET,
+        temperature: float = _UNSET,
+        calibration: Mapping[str, Sequence[float]] | None = _UNSET,
+    ) -> None:
+        """Change the decision settings; the ones not given stay. Swapped in like a head.
+
+        Args:
+            costs: ``{expert: cost per prompt}`` for every expert, or None to clear.
+            wtp: the default willingness to pay (cost units per unit of quality), or None
+                (quality only).
+            min_confidence: below this confidence (0..1) a prompt goes to ``fallback``.
+            fallback: the expert for unsure prompts, or None.
+            temperature: domain routers: the softmax temperature of the confidence.
+            calibration: score routers: ``{expert: [scale, offset]}`` folded into the head.
+
+        Raises:
+            InvalidInputError: a bad value, costs that miss an expert, an unknown fallback,
+                a threshold without a fallback. The router is then unchanged.
+
+        """
+        current = self.policy.to_dict()
+        given = {"costs": costs, "wtp": wtp, "min_confidence": min_confidence,
+                 "fallback": fallback, "temperature": temperature, "calibration": calibration}
+        if costs is not _UNSET and costs is not None:
+            given["costs"] = check_costs(costs)
+        if min_confidence is not _UNSET:
+            check_min_confidence(min_confidence)
+        for key, value in given.items():
+            if value is _UNSET:
+                continue
+            if value is None:
+                current.pop(key, None)
+            else:
+                current[key] = dict(value) if isinstance(value, Mapping) else value
+        policy = Policy.from_dict(current)
+        with self.lock():
+            self._apply(self.stats, self._dense_stats(), policy=policy)
+
+    def merge_stats(self, other: RouterStats | str | os.PathLike, *,
+                    costs: Mapping[str, float] | None = None) -> None:
         """Add statistics computed elsewhere (another shard, same encoder) and re-solve.
 
         Args:
             other: statistics, a ``stats.npz`` file, or a router directory holding one.
                 Their fingerprint must equal this router's (same encoder, tokenizer,
                 precision and max_length).
+            costs: the cost per prompt of each expert the statistics add, required when
+                the router has costs (as ``add_expert``'s ``cost``).
 
         """
         if isinstance(other, RouterStats):
@@ -684,7 +866,11 @@ class Router:
         with self.lock():
             stats = self.stats.merge(other)
             stats.check_finite("the merged statistics")
-            self._apply(stats, stats.project(self.embedding_table))
+            policy = self.policy
+            for name in stats.experts:
+                if name not in self.experts:
+                    policy = policy.with_expert(name, (costs or {}).get(name))
+            self._apply(stats, stats.project(self.embedding_table), policy=policy)
 
     def save(self, path: str | os.PathLike | None = None, *, overwrite: bool = False) -> Path:
         """Write the router: a new generation of graph and statistics, then ``router.json``.
@@ -749,6 +935,10 @@ class Router:
         model = load_graph_proto(self._graph_path(state))
         if state.head is not None:
             replace_head(model, *state.head)
+        from irde_onnx.policy_graph import add_policy
+
+        add_policy(model, state.config.target, Policy.from_dict(state.config.policy),
+                   list(state.config.experts))
         set_metadata(model, graph_metadata(state.config))
         buffer = io.BytesIO()
         self._stats.save(buffer)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -43,18 +43,25 @@ def open_session(
     threads: int | None = None,
     providers: Sequence[str] | None = None,
     head: tuple[np.ndarray, np.ndarray] | None = None,
+    initializers: Mapping[str, np.ndarray] | None = None,
 ) -> ort.InferenceSession:
     """Open ``graph``; ``head=(W, b)`` replaces the head initializers without touching the file.
 
-    The replacement arrays must outlive the session (onnxruntime keeps a reference to their
-    memory), so they are attached to the returned session object.
+    ``initializers`` replaces further initializers by name (the decision policy's), keeping
+    their dtype. The replacement arrays must outlive the session (onnxruntime keeps a
+    reference to their memory), so they are attached to the returned session object.
     """
     opts = session_options(threads)
     keep: list[object] = []
+    replaced: list[tuple[str, np.ndarray]] = []
     if head is not None:
         w, b = head
-        for name, arr in ((HEAD_W, w), (HEAD_B, b)):
-            buffer = np.ascontiguousarray(arr, dtype=np.float32)
+        replaced += [(HEAD_W, np.asarray(w, np.float32)), (HEAD_B, np.asarray(b, np.float32))]
+    if initializers:
+        replaced += list(initializers.items())
+    if replaced:
+        for name, arr in replaced:
+            buffer = np.ascontiguousarray(arr)
             value = ort.OrtValue.ortvalue_from_numpy(buffer)  # no copy: keep buffer alive
             opts.add_initializer(name, value)
             keep += [buffer, value]

@@ -10,6 +10,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from irde_onnx.errors import InvalidInputError, RouterFormatError
+from irde_onnx.views import DEFAULT_VIEW, apply_view, check_view
 
 # A prompt is cut to ``max_length * MAX_CHARS_PER_TOKEN`` code points before tokenizing, so
 # tokenizing costs the same time and memory for a 1 MB prompt as for an 8 KB one. A token
@@ -19,15 +20,19 @@ MAX_CHARS_PER_TOKEN = 32
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def prepare_text(text: str, max_length: int) -> str:
-    """The text every host tokenizes: well-formed, and cut to a bound derived from max_length.
+def prepare_text(text: str, max_length: int, view: str = DEFAULT_VIEW) -> str:
+    """The text every host tokenizes: well-formed, viewed, and cut to a bound from max_length.
 
     Texts are read as UTF-16, as JavaScript holds them: a surrogate pair stands for its code
     point and every unpaired surrogate becomes U+FFFD (``String.prototype.toWellFormed``).
-    Then only the first ``max_length * MAX_CHARS_PER_TOKEN`` code points are kept.
+    Then the router's input view (:mod:`irde_onnx.views`) is applied to the well-formed
+    text, so that it counts the same code points in every host. Then only the first
+    ``max_length * MAX_CHARS_PER_TOKEN`` code points are kept.
     """
     if _SURROGATE.search(text):
         text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    if view != DEFAULT_VIEW:
+        text = apply_view(view, text, max_length)
     limit = max_length * MAX_CHARS_PER_TOKEN
     return text[:limit] if len(text) > limit else text
 
@@ -52,9 +57,13 @@ def check_texts(texts: Sequence[str]) -> list[str]:
 
 
 class TextTokenizer:
-    """A ``tokenizer.json`` with truncation to ``max_length`` and no built-in padding."""
+    """A ``tokenizer.json`` with truncation to ``max_length`` and no built-in padding.
 
-    def __init__(self, path: str | os.PathLike, max_length: int) -> None:
+    ``view`` names the input view applied to every text first (:mod:`irde_onnx.views`).
+    """
+
+    def __init__(self, path: str | os.PathLike, max_length: int,
+                 view: str = DEFAULT_VIEW) -> None:
         try:
             tok = Tokenizer.from_file(str(path))
         except Exception as exc:  # tokenizers raises a bare Exception on bad files
@@ -65,6 +74,7 @@ class TextTokenizer:
         tok.enable_truncation(max_length)
         self.tokenizer = tok
         self.max_length = max_length
+        self.view = check_view(view)
         self.vocab_size = tok.get_vocab_size()
         pad = tok.token_to_id("[PAD]")
         self.pad_id = 0 if pad is None else pad
@@ -77,7 +87,7 @@ class TextTokenizer:
 
     def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Token ids of each text, special tokens included, truncated (see :func:`prepare_text`)."""
-        prepared = [prepare_text(t, self.max_length) for t in texts]
+        prepared = [prepare_text(t, self.max_length, self.view) for t in texts]
         return [np.asarray(e.ids, dtype=np.int64) for e in self._encode_batch(prepared)]
 
     def content_ids(self, texts: Sequence[str]) -> list[np.ndarray]:

@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -36,7 +37,7 @@ log = logging.getLogger("irde.serve")
 access_log = logging.getLogger("irde.access")
 
 SETTINGS_ENV = "IRDE_SERVE_SETTINGS"
-ROUTE_FIELDS = {"text", "texts", "top_k"}
+ROUTE_FIELDS = {"text", "texts", "top_k", "wtp"}
 EXPERT_FIELDS = {"name", "rows"}
 # headers that describe one hop, not the answer: never passed through
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "te",
@@ -212,7 +213,11 @@ class Server:
         data = await read_json(request, self.settings.max_body_bytes)
         router = self.holder.router  # this request uses this router to the end
         texts, top_k, single = route_request(data, router.experts, self.settings.max_texts)
-        routes = await run_in_threadpool(router.route, texts, top_k)
+        if "wtp" in data:  # this request's willingness to pay (null: quality only)
+            routes = await run_in_threadpool(partial(router.route, texts, top_k,
+                                                     wtp=data["wtp"]))
+        else:
+            routes = await run_in_threadpool(router.route, texts, top_k)
         for r in routes:
             self.metrics.decisions.labels(r.expert).inc()
         out = [r.to_dict() for r in routes]

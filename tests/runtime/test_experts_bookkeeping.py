@@ -191,3 +191,39 @@ def test_the_fingerprint_changes_with_the_features(toy_router_dir):
     assert base == Router.load(toy_router_dir).config.fingerprint
     assert fingerprint(toy_router_dir, "static", "fp16", 16) != base
     assert fingerprint(toy_router_dir, "static", "fp32", 8) != base
+
+
+def test_statistics_that_do_not_fit_are_refused_by_one_rule(toy_router, tmp_path):
+    """set_statistics and the loader apply stats_mismatch: other features, other encoder."""
+    import shutil
+
+    from irde_onnx.errors import RouterFormatError
+    from irde_onnx.ridge import Moments
+    from irde_onnx.runtime.router import stats_mismatch
+    from irde_onnx.stats import RouterStats
+
+    from ..toy import build_toy_router
+
+    router = Router.load(toy_router)
+    vocab = router.tokenizer.vocab_size
+    assert stats_mismatch(router.stats, router.config, vocab) is None
+    other = Router.load(build_toy_router(tmp_path / "other", seed=1)).stats
+    assert stats_mismatch(other, router.config, vocab) == "fingerprint"
+    dense = RouterStats.empty(8, diagonal=False, fingerprint=router.config.fingerprint)
+    for name in router.experts:
+        dense.append(name, "pooled", Moments.zeros(8, 0, diagonal=False), np.zeros(8), 0.0, 0.0)
+    assert stats_mismatch(dense, router.config, vocab) == "features"
+    with pytest.raises(InvalidInputError, match="fingerprint"):
+        router.set_statistics(other)
+    with pytest.raises(InvalidInputError, match="token counts of dimension"):
+        router.set_statistics(dense)
+    assert router.experts == ["code", "law", "math"]
+    # the same rule at load: a folder whose stats file came from another encoder
+    copy = shutil.copytree(toy_router, tmp_path / "copy")
+    cfg = json.loads((copy / "router.json").read_text())
+    stats_name = cfg.get("files", {}).get("stats", {}).get("name", "stats.npz")
+    shutil.copyfile(tmp_path / "other" / stats_name, copy / stats_name)
+    cfg.get("files", {}).get("stats", {})["sha256"] = _sha(copy / stats_name)
+    (copy / "router.json").write_text(json.dumps(cfg))
+    with pytest.raises(RouterFormatError, match="another encoder"):
+        Router.load(copy)
