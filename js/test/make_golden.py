@@ -1,19 +1,20 @@
 """Write (or check) js/test/golden.json: what the Python runtime decides, for the JS tests.
 
-Builds five small routers from models/demo: static fp16 vote, MiniLM fp32 (input view
+Builds small routers from models/demo: static fp16 vote, MiniLM fp32 (input view
 ``strip_options+tail``, pooled layers 6 and 5), MiniLM int8 (view ``full``, last layer), a
 static router with a decision policy (costs, a default willingness to pay, a confidence
-threshold with a fallback expert, a softmax temperature) and a static router with the view
-``strip_options+tail``; and a copy of the static router without the graph outputs
-``choice`` and ``confidence`` (a router saved before them). Then records, for every golden prompt, the token ids of the Python
-tokenizer (one list per input view) and each router's scores, decision (the graph's
-``choice``) and ``confidence``; for the policy router also the decisions with the
-willingness to pay overridden per call (``Router.route(..., wtp=)``); and cases of the
-decision rule alone (``irde_onnx.policy.decide`` on fixed scores). The JS tests (``node
---test`` in js/) load the same routers and compare. Prompts cover every script found in ../shared/data/domains (referenced by file and
-id with a sha256 of the text, never copied here), rare CJK ideographs above U+FFFF, emoji,
-combining marks, right-to-left text, control characters, lone surrogates, empty and
-whitespace-only texts, and texts far over ``max_length * 32`` characters.
+threshold with a fallback expert, a softmax temperature), a static router with the view
+``strip_options+tail``, and a copy of the static router without the graph outputs ``choice``
+and ``confidence`` (a router saved before them). Then records, for every golden prompt, the
+token ids of the Python tokenizer (one list per input view) and each router's scores,
+decision (the graph's ``choice``) and ``confidence``; for the policy router also the
+decisions with the willingness to pay overridden per call (``Router.route(..., wtp=)``); and
+cases of the decision rule alone (``irde_onnx.policy.decide`` on fixed scores). The JS tests
+(``node --test`` in js/) load the same routers and compare. Prompts cover every script found
+in ../shared/data/domains (referenced by file and id with a sha256 of the text, never copied
+here), rare CJK ideographs above U+FFFF, emoji, combining marks, right-to-left text, control
+characters, lone surrogates, empty and whitespace-only texts, texts far over
+``max_length * 32`` characters, and multiple-choice and few-shot prompts for the views.
 
     .venv/bin/python js/test/make_golden.py --routers js/test/routers           # write
     .venv/bin/python js/test/make_golden.py --routers js/test/routers --check   # CI
@@ -122,7 +123,8 @@ HAND_WRITTEN: list[tuple[str, str]] = [
     # input views: option lines and answer cues at the end, a long shared preamble
     ("multiple choice", MC),
     ("multiple choice, answer cue", MC + "\n\nAnswer: \n"),
-    ("multiple choice, chinese", "下列哪项是合同成立的要件？\nA. 要约\nB. 承诺\nC. 对价\nD. 以上都是\n答案："),
+    ("multiple choice, chinese",
+     "下列哪项是合同成立的要件？\nA. 要约\nB. 承诺\nC. 对价\nD. 以上都是\n答案："),
     ("multiple choice, parentheses, CRLF", "Pick the statute:\r\n(A) tort\r\n(B) contract\r\n"),
     ("few-shot preamble", "Q: What is 2 + 2?\nA: 4\n" * 80 + "Q: Which court hears appeals?"),
     ("few-shot preamble, emoji", "😀 example line\n" * 60 + "Q: 𠀀 what does this ideograph mean?"),
