@@ -9,14 +9,15 @@ import { routeLine } from "../src/pyjson.js";
 import { FileNotFoundError, IrdeError, InvalidInputError, Router } from "../src/node.js";
 
 const PROG = "irde-route";
-const USAGE = `usage: ${PROG} DIR [TEXT ...] [--input FILE.jsonl|-] [--top-k K] [--threads N] [--batch-size N]
+const USAGE = `usage: ${PROG} DIR [TEXT ...] [--input FILE.jsonl|-] [--top-k K] [--threads N] [--batch-size N] [--wtp WTP|none]
 
-Route prompts; one JSON line each: {"id"?, "expert", "scores", "top"}.
+Route prompts; one JSON line each: {"id"?, "expert", "scores", "top", "confidence"}.
 
 examples:
   ${PROG} my-router "Solve 3x + 5 = 20" "Write a SQL query that counts users"
   ${PROG} my-router --input prompts.jsonl --top-k 2 > routes.jsonl
   cat prompts.jsonl | ${PROG} my-router --input -
+  ${PROG} my-router --input prompts.jsonl --wtp 0.002   # this willingness to pay (router with costs)
 `;
 
 class UsageError extends IrdeError {}
@@ -26,6 +27,24 @@ function positiveInt(name, text) {
   const value = Number(text);
   if (!/^\s*[+-]?\d+\s*$/.test(text)) throw new UsageError(`argument ${name}: '${text}' is not an integer`);
   if (value < 1) throw new UsageError(`argument ${name}: must be >= 1, got ${value}`);
+  return value;
+}
+
+// the numbers Python's float() reads: digits with single underscores between them, a
+// fraction, an exponent, surrounding whitespace; and inf/nan, which are not finite
+const PY_FLOAT = /^[+-]?(?:\d(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d(?:_?\d)*)?$/;
+const PY_NONFINITE = /^[+-]?(?:inf|infinity|nan)$/i;
+
+// `--wtp`: a finite number, or "none" for quality only (irde route's optional_number)
+function optionalNumber(name, text) {
+  if (text === undefined) return undefined;
+  const stripped = text.trim();
+  if (text.toLowerCase() === "none") return null;
+  if (!PY_FLOAT.test(stripped) && !PY_NONFINITE.test(stripped)) {
+    throw new UsageError(`argument ${name}: '${text}' is not a number or 'none'`);
+  }
+  const value = Number(stripped.replaceAll("_", "").replace(/inf(inity)?$/i, "Infinity"));
+  if (!Number.isFinite(value)) throw new UsageError(`argument ${name}: '${text}' must be finite`);
   return value;
 }
 
@@ -70,6 +89,7 @@ async function main(argv) {
         "top-k": { type: "string", default: "1" },
         threads: { type: "string" },
         "batch-size": { type: "string" },
+        wtp: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -86,6 +106,7 @@ async function main(argv) {
   const topK = positiveInt("--top-k", values["top-k"]);
   const threads = positiveInt("--threads", values.threads);
   const batchSize = positiveInt("--batch-size", values["batch-size"]);
+  const wtp = optionalNumber("--wtp", values.wtp);
   const rows = texts.map(() => ({}));
   if (values.input !== undefined) {
     const [more, moreRows] = readPrompts(values.input);
@@ -97,7 +118,8 @@ async function main(argv) {
   if (topK > router.experts.length) {
     throw new UsageError(`--top-k ${topK} exceeds the ${router.experts.length} experts`);
   }
-  const routes = await router.route(texts, { topK, batchSize });
+  // undefined: the router's own willingness to pay (the graph's decision)
+  const routes = await router.route(texts, { topK, batchSize, wtp });
   const lines = routes.map((r, i) => routeLine(r, router.experts, rows[i]) + "\n");
   await new Promise((resolve, reject) => {
     process.stdout.write(lines.join(""), (err) => (err ? reject(err) : resolve()));

@@ -1,5 +1,6 @@
 // The demo page: load the router folder of this origin (?router=URL, default router/),
-// route the prompt, show the chosen expert and a bar chart of every expert's score.
+// route the prompt, show the decided expert, its confidence and a bar chart of every
+// expert's score.
 import { Router } from "./vendor/irde/browser.js";
 
 const $ = (id) => document.getElementById(id);
@@ -12,6 +13,7 @@ function showError(err) {
 
 function draw(route, experts) {
   $("expert").textContent = `→ ${route.expert}`;
+  $("confidence").textContent = `confidence ${route.confidence.toFixed(3)}`;
   const values = experts.map((e) => route.scores[e]);
   const lo = Math.min(0, ...values);
   const hi = Math.max(...values);

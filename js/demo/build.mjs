@@ -18,8 +18,9 @@ const files = [
   [path.join(ortDist, "ort-wasm-simd-threaded.mjs"), "ort-wasm-simd-threaded.mjs"],
   [path.join(ortDist, "ort-wasm-simd-threaded.wasm"), "ort-wasm-simd-threaded.wasm"],
   [path.join(tokenizersDist, "tokenizers.min.mjs"), "tokenizers.min.mjs"],
-  [path.join(here, "..", "src", "core.js"), "irde/core.js"],
-  [path.join(here, "..", "src", "browser.js"), "irde/browser.js"],
+  // the browser build's modules (browser.js imports core.js, which imports the others)
+  ...["browser.js", "core.js", "errors.js", "policy.js", "views.js"].map(
+    (name) => [path.join(here, "..", "src", name), `irde/${name}`]),
 ];
 
 await rm(vendor, { recursive: true, force: true });

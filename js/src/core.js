@@ -3,6 +3,16 @@
 
 import { Tokenizer } from "@huggingface/tokenizers";
 
+import { FileNotFoundError, InvalidInputError, IrdeError, RouterFormatError } from "./errors.js";
+import {
+  DECISION_OUTPUTS, checkPolicy, checkWtp, decide, hasDecisionOutputs, parsePolicy, pyRepr,
+} from "./policy.js";
+import { DEFAULT_VIEW, applyView, checkView, firstCodePoints } from "./views.js";
+
+export { FileNotFoundError, InvalidInputError, IrdeError, RouterFormatError };
+export { DEFAULT_VIEW, TAIL_CHARS_PER_TOKEN, applyView, checkView, viewNames } from "./views.js";
+export { checkWtp, decide, parsePolicy } from "./policy.js";
+
 /** A prompt is cut to maxLength * MAX_CHARS_PER_TOKEN code points (the Python runtime's rule). */
 export const MAX_CHARS_PER_TOKEN = 32;
 export const FORMAT_VERSIONS = [1, 2];
@@ -20,29 +30,12 @@ const ENCODERS = ["minilm", "static"];
 const PRECISIONS = { minilm: ["int8", "fp32"], static: ["fp16", "fp32"] };
 const STRATEGIES = { minilm: ["mean"], static: ["vote", "mean", "entropy_top_k"] };
 const EXPERT_MODES = ["pooled", "own"];
+// per encoder: the width of its features, and the layers a pooled encoder can pool (0: none)
+const ENCODER_SPECS = { minilm: { featureDim: 384, layers: 6 }, static: { featureDim: 384, layers: 0 } };
 const REQUIRED_FIELDS = [
   "experts", "expert_modes", "encoder", "precision", "strategy", "target", "lam",
   "max_length", "feature_dim", "fingerprint", "package_version",
 ];
-
-/** Base class of the errors that a caller's input or files can cause. */
-export class IrdeError extends Error {
-  constructor(message) {
-    super(message);
-    this.name = this.constructor.name;
-  }
-}
-/** An argument is not valid; the message names the fix. */
-export class InvalidInputError extends IrdeError {}
-/** A router folder is incomplete, corrupt or of an unknown format version. */
-export class RouterFormatError extends IrdeError {}
-/** A file or folder that a router needs does not exist. */
-export class FileNotFoundError extends IrdeError {
-  constructor(message) {
-    super(message);
-    this.code = "ENOENT";
-  }
-}
 
 // --- the text rule ----------------------------------------------------------------------
 
@@ -53,21 +46,14 @@ function toWellFormed(text) {
 }
 
 /**
- * The text every host tokenizes: unpaired surrogates become U+FFFD, then only the first
- * maxLength * 32 code points (not UTF-16 units) are kept.
+ * The text every host tokenizes: unpaired surrogates become U+FFFD, then the router's input
+ * view is applied (views.js), then only the first maxLength * 32 code points (not UTF-16
+ * units) are kept.
  */
-export function prepareText(text, maxLength) {
+export function prepareText(text, maxLength, view = DEFAULT_VIEW) {
   text = toWellFormed(text);
-  const limit = maxLength * MAX_CHARS_PER_TOKEN;
-  if (text.length <= limit) return text; // UTF-16 length >= code points: nothing to cut
-  let points = 0;
-  for (let i = 0; i < text.length; i++) {
-    if (points === limit) return text.slice(0, i);
-    const unit = text.charCodeAt(i);
-    if (unit >= 0xd800 && unit <= 0xdbff) i++; // a pair (the text is well formed)
-    points++;
-  }
-  return text;
+  if (view !== DEFAULT_VIEW) text = applyView(checkView(view), text, maxLength);
+  return firstCodePoints(text, maxLength * MAX_CHARS_PER_TOKEN);
 }
 
 // The CJK ideograph ranges above U+FFFF of the Rust `tokenizers` BertNormalizer
@@ -127,11 +113,14 @@ export class TextTokenizer {
   /**
    * @param {object} json parsed tokenizer.json
    * @param {number} maxLength tokens kept per prompt, special tokens included
+   * @param {string} [source] where the JSON came from (for messages)
+   * @param {string} [view] the input view applied to every text first (views.js)
    */
-  constructor(json, maxLength, source = TOKENIZER_FILE) {
+  constructor(json, maxLength, source = TOKENIZER_FILE, view = DEFAULT_VIEW) {
     if (!Number.isInteger(maxLength) || maxLength < 2) {
       throw new InvalidInputError(`max_length must be an integer >= 2, got ${maxLength}`);
     }
+    this.view = checkView(view);
     try {
       this.tokenizer = new Tokenizer(json, {});
     } catch (err) {
@@ -150,7 +139,7 @@ export class TextTokenizer {
 
   /** Token ids of one text, special tokens included, truncated like Python's runtime. */
   encode(text) {
-    let prepared = isolateCjkAboveBmp(prepareText(text, this.maxLength));
+    let prepared = isolateCjkAboveBmp(prepareText(text, this.maxLength, this.view));
     if (this.lowerSigma) prepared = prepared.replaceAll("\u03a3", "\u03c3");
     // the JS port ignores tokenizer.json's truncation: encode the content, cut it, then add
     // the special tokens, which is what Python's truncation does for one sequence
@@ -214,6 +203,9 @@ export function parseConfig(text, source = CONFIG_FILE) {
   if (!Number.isInteger(data.max_length) || data.max_length < 2) {
     throw new RouterFormatError(`${source}: max_length must be an integer >= 2`);
   }
+  const view = checkConfigView(data, source);
+  const layers = checkConfigLayers(data, source);
+  const policy = checkConfigPolicy(data, experts, source);
   const files = { graph: { name: GRAPH_FILE, sha256: null }, stats: { name: STATS_FILE, sha256: null } };
   if (version >= 2) {
     for (const key of ["graph", "stats"]) {
@@ -229,7 +221,72 @@ export function parseConfig(text, source = CONFIG_FILE) {
       files[key] = { name: entry.name, sha256: entry.sha256 ? entry.sha256.toLowerCase() : null };
     }
   }
-  return { config: Object.freeze({ ...data, experts: [...experts] }), ...files };
+  return {
+    config: Object.freeze({ ...data, experts: [...experts], view, layers, policy: data.policy ?? {} }),
+    policy,
+    ...files,
+  };
+}
+
+function badField(source, name, want, value) {
+  return new RouterFormatError(
+    `${source}: field '${name}' must be ${want}, got ${pyRepr(value).slice(0, 60)}`,
+  );
+}
+
+// router.json `view` (optional, default "full"): a known view or a "+" composition
+function checkConfigView(data, source) {
+  if (!("view" in data)) return DEFAULT_VIEW;
+  if (typeof data.view !== "string") throw badField(source, "view", "a string", data.view);
+  try {
+    return checkView(data.view);
+  } catch (err) {
+    throw new RouterFormatError(`${source}: ${err.message}; upgrade irde-onnx or train the router again`);
+  }
+}
+
+// router.json `layers` (optional, default []): pooled layers of the encoder, which change
+// only the graph (run as it is) and the width of the features
+function checkConfigLayers(data, source) {
+  if (!("layers" in data)) return [];
+  const { layers, encoder } = data;
+  if (!Array.isArray(layers) || !layers.every(Number.isInteger)) {
+    throw badField(source, "layers", "a list of layer numbers", layers);
+  }
+  if (!layers.length) return [];
+  const spec = ENCODER_SPECS[encoder];
+  if (!spec.layers) {
+    throw new RouterFormatError(`${source}: the ${encoder} encoder has no layers to pool; leave layers empty`);
+  }
+  if (new Set(layers).size !== layers.length || layers.some((k) => k < 1 || k > spec.layers)) {
+    throw new RouterFormatError(
+      `${source}: layers ${pyRepr(layers)} must be distinct layer numbers in 1..${spec.layers} ` +
+      `of the ${encoder} encoder`,
+    );
+  }
+  if (data.feature_dim !== spec.featureDim * layers.length) {
+    throw new RouterFormatError(
+      `${source}: feature_dim ${data.feature_dim} does not match ${layers.length} pooled ` +
+      `layers of ${spec.featureDim}`,
+    );
+  }
+  return [...layers];
+}
+
+// router.json `policy` (optional): parsed and checked against the experts like Python does
+function checkConfigPolicy(data, experts, source) {
+  if ("policy" in data && (data.policy === null || typeof data.policy !== "object" ||
+      Array.isArray(data.policy))) {
+    throw badField(source, "policy", "an object", data.policy);
+  }
+  try {
+    const policy = parsePolicy(data.policy, `${source}: policy`);
+    checkPolicy(policy, experts, `${source}: policy`);
+    return policy;
+  } catch (err) {
+    if (err instanceof InvalidInputError) throw new RouterFormatError(err.message);
+    throw err;
+  }
 }
 
 /** SHA-256 of bytes as lower-case hex (WebCrypto: Node >= 19 and secure browser pages). */
@@ -357,8 +414,9 @@ function stableArgsort(values) {
  */
 export class Router {
   /** @internal use the loaders */
-  constructor({ config, tokenizer, session, ort, source, graphName, backend }) {
+  constructor({ config, policy, tokenizer, session, ort, source, graphName, backend }) {
     this.config = config;
+    this.policy = policy ?? parsePolicy(config.policy);
     this.tokenizer = tokenizer;
     this.session = session;
     this.ort = ort;
@@ -371,11 +429,18 @@ export class Router {
     if (lacking.length) {
       throw new RouterFormatError(`${source}/${graphName} lacks the output(s) ${lacking.join(", ")}`);
     }
+    // graphs saved before the decision policy have no choice/confidence: decided here instead
+    this.hasDecision = hasDecisionOutputs(session.outputNames);
   }
 
   /** Expert names in column order. */
   get experts() {
     return [...this.config.experts];
+  }
+
+  /** The input view applied to every prompt before tokenizing (router.json `view`). */
+  get view() {
+    return this.config.view;
   }
 
   /** Prompts per onnxruntime call when batchSize is not given (1 for int8). */
@@ -388,8 +453,10 @@ export class Router {
     return checkTexts(texts).map((t) => this.tokenizer.encode(t));
   }
 
-  async #run(encoded, batchSize) {
+  // one row per text: {scores: Float32Array, choice?: number, confidence?: number}
+  async #run(encoded, batchSize, withDecision) {
     const n = this.config.experts.length;
+    const names = withDecision ? ["scores", ...DECISION_OUTPUTS] : ["scores"];
     const out = new Array(encoded.length);
     const lengths = encoded.map((e) => e.length);
     const order = encoded.length <= batchSize ? lengths.map((_, i) => i) : stableArgsort(lengths);
@@ -408,7 +475,7 @@ export class Router {
       const result = await this.session.run({
         input_ids: new this.ort.Tensor("int64", ids, dims),
         attention_mask: new this.ort.Tensor("int64", mask, dims),
-      }, ["scores"]);
+      }, names);
       const scores = result.scores;
       if (scores.dims.length !== 2 || scores.dims[1] !== n) {
         throw new RouterFormatError(
@@ -417,7 +484,11 @@ export class Router {
         );
       }
       idx.forEach((i, row) => {
-        out[i] = Float32Array.from(scores.data.subarray(row * n, (row + 1) * n));
+        out[i] = { scores: Float32Array.from(scores.data.subarray(row * n, (row + 1) * n)) };
+        if (withDecision) {
+          out[i].choice = Number(result.choice.data[row]);
+          out[i].confidence = result.confidence.data[row];
+        }
       });
     }
     return out;
@@ -440,30 +511,78 @@ export class Router {
     texts = checkTexts(texts);
     const size = this.#batchSize(batchSize);
     if (!texts.length) return [];
-    return this.#run(texts.map((t) => this.tokenizer.encode(t)), size);
+    const rows = await this.#run(texts.map((t) => this.tokenizer.encode(t)), size, false);
+    return rows.map((r) => r.scores);
   }
 
   /**
-   * Route each text to the best expert.
-   * @param {string[]} texts
-   * @param {{topK?: number, batchSize?: number}} [options]
-   * @returns {Promise<{expert: string, scores: Record<string, number>, top: string[]}[]>}
+   * The policy's decision for rows of scores, as the graph computes it (Python's
+   * Router.decide): `wtp` overrides the router's default willingness to pay (null: quality
+   * only; undefined: the router's own).
+   * @param {ArrayLike<number>[]} scores one row of n_experts scores per prompt
+   * @param {{wtp?: number|null}} [options]
+   * @returns {{choice: number[], confidence: number[]}} column indices and confidences
    */
-  async route(texts, { topK = 1, batchSize } = {}) {
+  decide(scores, { wtp } = {}) {
+    if (wtp !== undefined) wtp = checkWtp(wtp);
+    const n = this.config.experts.length;
+    const rows = Array.from(scores ?? [], (r) => Array.from(r ?? []));
+    if (!scores || rows.some((r) => r.length !== n || !r.every((x) => typeof x === "number"))) {
+      throw new InvalidInputError(`scores must be rows of ${n} numbers (one per expert)`);
+    }
+    return this.#decide(rows, wtp);
+  }
+
+  #decide(rows, wtp) {
+    const { policy, config } = this;
+    return decide(rows, config.target, {
+      costs: policy.costs === null ? null : config.experts.map((e) => policy.costs[e]),
+      wtp: wtp === undefined ? policy.wtp : wtp,
+      temperature: policy.temperature,
+      minConfidence: policy.minConfidence,
+      fallback: policy.fallback === null ? null : config.experts.indexOf(policy.fallback),
+    });
+  }
+
+  /**
+   * Route each text: the expert the router's policy decides (the graph's `choice`), with the
+   * router's confidence in it.
+   * @param {string[]} texts
+   * @param {{topK?: number, batchSize?: number, wtp?: number|null}} [options] topK: experts
+   *   ranked by score in `top`; wtp: this call's willingness to pay (cost units per unit of
+   *   quality; null: quality only), decided from the scores and router.json's costs
+   * @returns {Promise<{expert: string, scores: Record<string, number>, top: string[],
+   *   confidence: number}[]>}
+   */
+  async route(texts, { topK = 1, batchSize, wtp } = {}) {
     texts = checkTexts(texts);
+    const size = this.#batchSize(batchSize);
     const experts = this.config.experts;
     if (!Number.isInteger(topK) || topK < 1 || topK > experts.length) {
       throw new InvalidInputError(`topK must be an integer in 1..${experts.length}, got ${topK}`);
     }
-    const size = this.#batchSize(batchSize);
+    if (wtp !== undefined) {
+      wtp = checkWtp(wtp);
+      if (wtp !== null && this.policy.costs === null) {
+        throw new InvalidInputError(
+          "wtp needs costs: this router has none (set them with Python's set_costs() or " +
+          "irde policy --costs)",
+        );
+      }
+    }
     if (!texts.length) return [];
-    const all = await this.#run(texts.map((t) => this.tokenizer.encode(t)), size);
-    return all.map((row) => {
+    const inGraph = wtp === undefined && this.hasDecision;
+    const rows = await this.#run(texts.map((t) => this.tokenizer.encode(t)), size, inGraph);
+    if (!inGraph) {
+      const { choice, confidence } = this.#decide(rows.map((r) => r.scores), wtp);
+      rows.forEach((r, i) => { r.choice = choice[i]; r.confidence = confidence[i]; });
+    }
+    return rows.map(({ scores: row, choice, confidence }) => {
       // stable sort on -score: ties go to the lower column, as argmax does
       const order = experts.map((_, j) => j).sort((a, b) => row[b] - row[a]).slice(0, topK);
       const scores = {};
       experts.forEach((name, j) => { scores[name] = row[j]; });
-      return { expert: experts[order[0]], scores, top: order.map((j) => experts[j]) };
+      return { expert: experts[choice], scores, top: order.map((j) => experts[j]), confidence };
     });
   }
 
@@ -484,11 +603,12 @@ export class Router {
  */
 export async function routerFromParts({ parsed, graphBytes, tokenizerJson, openSession, ort,
   source, backend, RouterClass = Router }) {
-  const { config, graph } = parsed;
+  const { config, graph, policy } = parsed;
   const graphSource = `${source}/${graph.name}`;
   await checkSha256(graphBytes, graph.sha256, graphSource);
   checkGraphAgainstConfig(graphBytes, config, graphSource);
-  const tokenizer = new TextTokenizer(tokenizerJson, config.max_length, `${source}/${TOKENIZER_FILE}`);
+  const tokenizer = new TextTokenizer(tokenizerJson, config.max_length, `${source}/${TOKENIZER_FILE}`,
+    config.view);
   let session;
   try {
     session = await openSession(graph);
@@ -496,5 +616,7 @@ export async function routerFromParts({ parsed, graphBytes, tokenizerJson, openS
     if (err instanceof IrdeError) throw err;
     throw new RouterFormatError(`${graphSource} cannot be loaded: ${err.message}`);
   }
-  return new RouterClass({ config, tokenizer, session, ort, source, graphName: graph.name, backend });
+  return new RouterClass({
+    config, policy, tokenizer, session, ort, source, graphName: graph.name, backend,
+  });
 }

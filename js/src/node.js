@@ -16,14 +16,20 @@ import {
 } from "./core.js";
 
 export {
+  DEFAULT_VIEW,
   FileNotFoundError,
   FORMAT_VERSIONS,
   InvalidInputError,
   IrdeError,
   MAX_CHARS_PER_TOKEN,
   RouterFormatError,
+  TAIL_CHARS_PER_TOKEN,
   TextTokenizer,
+  applyView,
+  checkView,
+  decide,
   prepareText,
+  viewNames,
 } from "./core.js";
 
 const BACKENDS = ["node", "wasm"];

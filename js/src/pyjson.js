@@ -61,8 +61,8 @@ export function pyJson(value) {
 }
 
 /**
- * One line of `irde route` output: {"id"?, "expert", "scores", "top"}, scores in the
- * column order of `experts`.
+ * One line of `irde route` output: {"id"?, "expert", "scores", "top", "confidence"}, scores
+ * in the column order of `experts` (Python's Route.to_dict()).
  */
 export function routeLine(route, experts, row) {
   const scores = new Map(experts.map((name) => [name, new PyFloat(route.scores[name])]));
@@ -71,5 +71,7 @@ export function routeLine(route, experts, row) {
   record.set("expert", route.expert);
   record.set("scores", scores);
   record.set("top", route.top);
+  const confidence = route.confidence;
+  record.set("confidence", typeof confidence === "number" ? new PyFloat(confidence) : null);
   return pyJson(record);
 }

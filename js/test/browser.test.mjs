@@ -67,16 +67,17 @@ describe("demo page in headless Chromium", { ...browserSkip(), timeout: 300_000 
   }
 
   // strings cross into the page as UTF-16 code units, so lone surrogates arrive intact
-  async function routeInPage(page, texts, topK) {
+  async function routeInPage(page, texts, topK, wtp) {
     const units = texts.map((t) => Array.from({ length: t.length }, (_, i) => t.charCodeAt(i)));
-    return page.evaluate(async ([all, k]) => {
+    return page.evaluate(async ([all, k, w]) => {
       const strings = all.map((u) => {
         let s = "";
         for (let i = 0; i < u.length; i += 8192) s += String.fromCharCode(...u.slice(i, i + 8192));
         return s;
       });
-      return window.irde.route(strings, { topK: k });
-    }, [units, topK]);
+      // undefined does not cross into the page: "default" stands for the router's own wtp
+      return window.irde.route(strings, w === "default" ? { topK: k } : { topK: k, wtp: w });
+    }, [units, topK, wtp === undefined ? "default" : wtp]);
   }
 
   it("int8 router: every golden prompt within the wasm int8 tolerance, the UI shows the decision", async () => {
@@ -84,10 +85,11 @@ describe("demo page in headless Chromium", { ...browserSkip(), timeout: 300_000 
     const page = await openPage("int8");
     const experts = golden.routers.int8.experts;
     const routes = await routeInPage(page, texts, experts.length);
-    const { maxDiff, flips } = compareRoutes("int8", routes, experts);
+    const { maxDiff, maxConfDiff, confExcess, flips } = compareRoutes("int8", routes, experts);
     assert.ok(maxDiff <= INT8_WASM_ATOL, `max |score difference| ${maxDiff}`);
+    assert.ok(confExcess <= 0, `a confidence moved ${confExcess} beyond what its scores allow`);
     for (const flip of flips) assert.ok(flip.margin < INT8_WASM_ATOL, JSON.stringify(flip));
-    console.log(`# Chromium int8: max |score difference| ${maxDiff.toExponential(2)}, ${flips.length} flip(s) of ${texts.length}`);
+    console.log(`# Chromium int8: max |score difference| ${maxDiff.toExponential(2)}, max |confidence difference| ${maxConfDiff.toExponential(2)}, ${flips.length} flip(s) of ${texts.length}`);
 
     // through the text box and the button, as a person would
     for (const i of [3, 8, 9, 20]) {
@@ -112,11 +114,31 @@ describe("demo page in headless Chromium", { ...browserSkip(), timeout: 300_000 
     const texts = await goldenTexts();
     const page = await openPage("static");
     const routes = await routeInPage(page, texts, 1);
-    const { maxDiff, flips } = compareRoutes("static", routes, golden.routers.static.experts);
+    const { maxDiff, maxConfDiff, flips } = compareRoutes("static", routes, golden.routers.static.experts);
     assert.ok(maxDiff <= SCORE_ATOL, `max |score difference| ${maxDiff}`);
+    assert.ok(maxConfDiff <= SCORE_ATOL, `max |confidence difference| ${maxConfDiff}`);
     assert.deepEqual(flips, []);
     await page.close();
   });
+
+  for (const [name, overrides] of Object.entries(golden.wtp ?? {})) {
+    it(`${name} router: Python's decisions and confidences, also with a per-call wtp`, async () => {
+      const texts = await goldenTexts();
+      const page = await openPage(name);
+      const experts = golden.routers[name].experts;
+      const routes = await routeInPage(page, texts, 1);
+      const { maxDiff, maxConfDiff, flips } = compareRoutes(name, routes, experts);
+      assert.ok(maxDiff <= SCORE_ATOL, `max |score difference| ${maxDiff}`);
+      assert.ok(maxConfDiff <= SCORE_ATOL, `max |confidence difference| ${maxConfDiff}`);
+      assert.deepEqual(flips, []);
+      assert.match(await page.textContent("#confidence"), /^confidence \d\.\d{3}$/);
+      for (const { wtp, experts: want } of overrides) {
+        const got = await routeInPage(page, texts, 1, wtp);
+        assert.deepEqual(got.map((r) => r.expert), want, `wtp ${wtp}`);
+      }
+      await page.close();
+    });
+  }
 
   it("a missing router folder shows an error naming the file", async () => {
     const page = await browser.newPage();

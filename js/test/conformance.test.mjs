@@ -1,5 +1,6 @@
-// Conformance with the Python runtime: the same token ids, scores and decisions on
-// onnxruntime-node, and on onnxruntime-web's wasm backend (what a browser computes).
+// Conformance with the Python runtime: the same token ids (each router's input view), scores,
+// decisions and confidences on onnxruntime-node, and on onnxruntime-web's wasm backend (what
+// a browser computes); the same decisions when a call overrides the willingness to pay.
 
 import assert from "node:assert/strict";
 import path from "node:path";
@@ -15,29 +16,58 @@ const ready = skipUnlessReady();
 
 describe("onnxruntime-node", ready, () => {
   for (const name of ROUTER_NAMES) {
-    it(`${name}: ids equal, scores within ${SCORE_ATOL}, identical decisions`, async () => {
+    it(`${name}: ids equal, scores and confidences within ${SCORE_ATOL}, identical decisions`, async () => {
       const texts = await goldenTexts();
       const router = await Router.load(path.join(ROUTERS, name), { threads: 1 });
-      assert.deepEqual(router.experts, golden.routers[name].experts);
+      const want = golden.routers[name];
+      assert.deepEqual(router.experts, want.experts);
+      assert.equal(router.view, want.view);
+      assert.deepEqual(router.config.layers, want.layers);
+      assert.deepEqual(router.config.policy, want.policy);
+      // routers saved before the policy lack the outputs: JS decides as Python does then
+      assert.equal(router.hasDecision, want.decision_outputs);
       const ids = router.encode(texts);
-      ids.forEach((got, i) => assert.deepEqual(got, golden.ids[i], `ids of ${golden.prompts[i].name}`));
+      ids.forEach((got, i) => assert.deepEqual(got, golden.ids[want.view][i], `ids of ${golden.prompts[i].name}`));
       const routes = await router.route(texts, { topK: router.experts.length });
-      const { maxDiff, flips } = compareRoutes(name, routes, router.experts);
+      const { maxDiff, maxConfDiff, flips } = compareRoutes(name, routes, router.experts);
       assert.ok(maxDiff <= SCORE_ATOL, `max |score difference| ${maxDiff}`);
+      assert.ok(maxConfDiff <= SCORE_ATOL, `max |confidence difference| ${maxConfDiff}`);
       assert.deepEqual(flips, []);
       await router.release();
     });
   }
 });
 
+describe("per-call willingness to pay (decided from the scores, as Python's policy.decide)", ready, () => {
+  for (const [name, overrides] of Object.entries(golden.wtp ?? {})) {
+    for (const backend of ["node", "wasm"]) {
+      it(`${name} on ${backend}: the decisions of route(texts, { wtp }) for wtp ${overrides.map((o) => String(o.wtp)).join(", ")}`, async () => {
+        const texts = await goldenTexts();
+        const router = await Router.load(path.join(ROUTERS, name), { threads: 1, backend });
+        for (const { wtp, experts, confidence } of overrides) {
+          const routes = await router.route(texts, { wtp });
+          assert.deepEqual(routes.map((r) => r.expert), experts, `wtp ${wtp}`);
+          const diff = Math.max(...routes.map((r, i) => Math.abs(r.confidence - confidence[i])));
+          assert.ok(diff <= SCORE_ATOL, `wtp ${wtp}: max |confidence difference| ${diff}`);
+        }
+        // the wtp the router stores gives the graph's own decision
+        const own = await router.route(texts, { wtp: router.config.policy.wtp ?? null });
+        assert.deepEqual(own.map((r) => r.expert), golden.experts[name]);
+        await router.release();
+      });
+    }
+  }
+});
+
 describe("onnxruntime-web (wasm)", ready, () => {
-  for (const name of ["static", "fp32"]) {
+  for (const name of ROUTER_NAMES.filter((n) => n !== "int8")) {
     it(`${name}: scores within ${SCORE_ATOL}, identical decisions`, async () => {
       const texts = await goldenTexts();
       const router = await Router.load(path.join(ROUTERS, name), { backend: "wasm" });
       const routes = await router.route(texts);
-      const { maxDiff, flips } = compareRoutes(name, routes, router.experts);
+      const { maxDiff, maxConfDiff, flips } = compareRoutes(name, routes, router.experts);
       assert.ok(maxDiff <= SCORE_ATOL, `max |score difference| ${maxDiff}`);
+      assert.ok(maxConfDiff <= SCORE_ATOL, `max |confidence difference| ${maxConfDiff}`);
       assert.deepEqual(flips, []);
       await router.release();
     });
@@ -47,12 +77,14 @@ describe("onnxruntime-web (wasm)", ready, () => {
     const texts = await goldenTexts();
     const router = await Router.load(path.join(ROUTERS, "int8"), { backend: "wasm" });
     const routes = await router.route(texts);
-    const { maxDiff, flips } = compareRoutes("int8", routes, router.experts);
+    const { maxDiff, maxConfDiff, confExcess, flips } = compareRoutes("int8", routes, router.experts);
     assert.ok(maxDiff <= INT8_WASM_ATOL, `max |score difference| ${maxDiff}`);
+    // the calibrated softmax (small temperature) magnifies the score moves: bounded by them
+    assert.ok(confExcess <= 0, `a confidence moved ${confExcess} beyond what its scores allow`);
     for (const flip of flips) {
       assert.ok(flip.margin < INT8_WASM_ATOL, `decision flipped at a margin of ${flip.margin}: ${JSON.stringify(flip)}`);
     }
-    console.log(`# int8 on wasm: max |score difference| ${maxDiff.toExponential(2)}, ${flips.length} flip(s) of ${texts.length}`);
+    console.log(`# int8 on wasm: max |score difference| ${maxDiff.toExponential(2)}, max |confidence difference| ${maxConfDiff.toExponential(2)}, ${flips.length} flip(s) of ${texts.length}`);
     await router.release();
   });
 });

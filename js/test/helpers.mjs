@@ -6,10 +6,11 @@ import { fileURLToPath } from "node:url";
 
 export const JS_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 export const REPO = path.resolve(JS_ROOT, "..");
+export const golden = JSON.parse(readFileSync(path.join(JS_ROOT, "test", "golden.json"), "utf8"));
 export const ROUTERS = process.env.IRDE_JS_ROUTERS ?? path.join(JS_ROOT, "test", "routers");
 export const SHARED_DATA = process.env.IRDE_SHARED_DATA ??
   path.resolve(REPO, "..", "shared", "data");
-export const ROUTER_NAMES = ["static", "fp32", "int8"];
+export const ROUTER_NAMES = Object.keys(golden.routers);
 // Static and fp32 graphs compute the same float32 arithmetic in every onnxruntime build.
 export const SCORE_ATOL = 1e-5;
 // The wasm int8 kernels (DynamicQuantizeLinear + MatMulInteger) round differently from the
@@ -17,7 +18,6 @@ export const SCORE_ATOL = 1e-5;
 // Python's margin between the two experts is below it.
 export const INT8_WASM_ATOL = 0.05;
 
-export const golden = JSON.parse(readFileSync(path.join(JS_ROOT, "test", "golden.json"), "utf8"));
 
 /** Why the conformance tests cannot run here, or null (in CI a missing input fails). */
 export function missingInputs() {
@@ -58,18 +58,34 @@ export async function goldenTexts() {
   return cachedTexts;
 }
 
-/** Compare routes with the golden scores of one router; returns the figures. */
+/**
+ * Compare routes with the golden scores, decisions and confidences of one router; returns
+ * the figures: maxDiff (scores), maxConfDiff (confidences), flips (other decisions), and
+ * confExcess: how far a confidence moved beyond what its scores' move allows (softmax with
+ * temperature T moves by at most 2 max|score move| / T; a score's clip by at most its move).
+ */
 export function compareRoutes(name, routes, experts) {
   const want = golden.scores[name];
+  const policy = golden.routers[name].policy ?? {};
+  const domain = golden.routers[name].target !== "score";
   let maxDiff = 0;
+  let maxConfDiff = 0;
+  let confExcess = 0;
   const flips = [];
   routes.forEach((route, i) => {
-    experts.forEach((e, j) => { maxDiff = Math.max(maxDiff, Math.abs(route.scores[e] - want[i][j])); });
+    let rowDiff = 0;
+    experts.forEach((e, j) => { rowDiff = Math.max(rowDiff, Math.abs(route.scores[e] - want[i][j])); });
+    maxDiff = Math.max(maxDiff, rowDiff);
+    const confDiff = Math.abs(route.confidence - golden.confidence[name][i]);
+    maxConfDiff = Math.max(maxConfDiff, confDiff);
     if (route.expert !== golden.experts[name][i]) {
       const py = want[i];
       const margin = py[experts.indexOf(golden.experts[name][i])] - py[experts.indexOf(route.expert)];
       flips.push({ prompt: golden.prompts[i].name, python: golden.experts[name][i], js: route.expert, margin });
+    } else {
+      const bound = domain ? (2 * rowDiff) / (policy.temperature ?? 1) : rowDiff;
+      confExcess = Math.max(confExcess, confDiff - bound - 1e-6);
     }
   });
-  return { maxDiff, flips };
+  return { maxDiff, maxConfDiff, confExcess, flips };
 }

@@ -47,10 +47,11 @@ describe("Router", ready, () => {
   }
   const sha256 = async (file) => createHash("sha256").update(await readFile(file)).digest("hex");
 
-  it("routes like Python: expert, scores by name, top", async () => {
+  it("routes like Python: expert, scores by name, top, confidence", async () => {
     const router = await Router.load(staticDir);
     const [route] = await router.route(["Solve 3x + 5 = 20"], { topK: 2 });
-    assert.deepEqual(Object.keys(route), ["expert", "scores", "top"]);
+    assert.deepEqual(Object.keys(route), ["expert", "scores", "top", "confidence"]);
+    assert.ok(route.confidence > 0 && route.confidence <= 1);
     assert.deepEqual(Object.keys(route.scores), router.experts);
     assert.equal(route.top.length, 2);
     assert.equal(route.top[0], route.expert);
@@ -130,6 +131,21 @@ describe("Router", ready, () => {
     await assert.rejects(Router.load(dir), /needs files\.graph\.name, a file name in the router folder/);
     await editConfig(dir, (c) => { c.files.graph = { name: "router.9.onnx" }; });
     await assert.rejects(Router.load(dir), /router\.9\.onnx is missing/);
+  });
+
+  it("applies router.json's view before tokenizing, and refuses an unknown one", async () => {
+    const dir = await copyRouter("viewed");
+    await editConfig(dir, (c) => { c.view = "strip_options"; });
+    const viewed = await Router.load(dir);
+    const plain = await Router.load(staticDir);
+    assert.equal(viewed.view, "strip_options");
+    const question = "Which court hears appeals?";
+    const mc = `${question}\nA. district\nB. supreme\nAnswer:`;
+    assert.deepEqual(viewed.encode([mc]), plain.encode([question]));
+    assert.deepEqual(await viewed.scores([mc]), await plain.scores([question]));
+    await editConfig(dir, (c) => { c.view = "strip_options+middle"; });
+    await assert.rejects(Router.load(dir), (e) => e instanceof RouterFormatError &&
+      /unknown view 'middle' in 'strip_options\+middle'.*upgrade irde-onnx or train the router again/.test(e.message));
   });
 
   it("routes a whole golden batch in input order", async () => {

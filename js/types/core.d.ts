@@ -1,8 +1,17 @@
-/** What Python's Route.to_dict() holds: the chosen expert, every score by name, the top k. */
+/**
+ * What Python's Route.to_dict() holds: the decided expert, every score by name, the top k by
+ * score, and the router's confidence in its pick.
+ */
 export interface Route {
+  /** The expert the router's policy decides (the graph's `choice`): the best score unless
+   * costs and the willingness to pay, or the confidence threshold and fallback, say otherwise. */
   expert: string;
   scores: Record<string, number>;
+  /** The topK experts with the best scores, best first. */
   top: string[];
+  /** Domain routers: the pick's softmax(scores / temperature); score routers: its score
+   * clipped to [0, 1] (the graph's `confidence`). */
+  confidence: number;
 }
 
 export interface RouteOptions {
@@ -10,6 +19,41 @@ export interface RouteOptions {
   topK?: number;
   /** Prompts per onnxruntime call (default 1 for int8 routers, else 32). */
   batchSize?: number;
+  /**
+   * This call's willingness to pay (cost units per unit of quality, > 0), instead of the
+   * router's default; null: quality only. A number needs costs in router.json's policy.
+   */
+  wtp?: number | null;
+}
+
+/** router.json's `policy`: every field optional (absent: none of them). */
+export interface PolicySettings {
+  readonly costs?: Record<string, number>;
+  readonly wtp?: number;
+  readonly min_confidence?: number;
+  readonly fallback?: string;
+  readonly temperature?: number;
+  readonly calibration?: Record<string, [number, number]>;
+}
+
+/** The settings of the decision rule, columns as indices (see decide). */
+export interface DecideSettings {
+  /** Cost of each expert in column order, or null (quality only). */
+  costs?: ArrayLike<number> | null;
+  /** Willingness to pay, or null (quality only). */
+  wtp?: number | null;
+  /** Domain routers: the softmax temperature (default 1). */
+  temperature?: number;
+  /** Below this confidence the prompt goes to `fallback` (default 0: never). */
+  minConfidence?: number;
+  /** Column of the fallback expert, or null. */
+  fallback?: number | null;
+}
+
+/** Choices (column indices) and confidences, one per row of scores. */
+export interface Decision {
+  choice: number[];
+  confidence: number[];
 }
 
 /** router.json, as written by the Python package. */
@@ -27,6 +71,12 @@ export interface RouterConfig {
   readonly fingerprint: string;
   readonly package_version: string;
   readonly files?: Record<"graph" | "stats", { name: string; sha256?: string }>;
+  /** The input view applied before tokenizing ("full" when router.json has none). */
+  readonly view: string;
+  /** Pooled encoder layers, e.g. [6, 5] ([]: the last layer alone). */
+  readonly layers: number[];
+  /** The decision settings ({} when router.json has none). */
+  readonly policy: PolicySettings;
   readonly [key: string]: unknown;
 }
 
@@ -45,17 +95,35 @@ export class FileNotFoundError extends IrdeError {
 export const MAX_CHARS_PER_TOKEN: 32;
 /** router.json format versions this package reads. */
 export const FORMAT_VERSIONS: number[];
+/** The view of routers that name none: the text as it is. */
+export const DEFAULT_VIEW: "full";
+/** Code points kept per token of max_length by the `tail` and `head_tail` views. */
+export const TAIL_CHARS_PER_TOKEN: 3;
 
 /**
- * The text every host tokenizes: unpaired surrogates become U+FFFD, then only the first
- * maxLength * 32 code points are kept.
+ * The text every host tokenizes: unpaired surrogates become U+FFFD, then the input view is
+ * applied (default "full"), then only the first maxLength * 32 code points are kept.
  */
-export function prepareText(text: string, maxLength: number): string;
+export function prepareText(text: string, maxLength: number, view?: string): string;
+/** The single input views: "full", "strip_options", "tail", "head_tail" (compose with "+"). */
+export function viewNames(): string[];
+/** Return view if it names a view or a "+" composition, else throw InvalidInputError. */
+export function checkView(view: string): string;
+/** Apply a (checked) view to well-formed text, counting code points. */
+export function applyView(view: string, text: string, maxLength: number): string;
+/**
+ * The decision rule of irde_onnx.policy.decide on rows of scores (float32, like the graph).
+ * @param target "domain" (softmax quality) or "score" (scores as quality)
+ */
+export function decide(scores: ArrayLike<number>[], target: "domain" | "score",
+  settings?: DecideSettings): Decision;
 
 /** A tokenizer.json with truncation to maxLength, giving the Python runtime's ids. */
 export class TextTokenizer {
-  constructor(json: object, maxLength: number, source?: string);
+  constructor(json: object, maxLength: number, source?: string, view?: string);
   readonly maxLength: number;
+  /** The input view applied to every text first. */
+  readonly view: string;
   readonly padId: number;
   /** Token ids of one text, special tokens included, truncated to maxLength. */
   encode(text: string): number[];
@@ -70,14 +138,24 @@ export class Router {
   readonly backend: "node" | "wasm";
   /** Expert names in column order. */
   readonly experts: string[];
+  /** The input view applied before tokenizing (router.json `view`). */
+  readonly view: string;
+  /** True when the graph computes `choice` and `confidence` (routers saved before the
+   * policy do not; their decision is then computed from the scores). */
+  readonly hasDecision: boolean;
   /** Prompts per onnxruntime call when batchSize is not given (1 for int8). */
   readonly defaultBatchSize: number;
   /** Token ids of each text, special tokens included (what the graph is fed). */
   encode(texts: string[]): number[][];
   /** Every expert's score for each text, in column order. */
   scores(texts: string[], options?: { batchSize?: number }): Promise<Float32Array[]>;
-  /** Route each text to the best expert; one Route per text, in input order. */
+  /** Route each text: the policy's decision and confidence; one Route per text, in input order. */
   route(texts: string[], options?: RouteOptions): Promise<Route[]>;
+  /**
+   * The policy's decision for rows of scores (Python's Router.decide); wtp overrides the
+   * router's default (null: quality only).
+   */
+  decide(scores: ArrayLike<number>[], options?: { wtp?: number | null }): Decision;
   /** Free the onnxruntime session. */
   release(): Promise<void>;
 }

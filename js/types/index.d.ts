@@ -2,10 +2,13 @@
 import { Router as CoreRouter } from "./core.js";
 
 export {
-  FileNotFoundError, FORMAT_VERSIONS, InvalidInputError, IrdeError, MAX_CHARS_PER_TOKEN,
-  RouterFormatError, TextTokenizer, prepareText,
+  DEFAULT_VIEW, FileNotFoundError, FORMAT_VERSIONS, InvalidInputError, IrdeError,
+  MAX_CHARS_PER_TOKEN, RouterFormatError, TAIL_CHARS_PER_TOKEN, TextTokenizer, applyView,
+  checkView, decide, prepareText, viewNames,
 } from "./core.js";
-export type { Route, RouteOptions, RouterConfig } from "./core.js";
+export type {
+  Decision, DecideSettings, PolicySettings, Route, RouteOptions, RouterConfig,
+} from "./core.js";
 
 export interface LoadOptions {
   /** onnxruntime intra-op threads (default: onnxruntime decides). */
