@@ -183,6 +183,11 @@ def draw(results: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def _limit(n: int) -> str:
+    """A row limit as the report words it (a limit above every file's size means all)."""
+    return "all rows" if n >= 1_000_000 else f"at most {n:,} rows"
+
+
 def report(results: list[dict[str, Any]]) -> str:
     rows = []
     for r in results:
@@ -195,7 +200,9 @@ def report(results: list[dict[str, Any]]) -> str:
     return (
         "## Calibrated confidence and abstaining (`benchmarks/calibration.py`)\n\n"
         + header(command_line()) + "\n"
-        f"Rows sampled by id hash (this 2-core machine was shared): {results[0]['limits']}; "
+        f"Rows: {_limit(results[0]['limits']['domains_per_source'])} per domain source and "
+        f"{_limit(results[0]['limits']['routerdc_per_task'])} per routerdc7 task (id-hash "
+        "order); "
         f"domains {results[0]['n_train']} train / {results[0]['n_test']} test in-source. "
         "int8 MiniLM features, ridge head with lam by 5-fold CV on train; the calibration "
         "(softmax temperature for domains, per-expert affine map for routerdc7 scores) is fit "
