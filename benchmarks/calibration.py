@@ -48,6 +48,7 @@ from irde_onnx.decision_metrics import (  # noqa: E402
     expected_calibration_error,
     reliability,
 )
+from irde_onnx.defaults import default_layers, default_view  # noqa: E402
 from irde_onnx.export.calibrate import out_of_fold_scores  # noqa: E402
 from irde_onnx.policy import fit_affine, fit_temperature, softmax  # noqa: E402
 from irde_onnx.ridge import Moments, choose_lam, solve  # noqa: E402
@@ -183,6 +184,10 @@ def draw(results: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+DEFAULT_NAME = (f"view {default_view('minilm')}, layers "
+                f"{','.join(map(str, default_layers('minilm'))) or 'last'}")
+
+
 def _limit(n: int) -> str:
     """A row limit as the report words it (a limit above every file's size means all)."""
     return "all rows" if n >= 1_000_000 else f"at most {n:,} rows"
@@ -204,7 +209,8 @@ def report(results: list[dict[str, Any]]) -> str:
         f"{_limit(results[0]['limits']['routerdc_per_task'])} per routerdc7 task (id-hash "
         "order); "
         f"domains {results[0]['n_train']} train / {results[0]['n_test']} test in-source. "
-        "int8 MiniLM features, ridge head with lam by 5-fold CV on train; the calibration "
+        f"Features: the trainer's default int8 MiniLM router ({DEFAULT_NAME}); ridge head "
+        "with lam by 5-fold CV on train; the calibration "
         "(softmax temperature for domains, per-expert affine map for routerdc7 scores) is fit "
         "on out-of-fold scores of the same folds, as `RouterTrainer` does. ECE over 15 "
         "equal-width bins on held-out rows.\n\n"
