@@ -3,10 +3,13 @@
 Each variant (an input view of :mod:`irde_onnx.views` and a set of pooled MiniLM layers) is
 trained and tested on every protocol in one run: RouterDC ID/OOD (train grouped by task),
 domains in-source and cross-source (train on each domain's largest source, test on its
-others). Beside the test numbers, every variant gets the criteria a user has *without* test
-data, on each protocol's training rows: grouped cross-validation squared error (what
-``RouterTrainer(view="auto", layers="auto")`` minimises), accuracy and regret, with the
-domain rows grouped by source subset (``mmlu/anatomy``) or by source benchmark (``mmlu``).
+others), and RouterBench AIQ (the cost-aware decision of :mod:`irde_onnx.policy` swept over
+the willingness to pay, as ``routerbench.py`` does). Beside the test numbers, every variant
+gets the criteria a user has *without* test data, on each protocol's training rows: grouped
+cross-validation squared error (what ``RouterTrainer(view="auto", layers="auto")``
+minimises), accuracy and regret, with the domain rows grouped by source subset
+(``mmlu/anatomy``) or by source benchmark (``mmlu``); for RouterBench, the AIQ of the
+out-of-fold predictions on train (the trainer's 5 folds).
 Selection rules combine them over RouterDC and the domains; ``DEFAULT_RULE`` is the one that
 sets the trainer's default (README, "How the defaults were chosen"), and the report shows
 what every rule picks and how it ranks the variants against the held-out-source test.
@@ -24,9 +27,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from decision_data import CostRows, load_cost_rows
 from heads import log, routing_utility
 from results import label_result, scored_metrics
-from splits import Labelled, cross_source_split, in_source_split, load_scored, onehot, read_rows
+from routerbench import curve_aiq, oof, ridge_predictor, sweep, trainer_lam
+from splits import (
+    Labelled,
+    cross_source_split,
+    id_hash,
+    in_source_split,
+    load_scored,
+    onehot,
+    read_rows,
+)
 
 from irde_onnx.export.selection import block_columns, fold_moments
 from irde_onnx.ridge import choose_lam, group_fold_ids, lam_grid, solve
@@ -39,6 +52,9 @@ LAYER_SETS: tuple[tuple[int, ...], ...] = ((6,), (6, 5))
 UNION = (6, 5)
 WIDTH = 384
 MAX_LENGTH = 256
+# --limit keeps at least this many RouterBench rows per task (5-fold CV with calibration
+# inside each fold needs a few rows per fold)
+MIN_ROUTERBENCH_ROWS = 25
 
 
 class TextFeatures:
@@ -294,6 +310,63 @@ def domain_variants(data_dir: Path, limit: int | None, feats: TextFeatures
     return out
 
 
+def limit_cost_rows(rows: CostRows, limit: int | None) -> CostRows:
+    """The first ``limit`` rows of each task in id-hash order, file order kept (all if None)."""
+    if limit is None:
+        return rows
+    seen: dict[str, int] = {}
+    keep = []
+    for i in sorted(range(len(rows.ids)), key=lambda i: id_hash(rows.ids[i])):
+        if seen.get(rows.tasks[i], 0) < limit:
+            seen[rows.tasks[i]] = seen.get(rows.tasks[i], 0) + 1
+            keep.append(i)
+    keep.sort()
+    return CostRows([rows.ids[i] for i in keep], [rows.texts[i] for i in keep],
+                    [rows.tasks[i] for i in keep], rows.y[keep], rows.cost[keep],
+                    rows.experts)
+
+
+def cost_aware_aiq(x: np.ndarray, train: CostRows, xt: np.ndarray, test: CostRows
+                   ) -> dict[str, float]:
+    """Test AIQ and train-CV AIQ of the head as RouterTrainer fits it on score targets.
+
+    lam by the trainer's 5-fold squared error on train, the per-LLM affine calibration on
+    out-of-fold predictions, then ``decide``'s cost-aware rule with the mean train costs over
+    ``routerbench.py``'s wtp sweep; AIQ over the single models' cost range of the rows
+    scored. ``cv_aiq``: the same on train, each row predicted by the head fit without its
+    fold (the criterion a user has without test data).
+    """
+    costs = train.cost.mean(axis=0)
+    lam = trainer_lam(x, train.y)
+    predict = ridge_predictor(lam, calibrate=True)
+    test_points = sweep(predict(x, train.y, xt), test, costs)
+    cv_points = sweep(oof(x, train.y, predict), train, costs)
+    return {"aiq": curve_aiq(test_points, test), "cv_aiq": curve_aiq(cv_points, train),
+            "lam": lam}
+
+
+def routerbench_variants(data: Path, limit: int | None, feats: TextFeatures
+                         ) -> dict[tuple[str, tuple[int, ...]], dict[str, float]]:
+    """RouterBench test AIQ and train-CV AIQ of every variant (empty without the data)."""
+    folder = data / "routerbench"
+    if not (folder / "train.jsonl").is_file() or not (folder / "test.jsonl").is_file():
+        log(f"generalisation: no {folder}/train.jsonl and test.jsonl, RouterBench AIQ skipped")
+        return {}
+    keep = None if limit is None else max(limit, MIN_ROUTERBENCH_ROWS)
+    train = limit_cost_rows(load_cost_rows(folder / "train.jsonl"), keep)
+    test = limit_cost_rows(load_cost_rows(folder / "test.jsonl", train.experts), keep)
+    out = {}
+    for view in VIEWS:
+        f = feats.features(viewed(train.texts, view), f"routerbench-train {view}")
+        ft = feats.features(viewed(test.texts, view), f"routerbench-test {view}")
+        for layers in LAYER_SETS:
+            cols = _columns(layers)
+            out[(view, layers)] = cost_aware_aiq(f[:, cols].astype(np.float64), train,
+                                                 ft[:, cols].astype(np.float64), test)
+    log("generalisation: RouterBench variants done")
+    return out
+
+
 # The selection rules compared. Each is the mean, over RouterDC train (leave-one-task-out)
 # and the in-source training rows of the domains (grouped as named), of a grouped-CV
 # criterion relative to the plain router's (view full, last layer); lower is better.
@@ -373,16 +446,19 @@ def generalisation(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         name = f"text-features-{router.config.fingerprint[:16]}-{part}.npz"
         return TextFeatures(args.cache / name, router)
 
-    caches = {part: cache(part) for part in ("routerdc", "domains")}
+    caches = {part: cache(part) for part in ("routerdc", "domains", "routerbench")}
     dc = routerdc_variants(args.data, args.limit, caches["routerdc"])
     dom = domain_variants(args.data, args.limit, caches["domains"])
+    rb = routerbench_variants(args.data, args.limit, caches["routerbench"])
     variants = {v: {"view": v[0], "layers": list(v[1]),
                     "criteria": {**dc[v]["criteria"], **dom[v]["criteria"]},
                     "test": {"routerdc_id": dc[v]["test"]["test_id"]["mean"]["router"],
                              "routerdc_ood": dc[v]["test"]["test_ood"]["mean"]["router"],
-                             **dom[v]["test"]},
+                             **dom[v]["test"],
+                             "routerbench_aiq": rb[v]["aiq"] if rb else None},
+                    "routerbench_cv_aiq": rb[v]["cv_aiq"] if rb else None,
                     "lam": {"routerdc": dc[v]["criteria"]["routerdc/task"]["lam"],
-                            **dom[v]["lam"]},
+                            **dom[v]["lam"], "routerbench": rb[v]["lam"] if rb else None},
                     "routerdc_tasks": {s: dc[v]["test"][s] for s in ("test_id", "test_ood")}}
                 for v in dc}
     rules = apply_rules(variants)
@@ -433,14 +509,20 @@ def report_section(out: dict[str, Any], args: argparse.Namespace, seconds: float
 
     def test_cells(v: tuple[str, tuple[int, ...]]) -> list[str]:
         t = variants[v]["test"]
-        return [f"**{_pct(t[k])}**" for k in ("routerdc_id", "routerdc_ood", "in_source",
-                                              "cross_source")]
+        return [*(f"**{_pct(t[k])}**" for k in ("routerdc_id", "routerdc_ood", "in_source",
+                                                "cross_source")),
+                f"**{_num(t.get('routerbench_aiq'))}**"]
 
+    cv_aiq: dict[Any, float | None] = {v: r.get("routerbench_cv_aiq")
+                                        for v, r in variants.items()}
+    measured = {v: float(c) for v, c in cv_aiq.items() if c is not None}
+    aiq_pick = max(measured, key=measured.__getitem__) if measured else None
     rows = []
     for v in variants:
         mark = " ◀" if v == default else ""
         rows.append([f"`{v[0]}`", ",".join(map(str, v[1])),
-                     f"{values[DEFAULT_RULE][v]:.4f}{mark}", *test_cells(v)])
+                     f"{values[DEFAULT_RULE][v]:.4f}{mark}",
+                     _num(cv_aiq[v]) + (" ◀" if v == aiq_pick else ""), *test_cells(v)])
     crit_keys = list(next(iter(variants.values()))["criteria"])
     crit_rows = []
     for v, r in variants.items():
@@ -465,7 +547,28 @@ def report_section(out: dict[str, Any], args: argparse.Namespace, seconds: float
         proto_rows.append([name, _label(v),
                            rho({u: r["criteria"][key][crit] for u, r in variants.items()}),
                            *test_cells(v)])
+    if aiq_pick is not None:
+        proto_rows.append(["routerbench train-CV AIQ", _label(aiq_pick),
+                           rho({v: -c for v, c in measured.items()}), *test_cells(aiq_pick)])
     best = {k: max(variants, key=lambda v, k=k: variants[v]["test"][k]) for k in TARGETS}
+    if aiq_pick is None:
+        aiq_text = "RouterBench AIQ: no `routerbench/` in --data, not measured."
+    else:
+        test_aiq = {v: r["test"]["routerbench_aiq"] for v, r in variants.items()}
+        r_aiq = rank_correlation({v: -c for v, c in measured.items()}, test_aiq)
+        top = max(test_aiq, key=test_aiq.__getitem__)
+        aiq_text = (
+            "*RouterBench AIQ*: the head as the trainer fits it on RouterBench's 0/1 results "
+            "(lam by 5-fold squared error on train, the per-LLM affine calibration on "
+            "out-of-fold predictions), then `irde_onnx.policy.decide`'s rule "
+            "argmax(predicted quality - cost / wtp) with the mean train costs over the wtp "
+            "sweep of `benchmarks/routerbench.py` (200 values plus quality only); AIQ is the "
+            "area under the quality-cost hull over the single models' cost range. *Train-CV "
+            "AIQ*: the same on train with each row predicted by the head fit without its fold "
+            f"(the trainer's 5 folds); ◀ is its pick, {_label(aiq_pick)} (test AIQ "
+            f"{_num(test_aiq[aiq_pick])}; best on test {_num(test_aiq[top])}, {_label(top)}; "
+            "Spearman correlation of train-CV and test AIQ across the variants "
+            + ("—" if r_aiq is None else f"{r_aiq:+.2f}") + ").")
     chosen = variants[default]["test"]
     met = [f"{TITLES[k]} {_pct(chosen[k])} ({'met' if chosen[k] >= t else 'missed'}, target "
            f"{_pct(t)})" for k, t in TARGETS.items()]
@@ -482,7 +585,8 @@ def report_section(out: dict[str, Any], args: argparse.Namespace, seconds: float
         "Each variant is trained on each protocol's training rows (lam by grouped-CV squared "
         "error, as the trainer does) and tested on its test rows: RouterDC test_id / test_ood "
         "(mean over tasks), domains in-source (20% of rows by id hash) and cross-source "
-        "(train on each domain's largest source, accuracy on the rows of its other sources). "
+        "(train on each domain's largest source, accuracy on the rows of its other sources), "
+        "RouterBench test AIQ (below). "
         "The *default rule* column is the criterion that set the trainer's default "
         f"(`{DEFAULT_RULE}`: {RULES[DEFAULT_RULE][2]}), on training rows only: its mean over "
         "RouterDC train (leave-one-task-out) and the in-source training rows of the domains, "
@@ -492,19 +596,22 @@ def report_section(out: dict[str, Any], args: argparse.Namespace, seconds: float
         "accuracy; for RouterDC the oracle's (best LLM per prompt) mean score minus the "
         "router's. The domain rows a rule sees include the cross-source test rows (the "
         "domains have no split of their own), never the in-source or RouterDC test rows.", "",
+        aiq_text, "",
         markdown_table(["view", "layers", f"default rule ({DEFAULT_RULE}, rel.)",
-                        "**RouterDC ID**", "**RouterDC OOD**", "**in-source acc.**",
-                        "**cross-source acc. (held-out sources)**"], rows), "",
+                        "RouterBench AIQ (train CV)", "**RouterDC ID**", "**RouterDC OOD**",
+                        "**in-source acc.**", "**cross-source acc. (held-out sources)**",
+                        "**RouterBench AIQ (test)**"], rows), "",
         "### What each selection rule picks (training rows only)", "",
         "Rules: the mean over RouterDC train and the domains' in-source training rows of a "
         "grouped-CV criterion relative to the plain router. Per protocol: one criterion on "
         "that protocol's own training rows (`cross_source/benchmark` cannot be computed: "
         "there every domain trains on one benchmark). *Rank corr.*: Spearman correlation, "
         "across the variants, between the criterion (lower is better, so negated) and "
-        "cross-source test accuracy (for reading only: nothing is chosen by it).", "",
+        "cross-source test accuracy (for reading only: nothing is chosen by it); the RouterBench "
+        "row ranks by train-CV AIQ, higher is better.", "",
         markdown_table(["rule", "picks", "rank corr. with cross-source test",
-                        "RouterDC ID", "RouterDC OOD", "in-source", "cross-source"],
-                       rule_rows + proto_rows), "",
+                        "RouterDC ID", "RouterDC OOD", "in-source", "cross-source",
+                        "RouterBench AIQ"], rule_rows + proto_rows), "",
         "### Grouped-CV criteria of every variant (training rows only)", "",
         "Each cell: held-out squared error / held-out accuracy (RouterDC: mean score of the "
         "chosen LLM over tasks), each at its best lam. `subset`: grouped 5-fold over source "
