@@ -36,15 +36,19 @@ def machine() -> str:
     import numpy
     import onnxruntime
 
-    return (f"{cpu}, {os.cpu_count()} cores{mem}; {platform.system()} {platform.release()}; "
-            f"Python {platform.python_version()}, onnxruntime {onnxruntime.__version__}, "
-            f"numpy {numpy.__version__}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores{mem}; {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}, onnxruntime {onnxruntime.__version__}, "
+        f"numpy {numpy.__version__}"
+    )
 
 
 def header(command: str) -> str:
     """Machine, date and the command that produced a section."""
-    return (f"Machine: {machine()}  \nDate: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
-            f"  \nCommand: `{command}`\n")
+    return (
+        f"Machine: {machine()}  \nDate: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+        f"  \nCommand: `{command}`\n"
+    )
 
 
 def command_line() -> str:
@@ -67,8 +71,11 @@ def write_section(name: str, markdown: str, path: Path | None = None) -> None:
     block = f"{begin}\n{markdown.rstrip()}\n{end}"
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else \
-        text.rstrip() + "\n\n" + block + "\n"
+    text = (
+        pattern.sub(lambda _: block, text)
+        if pattern.search(text)
+        else text.rstrip() + "\n\n" + block + "\n"
+    )
     path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
 
 

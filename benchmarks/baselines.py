@@ -65,8 +65,13 @@ def mlp_model(classifier: bool, n: int) -> Any:
     from sklearn.neural_network import MLPClassifier, MLPRegressor
 
     cls = MLPClassifier if classifier else MLPRegressor
-    return cls(hidden_layer_sizes=(256,), early_stopping=n >= 50, validation_fraction=0.1,
-               max_iter=300, random_state=SEED)
+    return cls(
+        hidden_layer_sizes=(256,),
+        early_stopping=n >= 50,
+        validation_fraction=0.1,
+        max_iter=300,
+        random_state=SEED,
+    )
 
 
 def class_columns(p: np.ndarray, train_labels: np.ndarray, classes: list[str]) -> np.ndarray:
@@ -88,8 +93,9 @@ def static_mean_features(texts: list[str], max_length: int = 256) -> np.ndarray:
 
     table = _static_table()
     ids = TextTokenizer(minilm_tokenizer_file(), max_length).content_ids(texts)
-    x = np.stack([table[i].mean(axis=0) if len(i) else np.zeros(table.shape[1], np.float32)
-                  for i in ids])
+    x = np.stack(
+        [table[i].mean(axis=0) if len(i) else np.zeros(table.shape[1], np.float32) for i in ids]
+    )
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 

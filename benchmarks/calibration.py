@@ -70,8 +70,9 @@ def fit_head(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, floa
     return w, b, lam, out_of_fold_scores(folds, fold, x, lam)
 
 
-def domain_split(name: str, x: np.ndarray, xt: np.ndarray, labels: list[str],
-                 test_labels: list[str]) -> dict[str, Any]:
+def domain_split(
+    name: str, x: np.ndarray, xt: np.ndarray, labels: list[str], test_labels: list[str]
+) -> dict[str, Any]:
     classes = sorted(set(labels))
     y = onehot(labels, classes)
     w, b, lam, oof = fit_head(x, y)
@@ -85,13 +86,21 @@ def domain_split(name: str, x: np.ndarray, xt: np.ndarray, labels: list[str],
         "softmax, T = 1": softmax(s).max(1),
         "raw top score, clipped to [0, 1]": np.clip(s.max(1), 0, 1),
     }
-    out = {"split": name, "n_train": len(x), "n_test": len(xt), "lam": lam, "temperature": temp,
-           "accuracy": float(right.mean()),
-           "ece": {k: expected_calibration_error(c, right) for k, c in conf.items()},
-           "at_coverage": {f"{c:g}": accuracy_at_coverage(conf["softmax, T fit on train folds"],
-                                                          right, c) for c in COVERAGES},
-           "reliability": reliability(conf["softmax, T fit on train folds"], right),
-           "threshold_at_80": float(np.quantile(conf["softmax, T fit on train folds"], 0.2))}
+    out = {
+        "split": name,
+        "n_train": len(x),
+        "n_test": len(xt),
+        "lam": lam,
+        "temperature": temp,
+        "accuracy": float(right.mean()),
+        "ece": {k: expected_calibration_error(c, right) for k, c in conf.items()},
+        "at_coverage": {
+            f"{c:g}": accuracy_at_coverage(conf["softmax, T fit on train folds"], right, c)
+            for c in COVERAGES
+        },
+        "reliability": reliability(conf["softmax, T fit on train folds"], right),
+        "threshold_at_80": float(np.quantile(conf["softmax, T fit on train folds"], 0.2)),
+    }
     log(f"{name}: accuracy {out['accuracy']:.3f}, T {temp:.3f}, ECE {out['ece']}")
     return out
 
@@ -99,8 +108,12 @@ def domain_split(name: str, x: np.ndarray, xt: np.ndarray, labels: list[str],
 def sampled_cross_source(data: Any, train_source: dict[str, str]) -> np.ndarray:
     """Test mask: rows of a domain's other sources; single-source domains split in-source."""
     in_test = in_source_split(data)
-    return np.array([src != train_source[d] if d in train_source else t for d, src, t in
-                     zip(data.labels, data.sources, in_test, strict=True)])
+    return np.array(
+        [
+            src != train_source[d] if d in train_source else t
+            for d, src, t in zip(data.labels, data.sources, in_test, strict=True)
+        ]
+    )
 
 
 def routerdc(x: np.ndarray, y: np.ndarray, xt: np.ndarray, yt: np.ndarray) -> dict[str, Any]:
@@ -109,8 +122,14 @@ def routerdc(x: np.ndarray, y: np.ndarray, xt: np.ndarray, yt: np.ndarray) -> di
     raw = xt @ w + b
     cal = raw * ab[:, 0] + ab[:, 1]
     n = np.arange(len(yt))
-    out: dict[str, Any] = {"split": "routerdc7 test_id", "n_train": len(x), "n_test": len(xt),
-                           "lam": lam, "ece": {}, "calibration": ab.tolist()}
+    out: dict[str, Any] = {
+        "split": "routerdc7 test_id",
+        "n_train": len(x),
+        "n_test": len(xt),
+        "lam": lam,
+        "ece": {},
+        "calibration": ab.tolist(),
+    }
     for title, s in (("affine per expert, fit on train folds", cal), ("uncalibrated", raw)):
         pick = s.argmax(1)
         conf = np.clip(s[n, pick], 0, 1)
@@ -127,10 +146,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--cache", type=Path, default=None, help="keep features here (npz)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--domain-limit", type=int, default=300,
-                        help="rows per domain source (id-hash order; None: all 33,763)")
-    parser.add_argument("--dc-limit", type=int, default=400,
-                        help="routerdc7 rows per task (id-hash order)")
+    parser.add_argument(
+        "--domain-limit",
+        type=int,
+        default=300,
+        help="rows per domain source (id-hash order; None: all 33,763)",
+    )
+    parser.add_argument(
+        "--dc-limit", type=int, default=400, help="routerdc7 rows per task (id-hash order)"
+    )
     args = parser.parse_args(argv)
     from trained import encoder_router
 
@@ -143,11 +167,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     # quality.py), not in the sample, where every source is capped at the same size
     _, _, train_source = cross_source_split(load_domains(args.data / "domains"))
     for name in ("in_source", "cross_source"):
-        test = in_source_split(data) if name == "in_source" else \
-            sampled_cross_source(data, train_source)
+        test = (
+            in_source_split(data)
+            if name == "in_source"
+            else sampled_cross_source(data, train_source)
+        )
         labels = np.array(data.labels)
-        results.append(domain_split(name.replace("_", "-"), feats[~test], feats[test],
-                                    labels[~test].tolist(), labels[test].tolist()))
+        results.append(
+            domain_split(
+                name.replace("_", "-"),
+                feats[~test],
+                feats[test],
+                labels[~test].tolist(),
+                labels[test].tolist(),
+            )
+        )
     train = load_scored(args.data / "routerdc7" / "train.jsonl", limit=args.dc_limit)
     test = load_scored(args.data / "routerdc7" / "test_id.jsonl", train.experts, args.dc_limit)
     x = cache.features(enc, train.texts, "minilm-int8-dc-train")
@@ -184,8 +218,10 @@ def draw(results: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-DEFAULT_NAME = (f"view {default_view('minilm')}, layers "
-                f"{','.join(map(str, default_layers('minilm'))) or 'last'}")
+DEFAULT_NAME = (
+    f"view {default_view('minilm')}, layers "
+    f"{','.join(map(str, default_layers('minilm'))) or 'last'}"
+)
 
 
 def _limit(n: int) -> str:
@@ -197,14 +233,17 @@ def report(results: list[dict[str, Any]]) -> str:
     rows = []
     for r in results:
         for title, ece in r["ece"].items():
-            rows.append([r["split"], title, f"{ece:.4f}",
-                         f"{r.get('accuracy', r.get('quality', 0)):.4f}"])
+            rows.append(
+                [r["split"], title, f"{ece:.4f}", f"{r.get('accuracy', r.get('quality', 0)):.4f}"]
+            )
     cov = [r for r in results if "at_coverage" in r]
-    cov_rows = [[r["split"], *(f"{r['at_coverage'][f'{c:g}']:.3f}" for c in COVERAGES)]
-                for r in cov]
+    cov_rows = [
+        [r["split"], *(f"{r['at_coverage'][f'{c:g}']:.3f}" for c in COVERAGES)] for r in cov
+    ]
     return (
         "## Calibrated confidence and abstaining (`benchmarks/calibration.py`)\n\n"
-        + header(command_line()) + "\n"
+        + header(command_line())
+        + "\n"
         f"Rows: {_limit(results[0]['limits']['domains_per_source'])} per domain source and "
         f"{_limit(results[0]['limits']['routerdc_per_task'])} per routerdc7 task (id-hash "
         "order); "
@@ -218,7 +257,8 @@ def report(results: list[dict[str, Any]]) -> str:
         + "\n\nAccuracy of the prompts the router is most confident about (the rest go to "
         "the fallback):\n\n"
         + markdown_table(["split", *(f"{c:.0%} coverage" for c in COVERAGES)], cov_rows)
-        + "\n\n![reliability diagrams](benchmarks/results/calibration.png)\n")
+        + "\n\n![reliability diagrams](benchmarks/results/calibration.png)\n"
+    )
 
 
 if __name__ == "__main__":

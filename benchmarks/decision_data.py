@@ -36,9 +36,13 @@ def load_cost_rows(path: Path, experts: list[str] | None = None) -> CostRows:
     rows = read_rows(path)
     names = experts or list(rows[0]["scores"])
     return CostRows(
-        [str(r["id"]) for r in rows], [r["text"] for r in rows], [r["task"] for r in rows],
+        [str(r["id"]) for r in rows],
+        [r["text"] for r in rows],
+        [r["task"] for r in rows],
         np.array([[float(r["scores"][e]) for e in names] for r in rows]),
-        np.array([[float(r["costs"][e]) for e in names] for r in rows]), names)
+        np.array([[float(r["costs"][e]) for e in names] for r in rows]),
+        names,
+    )
 
 
 def tail_texts(texts: list[str], tokenizer_file: Path, max_length: int) -> list[str]:
@@ -57,12 +61,16 @@ def tail_texts(texts: list[str], tokenizer_file: Path, max_length: int) -> list[
         if len(enc.offsets) <= keep:
             out.append(text)
         else:
-            out.append(text[enc.offsets[-keep][0]:])
+            out.append(text[enc.offsets[-keep][0] :])
     return out
 
 
 def describe(rows: CostRows) -> dict[str, Any]:
     """Per model: mean quality and mean cost per 1k prompts."""
-    return {e: {"quality": float(rows.y[:, k].mean()),
-                "usd_per_1k": float(rows.cost[:, k].mean() * 1000)}
-            for k, e in enumerate(rows.experts)}
+    return {
+        e: {
+            "quality": float(rows.y[:, k].mean()),
+            "usd_per_1k": float(rows.cost[:, k].mean() * 1000),
+        }
+        for k, e in enumerate(rows.experts)
+    }

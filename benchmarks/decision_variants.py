@@ -75,8 +75,12 @@ def log(message: str) -> None:
 
 
 # -- RouterBench: curves ------------------------------------------------------------------------
-def choices(pred: np.ndarray, costs: np.ndarray, n_wtp: int = N_WTP,
-            per_prompt_costs: np.ndarray | None = None) -> np.ndarray:
+def choices(
+    pred: np.ndarray,
+    costs: np.ndarray,
+    n_wtp: int = N_WTP,
+    per_prompt_costs: np.ndarray | None = None,
+) -> np.ndarray:
     """The chosen LLM per prompt at every wtp of the sweep (then quality only): (W, n)."""
     grid: list[float | None] = [*wtp_grid(costs, n_wtp), None]
     out = []
@@ -89,8 +93,9 @@ def choices(pred: np.ndarray, costs: np.ndarray, n_wtp: int = N_WTP,
     return np.array(out)
 
 
-def curve(ch: np.ndarray, rows: CostRows, idx: np.ndarray | None = None
-          ) -> tuple[np.ndarray, np.ndarray]:
+def curve(
+    ch: np.ndarray, rows: CostRows, idx: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean (cost, quality) of the sweep's choices ``ch`` over prompts ``idx`` (default all)."""
     idx = np.arange(ch.shape[1]) if idx is None else idx
     c = ch[:, idx]
@@ -102,11 +107,11 @@ def aiq_of(cost: np.ndarray, qual: np.ndarray, rows: CostRows) -> float:
     return aiq(cost, qual, float(single.min()), float(single.max()))
 
 
-def cost_share(cost: np.ndarray, qual: np.ndarray, target: float, ref_cost: float
-               ) -> float | None:
+def cost_share(cost: np.ndarray, qual: np.ndarray, target: float, ref_cost: float) -> float | None:
     """The hull's least cost reaching ``target``, as a share of ``ref_cost``."""
-    at = cheapest_reaching([{"cost": c, "quality": q} for c, q in zip(cost, qual, strict=True)],
-                           target)
+    at = cheapest_reaching(
+        [{"cost": c, "quality": q} for c, q in zip(cost, qual, strict=True)], target
+    )
     return None if at is None else at / ref_cost
 
 
@@ -138,8 +143,12 @@ def bootstrap_aiq(ch: np.ndarray, rows: CostRows, n: int = BOOTSTRAP) -> np.ndar
     The resamples are the same for every call (one seed), so two variants' values pair up.
     """
     rng = np.random.default_rng(SEED)
-    return np.array([aiq_of(*curve(ch, rows, rng.integers(0, ch.shape[1], ch.shape[1])), rows)
-                     for _ in range(n)])
+    return np.array(
+        [
+            aiq_of(*curve(ch, rows, rng.integers(0, ch.shape[1], ch.shape[1])), rows)
+            for _ in range(n)
+        ]
+    )
 
 
 def interval(values: np.ndarray) -> list[float]:
@@ -150,8 +159,9 @@ def interval(values: np.ndarray) -> list[float]:
 class Bench:
     """The RouterBench rows, features and the bookkeeping of the variants."""
 
-    def __init__(self, tr: CostRows, te: CostRows, views: dict[str, tuple[np.ndarray, np.ndarray]]
-                 ) -> None:
+    def __init__(
+        self, tr: CostRows, te: CostRows, views: dict[str, tuple[np.ndarray, np.ndarray]]
+    ) -> None:
         self.tr, self.te, self.views = tr, te, views
         self.costs = tr.cost.mean(axis=0)
         g = tr.experts.index(GPT4)
@@ -163,10 +173,18 @@ class Bench:
     def cv_aiq(self, pred_oof: np.ndarray) -> float:
         return aiq_of(*curve(choices(pred_oof, self.costs), self.tr), self.tr)
 
-    def add(self, name: str, group: str, product: str, pred_oof: np.ndarray | None,
-            pred_test: np.ndarray, note: str = "", n_wtp: int = N_WTP,
-            test_costs: np.ndarray | None = None, oof_costs: np.ndarray | None = None
-            ) -> dict[str, Any]:
+    def add(
+        self,
+        name: str,
+        group: str,
+        product: str,
+        pred_oof: np.ndarray | None,
+        pred_test: np.ndarray,
+        note: str = "",
+        n_wtp: int = N_WTP,
+        test_costs: np.ndarray | None = None,
+        oof_costs: np.ndarray | None = None,
+    ) -> dict[str, Any]:
         """Score a variant: train-CV figures from ``pred_oof``, test figures from ``pred_test``."""
         row: dict[str, Any] = {"name": name, "group": group, "product": product, "note": note}
         if pred_oof is not None:
@@ -196,8 +214,9 @@ class Bench:
         x, xt = self.views[view]
         return oof(x, self.tr.y, fp), fp(x, self.tr.y, xt)
 
-    def pick(self, grid: Sequence[Any], make: Callable[[Any], Predictor], view: str = "tail"
-             ) -> tuple[Any, float]:
+    def pick(
+        self, grid: Sequence[Any], make: Callable[[Any], Predictor], view: str = "tail"
+    ) -> tuple[Any, float]:
         """The grid value with the best out-of-fold AIQ on train."""
         x = self.views[view][0]
         scored = [(self.cv_aiq(oof(x, self.tr.y, make(p))), p) for p in grid]
@@ -208,8 +227,9 @@ class Bench:
 def squared_error_lam(x: np.ndarray, y: np.ndarray) -> float:
     """RouterTrainer's lam: 5-fold CV squared error over its grid."""
     fold = folds_of(len(x))
-    lam, _ = choose_lam([Moments.from_rows(x[fold == k], y[fold == k])
-                         for k in range(int(fold.max()) + 1)])
+    lam, _ = choose_lam(
+        [Moments.from_rows(x[fold == k], y[fold == k]) for k in range(int(fold.max()) + 1)]
+    )
     return lam
 
 
@@ -227,20 +247,24 @@ def per_llm_lams(x: np.ndarray, y: np.ndarray, grid: Sequence[float]) -> np.ndar
 
 def per_llm_ridge(grid: Sequence[float]) -> Predictor:
     """Ridge with a lam per LLM column, then the per-LLM affine calibration."""
+
     def fit_predict(xa: np.ndarray, ya: np.ndarray, xb: np.ndarray) -> np.ndarray:
         lams = per_llm_lams(xa, ya, grid)
         out = np.zeros((len(xb), ya.shape[1]))
         for j, lam in enumerate(lams):
             out[:, j] = ridge_predictor(float(lam), True)(xa, ya[:, [j]], xb)[:, 0]
         return out
+
     return fit_predict
 
 
 def standardised(fp: Predictor) -> Predictor:
     """``fp`` on features z-scored with the training rows' mean and deviation."""
+
     def fit_predict(xa: np.ndarray, ya: np.ndarray, xb: np.ndarray) -> np.ndarray:
         mu, sd = xa.mean(axis=0), xa.std(axis=0) + 1e-9
         return fp((xa - mu) / sd, ya, (xb - mu) / sd)
+
     return fit_predict
 
 
@@ -249,58 +273,123 @@ def routerbench_variants(bench: Bench) -> None:
     x = bench.views["tail"][0]
     lam = squared_error_lam(x, tr.y)
     base_oof, base_te = bench.run(ridge_predictor(lam, True))
-    bench.add("irde as shipped: ridge, lam by CV squared error, per-LLM affine calibration",
-              "baseline", "yes (default)", base_oof, base_te, f"tail view; lam {lam:.3g}")
+    bench.add(
+        "irde as shipped: ridge, lam by CV squared error, per-LLM affine calibration",
+        "baseline",
+        "yes (default)",
+        base_oof,
+        base_te,
+        f"tail view; lam {lam:.3g}",
+    )
     # the sweep and the hull
-    bench.add("same, wtp sweep of 41 values (irde eval's default)", "sweep", "yes (default)",
-              base_oof, base_te, "", n_wtp=41)
-    bench.add("same, wtp sweep of 2,000 values instead of 200", "sweep", "yes (eval option)",
-              base_oof, base_te, "denser knob", n_wtp=2000)
+    bench.add(
+        "same, wtp sweep of 41 values (irde eval's default)",
+        "sweep",
+        "yes (default)",
+        base_oof,
+        base_te,
+        "",
+        n_wtp=41,
+    )
+    bench.add(
+        "same, wtp sweep of 2,000 values instead of 200",
+        "sweep",
+        "yes (eval option)",
+        base_oof,
+        base_te,
+        "denser knob",
+        n_wtp=2000,
+    )
     # views of the prompt
-    for view, note in (("head", "no cut: the router sees the 5-shot preamble"),
-                       ("last", "text after the last blank line: the ARC question alone")):
+    for view, note in (
+        ("head", "no cut: the router sees the 5-shot preamble"),
+        ("last", "text after the last blank line: the ARC question alone"),
+    ):
         lv = squared_error_lam(bench.views[view][0], tr.y)
-        bench.add(f"view: {view}, lam by CV squared error", "view",
-                  "needs a view (issue 10)" if view == "last" else "yes",
-                  *bench.run(ridge_predictor(lv, True), view), f"{note}; lam {lv:.3g}")
-    bench.views["last+tail"] = tuple(np.hstack([bench.views["last"][i], bench.views["tail"][i]])
-                                     for i in (0, 1))
+        bench.add(
+            f"view: {view}, lam by CV squared error",
+            "view",
+            "needs a view (issue 10)" if view == "last" else "yes",
+            *bench.run(ridge_predictor(lv, True), view),
+            f"{note}; lam {lv:.3g}",
+        )
+    bench.views["last+tail"] = tuple(
+        np.hstack([bench.views["last"][i], bench.views["tail"][i]]) for i in (0, 1)
+    )
     lv = squared_error_lam(bench.views["last+tail"][0], tr.y)
-    bench.add("view: last block and tail side by side (768 features)", "view",
-              "no (two encodings)", *bench.run(ridge_predictor(lv, True), "last+tail"),
-              f"lam {lv:.3g}")
+    bench.add(
+        "view: last block and tail side by side (768 features)",
+        "view",
+        "no (two encodings)",
+        *bench.run(ridge_predictor(lv, True), "last+tail"),
+        f"lam {lv:.3g}",
+    )
     # the ridge head
     grid = [lam * f for f in (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)]
     best, _ = bench.pick(grid, lambda p: ridge_predictor(float(p), True))
-    bench.add("lam by CV AIQ (6 values around the squared-error lam)", "head", "yes (lam=)",
-              *bench.run(ridge_predictor(float(best), True)), f"lam {best:.3g}")
-    bench.add("uncalibrated (no affine map)", "head", "yes (--no-calibration)",
-              *bench.run(ridge_predictor(lam, False)), f"lam {lam:.3g}")
+    bench.add(
+        "lam by CV AIQ (6 values around the squared-error lam)",
+        "head",
+        "yes (lam=)",
+        *bench.run(ridge_predictor(float(best), True)),
+        f"lam {best:.3g}",
+    )
+    bench.add(
+        "uncalibrated (no affine map)",
+        "head",
+        "yes (--no-calibration)",
+        *bench.run(ridge_predictor(lam, False)),
+        f"lam {lam:.3g}",
+    )
     lam_grid = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0)
     lams = per_llm_lams(x, tr.y, lam_grid)
-    bench.add("lam per LLM by CV squared error", "head", "no (one lam per router)",
-              *bench.run(per_llm_ridge(lam_grid)), "lams " + ",".join(f"{v:g}" for v in lams))
+    bench.add(
+        "lam per LLM by CV squared error",
+        "head",
+        "no (one lam per router)",
+        *bench.run(per_llm_ridge(lam_grid)),
+        "lams " + ",".join(f"{v:g}" for v in lams),
+    )
     std_grid = (100.0, 300.0, 1000.0, 3000.0, 10000.0)
     best, _ = bench.pick(std_grid, lambda p: standardised(ridge_predictor(float(p), True)))
-    bench.add("z-scored features, lam by CV AIQ", "head", "no (trainer has no such option)",
-              *bench.run(standardised(ridge_predictor(float(best), True))), f"lam {best:g}")
+    bench.add(
+        "z-scored features, lam by CV AIQ",
+        "head",
+        "no (trainer has no such option)",
+        *bench.run(standardised(ridge_predictor(float(best), True))),
+        f"lam {best:g}",
+    )
     # a logistic link and ensembles of predicted quality
-    c_best, _ = bench.pick((0.03, 0.1, 0.3, 1.0, 3.0),
-                           lambda c: lambda a, ya, b: logreg_scores(a, ya, b, c))
+    c_best, _ = bench.pick(
+        (0.03, 0.1, 0.3, 1.0, 3.0), lambda c: lambda a, ya, b: logreg_scores(a, ya, b, c)
+    )
     lr_oof, lr_te = bench.run(lambda a, ya, b: logreg_scores(a, ya, b, c_best))
-    bench.add("logistic link: logistic regression per LLM, C by CV AIQ", "link",
-              "no (sigmoid after the head)", lr_oof, lr_te, f"C {c_best:g}")
-    k_best, _ = bench.pick((20, 50, 100, 200, 500),
-                           lambda k: lambda a, ya, b: knn_predict(a, ya, b, k))
+    bench.add(
+        "logistic link: logistic regression per LLM, C by CV AIQ",
+        "link",
+        "no (sigmoid after the head)",
+        lr_oof,
+        lr_te,
+        f"C {c_best:g}",
+    )
+    k_best, _ = bench.pick(
+        (20, 50, 100, 200, 500), lambda k: lambda a, ya, b: knn_predict(a, ya, b, k)
+    )
     kn_oof, kn_te = bench.run(lambda a, ya, b: knn_predict(a, ya, b, k_best))
-    bench.add("kNN (cosine), k by CV AIQ", "link", "no (not a linear head)", kn_oof, kn_te,
-              f"k {k_best}")
+    bench.add(
+        "kNN (cosine), k by CV AIQ", "link", "no (not a linear head)", kn_oof, kn_te, f"k {k_best}"
+    )
     for other, (o_oof, o_te) in (("kNN", (kn_oof, kn_te)), ("logistic", (lr_oof, lr_te))):
         weights = (0.25, 0.5, 0.75)
         cv = [bench.cv_aiq(a * base_oof + (1 - a) * o_oof) for a in weights]
         a = weights[int(np.argmax(cv))]
-        bench.add(f"ensemble: {a:g} x ridge + {1 - a:g} x {other}, weight by CV AIQ",
-                  "ensemble", "no", a * base_oof + (1 - a) * o_oof, a * base_te + (1 - a) * o_te)
+        bench.add(
+            f"ensemble: {a:g} x ridge + {1 - a:g} x {other}, weight by CV AIQ",
+            "ensemble",
+            "no",
+            a * base_oof + (1 - a) * o_oof,
+            a * base_te + (1 - a) * o_te,
+        )
     # references that use what a text router does not know
     tasks, tasks_te = np.array(tr.tasks), np.array(te.tasks)
     table = {t: tr.y[tasks == t].mean(axis=0) for t in set(tr.tasks)}
@@ -310,28 +399,59 @@ def routerbench_variants(bench: Bench) -> None:
         for t in table:
             rows = (fold == k) & (tasks == t)
             task_oof[rows] = tr.y[(fold != k) & (tasks == t)].mean(axis=0)
-    bench.add("reference: each task's mean train quality (the task label given)", "reference",
-              "no (label)", task_oof, np.stack([table[t] for t in tasks_te]))
+    bench.add(
+        "reference: each task's mean train quality (the task label given)",
+        "reference",
+        "no (label)",
+        task_oof,
+        np.stack([table[t] for t in tasks_te]),
+    )
     cost_table = {t: tr.cost[tasks == t].mean(axis=0) for t in table}
-    bench.add("reference: shipped predictions, decided with each task's mean cost", "reference",
-              "no (costs per prompt)", base_oof, base_te,
-              oof_costs=np.stack([cost_table[t] for t in tasks]),
-              test_costs=np.stack([cost_table[t] for t in tasks_te]))
+    bench.add(
+        "reference: shipped predictions, decided with each task's mean cost",
+        "reference",
+        "no (costs per prompt)",
+        base_oof,
+        base_te,
+        oof_costs=np.stack([cost_table[t] for t in tasks]),
+        test_costs=np.stack([cost_table[t] for t in tasks_te]),
+    )
     # a cost head: each LLM's cost of the prompt predicted by a second ridge head (USD per 1k
     # prompts as the target scale), lam by CV squared error; the decision then needs the
     # graph to read predicted costs instead of the constant cost vector
     usd = tr.cost * 1000
     cost_lam = squared_error_lam(x, usd)
     cost_fp = ridge_predictor(cost_lam, False)
-    cost_oof, cost_te = (np.maximum(p / 1000, 0.0) for p in (
-        oof(x, usd, cost_fp), cost_fp(x, usd, bench.views["tail"][1])))
-    bench.add("shipped predictions, decided with a cost head (ridge on each prompt's costs)",
-              "cost", "no (graph change: the decision reads predicted costs)", base_oof,
-              base_te, f"cost head lam {cost_lam:.3g}", oof_costs=cost_oof, test_costs=cost_te)
-    bench.add("reference: shipped predictions, decided with each prompt's true cost", "reference",
-              "no (costs per prompt)", base_oof, base_te, oof_costs=tr.cost, test_costs=te.cost)
-    bench.add("reference: oracle quality (the test results themselves)", "reference", "no",
-              None, te.y.astype(float))
+    cost_oof, cost_te = (
+        np.maximum(p / 1000, 0.0)
+        for p in (oof(x, usd, cost_fp), cost_fp(x, usd, bench.views["tail"][1]))
+    )
+    bench.add(
+        "shipped predictions, decided with a cost head (ridge on each prompt's costs)",
+        "cost",
+        "no (graph change: the decision reads predicted costs)",
+        base_oof,
+        base_te,
+        f"cost head lam {cost_lam:.3g}",
+        oof_costs=cost_oof,
+        test_costs=cost_te,
+    )
+    bench.add(
+        "reference: shipped predictions, decided with each prompt's true cost",
+        "reference",
+        "no (costs per prompt)",
+        base_oof,
+        base_te,
+        oof_costs=tr.cost,
+        test_costs=te.cost,
+    )
+    bench.add(
+        "reference: oracle quality (the test results themselves)",
+        "reference",
+        "no",
+        None,
+        te.y.astype(float),
+    )
 
 
 # -- domains: accuracy at coverage --------------------------------------------------------------
@@ -371,8 +491,7 @@ def fit_vector_scaling(s: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, n
         grad = np.exp(z - lse[:, None])
         grad[np.arange(n), labels] -= 1.0
         grad /= n
-        return float(np.mean(lse - z[np.arange(n), labels])), np.r_[(grad * s).sum(0),
-                                                                    grad.sum(0)]
+        return float(np.mean(lse - z[np.arange(n), labels])), np.r_[(grad * s).sum(0), grad.sum(0)]
 
     start = np.r_[np.full(k, 1.0 / fit_temperature(s, labels)), np.zeros(k)]
     theta = minimize(nll, start, jac=True, method="L-BFGS-B").x
@@ -383,15 +502,18 @@ def confidences(s: np.ndarray, temperature: float) -> dict[str, np.ndarray]:
     """Candidate confidence rankings from raw scores."""
     p = softmax(s / temperature)
     ps, ss = np.sort(p, axis=1), np.sort(s, axis=1)
-    return {"softmax top probability (shipped)": ps[:, -1],
-            "softmax margin (top - second)": ps[:, -1] - ps[:, -2],
-            "raw score margin": ss[:, -1] - ss[:, -2],
-            "raw top score": ss[:, -1],
-            "negative entropy": (p * np.log(p + 1e-12)).sum(axis=1)}
+    return {
+        "softmax top probability (shipped)": ps[:, -1],
+        "softmax margin (top - second)": ps[:, -1] - ps[:, -2],
+        "raw score margin": ss[:, -1] - ss[:, -2],
+        "raw top score": ss[:, -1],
+        "negative entropy": (p * np.log(p + 1e-12)).sum(axis=1),
+    }
 
 
-def domains_variants(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, xt: np.ndarray,
-                     test_labels: np.ndarray) -> list[dict[str, Any]]:
+def domains_variants(
+    x: np.ndarray, labels: np.ndarray, groups: np.ndarray, xt: np.ndarray, test_labels: np.ndarray
+) -> list[dict[str, Any]]:
     classes = sorted(set(labels.tolist()))
     y = onehot(labels.tolist(), classes)
     truth, tr_truth = (np.array([classes.index(t) for t in v]) for v in (test_labels, labels))
@@ -403,33 +525,54 @@ def domains_variants(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, xt: 
         w, b = solve(Moments.from_rows(x, y), lam)
         s = xt @ w + b
         right = (s.argmax(1) == truth).astype(float)
-        out: dict[str, Any] = {"lam": lam, "accuracy": float(right.mean()), "cv": {}, "test": {},
-                               "ece": {}}
+        out: dict[str, Any] = {
+            "lam": lam,
+            "accuracy": float(right.mean()),
+            "cv": {},
+            "test": {},
+            "ece": {},
+        }
         for kind, fold in folds.items():
             o = oof_scores(x, y, fold, lam)
             temp = fit_temperature(o, tr_truth)
             ok = (o.argmax(1) == tr_truth).astype(float)
-            out["cv"][kind] = {k: accuracy_at_coverage(c, ok, COVERAGE)
-                               for k, c in confidences(o, temp).items()}
+            out["cv"][kind] = {
+                k: accuracy_at_coverage(c, ok, COVERAGE) for k, c in confidences(o, temp).items()
+            }
             out["cv"][kind]["accuracy"] = float(ok.mean())
             if kind == cv_kind:
                 out["temperature"] = temp
-                out["test"] = {k: accuracy_at_coverage(c, right, COVERAGE)
-                               for k, c in confidences(s, temp).items()}
+                out["test"] = {
+                    k: accuracy_at_coverage(c, right, COVERAGE)
+                    for k, c in confidences(s, temp).items()
+                }
             out["ece"][kind] = expected_calibration_error(softmax(s / temp).max(1), right)
         return out
 
     base = measure(lam0)
     for rule in base["test"]:
-        rows.append({"name": f"confidence: {rule}", "lam": lam0,
-                     "cv_random": base["cv"]["random"][rule],
-                     "cv_grouped": base["cv"]["grouped"][rule], "test": base["test"][rule],
-                     "accuracy": base["accuracy"]})
-    rows.append({"name": "temperature fit on grouped folds instead (ranking unchanged)",
-                 "lam": lam0, "cv_random": None, "cv_grouped": None,
-                 "test": None, "accuracy": base["accuracy"],
-                 "note": f"cross-source ECE {base['ece']['grouped']:.3f} "
-                         f"(random-fold T: {base['ece']['random']:.3f})"})
+        rows.append(
+            {
+                "name": f"confidence: {rule}",
+                "lam": lam0,
+                "cv_random": base["cv"]["random"][rule],
+                "cv_grouped": base["cv"]["grouped"][rule],
+                "test": base["test"][rule],
+                "accuracy": base["accuracy"],
+            }
+        )
+    rows.append(
+        {
+            "name": "temperature fit on grouped folds instead (ranking unchanged)",
+            "lam": lam0,
+            "cv_random": None,
+            "cv_grouped": None,
+            "test": None,
+            "accuracy": base["accuracy"],
+            "note": f"cross-source ECE {base['ece']['grouped']:.3f} "
+            f"(random-fold T: {base['ece']['random']:.3f})",
+        }
+    )
     shipped = "softmax top probability (shipped)"
     w, b = solve(Moments.from_rows(x, y), lam0)
     s = xt @ w + b
@@ -444,29 +587,46 @@ def domains_variants(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, xt: 
         right = (p.argmax(1) == truth).astype(float)
         ok = (po.argmax(1) == tr_truth).astype(float)
         cv = accuracy_at_coverage(po.max(1), ok, COVERAGE)
-        rows.append({"name": f"vector scaling (per-domain scale and offset before the softmax, "
-                             f"fit on {kind}-fold scores)", "lam": lam0,
-                     "cv_random": cv if kind == "random" else None,
-                     "cv_grouped": cv if kind == "grouped" else None,
-                     "test": accuracy_at_coverage(p.max(1), right, COVERAGE),
-                     "accuracy": float(right.mean()),
-                     "note": "folds into the head; CV: the map fit on the other folds' "
-                             "out-of-fold scores; cross-source ECE "
-                             f"{expected_calibration_error(p.max(1), right):.3f}"})
+        rows.append(
+            {
+                "name": f"vector scaling (per-domain scale and offset before the softmax, "
+                f"fit on {kind}-fold scores)",
+                "lam": lam0,
+                "cv_random": cv if kind == "random" else None,
+                "cv_grouped": cv if kind == "grouped" else None,
+                "test": accuracy_at_coverage(p.max(1), right, COVERAGE),
+                "accuracy": float(right.mean()),
+                "note": "folds into the head; CV: the map fit on the other folds' "
+                "out-of-fold scores; cross-source ECE "
+                f"{expected_calibration_error(p.max(1), right):.3f}",
+            }
+        )
     by_lam = {lam: measure(lam) for lam in (1.0, 5.0, 20.0, 100.0)}
     for lam, m in by_lam.items():
-        rows.append({"name": f"lam {lam:g} (fixed)", "lam": lam,
-                     "cv_random": m["cv"]["random"][shipped],
-                     "cv_grouped": m["cv"]["grouped"][shipped], "test": m["test"][shipped],
-                     "accuracy": m["accuracy"]})
+        rows.append(
+            {
+                "name": f"lam {lam:g} (fixed)",
+                "lam": lam,
+                "cv_random": m["cv"]["random"][shipped],
+                "cv_grouped": m["cv"]["grouped"][shipped],
+                "test": m["test"][shipped],
+                "accuracy": m["accuracy"],
+            }
+        )
     all_lams = {lam0: base, **by_lam}
     for kind in ("random", "grouped"):
         best = max(all_lams, key=lambda lam: all_lams[lam]["cv"][kind][shipped])
         m = all_lams[best]
-        rows.append({"name": f"lam by {kind}-fold CV accuracy at 80% coverage", "lam": best,
-                     "cv_random": m["cv"]["random"][shipped],
-                     "cv_grouped": m["cv"]["grouped"][shipped], "test": m["test"][shipped],
-                     "accuracy": m["accuracy"]})
+        rows.append(
+            {
+                "name": f"lam by {kind}-fold CV accuracy at 80% coverage",
+                "lam": best,
+                "cv_random": m["cv"]["random"][shipped],
+                "cv_grouped": m["cv"]["grouped"][shipped],
+                "test": m["test"][shipped],
+                "accuracy": m["accuracy"],
+            }
+        )
     for r in rows:
         log(f"domains {r['name']}: test {r['test']}")
     return rows
@@ -484,10 +644,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=None, help="features kept here (npz)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--domain-limit", type=int, default=1000,
-                        help="rows per domain source, as the calibration section's run")
-    parser.add_argument("--report-only", action="store_true",
-                        help="write the section again from results/decision_variants.json")
+    parser.add_argument(
+        "--domain-limit",
+        type=int,
+        default=1000,
+        help="rows per domain source, as the calibration section's run",
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the section again from results/decision_variants.json",
+    )
     args = parser.parse_args(argv)
     if args.report_only:
         result = json.loads((RESULTS / "decision_variants.json").read_text())
@@ -502,14 +669,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     te = load_cost_rows(folder / "test.jsonl", tr.experts)
     tok = enc.path / "tokenizer.json"
     views = {
-        "tail": tuple(cache.features(enc, tail_texts(r.texts, tok, args.max_length),
-                                     f"minilm-int8-routerbench-tail-{s}")
-                      for r, s in ((tr, "train"), (te, "test"))),
-        "head": tuple(cache.features(enc, r.texts, f"minilm-int8-routerbench-head-{s}")
-                      for r, s in ((tr, "train"), (te, "test"))),
-        "last": tuple(cache.features(enc, [last_block(t) for t in r.texts],
-                                     f"minilm-int8-routerbench-lastblock-{s}")
-                      for r, s in ((tr, "train"), (te, "test"))),
+        "tail": tuple(
+            cache.features(
+                enc, tail_texts(r.texts, tok, args.max_length), f"minilm-int8-routerbench-tail-{s}"
+            )
+            for r, s in ((tr, "train"), (te, "test"))
+        ),
+        "head": tuple(
+            cache.features(enc, r.texts, f"minilm-int8-routerbench-head-{s}")
+            for r, s in ((tr, "train"), (te, "test"))
+        ),
+        "last": tuple(
+            cache.features(
+                enc, [last_block(t) for t in r.texts], f"minilm-int8-routerbench-lastblock-{s}"
+            )
+            for r, s in ((tr, "train"), (te, "test"))
+        ),
     }
     bench = Bench(tr, te, views)
     routerbench_variants(bench)
@@ -524,18 +699,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             full_source.setdefault(r["text"], str(r["source"]))
     groups = np.array([full_source[t] for t in data.texts])
     labels = np.array(data.labels)
-    domains = domains_variants(feats[~test], labels[~test], groups[~test], feats[test],
-                               labels[test])
-    result = {"command": command_line(),
-              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "routerbench": {"n_train": len(tr.y), "n_test": len(te.y),
-                              "gpt4": {"test_quality": bench.target_te,
-                                       "test_cost": bench.cost_te,
-                                       "train_quality": bench.target_tr,
-                                       "train_cost": bench.cost_tr},
-                              "variants": bench.rows},
-              "domains": {"n_train": int((~test).sum()), "n_test": int(test.sum()),
-                          "limit": args.domain_limit, "variants": domains}}
+    domains = domains_variants(
+        feats[~test], labels[~test], groups[~test], feats[test], labels[test]
+    )
+    result = {
+        "command": command_line(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "routerbench": {
+            "n_train": len(tr.y),
+            "n_test": len(te.y),
+            "gpt4": {
+                "test_quality": bench.target_te,
+                "test_cost": bench.cost_te,
+                "train_quality": bench.target_tr,
+                "train_cost": bench.cost_tr,
+            },
+            "variants": bench.rows,
+        },
+        "domains": {
+            "n_train": int((~test).sum()),
+            "n_test": int(test.sum()),
+            "limit": args.domain_limit,
+            "variants": domains,
+        },
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "decision_variants.json").write_text(json.dumps(result, indent=1) + "\n")
     md = report(result)
@@ -555,34 +742,59 @@ def _num(v: float | None) -> str:
 def report(result: dict[str, Any]) -> str:
     rb, dm = result["routerbench"], result["domains"]
     g = rb["gpt4"]
-    rows = [[r["name"], r["product"], _num(r.get("cv_aiq")), f"{r['aiq']:.4f}",
-             f"{r['aiq_90'][0]:.3f}-{r['aiq_90'][1]:.3f}",
-             f"{r['aiq_diff_90'][0]:+.4f} to {r['aiq_diff_90'][1]:+.4f}",
-             f"{r['best_quality']:.3f}",
-             _num(r.get("cv_quality_at_half")), f"{r['quality_at_half']:.3f}",
-             _pct(r["cost_share"]), r["note"]] for r in rb["variants"]]
+    rows = [
+        [
+            r["name"],
+            r["product"],
+            _num(r.get("cv_aiq")),
+            f"{r['aiq']:.4f}",
+            f"{r['aiq_90'][0]:.3f}-{r['aiq_90'][1]:.3f}",
+            f"{r['aiq_diff_90'][0]:+.4f} to {r['aiq_diff_90'][1]:+.4f}",
+            f"{r['best_quality']:.3f}",
+            _num(r.get("cv_quality_at_half")),
+            f"{r['quality_at_half']:.3f}",
+            _pct(r["cost_share"]),
+            r["note"],
+        ]
+        for r in rb["variants"]
+    ]
     shipped = rb["variants"][0]
     shippable = [r for r in rb["variants"] if r["product"].startswith("yes")]
     by_cv = max(shippable, key=lambda r: r["cv_aiq"])
     by_half = max(shippable, key=lambda r: r["cv_quality_at_half"])
-    picks = {k: max((r for r in dm["variants"] if r[f"cv_{k}"] is not None),
-                    key=lambda r: r[f"cv_{k}"]) for k in ("random", "grouped")}
+    picks = {
+        k: max((r for r in dm["variants"] if r[f"cv_{k}"] is not None), key=lambda r: r[f"cv_{k}"])
+        for k in ("random", "grouped")
+    }
     summary = (
-        f"Chosen by train CV among what a router can ship today: AIQ -> \"{by_cv['name']}\" "
+        f'Chosen by train CV among what a router can ship today: AIQ -> "{by_cv["name"]}" '
         f"(CV {by_cv['cv_aiq']:.4f}, test {by_cv['aiq']:.4f}); quality at half of gpt-4's cost "
-        f"-> \"{by_half['name']}\" (test: {by_half['quality_at_half']:.3f} at half the cost, "
+        f'-> "{by_half["name"]}" (test: {by_half["quality_at_half"]:.3f} at half the cost, '
         f"gpt-4's quality at {_pct(by_half['cost_share'])} of its cost). Domains, accuracy at "
         "80% coverage: "
-        + "; ".join(f"{k}-fold CV picks \"{r['name']}\" (test {r['test']:.3f})"
-                    for k, r in picks.items()) + ".\n")
-    drows = [[r["name"], _num(r["cv_random"]), _num(r["cv_grouped"]), _num(r["test"]),
-              f"{r['accuracy']:.3f}", r.get("note", "")] for r in dm["variants"]]
+        + "; ".join(
+            f'{k}-fold CV picks "{r["name"]}" (test {r["test"]:.3f})' for k, r in picks.items()
+        )
+        + ".\n"
+    )
+    drows = [
+        [
+            r["name"],
+            _num(r["cv_random"]),
+            _num(r["cv_grouped"]),
+            _num(r["test"]),
+            f"{r['accuracy']:.3f}",
+            r.get("note", ""),
+        ]
+        for r in dm["variants"]
+    ]
     return (
         "## What moves issue 9's missed targets (`benchmarks/decision_variants.py`)\n\n"
-        + header(result.get("command", command_line())) + "\n"
+        + header(result.get("command", command_line()))
+        + "\n"
         "Every variant's figure from cross-validation on train (the one a choice may use; "
         "5 folds, the trainer's) beside its test figure. Within a variant, its own parameter "
-        "(lam, C, k, weight) is chosen by that CV; \"product\" says whether a router could "
+        '(lam, C, k, weight) is chosen by that CV; "product" says whether a router could '
         "ship it as it is (a linear head over the frozen features, the graph's decision).\n\n"
         f"**RouterBench** ({rb['n_train']} train / {rb['n_test']} test prompts, int8 MiniLM "
         "features of the prompt's tail unless the view says otherwise; the decision "
@@ -591,12 +803,22 @@ def report(result: dict[str, Any]) -> str:
         f"{g['train_quality']:.3f} on train) at <= 50% of its cost. The test AIQ's 90% "
         "interval is a bootstrap over test prompts; the difference to the shipped router uses the "
         "same resamples.\n\n"
-        + markdown_table(["variant", "product", "AIQ (train CV)", "AIQ (test)",
-                          "test AIQ 90% interval", "test AIQ minus shipped (paired 90%)",
-                          "best quality reached (test)",
-                          "quality at 50% of gpt-4's cost (train CV)",
-                          "quality at 50% of gpt-4's cost (test)",
-                          "cost at gpt-4's quality (test)", "note"], rows)
+        + markdown_table(
+            [
+                "variant",
+                "product",
+                "AIQ (train CV)",
+                "AIQ (test)",
+                "test AIQ 90% interval",
+                "test AIQ minus shipped (paired 90%)",
+                "best quality reached (test)",
+                "quality at 50% of gpt-4's cost (train CV)",
+                "quality at 50% of gpt-4's cost (test)",
+                "cost at gpt-4's quality (test)",
+                "note",
+            ],
+            rows,
+        )
         + "\n\nAIQ is the cost-weighted mean of the hull over the single models' cost range, "
         "so it cannot exceed the best quality a router reaches: AIQ >= 0.90 needs a router "
         "that beats gpt-4 alone (0.896) early on the cost axis. The AIQ check: integrating "
@@ -610,9 +832,20 @@ def report(result: dict[str, Any]) -> str:
         "accuracy at 80% coverage. CV columns: accuracy at 80% coverage of the out-of-fold "
         "predictions with the trainer's random folds, and with folds that hold out whole "
         "sub-sources (MMLU subjects, LegalBench tasks, GSM8K/LogiQA splits).\n\n"
-        + markdown_table(["variant", "CV random folds", "CV grouped folds",
-                          "test at 80% coverage", "test accuracy (100%)", "note"], drows)
-        + "\n\n" + summary)
+        + markdown_table(
+            [
+                "variant",
+                "CV random folds",
+                "CV grouped folds",
+                "test at 80% coverage",
+                "test accuracy (100%)",
+                "note",
+            ],
+            drows,
+        )
+        + "\n\n"
+        + summary
+    )
 
 
 if __name__ == "__main__":

@@ -51,8 +51,14 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def bench_encoder(encoder: str, base: dict[str, list[str]], new: list[str], repeats: int,
-                  threads: int | None, work: Path) -> dict[str, object]:
+def bench_encoder(
+    encoder: str,
+    base: dict[str, list[str]],
+    new: list[str],
+    repeats: int,
+    threads: int | None,
+    work: Path,
+) -> dict[str, object]:
     """Time export from scratch, add, remove and save for one encoder."""
     texts = [t for d in base for t in base[d]]
     labels = [d for d in base for _ in base[d]]
@@ -62,8 +68,7 @@ def bench_encoder(encoder: str, base: dict[str, list[str]], new: list[str], repe
     path = trainer.save(work / f"{encoder}-4")
 
     start = time.perf_counter()
-    scratch = RouterTrainer(**{**kw, "lam": lam}).fit(texts + new,
-                                                       labels + [NEW_DOMAIN] * len(new))
+    scratch = RouterTrainer(**{**kw, "lam": lam}).fit(texts + new, labels + [NEW_DOMAIN] * len(new))
     scratch.save(work / f"{encoder}-5")
     export_s = time.perf_counter() - start
 
@@ -90,8 +95,10 @@ def bench_encoder(encoder: str, base: dict[str, list[str]], new: list[str], repe
     unchanged = _sha(path / DATA_FILE) == data_hash
     reloaded = Router.load(path)
     order = [scratch.experts_.index(e) for e in router.experts]
-    exact = bool(np.allclose(router.head[0], scratch.coef_[:, order], atol=1e-6)
-                 and np.allclose(router.head[1], scratch.intercept_[order], atol=1e-6))
+    exact = bool(
+        np.allclose(router.head[0], scratch.coef_[:, order], atol=1e-6)
+        and np.allclose(router.head[1], scratch.intercept_[order], atol=1e-6)
+    )
     med = statistics.median
     return {
         "encoder": f"{encoder} {trainer.router_.config.precision}",
@@ -121,22 +128,35 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="irde-bench-") as tmp:
         for encoder in args.encoders:
-            results.append(bench_encoder(encoder, base, new, args.repeats, args.threads,
-                                         Path(tmp)))
-    rows = [[
-        r["encoder"], f"{r['export_s']:.2f}", f"{r['add_s'] * 1000:.0f}",
-        f"{r['add_solve_swap_s'] * 1000:.0f}", f"{r['remove_s'] * 1000:.0f}",
-        f"{r['save_s'] * 1000:.0f}", f"{r['export_s'] / r['add_s']:.0f}x",
-        f"{r['export_s'] / r['remove_s']:.0f}x",
-        "yes" if r["encoder_bytes_unchanged"] else "NO",
-        "yes" if r["equals_scratch"] else "NO",
-    ] for r in results]
+            results.append(bench_encoder(encoder, base, new, args.repeats, args.threads, Path(tmp)))
+    rows = [
+        [
+            r["encoder"],
+            f"{r['export_s']:.2f}",
+            f"{r['add_s'] * 1000:.0f}",
+            f"{r['add_solve_swap_s'] * 1000:.0f}",
+            f"{r['remove_s'] * 1000:.0f}",
+            f"{r['save_s'] * 1000:.0f}",
+            f"{r['export_s'] / r['add_s']:.0f}x",
+            f"{r['export_s'] / r['remove_s']:.0f}x",
+            "yes" if r["encoder_bytes_unchanged"] else "NO",
+            "yes" if r["equals_scratch"] else "NO",
+        ]
+        for r in results
+    ]
     table = markdown_table(
-        ["router", "export 5 experts from scratch (s)",
-         f"add expert: encode {args.per_domain} prompts + solve + swap (ms)",
-         "of which solve + swap (ms; add minus encoding)", "remove: solve + swap (ms)", "save (ms)",
-         "add vs export", "remove vs export", "encoder file bytes unchanged",
-         "head equals scratch (atol 1e-6)"],
+        [
+            "router",
+            "export 5 experts from scratch (s)",
+            f"add expert: encode {args.per_domain} prompts + solve + swap (ms)",
+            "of which solve + swap (ms; add minus encoding)",
+            "remove: solve + swap (ms)",
+            "save (ms)",
+            "add vs export",
+            "remove vs export",
+            "encoder file bytes unchanged",
+            "head equals scratch (atol 1e-6)",
+        ],
         rows,
     )
     text = (
@@ -146,8 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         f"from `domains/`); the expert `{NEW_DOMAIN}` is added from {args.per_domain} of its "
         f"prompts and removed again, {args.repeats} times (medians). The alternative to an add "
         "is exporting the 5-expert router from scratch with the same lam, timed in the same "
-        "run. Threads: " + (str(args.threads) if args.threads else "onnxruntime default")
-        + ".\n\n" + table + "\n"
+        "run. Threads: "
+        + (str(args.threads) if args.threads else "onnxruntime default")
+        + ".\n\n"
+        + table
+        + "\n"
     )
     print(text)
     if not args.no_write:

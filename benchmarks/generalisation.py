@@ -46,8 +46,14 @@ from irde_onnx.ridge import choose_lam, group_fold_ids, lam_grid, solve
 from irde_onnx.runtime.tokenize import prepare_text
 
 # the candidates of the trainer's view="auto" (irde_onnx.views.AUTO_VIEWS), then two more
-VIEWS = ("full", "strip_options", "tail", "strip_options+tail", "head_tail",
-         "strip_options+head_tail")
+VIEWS = (
+    "full",
+    "strip_options",
+    "tail",
+    "strip_options+tail",
+    "head_tail",
+    "strip_options+head_tail",
+)
 LAYER_SETS: tuple[tuple[int, ...], ...] = ((6,), (6, 5))
 UNION = (6, 5)
 WIDTH = 384
@@ -98,21 +104,23 @@ class TextFeatures:
     def features(self, texts: Sequence[str], what: str) -> np.ndarray:
         """Features of each text (already viewed), encoding only the texts not cached."""
         keys = [self.key(t) for t in texts]
-        missing = list(dict.fromkeys(t for t, k in zip(texts, keys, strict=True)
-                                     if k not in self.keys))
+        missing = list(
+            dict.fromkeys(t for t, k in zip(texts, keys, strict=True) if k not in self.keys)
+        )
         if missing:
             start = time.perf_counter()
             log(f"{what}: encoding {len(missing)} new texts ({len(texts)} asked)")
             for i in range(0, len(missing), 1024):
-                part = missing[i:i + 1024]
+                part = missing[i : i + 1024]
                 x = self.router.features(part).astype(np.float32)
                 for t in part:
                     self.keys[self.key(t)] = len(self.keys)
                 self.rows.append(x)
                 self.encoded += len(part)
                 self.save()
-                log(f"{what}: {i + len(part)}/{len(missing)} in "
-                    f"{time.perf_counter() - start:.0f} s")
+                log(
+                    f"{what}: {i + len(part)}/{len(missing)} in {time.perf_counter() - start:.0f} s"
+                )
         x = self.matrix()
         return x[[self.keys[k] for k in keys]]
 
@@ -127,14 +135,23 @@ def probe_router(threads: int | None, work: Path) -> Any:
     from irde_onnx.export import RouterTrainer
 
     texts = ["what is two plus two", "a contract clause", "solve for x", "the law of torts"]
-    tr = RouterTrainer(encoder="minilm", precision="int8", threads=threads, progress=False,
-                       lam=1.0, view="full", layers=UNION, validate=False)
+    tr = RouterTrainer(
+        encoder="minilm",
+        precision="int8",
+        threads=threads,
+        progress=False,
+        lam=1.0,
+        view="full",
+        layers=UNION,
+        validate=False,
+    )
     tr.fit(texts, ["math", "law", "math", "law"])
     return tr.save(work / "probe-6-5")
 
 
-def held_out_scores(x: np.ndarray, y: np.ndarray, fold: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def held_out_scores(
+    x: np.ndarray, y: np.ndarray, fold: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold scores of the ridge head for every lam of the trainer's grid.
 
     Each fold is predicted by the head solved on the other folds (one eigendecomposition per
@@ -176,8 +193,9 @@ def evaluable_rows(y: np.ndarray, fold: np.ndarray, kind: str) -> np.ndarray:
     return ok
 
 
-def grouped_criteria(x: np.ndarray, y: np.ndarray, fold: np.ndarray, kind: str,
-                     tasks: Sequence[str] | None = None) -> dict[str, Any]:
+def grouped_criteria(
+    x: np.ndarray, y: np.ndarray, fold: np.ndarray, kind: str, tasks: Sequence[str] | None = None
+) -> dict[str, Any]:
     """Grouped-CV criteria of one variant on training rows, each at its own best lam.
 
     ``error``: mean held-out squared error (what the trainer's ``auto`` minimises; its lam
@@ -191,8 +209,14 @@ def grouped_criteria(x: np.ndarray, y: np.ndarray, fold: np.ndarray, kind: str,
     # what the trainer's auto computes (irde_onnx.ridge.choose_lam): every held-out row
     error_all = float(((pred - y) ** 2).sum(axis=2).mean(axis=1).min())
     if not ok.any():
-        return {"error": None, "quality": None, "regret": None, "lam": None,
-                "evaluable": 0.0, "error_all": error_all}
+        return {
+            "error": None,
+            "quality": None,
+            "regret": None,
+            "lam": None,
+            "evaluable": 0.0,
+            "error_all": error_all,
+        }
     p, t = pred[:, ok], y[ok]
     errors = ((p - t) ** 2).sum(axis=2).mean(axis=1)
     if kind == "domain":
@@ -203,10 +227,15 @@ def grouped_criteria(x: np.ndarray, y: np.ndarray, fold: np.ndarray, kind: str,
         quality = np.array([routing_utility(q, t, held_tasks) for q in p])
         ceiling = routing_utility(t, t, held_tasks)
     i_err, i_q = int(np.argmin(errors)), int(np.argmax(quality))
-    return {"error": float(errors[i_err]), "lam": float(grid[i_err]),
-            "quality": float(quality[i_q]), "lam_quality": float(grid[i_q]),
-            "regret": float(ceiling - quality[i_q]), "evaluable": float(ok.mean()),
-            "error_all": error_all}
+    return {
+        "error": float(errors[i_err]),
+        "lam": float(grid[i_err]),
+        "quality": float(quality[i_q]),
+        "lam_quality": float(grid[i_q]),
+        "regret": float(ceiling - quality[i_q]),
+        "evaluable": float(ok.mean()),
+        "error_all": error_all,
+    }
 
 
 def _columns(layers: tuple[int, ...]) -> np.ndarray:
@@ -221,13 +250,15 @@ def _fit(x: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarr
     return solve(fold_moments(x, y, np.zeros(len(x), np.int64))[0], lam)
 
 
-def routerdc_variants(data: Path, limit: int | None, feats: TextFeatures
-                      ) -> dict[tuple[str, tuple[int, ...]], dict[str, Any]]:
+def routerdc_variants(
+    data: Path, limit: int | None, feats: TextFeatures
+) -> dict[tuple[str, tuple[int, ...]], dict[str, Any]]:
     """RouterDC ID/OOD of every variant; criteria: leave-one-task-out CV on train."""
     folder = data / "routerdc7"
     train = load_scored(folder / "train.jsonl", limit=limit)
-    splits = {s: load_scored(folder / f"{s}.jsonl", train.experts, limit)
-              for s in ("test_id", "test_ood")}
+    splits = {
+        s: load_scored(folder / f"{s}.jsonl", train.experts, limit) for s in ("test_id", "test_ood")
+    }
     fold, method = group_fold_ids(train.tasks)
     out = {}
     for view in VIEWS:
@@ -241,8 +272,11 @@ def routerdc_variants(data: Path, limit: int | None, feats: TextFeatures
             coef, bias = _fit(x, train.y, crit["lam"])
             out[(view, layers)] = {
                 "criteria": {"routerdc/task": {**crit, "method": method}},
-                "test": {s: scored_metrics(f[s][:, cols] @ coef + bias, split)
-                         for s, split in splits.items()}}
+                "test": {
+                    s: scored_metrics(f[s][:, cols] @ coef + bias, split)
+                    for s, split in splits.items()
+                },
+            }
     log("generalisation: RouterDC variants done")
     return out
 
@@ -260,14 +294,19 @@ def load_domain_rows(folder: Path, limit: int | None) -> tuple[Labelled, list[st
         if r["text"] not in seen:
             seen.add(r["text"])
             kept.append(r)
-    data = Labelled([str(r["id"]) for r in kept], [r["text"] for r in kept],
-                    [r["domain"] for r in kept], [source_of(r) for r in kept],
-                    duplicates_dropped=len(rows) - len(kept))
+    data = Labelled(
+        [str(r["id"]) for r in kept],
+        [r["text"] for r in kept],
+        [r["domain"] for r in kept],
+        [source_of(r) for r in kept],
+        duplicates_dropped=len(rows) - len(kept),
+    )
     return data, [str(r["source"]) for r in kept]
 
 
-def domain_variants(data_dir: Path, limit: int | None, feats: TextFeatures
-                    ) -> dict[tuple[str, tuple[int, ...]], dict[str, Any]]:
+def domain_variants(
+    data_dir: Path, limit: int | None, feats: TextFeatures
+) -> dict[tuple[str, tuple[int, ...]], dict[str, Any]]:
     """In-source and cross-source accuracy of every variant, and its criteria on train rows.
 
     Each protocol's training rows are grouped two ways: by source subset (``mmlu/anatomy``,
@@ -293,16 +332,23 @@ def domain_variants(data_dir: Path, limit: int | None, feats: TextFeatures
                 for g, groups in groupings.items():
                     fold, method = group_fold_ids(groups[~test_mask])
                     rec["criteria"][f"{split}/{g}"] = {
-                        **grouped_criteria(x, ytr, fold, "domain"), "method": method}
+                        **grouped_criteria(x, ytr, fold, "domain"),
+                        "method": method,
+                    }
                 # the head as the trainer fits it with --group-field source: lam by the
                 # held-out squared error of every row, grouped by source subset
                 fold, _ = group_fold_ids(groupings["subset"][~test_mask])
                 lam, _ = choose_lam(fold_moments(x, ytr, fold))
                 rec["lam"][split] = lam
                 coef, bias = _fit(x, ytr, lam)
-                res = label_result(_name(view, layers), "generalisation", xt @ coef + bias,
-                                   classes, test,
-                                   None if unseen_mask is None else unseen_mask[test_mask])
+                res = label_result(
+                    _name(view, layers),
+                    "generalisation",
+                    xt @ coef + bias,
+                    classes,
+                    test,
+                    None if unseen_mask is None else unseen_mask[test_mask],
+                )
                 rec["test"][split] = (res.unseen or res.metrics)["accuracy"]
                 rec["test"][f"{split}_macro_f1"] = (res.unseen or res.metrics)["macro_f1"]
             out[(view, layers)] = rec
@@ -321,13 +367,19 @@ def limit_cost_rows(rows: CostRows, limit: int | None) -> CostRows:
             seen[rows.tasks[i]] = seen.get(rows.tasks[i], 0) + 1
             keep.append(i)
     keep.sort()
-    return CostRows([rows.ids[i] for i in keep], [rows.texts[i] for i in keep],
-                    [rows.tasks[i] for i in keep], rows.y[keep], rows.cost[keep],
-                    rows.experts)
+    return CostRows(
+        [rows.ids[i] for i in keep],
+        [rows.texts[i] for i in keep],
+        [rows.tasks[i] for i in keep],
+        rows.y[keep],
+        rows.cost[keep],
+        rows.experts,
+    )
 
 
-def cost_aware_aiq(x: np.ndarray, train: CostRows, xt: np.ndarray, test: CostRows
-                   ) -> dict[str, float]:
+def cost_aware_aiq(
+    x: np.ndarray, train: CostRows, xt: np.ndarray, test: CostRows
+) -> dict[str, float]:
     """Test AIQ and train-CV AIQ of the head as RouterTrainer fits it on score targets.
 
     lam by the trainer's 5-fold squared error on train, the per-LLM affine calibration on
@@ -341,12 +393,12 @@ def cost_aware_aiq(x: np.ndarray, train: CostRows, xt: np.ndarray, test: CostRow
     predict = ridge_predictor(lam, calibrate=True)
     test_points = sweep(predict(x, train.y, xt), test, costs)
     cv_points = sweep(oof(x, train.y, predict), train, costs)
-    return {"aiq": curve_aiq(test_points, test), "cv_aiq": curve_aiq(cv_points, train),
-            "lam": lam}
+    return {"aiq": curve_aiq(test_points, test), "cv_aiq": curve_aiq(cv_points, train), "lam": lam}
 
 
-def routerbench_variants(data: Path, limit: int | None, feats: TextFeatures
-                         ) -> dict[tuple[str, tuple[int, ...]], dict[str, float]]:
+def routerbench_variants(
+    data: Path, limit: int | None, feats: TextFeatures
+) -> dict[tuple[str, tuple[int, ...]], dict[str, float]]:
     """RouterBench test AIQ and train-CV AIQ of every variant (empty without the data)."""
     folder = data / "routerbench"
     if not (folder / "train.jsonl").is_file() or not (folder / "test.jsonl").is_file():
@@ -361,8 +413,9 @@ def routerbench_variants(data: Path, limit: int | None, feats: TextFeatures
         ft = feats.features(viewed(test.texts, view), f"routerbench-test {view}")
         for layers in LAYER_SETS:
             cols = _columns(layers)
-            out[(view, layers)] = cost_aware_aiq(f[:, cols].astype(np.float64), train,
-                                                 ft[:, cols].astype(np.float64), test)
+            out[(view, layers)] = cost_aware_aiq(
+                f[:, cols].astype(np.float64), train, ft[:, cols].astype(np.float64), test
+            )
     log("generalisation: RouterBench variants done")
     return out
 
@@ -372,28 +425,41 @@ def routerbench_variants(data: Path, limit: int | None, feats: TextFeatures
 # criterion relative to the plain router's (view full, last layer); lower is better.
 RULES: dict[str, tuple[str, str, str]] = {
     # name: (criterion, domain grouping, description)
-    "error-all/subset": ("error_all", "subset",
-                         "squared error of every held-out row (the trainer's auto), domains "
-                         "grouped by source subset"),
-    "error-all/benchmark": ("error_all", "benchmark",
-                            "squared error of every held-out row (the trainer's auto), "
-                            "domains grouped by source benchmark"),
-    "error/subset": ("error", "subset", "squared error of the evaluable held-out rows, "
-                     "domains grouped by source subset"),
-    "error/benchmark": ("error", "benchmark", "squared error of the evaluable held-out rows, "
-                        "domains grouped by source benchmark"),
-    "regret/subset": ("regret", "subset",
-                      "decision regret, domains grouped by source subset"),
-    "regret/benchmark": ("regret", "benchmark",
-                         "decision regret, domains grouped by source benchmark"),
+    "error-all/subset": (
+        "error_all",
+        "subset",
+        "squared error of every held-out row (the trainer's auto), domains "
+        "grouped by source subset",
+    ),
+    "error-all/benchmark": (
+        "error_all",
+        "benchmark",
+        "squared error of every held-out row (the trainer's auto), "
+        "domains grouped by source benchmark",
+    ),
+    "error/subset": (
+        "error",
+        "subset",
+        "squared error of the evaluable held-out rows, domains grouped by source subset",
+    ),
+    "error/benchmark": (
+        "error",
+        "benchmark",
+        "squared error of the evaluable held-out rows, domains grouped by source benchmark",
+    ),
+    "regret/subset": ("regret", "subset", "decision regret, domains grouped by source subset"),
+    "regret/benchmark": (
+        "regret",
+        "benchmark",
+        "decision regret, domains grouped by source benchmark",
+    ),
 }
 # the rule that sets the trainer's default (README, "How the defaults were chosen")
 DEFAULT_RULE = "error-all/benchmark"
 PLAIN = ("full", (6,))
 
 
-def apply_rules(variants: dict[tuple[str, tuple[int, ...]], dict[str, Any]]
-                ) -> dict[str, Any]:
+def apply_rules(variants: dict[tuple[str, tuple[int, ...]], dict[str, Any]]) -> dict[str, Any]:
     """Every rule's value for every variant, and the variant each rule picks."""
     base = variants[PLAIN]["criteria"]
     values: dict[str, dict[tuple[str, tuple[int, ...]], float]] = {}
@@ -401,13 +467,13 @@ def apply_rules(variants: dict[tuple[str, tuple[int, ...]], dict[str, Any]]
         keys = ("routerdc/task", f"in_source/{grouping}")
         values[name] = {
             v: float(np.mean([rec["criteria"][k][crit] / base[k][crit] for k in keys]))
-            for v, rec in variants.items()}
+            for v, rec in variants.items()
+        }
     picks = {name: min(vals, key=vals.__getitem__) for name, vals in values.items()}
     return {"values": values, "picks": picks}
 
 
-def rank_correlation(criterion: dict[Any, float | None], test: dict[Any, float]
-                     ) -> float | None:
+def rank_correlation(criterion: dict[Any, float | None], test: dict[Any, float]) -> float | None:
     """Spearman correlation across variants of minus a criterion (lower is better) and a test
     figure: +1 when the criterion orders the variants exactly as the test does."""
     keys = [k for k, v in criterion.items() if v is not None]
@@ -418,15 +484,19 @@ def rank_correlation(criterion: dict[Any, float | None], test: dict[Any, float]
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def protocol_picks(variants: dict[tuple[str, tuple[int, ...]], dict[str, Any]]
-                   ) -> dict[str, tuple[str, tuple[int, ...]]]:
+def protocol_picks(
+    variants: dict[tuple[str, tuple[int, ...]], dict[str, Any]],
+) -> dict[str, tuple[str, tuple[int, ...]]]:
     """The variant each single criterion picks on its own protocol's training rows."""
     picks = {}
     keys = next(iter(variants.values()))["criteria"]
     for key in keys:
         for crit in ("error", "regret"):
-            scored = {v: r["criteria"][key][crit] for v, r in variants.items()
-                      if r["criteria"][key][crit] is not None}
+            scored = {
+                v: r["criteria"][key][crit]
+                for v, r in variants.items()
+                if r["criteria"][key][crit] is not None
+            }
             if scored:
                 picks[f"{key} {crit}"] = min(scored, key=scored.__getitem__)
     return picks
@@ -450,35 +520,58 @@ def generalisation(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     dc = routerdc_variants(args.data, args.limit, caches["routerdc"])
     dom = domain_variants(args.data, args.limit, caches["domains"])
     rb = routerbench_variants(args.data, args.limit, caches["routerbench"])
-    variants = {v: {"view": v[0], "layers": list(v[1]),
-                    "criteria": {**dc[v]["criteria"], **dom[v]["criteria"]},
-                    "test": {"routerdc_id": dc[v]["test"]["test_id"]["mean"]["router"],
-                             "routerdc_ood": dc[v]["test"]["test_ood"]["mean"]["router"],
-                             **dom[v]["test"],
-                             "routerbench_aiq": rb[v]["aiq"] if rb else None},
-                    "routerbench_cv_aiq": rb[v]["cv_aiq"] if rb else None,
-                    "lam": {"routerdc": dc[v]["criteria"]["routerdc/task"]["lam"],
-                            **dom[v]["lam"], "routerbench": rb[v]["lam"] if rb else None},
-                    "routerdc_tasks": {s: dc[v]["test"][s] for s in ("test_id", "test_ood")}}
-                for v in dc}
+    variants = {
+        v: {
+            "view": v[0],
+            "layers": list(v[1]),
+            "criteria": {**dc[v]["criteria"], **dom[v]["criteria"]},
+            "test": {
+                "routerdc_id": dc[v]["test"]["test_id"]["mean"]["router"],
+                "routerdc_ood": dc[v]["test"]["test_ood"]["mean"]["router"],
+                **dom[v]["test"],
+                "routerbench_aiq": rb[v]["aiq"] if rb else None,
+            },
+            "routerbench_cv_aiq": rb[v]["cv_aiq"] if rb else None,
+            "lam": {
+                "routerdc": dc[v]["criteria"]["routerdc/task"]["lam"],
+                **dom[v]["lam"],
+                "routerbench": rb[v]["lam"] if rb else None,
+            },
+            "routerdc_tasks": {s: dc[v]["test"][s] for s in ("test_id", "test_ood")},
+        }
+        for v in dc
+    }
     rules = apply_rules(variants)
-    return {"variants": variants, "rules": rules, "protocol_picks": protocol_picks(variants),
-            "default_rule": DEFAULT_RULE, "default": rules["picks"][DEFAULT_RULE],
-            "encoded": sum(c.encoded for c in caches.values())}
+    return {
+        "variants": variants,
+        "rules": rules,
+        "protocol_picks": protocol_picks(variants),
+        "default_rule": DEFAULT_RULE,
+        "default": rules["picks"][DEFAULT_RULE],
+        "encoded": sum(c.encoded for c in caches.values()),
+    }
 
 
 def json_ready(out: dict[str, Any]) -> dict[str, Any]:
     """The run as JSON (variant keys as ``view|layers``)."""
+
     def key(v: tuple[str, tuple[int, ...]]) -> str:
         return f"{v[0]}|{','.join(map(str, v[1]))}"
 
-    return {"variants": [{k: val for k, val in r.items()} for r in out["variants"].values()],
-            "rules": {"values": {n: {key(v): x for v, x in vals.items()}
-                                 for n, vals in out["rules"]["values"].items()},
-                      "picks": {n: key(v) for n, v in out["rules"]["picks"].items()}},
-            "protocol_picks": {n: key(v) for n, v in out["protocol_picks"].items()},
-            "default_rule": out["default_rule"], "default": key(out["default"]),
-            "encoded": out["encoded"]}
+    return {
+        "variants": [{k: val for k, val in r.items()} for r in out["variants"].values()],
+        "rules": {
+            "values": {
+                n: {key(v): x for v, x in vals.items()}
+                for n, vals in out["rules"]["values"].items()
+            },
+            "picks": {n: key(v) for n, v in out["rules"]["picks"].items()},
+        },
+        "protocol_picks": {n: key(v) for n, v in out["protocol_picks"].items()},
+        "default_rule": out["default_rule"],
+        "default": key(out["default"]),
+        "encoded": out["encoded"],
+    }
 
 
 def _pct(x: float | None) -> str:
@@ -493,10 +586,13 @@ def _label(v: tuple[str, tuple[int, ...]]) -> str:
     return f"`{v[0]}`, layers {','.join(map(str, v[1]))}"
 
 
-TARGETS = {"routerdc_id": 0.585, "routerdc_ood": 0.46, "in_source": 0.95,
-           "cross_source": 0.85}
-TITLES = {"routerdc_id": "RouterDC ID", "routerdc_ood": "RouterDC OOD",
-          "in_source": "in-source", "cross_source": "cross-source"}
+TARGETS = {"routerdc_id": 0.585, "routerdc_ood": 0.46, "in_source": 0.95, "cross_source": 0.85}
+TITLES = {
+    "routerdc_id": "RouterDC ID",
+    "routerdc_ood": "RouterDC OOD",
+    "in_source": "in-source",
+    "cross_source": "cross-source",
+}
 
 
 def report_section(out: dict[str, Any], args: argparse.Namespace, seconds: float) -> str:
@@ -509,20 +605,29 @@ def report_section(out: dict[str, Any], args: argparse.Namespace, seconds: float
 
     def test_cells(v: tuple[str, tuple[int, ...]]) -> list[str]:
         t = variants[v]["test"]
-        return [*(f"**{_pct(t[k])}**" for k in ("routerdc_id", "routerdc_ood", "in_source",
-                                                "cross_source")),
-                f"**{_num(t.get('routerbench_aiq'))}**"]
+        return [
+            *(
+                f"**{_pct(t[k])}**"
+                for k in ("routerdc_id", "routerdc_ood", "in_source", "cross_source")
+            ),
+            f"**{_num(t.get('routerbench_aiq'))}**",
+        ]
 
-    cv_aiq: dict[Any, float | None] = {v: r.get("routerbench_cv_aiq")
-                                        for v, r in variants.items()}
+    cv_aiq: dict[Any, float | None] = {v: r.get("routerbench_cv_aiq") for v, r in variants.items()}
     measured = {v: float(c) for v, c in cv_aiq.items() if c is not None}
     aiq_pick = max(measured, key=measured.__getitem__) if measured else None
     rows = []
     for v in variants:
         mark = " ◀" if v == default else ""
-        rows.append([f"`{v[0]}`", ",".join(map(str, v[1])),
-                     f"{values[DEFAULT_RULE][v]:.4f}{mark}",
-                     _num(cv_aiq[v]) + (" ◀" if v == aiq_pick else ""), *test_cells(v)])
+        rows.append(
+            [
+                f"`{v[0]}`",
+                ",".join(map(str, v[1])),
+                f"{values[DEFAULT_RULE][v]:.4f}{mark}",
+                _num(cv_aiq[v]) + (" ◀" if v == aiq_pick else ""),
+                *test_cells(v),
+            ]
+        )
     crit_keys = list(next(iter(variants.values()))["criteria"])
     crit_rows = []
     for v, r in variants.items():
@@ -537,19 +642,36 @@ def report_section(out: dict[str, Any], args: argparse.Namespace, seconds: float
         r = rank_correlation(criterion, cross)
         return "—" if r is None else f"{r:+.2f}"
 
-    rule_rows = [[f"{name}: {RULES[name][2]}" + (" (**the default rule**)"
-                                                 if name == DEFAULT_RULE else ""),
-                  _label(picks[name]), rho(values[name]), *test_cells(picks[name])]
-                 for name in RULES]
+    rule_rows = [
+        [
+            f"{name}: {RULES[name][2]}"
+            + (" (**the default rule**)" if name == DEFAULT_RULE else ""),
+            _label(picks[name]),
+            rho(values[name]),
+            *test_cells(picks[name]),
+        ]
+        for name in RULES
+    ]
     proto_rows = []
     for name, v in out["protocol_picks"].items():
         key, crit = name.split(" ")
-        proto_rows.append([name, _label(v),
-                           rho({u: r["criteria"][key][crit] for u, r in variants.items()}),
-                           *test_cells(v)])
+        proto_rows.append(
+            [
+                name,
+                _label(v),
+                rho({u: r["criteria"][key][crit] for u, r in variants.items()}),
+                *test_cells(v),
+            ]
+        )
     if aiq_pick is not None:
-        proto_rows.append(["routerbench train-CV AIQ", _label(aiq_pick),
-                           rho({v: -c for v, c in measured.items()}), *test_cells(aiq_pick)])
+        proto_rows.append(
+            [
+                "routerbench train-CV AIQ",
+                _label(aiq_pick),
+                rho({v: -c for v, c in measured.items()}),
+                *test_cells(aiq_pick),
+            ]
+        )
     best = {k: max(variants, key=lambda v, k=k: variants[v]["test"][k]) for k in TARGETS}
     if aiq_pick is None:
         aiq_text = "RouterBench AIQ: no `routerbench/` in --data, not measured."
@@ -568,20 +690,33 @@ def report_section(out: dict[str, Any], args: argparse.Namespace, seconds: float
             f"(the trainer's 5 folds); ◀ is its pick, {_label(aiq_pick)} (test AIQ "
             f"{_num(test_aiq[aiq_pick])}; best on test {_num(test_aiq[top])}, {_label(top)}; "
             "Spearman correlation of train-CV and test AIQ across the variants "
-            + ("—" if r_aiq is None else f"{r_aiq:+.2f}") + ").")
+            + ("—" if r_aiq is None else f"{r_aiq:+.2f}")
+            + ")."
+        )
     chosen = variants[default]["test"]
-    met = [f"{TITLES[k]} {_pct(chosen[k])} ({'met' if chosen[k] >= t else 'missed'}, target "
-           f"{_pct(t)})" for k, t in TARGETS.items()]
+    met = [
+        f"{TITLES[k]} {_pct(chosen[k])} ({'met' if chosen[k] >= t else 'missed'}, target {_pct(t)})"
+        for k, t in TARGETS.items()
+    ]
     lines = [
         "## Generalisation: input views x pooled layers (`benchmarks/quality.py --part "
-        "generalisation`)", "", header(command_line()),
+        "generalisation`)",
+        "",
+        header(command_line()),
         f"Run time {seconds / 60:.1f} min ({out['encoded']} texts encoded in this run, the "
         "rest read from the `--cache` of earlier runs of the same graph). MiniLM int8, "
         "max_length 256."
-        + (f" **Sampled: {args.limit} rows per task (RouterDC) and per domain and source "
-           "(domains) (--limit)**." if args.limit else " All rows of every file."), "",
+        + (
+            f" **Sampled: {args.limit} rows per task (RouterDC) and per domain and source "
+            "(domains) (--limit)**."
+            if args.limit
+            else " All rows of every file."
+        ),
+        "",
         f"**Default (rule `{DEFAULT_RULE}`): {_label(default)}.** Its test figures: "
-        + "; ".join(met) + ".", "",
+        + "; ".join(met)
+        + ".",
+        "",
         "Each variant is trained on each protocol's training rows (lam by grouped-CV squared "
         "error, as the trainer does) and tested on its test rows: RouterDC test_id / test_ood "
         "(mean over tasks), domains in-source (20% of rows by id hash) and cross-source "
@@ -595,31 +730,63 @@ def report_section(out: dict[str, Any], args: argparse.Namespace, seconds: float
         "has another benchmark in training (no head can route the others). *Regret*: 1 - "
         "accuracy; for RouterDC the oracle's (best LLM per prompt) mean score minus the "
         "router's. The domain rows a rule sees include the cross-source test rows (the "
-        "domains have no split of their own), never the in-source or RouterDC test rows.", "",
-        aiq_text, "",
-        markdown_table(["view", "layers", f"default rule ({DEFAULT_RULE}, rel.)",
-                        "RouterBench AIQ (train CV)", "**RouterDC ID**", "**RouterDC OOD**",
-                        "**in-source acc.**", "**cross-source acc. (held-out sources)**",
-                        "**RouterBench AIQ (test)**"], rows), "",
-        "### What each selection rule picks (training rows only)", "",
+        "domains have no split of their own), never the in-source or RouterDC test rows.",
+        "",
+        aiq_text,
+        "",
+        markdown_table(
+            [
+                "view",
+                "layers",
+                f"default rule ({DEFAULT_RULE}, rel.)",
+                "RouterBench AIQ (train CV)",
+                "**RouterDC ID**",
+                "**RouterDC OOD**",
+                "**in-source acc.**",
+                "**cross-source acc. (held-out sources)**",
+                "**RouterBench AIQ (test)**",
+            ],
+            rows,
+        ),
+        "",
+        "### What each selection rule picks (training rows only)",
+        "",
         "Rules: the mean over RouterDC train and the domains' in-source training rows of a "
         "grouped-CV criterion relative to the plain router. Per protocol: one criterion on "
         "that protocol's own training rows (`cross_source/benchmark` cannot be computed: "
         "there every domain trains on one benchmark). *Rank corr.*: Spearman correlation, "
         "across the variants, between the criterion (lower is better, so negated) and "
         "cross-source test accuracy (for reading only: nothing is chosen by it); the RouterBench "
-        "row ranks by train-CV AIQ, higher is better.", "",
-        markdown_table(["rule", "picks", "rank corr. with cross-source test",
-                        "RouterDC ID", "RouterDC OOD", "in-source", "cross-source",
-                        "RouterBench AIQ"], rule_rows + proto_rows), "",
-        "### Grouped-CV criteria of every variant (training rows only)", "",
+        "row ranks by train-CV AIQ, higher is better.",
+        "",
+        markdown_table(
+            [
+                "rule",
+                "picks",
+                "rank corr. with cross-source test",
+                "RouterDC ID",
+                "RouterDC OOD",
+                "in-source",
+                "cross-source",
+                "RouterBench AIQ",
+            ],
+            rule_rows + proto_rows,
+        ),
+        "",
+        "### Grouped-CV criteria of every variant (training rows only)",
+        "",
         "Each cell: held-out squared error / held-out accuracy (RouterDC: mean score of the "
         "chosen LLM over tasks), each at its best lam. `subset`: grouped 5-fold over source "
-        "subsets; `benchmark`: leave-one-benchmark-out; `task`: leave-one-task-out.", "",
-        markdown_table(["view", "layers", *crit_keys], crit_rows), "",
+        "subsets; `benchmark`: leave-one-benchmark-out; `task`: leave-one-task-out.",
+        "",
+        markdown_table(["view", "layers", *crit_keys], crit_rows),
+        "",
         "Targets (int8): cross-source >= 85 with in-source >= 95, RouterDC ID >= 58.5 and "
         "OOD >= 46. Best of any variant on test (for reference only, not a choice): "
-        + "; ".join(f"{TITLES[k]} {_pct(variants[v]['test'][k])} ({_label(v)})"
-                    for k, v in best.items()) + ".", "",
+        + "; ".join(
+            f"{TITLES[k]} {_pct(variants[v]['test'][k])} ({_label(v)})" for k, v in best.items()
+        )
+        + ".",
+        "",
     ]
     return "\n".join(lines) + "\n"

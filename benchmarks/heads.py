@@ -48,7 +48,7 @@ class FeatureCache:
         start = time.perf_counter()
         x = np.empty((len(texts), router.config.feature_dim), np.float32)
         for i in range(0, len(texts), 1024):
-            x[i:i + 1024] = router.features(texts[i:i + 1024])
+            x[i : i + 1024] = router.features(texts[i : i + 1024])
         log(f"encoded {len(texts)} {what} prompts in {time.perf_counter() - start:.0f} s")
         if path is not None:
             np.savez(path, x=x)
@@ -60,12 +60,14 @@ def folds_of(n: int) -> np.ndarray:
     return fold_ids(n, FOLDS, SEED)
 
 
-def ridge_fit(x: np.ndarray, y: np.ndarray, lam: float | str = "auto",
-              weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+def ridge_fit(
+    x: np.ndarray, y: np.ndarray, lam: float | str = "auto", weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, float]:
     """The irde head on dense features; lam by k-fold squared error if ``"auto"``.
 
     This is RouterTrainer's computation for pooled encoders. ``weights`` (n,) weighs rows.
     """
+
     def moments(rows: np.ndarray) -> Moments:
         return Moments.from_rows(x[rows], y[rows], None if weights is None else weights[rows])
 
@@ -76,8 +78,13 @@ def ridge_fit(x: np.ndarray, y: np.ndarray, lam: float | str = "auto",
     return coef, bias, float(lam)
 
 
-def ridge_predict(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, lam: float | str,
-                  weights: np.ndarray | None = None) -> np.ndarray:
+def ridge_predict(
+    xtr: np.ndarray,
+    ytr: np.ndarray,
+    xte: np.ndarray,
+    lam: float | str,
+    weights: np.ndarray | None = None,
+) -> np.ndarray:
     """Scores of ``xte`` by the head fit on ``(xtr, ytr)``."""
     coef, bias, _ = ridge_fit(xtr, ytr, lam, weights)
     return xte @ coef + bias
@@ -91,8 +98,9 @@ def routing_utility(pred: np.ndarray, y: np.ndarray, tasks: Sequence[str]) -> fl
     return float(np.mean([picked[tasks == t].mean() for t in dict.fromkeys(tasks.tolist())]))
 
 
-def cv_predictions(n: int, fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                   n_out: int) -> np.ndarray:
+def cv_predictions(
+    n: int, fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray], n_out: int
+) -> np.ndarray:
     """Out-of-fold predictions: ``fit_predict(train_rows, test_rows) -> (len(test), n_out)``."""
     fold = folds_of(n)
     out = np.zeros((n, n_out))
@@ -104,15 +112,17 @@ def cv_predictions(n: int, fit_predict: Callable[[np.ndarray, np.ndarray], np.nd
     return out
 
 
-def accuracy_cv(y: np.ndarray, fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray]
-                ) -> float:
+def accuracy_cv(
+    y: np.ndarray, fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray]
+) -> float:
     """5-fold cross-validated accuracy on train rows (``y`` one-hot)."""
     pred = cv_predictions(len(y), fit_predict, y.shape[1])
     return float(np.mean(pred.argmax(1) == y.argmax(1)))
 
 
-def choose_by_cv(candidates: Sequence[Any], score: Callable[[Any], float]
-                 ) -> tuple[Any, float, dict]:
+def choose_by_cv(
+    candidates: Sequence[Any], score: Callable[[Any], float]
+) -> tuple[Any, float, dict]:
     """The candidate with the best (highest) cross-validated score; ties: the first."""
     table = {c: score(c) for c in candidates}
     best = max(table, key=lambda c: table[c])
@@ -146,8 +156,9 @@ TARGET_MAKERS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "task-mean scores": task_mean_targets,
     "task-standardised scores": task_standardised_targets,
     "best LLM of the task (one-hot)": task_best_targets,
-    "raw + task-standardised": lambda y, t: (y - y.mean(axis=1, keepdims=True)
-                                             + y.std() * task_standardised_targets(y, t)),
+    "raw + task-standardised": lambda y, t: (
+        y - y.mean(axis=1, keepdims=True) + y.std() * task_standardised_targets(y, t)
+    ),
 }
 
 
@@ -159,9 +170,14 @@ def standardiser(x: np.ndarray, on: bool) -> Callable[[np.ndarray], np.ndarray]:
     return lambda z: (z - mu) / sd
 
 
-def cv_ridge(x: np.ndarray, y: np.ndarray, tasks: np.ndarray,
-             make: Callable[[np.ndarray, np.ndarray], np.ndarray], grid: Sequence[float],
-             standardise: bool) -> dict[float, float]:
+def cv_ridge(
+    x: np.ndarray,
+    y: np.ndarray,
+    tasks: np.ndarray,
+    make: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    grid: Sequence[float],
+    standardise: bool,
+) -> dict[float, float]:
     """Routing score (5-fold CV on train) of the ridge head for every lam of ``grid``.
 
     Targets and feature scaling are computed from each fold's training rows only.

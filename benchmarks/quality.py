@@ -46,33 +46,63 @@ STATIC_STRATEGIES = get_encoder("static").strategies
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; write BENCHMARKS.md's section, charts and quality.json."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n".join(__doc__.splitlines()[-1:]))
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                        help="folder holding routerdc7/ and domains/ (default ../shared/data)")
-    parser.add_argument("--encoders", nargs="+", choices=list(VARIANTS), default=DEFAULT_VARIANTS,
-                        help="irde routers to train (the first one is checked against targets)")
-    parser.add_argument("--baseline-features", default="minilm-int8",
-                        choices=[*(v for v in VARIANTS if is_pooled(v)), "static-mean"],
-                        help="features of kNN / logistic regression / MLP (static-mean: mean of "
-                             "the static table's rows, for smoke tests)")
-    parser.add_argument("--part", choices=["all", "routerdc", "domains", "generalisation"],
-                        default="all",
-                        help="generalisation: input views x pooled layers on every protocol "
-                             "(its own BENCHMARKS.md section)")
-    parser.add_argument("--limit", type=int, default=None,
-                        help="keep N rows per task / per domain source (smoke tests)")
-    parser.add_argument("--cache", type=Path, default=None,
-                        help="keep encoded features here (npz) to rerun faster")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[-1:]),
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="folder holding routerdc7/ and domains/ (default ../shared/data)",
+    )
+    parser.add_argument(
+        "--encoders",
+        nargs="+",
+        choices=list(VARIANTS),
+        default=DEFAULT_VARIANTS,
+        help="irde routers to train (the first one is checked against targets)",
+    )
+    parser.add_argument(
+        "--baseline-features",
+        default="minilm-int8",
+        choices=[*(v for v in VARIANTS if is_pooled(v)), "static-mean"],
+        help="features of kNN / logistic regression / MLP (static-mean: mean of "
+        "the static table's rows, for smoke tests)",
+    )
+    parser.add_argument(
+        "--part",
+        choices=["all", "routerdc", "domains", "generalisation"],
+        default="all",
+        help="generalisation: input views x pooled layers on every protocol "
+        "(its own BENCHMARKS.md section)",
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="keep N rows per task / per domain source (smoke tests)",
+    )
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="keep encoded features here (npz) to rerun faster"
+    )
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--static-strategies", nargs="+", default=list(STATIC_STRATEGIES),
-                        choices=list(STATIC_STRATEGIES),
-                        help="static strategies compared by train CV (default all)")
+    parser.add_argument(
+        "--static-strategies",
+        nargs="+",
+        default=list(STATIC_STRATEGIES),
+        choices=list(STATIC_STRATEGIES),
+        help="static strategies compared by train CV (default all)",
+    )
     parser.add_argument("--no-static-variants", dest="static_variants", action="store_false")
     parser.add_argument("--results", type=Path, default=RESULTS, help="charts and json")
-    parser.add_argument("--markdown", type=Path, default=None,
-                        help="file to write the section into (default BENCHMARKS.md)")
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        help="file to write the section into (default BENCHMARKS.md)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -100,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.results.mkdir(parents=True, exist_ok=True)
             (args.results / "generalisation.json").write_text(
                 json.dumps(plain(json_ready(general)), indent=1, ensure_ascii=False) + "\n",
-                encoding="utf-8")
+                encoding="utf-8",
+            )
         return 0
     seconds = time.perf_counter() - start
     charts: list[Path] = []
@@ -108,7 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.results.mkdir(parents=True, exist_ok=True)
         charts = draw_charts(out, args.results)
         (args.results / "quality.json").write_text(
-            json.dumps(plain(out), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+            json.dumps(plain(out), indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
     text = report(out, args, seconds, charts)
     print(text)
     if not args.no_write:

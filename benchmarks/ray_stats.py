@@ -42,8 +42,11 @@ DOMAINS = ("math", "law", "medicine", "chinese", "code")
 
 def _max_diff(a: PartialStats, b: PartialStats) -> float:
     pairs = list(zip(a.per_expert + a.folds, b.per_expert + b.folds, strict=True))
-    return max(float(np.max(np.abs(getattr(x, f) - getattr(y, f))))
-               for x, y in pairs for f in ("sum_x", "gram", "sum_xy", "sum_y"))
+    return max(
+        float(np.max(np.abs(getattr(x, f) - getattr(y, f))))
+        for x, y in pairs
+        for f in ("sum_x", "gram", "sum_xy", "sum_y")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     texts, labels, seed_texts, seed_labels = [], [], [], []
     for d in DOMAINS:
         with open(args.data / "domains" / f"{d}.jsonl", encoding="utf-8") as fh:
-            rows = [json.loads(line)["text"] for line in fh if line.strip()][:per + 10]
+            rows = [json.loads(line)["text"] for line in fh if line.strip()][: per + 10]
         texts += rows[10:]
         labels += [d] * (len(rows) - 10)
         seed_texts += rows[:10]  # the router's own training prompts, not benchmarked
@@ -82,36 +85,55 @@ def main(argv: list[str] | None = None) -> int:
             part = slice(start, start + 256)
             local = local + rows_statistics(router, plan, texts[part], y[part], fold[part])
         local_s = time.perf_counter() - t0
-        results.append(["one process (the trainer's loop)", "-", f"{local_s:.1f}",
-                        f"{len(texts) / local_s:.0f}", "-"])
+        results.append(
+            [
+                "one process (the trainer's loop)",
+                "-",
+                f"{local_s:.1f}",
+                f"{len(texts) / local_s:.0f}",
+                "-",
+            ]
+        )
         t0 = time.perf_counter()
         ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
         init_s = time.perf_counter() - t0
         try:
             for workers in (1, 2):
                 t0 = time.perf_counter()
-                remote = ray_statistics(path, plan, texts, y, fold, workers=workers,
-                                        threads=1)
+                remote = ray_statistics(path, plan, texts, y, fold, workers=workers, threads=1)
                 seconds = time.perf_counter() - t0
                 diff = _max_diff(remote, local)
-                results.append(["Ray, local instance (2 CPUs)", workers, f"{seconds:.1f}",
-                                f"{len(texts) / seconds:.0f}",
-                                f"{diff:.1e} ({'yes' if diff <= 1e-9 else 'NO'})"])
+                results.append(
+                    [
+                        "Ray, local instance (2 CPUs)",
+                        workers,
+                        f"{seconds:.1f}",
+                        f"{len(texts) / seconds:.0f}",
+                        f"{diff:.1e} ({'yes' if diff <= 1e-9 else 'NO'})",
+                    ]
+                )
                 print(results[-1], flush=True)
         finally:
             ray.shutdown()
-    table = markdown_table(["engine", "workers", "time (s)", "rows/s",
-                            "largest absolute difference to one process (limit 1e-9)"], [results[0]]
-                           + results[1:])
+    table = markdown_table(
+        [
+            "engine",
+            "workers",
+            "time (s)",
+            "rows/s",
+            "largest absolute difference to one process (limit 1e-9)",
+        ],
+        [results[0]] + results[1:],
+    )
     text = (
-        "## Training statistics on Ray (`benchmarks/ray_stats.py`)\n\n" + header(command_line())
+        "## Training statistics on Ray (`benchmarks/ray_stats.py`)\n\n"
+        + header(command_line())
         + f"\n{len(texts)} prompts of {len(DOMAINS)} domains, MiniLM int8 features (one "
         "prompt per onnxruntime call, 1 thread per session), per-expert and 5 per-fold "
         f"statistics. `ray.init` of the local instance took {init_s:.1f} s (not included); "
         "the Ray times include starting the actors, shipping the router's files to them and "
         "loading their sessions. This machine has 2 cores shared with other work (load "
-        f"average {os.getloadavg()[1]:.1f} over the last 5 minutes of the run).\n\n"
-        + table + "\n"
+        f"average {os.getloadavg()[1]:.1f} over the last 5 minutes of the run).\n\n" + table + "\n"
     )
     print(text)
     if not args.no_write:

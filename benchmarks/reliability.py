@@ -93,13 +93,15 @@ def bad_input_figures(router_dir: Path, work: Path) -> tuple[str, dict]:
             same &= bad_inputs.folder_hashes(ctx.root) == before
         unchanged += same
         rows.append([case.name, api, cli.replace("|", "\\|"), "yes" if same else "NO"])
-    table = markdown_table(["bad input", "API", "CLI (stderr, one line)", "files unchanged"],
-                           rows)
-    figures = {"cases": len(bad_inputs.CASES), "api_ok": api_ok,
-               "api_cases": sum(c.error is not None for c in bad_inputs.CASES),
-               "cli_ok": cli_ok, "cli_cases": sum(c.argv is not None or c.breaks is not None
-                                                  for c in bad_inputs.CASES),
-               "unchanged": unchanged}
+    table = markdown_table(["bad input", "API", "CLI (stderr, one line)", "files unchanged"], rows)
+    figures = {
+        "cases": len(bad_inputs.CASES),
+        "api_ok": api_ok,
+        "api_cases": sum(c.error is not None for c in bad_inputs.CASES),
+        "cli_ok": cli_ok,
+        "cli_cases": sum(c.argv is not None or c.breaks is not None for c in bad_inputs.CASES),
+        "unchanged": unchanged,
+    }
     return table, figures
 
 
@@ -139,8 +141,13 @@ def kill_figures(router_dir: Path, work: Path, random_kills: int) -> dict:
             outcome[f"{'killed' if status == 'killed' else 'finished'} {which}"] += 1
     finally:
         saver.close()
-    return {"steps": steps, "random": outcome, "failures": failures, "save_s": duration,
-            "random_kills": random_kills}
+    return {
+        "steps": steps,
+        "random": outcome,
+        "failures": failures,
+        "save_s": duration,
+        "random_kills": random_kills,
+    }
 
 
 # -- threads ------------------------------------------------------------------------------------
@@ -198,16 +205,26 @@ def swap_figures(router_dir: Path, work: Path, cycles: int = 5) -> dict:
 
 def process_figures(router_dir: Path, work: Path, trials: int) -> dict:
     rows = work / "alpha.jsonl"
-    rows.write_text("".join(json.dumps({"text": r["text"]}) + "\n"
-                            for r in _rows("train.jsonl")[:6]), encoding="utf-8")
+    rows.write_text(
+        "".join(json.dumps({"text": r["text"]}) + "\n" for r in _rows("train.jsonl")[:6]),
+        encoding="utf-8",
+    )
     lost = exits = 0
     for k in range(trials):
         root = copy_router(router_dir, work / f"procs{k}")
-        argvs = [["experts", "add", str(root), "alpha", "--data", str(rows), "--quiet"],
-                 ["experts", "remove", str(root), "law"]]
-        procs = [subprocess.Popen([sys.executable, "-m", "irde_onnx", *a], cwd=ROOT,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-                 for a in argvs]
+        argvs = [
+            ["experts", "add", str(root), "alpha", "--data", str(rows), "--quiet"],
+            ["experts", "remove", str(root), "law"],
+        ]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "irde_onnx", *a],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            for a in argvs
+        ]
         for p in procs:
             p.communicate(timeout=600)
             exits += p.returncode != 0
@@ -243,8 +260,12 @@ def fuzz_figures(router_dir: Path, n: int) -> dict:
             errors += 1
             continue
         nonfinite += sum(not all(np.isfinite(list(r.scores.values()))) for r in routes)
-    return {"texts": n, "errors": errors, "nonfinite": nonfinite,
-            "seconds": time.perf_counter() - start}
+    return {
+        "texts": n,
+        "errors": errors,
+        "nonfinite": nonfinite,
+        "seconds": time.perf_counter() - start,
+    }
 
 
 # -- memory -------------------------------------------------------------------------------------
@@ -267,8 +288,13 @@ print(base / 1024, peak / 1024, sum(len(p) for p in prompts) / 1e6)
 def memory_figures(router_dir: Path) -> dict:
     out = {}
     for mode in ("route", "uncut"):
-        res = subprocess.run([sys.executable, "-c", MEMORY_CODE, str(router_dir), mode],
-                             capture_output=True, text=True, timeout=900, cwd=ROOT)
+        res = subprocess.run(
+            [sys.executable, "-c", MEMORY_CODE, str(router_dir), mode],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            cwd=ROOT,
+        )
         if res.returncode != 0:
             raise RuntimeError(res.stderr)
         base, peak, mb = (float(x) for x in res.stdout.split())
@@ -276,28 +302,38 @@ def memory_figures(router_dir: Path) -> dict:
     return out
 
 
-def report(bad: tuple[str, dict], kills: dict, swaps: dict, procs: dict, fuzz: dict,
-           memory: dict) -> str:
+def report(
+    bad: tuple[str, dict], kills: dict, swaps: dict, procs: dict, fuzz: dict, memory: dict
+) -> str:
     table, b = bad
     r = kills["random"]
     mem = markdown_table(
         ["ten 1 MB prompts", "RSS before (MB)", "peak RSS (MB)", "growth (MB)"],
-        [[label, f"{m['base_mb']:.0f}", f"{m['peak_mb']:.0f}",
-          f"{m['peak_mb'] - m['base_mb']:.0f}"]
-         for label, m in (("route() (text cut to 32 chars per token first)", memory["route"]),
-                          ("peer: tokenizer on the whole text (before the cut)",
-                           memory["uncut"]))])
-    steps = markdown_table(["killed before step", "outcome"],
-                           [[k, v] for k, v in kills["steps"].items()])
+        [
+            [
+                label,
+                f"{m['base_mb']:.0f}",
+                f"{m['peak_mb']:.0f}",
+                f"{m['peak_mb'] - m['base_mb']:.0f}",
+            ]
+            for label, m in (
+                ("route() (text cut to 32 chars per token first)", memory["route"]),
+                ("peer: tokenizer on the whole text (before the cut)", memory["uncut"]),
+            )
+        ],
+    )
+    steps = markdown_table(
+        ["killed before step", "outcome"], [[k, v] for k, v in kills["steps"].items()]
+    )
     return f"""## Reliability and security (`benchmarks/reliability.py`)
 
 {header(command_line())}
 A static router trained on the demo prompts (5 experts). Every figure below is from this run.
 
-**Bad inputs.** {b['cases']} cases of the catalogue (`tests/bad_inputs.py`, also run by
-`tests/test_bad_inputs.py`): {b['api_ok']}/{b['api_cases']} API calls raised the documented
-error type, {b['cli_ok']}/{b['cli_cases']} CLI calls exited 2 with exactly one line on stderr
-and no traceback, and in {b['unchanged']}/{b['cases']} cases every file of the router folder
+**Bad inputs.** {b["cases"]} cases of the catalogue (`tests/bad_inputs.py`, also run by
+`tests/test_bad_inputs.py`): {b["api_ok"]}/{b["api_cases"]} API calls raised the documented
+error type, {b["cli_ok"]}/{b["cli_cases"]} CLI calls exited 2 with exactly one line on stderr
+and no traceback, and in {b["unchanged"]}/{b["cases"]} cases every file of the router folder
 kept its sha256.
 
 {table}
@@ -306,31 +342,31 @@ kept its sha256.
 
 {steps}
 
-At {kills['random_kills']} random times within a save (one save takes {kills['save_s']:.2f} s
-here, kill times uniform over 1.2 times that): killed mid-save {r['killed old'] + r['killed new']}
-times ({r['killed old']} left the old router, {r['killed new']} the new one), finished before
-the kill {r['finished new'] + r['finished old']} times. Folders that failed to load or mixed two
-generations, over all kills: **{kills['failures']}**. After every kill the next load removed
+At {kills["random_kills"]} random times within a save (one save takes {kills["save_s"]:.2f} s
+here, kill times uniform over 1.2 times that): killed mid-save {r["killed old"] + r["killed new"]}
+times ({r["killed old"]} left the old router, {r["killed new"]} the new one), finished before
+the kill {r["finished new"] + r["finished old"]} times. Folders that failed to load or mixed two
+generations, over all kills: **{kills["failures"]}**. After every kill the next load removed
 the temporaries and the other generation's files.
 
 **Concurrent swaps and routes.** 4 threads routing 12 prompts per call while the main thread
-swapped the head {swaps['swaps']} times (remove/add an expert) in {swaps['seconds']:.1f} s:
-{swaps['routes']} route calls, {swaps['during']} of them entirely while swapping,
-{swaps['straddling']} across a swap; errors **{swaps['errors']}**, answers equal to neither
-the old nor the new head **{swaps['mismatch']}**.
+swapped the head {swaps["swaps"]} times (remove/add an expert) in {swaps["seconds"]:.1f} s:
+{swaps["routes"]} route calls, {swaps["during"]} of them entirely while swapping,
+{swaps["straddling"]} across a swap; errors **{swaps["errors"]}**, answers equal to neither
+the old nor the new head **{swaps["mismatch"]}**.
 
-**Two processes changing one router.** {procs['trials']} trials of `irde experts add` and
-`irde experts remove` started together on the same folder: changes lost **{procs['lost']}**,
-failed exits {procs['failed_exits']} (before the folder lock: one change lost in 15 of 15
+**Two processes changing one router.** {procs["trials"]} trials of `irde experts add` and
+`irde experts remove` started together on the same folder: changes lost **{procs["lost"]}**,
+failed exits {procs["failed_exits"]} (before the folder lock: one change lost in 15 of 15
 trials).
 
-**Fuzz.** {fuzz['texts']} random prompts (any code point including lone surrogates, control
+**Fuzz.** {fuzz["texts"]} random prompts (any code point including lone surrogates, control
 characters, mixed scripts, strings of up to 1.2 MB) routed in batches of 4 in
-{fuzz['seconds']:.1f} s: exceptions **{fuzz['errors']}**, non-finite scores
-**{fuzz['nonfinite']}** (the hypothesis test `tests/test_fuzz.py` runs 120 more examples in CI).
+{fuzz["seconds"]:.1f} s: exceptions **{fuzz["errors"]}**, non-finite scores
+**{fuzz["nonfinite"]}** (the hypothesis test `tests/test_fuzz.py` runs 120 more examples in CI).
 
 **Memory for huge prompts.** Peak resident memory of one process routing ten prompts of
-{memory['route']['prompt_mb'] / 10:.2f} MB each, against the tokenizer alone on the same
+{memory["route"]["prompt_mb"] / 10:.2f} MB each, against the tokenizer alone on the same
 uncut text in the same run:
 
 {mem}

@@ -37,8 +37,9 @@ class LabelResult:
     note: str = ""
 
 
-def bootstrap_se(picked: np.ndarray, tasks: Sequence[str], n: int = 1000,
-                 seed: int = SEED) -> float:
+def bootstrap_se(
+    picked: np.ndarray, tasks: Sequence[str], n: int = 1000, seed: int = SEED
+) -> float:
     """Bootstrap standard error of the plain mean over tasks (prompts resampled per task)."""
     rng = np.random.default_rng(seed)
     tasks = np.asarray(tasks)
@@ -50,15 +51,15 @@ def bootstrap_se(picked: np.ndarray, tasks: Sequence[str], n: int = 1000,
     return float(np.std(means / len(names), ddof=1))
 
 
-def scored_metrics(pred: np.ndarray, split: Scored, tie: np.ndarray | None = None
-                   ) -> dict[str, Any]:
+def scored_metrics(
+    pred: np.ndarray, split: Scored, tie: np.ndarray | None = None
+) -> dict[str, Any]:
     """RouterDC metrics of the argmax of ``pred`` on ``split``, with a bootstrap s.e."""
     if tie is not None:  # break exact ties by the LLMs' mean train score, not by column order
         pred = pred + 1e-9 * tie
     chosen = np.argmax(pred, axis=1)
     out = score_metrics(chosen, split.y, split.experts, split.tasks)
-    out["mean"]["bootstrap_se"] = bootstrap_se(split.y[np.arange(len(chosen)), chosen],
-                                               split.tasks)
+    out["mean"]["bootstrap_se"] = bootstrap_se(split.y[np.arange(len(chosen)), chosen], split.tasks)
     return out
 
 
@@ -68,9 +69,17 @@ def expected_metrics(metrics: dict[str, Any], key: str) -> dict[str, Any]:
     return {"tasks": tasks, "mean": {**metrics["mean"], "router": metrics["mean"][key]}}
 
 
-def label_result(name: str, kind: str, scores: np.ndarray, classes: list[str], test: Labelled,
-                 unseen: np.ndarray | None, cv: float | None = None, note: str = "",
-                 tie: np.ndarray | None = None) -> LabelResult:
+def label_result(
+    name: str,
+    kind: str,
+    scores: np.ndarray,
+    classes: list[str],
+    test: Labelled,
+    unseen: np.ndarray | None,
+    cv: float | None = None,
+    note: str = "",
+    tie: np.ndarray | None = None,
+) -> LabelResult:
     """Accuracy and macro-F1 of the argmax of ``scores``; also on ``unseen`` rows if given."""
     if tie is not None:
         scores = scores + 1e-9 * tie
@@ -78,6 +87,9 @@ def label_result(name: str, kind: str, scores: np.ndarray, classes: list[str], t
     metrics = label_metrics(test.labels, pred, classes)
     held = None
     if unseen is not None and unseen.any():
-        held = label_metrics([t for t, u in zip(test.labels, unseen, strict=True) if u],
-                             [p for p, u in zip(pred, unseen, strict=True) if u], classes)
+        held = label_metrics(
+            [t for t, u in zip(test.labels, unseen, strict=True) if u],
+            [p for p, u in zip(pred, unseen, strict=True) if u],
+            classes,
+        )
     return LabelResult(name, kind, metrics, held, cv, note)

@@ -67,15 +67,24 @@ def sweep(pred: np.ndarray, rows: CostRows, costs: np.ndarray) -> list[dict[str,
     out = []
     for wtp in grid:
         choice, _ = decide(pred, "score", costs=costs, wtp=wtp)
-        out.append({"wtp": wtp, "quality": float(rows.y[n, choice].mean()),
-                    "cost": float(rows.cost[n, choice].mean())})
+        out.append(
+            {
+                "wtp": wtp,
+                "quality": float(rows.y[n, choice].mean()),
+                "cost": float(rows.cost[n, choice].mean()),
+            }
+        )
     return out
 
 
 def curve_aiq(points: list[dict[str, Any]], rows: CostRows) -> float:
     single = rows.cost.mean(axis=0)
-    return aiq([p["cost"] for p in points], [p["quality"] for p in points],
-               float(single.min()), float(single.max()))
+    return aiq(
+        [p["cost"] for p in points],
+        [p["quality"] for p in points],
+        float(single.min()),
+        float(single.max()),
+    )
 
 
 def cheapest_reaching(points: list[dict[str, Any]], target: float) -> float | None:
@@ -108,8 +117,13 @@ def oof(x: np.ndarray, y: np.ndarray, fit_predict: Predictor) -> np.ndarray:
     return pred
 
 
-def choose(grid: Sequence[Any], x: np.ndarray, tr: CostRows, costs: np.ndarray,
-           make: Callable[[Any], Predictor]) -> tuple[Any, float]:
+def choose(
+    grid: Sequence[Any],
+    x: np.ndarray,
+    tr: CostRows,
+    costs: np.ndarray,
+    make: Callable[[Any], Predictor],
+) -> tuple[Any, float]:
     """The parameter of ``grid`` with the best out-of-fold AIQ on train."""
     scored = [(curve_aiq(sweep(oof(x, tr.y, make(p)), tr, costs), tr), p) for p in grid]
     best = max(scored, key=lambda t: t[0])
@@ -119,23 +133,27 @@ def choose(grid: Sequence[Any], x: np.ndarray, tr: CostRows, costs: np.ndarray,
 def ridge_predictor(lam: float, calibrate: bool) -> Predictor:
     """irde's head: ridge with ``lam``; optionally the per-LLM affine calibration fit on
     out-of-fold predictions of the training rows (as RouterTrainer does)."""
+
     def fit_predict(xa: np.ndarray, ya: np.ndarray, xb: np.ndarray) -> np.ndarray:
         w, b = solve(Moments.from_rows(xa, ya), lam)
         pred = xb @ w + b
         if calibrate:
             fold = folds_of(len(xa))
-            folds = [Moments.from_rows(xa[fold == k], ya[fold == k])
-                     for k in range(int(fold.max()) + 1)]
+            folds = [
+                Moments.from_rows(xa[fold == k], ya[fold == k]) for k in range(int(fold.max()) + 1)
+            ]
             ab = np.array(fit_affine(out_of_fold_scores(folds, fold, xa, lam), ya))
             pred = pred * ab[:, 0] + ab[:, 1]
         return pred
+
     return fit_predict
 
 
 def trainer_lam(x: np.ndarray, y: np.ndarray) -> float:
     fold = folds_of(len(x))
-    lam, _ = choose_lam([Moments.from_rows(x[fold == k], y[fold == k])
-                         for k in range(int(fold.max()) + 1)])
+    lam, _ = choose_lam(
+        [Moments.from_rows(x[fold == k], y[fold == k]) for k in range(int(fold.max()) + 1)]
+    )
     return lam
 
 
@@ -143,14 +161,29 @@ def trainer_lam(x: np.ndarray, y: np.ndarray) -> float:
 def write_rows(path: Path, rows: CostRows, texts: list[str]) -> None:
     with open(path, "w", encoding="utf-8") as fh:
         for i, text in enumerate(texts):
-            fh.write(json.dumps({
-                "id": rows.ids[i], "text": text, "task": rows.tasks[i],
-                "scores": dict(zip(rows.experts, rows.y[i].tolist(), strict=True)),
-                "costs": dict(zip(rows.experts, rows.cost[i].tolist(), strict=True))}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "id": rows.ids[i],
+                        "text": text,
+                        "task": rows.tasks[i],
+                        "scores": dict(zip(rows.experts, rows.y[i].tolist(), strict=True)),
+                        "costs": dict(zip(rows.experts, rows.cost[i].tolist(), strict=True)),
+                    }
+                )
+                + "\n"
+            )
 
 
-def product(tr: CostRows, te: CostRows, tr_texts: list[str], te_texts: list[str],
-            costs: np.ndarray, threads: int | None, work: Path) -> dict[str, Any]:
+def product(
+    tr: CostRows,
+    te: CostRows,
+    tr_texts: list[str],
+    te_texts: list[str],
+    costs: np.ndarray,
+    threads: int | None,
+    work: Path,
+) -> dict[str, Any]:
     """Train with RouterTrainer (costs, calibration), save, evaluate with ``irde eval``'s code."""
     from irde_onnx.cli_eval import evaluate_router
     from irde_onnx.export import RouterTrainer
@@ -158,17 +191,27 @@ def product(tr: CostRows, te: CostRows, tr_texts: list[str], te_texts: list[str]
 
     start = time.perf_counter()
     trainer = RouterTrainer(threads=threads, progress=False).fit(
-        tr_texts, scores=tr.y, experts=tr.experts,
-        costs=dict(zip(tr.experts, costs.tolist(), strict=True)))
+        tr_texts,
+        scores=tr.y,
+        experts=tr.experts,
+        costs=dict(zip(tr.experts, costs.tolist(), strict=True)),
+    )
     trainer.save(work / "irde-routerbench")
-    log(f"trained the product router in {time.perf_counter() - start:.0f} s "
-        f"(lam {trainer.lam_:.4g})")
+    log(
+        f"trained the product router in {time.perf_counter() - start:.0f} s "
+        f"(lam {trainer.lam_:.4g})"
+    )
     write_rows(work / "test.jsonl", te, te_texts)
-    metrics = evaluate_router(work / "irde-routerbench", [str(work / "test.jsonl")],
-                              threads=threads)
+    metrics = evaluate_router(
+        work / "irde-routerbench", [str(work / "test.jsonl")], threads=threads
+    )
     router = Router.load(work / "irde-routerbench")
-    return {"metrics": metrics, "lam": trainer.lam_, "policy": router.policy.to_dict(),
-            "oof": trainer.oof_scores_}
+    return {
+        "metrics": metrics,
+        "lam": trainer.lam_,
+        "policy": router.policy.to_dict(),
+        "oof": trainer.oof_scores_,
+    }
 
 
 # -- main -------------------------------------------------------------------------------------
@@ -178,10 +221,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=None, help="keep features here (npz)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--no-product", action="store_true",
-                        help="skip training and evaluating the saved router (quick runs)")
-    parser.add_argument("--report-only", action="store_true",
-                        help="write the section and chart again from results/routerbench.json")
+    parser.add_argument(
+        "--no-product",
+        action="store_true",
+        help="skip training and evaluating the saved router (quick runs)",
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the section and chart again from results/routerbench.json",
+    )
     args = parser.parse_args(argv)
     if args.report_only:
         result = json.loads((RESULTS / "routerbench.json").read_text())
@@ -209,28 +258,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     gpt4_cost = float(te.cost[:, gpt4].mean())
     methods: list[dict[str, Any]] = []
 
-    def add(name: str, kind: str, pred_test: np.ndarray, pred_oof: np.ndarray | None,
-            note: str, cv_aiq: float | None = None) -> None:
+    def add(
+        name: str,
+        kind: str,
+        pred_test: np.ndarray,
+        pred_oof: np.ndarray | None,
+        note: str,
+        cv_aiq: float | None = None,
+    ) -> None:
         points = sweep(pred_test, te, costs)
-        entry: dict[str, Any] = {"name": name, "kind": kind, "note": note, "cv_aiq": cv_aiq,
-                                 "aiq": curve_aiq(points, te), "points": points,
-                                 "cost_at_gpt4_quality": cheapest_reaching(points, target_test)}
+        entry: dict[str, Any] = {
+            "name": name,
+            "kind": kind,
+            "note": note,
+            "cv_aiq": cv_aiq,
+            "aiq": curve_aiq(points, te),
+            "points": points,
+            "cost_at_gpt4_quality": cheapest_reaching(points, target_test),
+        }
         if pred_oof is not None:
             wtp = wtp_for(sweep(pred_oof, tr, costs), target_train)
             n = np.arange(len(te.y))
             choice, _ = decide(pred_test, "score", costs=costs, wtp=wtp)
-            entry["train_wtp"] = {"wtp": wtp, "quality": float(te.y[n, choice].mean()),
-                                  "cost": float(te.cost[n, choice].mean())}
+            entry["train_wtp"] = {
+                "wtp": wtp,
+                "quality": float(te.y[n, choice].mean()),
+                "cost": float(te.cost[n, choice].mean()),
+            }
         methods.append(entry)
         log(f"{name}: AIQ {entry['aiq']:.4f}")
 
     # single models and oracle
     singles = describe(te)
-    single_pts = [{"wtp": None, "quality": v["quality"], "cost": v["usd_per_1k"] / 1000}
-                  for v in singles.values()]
-    methods.append({"name": "single models (zero router)", "kind": "baseline", "note": "",
-                    "aiq": curve_aiq(single_pts, te), "points": single_pts, "cv_aiq": None,
-                    "cost_at_gpt4_quality": cheapest_reaching(single_pts, target_test)})
+    single_pts = [
+        {"wtp": None, "quality": v["quality"], "cost": v["usd_per_1k"] / 1000}
+        for v in singles.values()
+    ]
+    methods.append(
+        {
+            "name": "single models (zero router)",
+            "kind": "baseline",
+            "note": "",
+            "aiq": curve_aiq(single_pts, te),
+            "points": single_pts,
+            "cv_aiq": None,
+            "cost_at_gpt4_quality": cheapest_reaching(single_pts, target_test),
+        }
+    )
     correct = te.y > 0
     cheapest = np.where(correct, te.cost, np.inf).argmin(axis=1)
     anyone = correct.any(axis=1)
@@ -242,47 +316,80 @@ def main(argv: Sequence[str] | None = None) -> int:
     lam = trainer_lam(x, tr.y)
     for calibrate in (True, False):
         fp = ridge_predictor(lam, calibrate)
-        add(f"irde ridge, lam by CV (squared error){'' if calibrate else ', uncalibrated'}",
-            "irde" if calibrate else "variant", fp(x, tr.y, xt), oof(x, tr.y, fp),
-            f"lam {lam:.3g}; tail of the prompt")
+        add(
+            f"irde ridge, lam by CV (squared error){'' if calibrate else ', uncalibrated'}",
+            "irde" if calibrate else "variant",
+            fp(x, tr.y, xt),
+            oof(x, tr.y, fp),
+            f"lam {lam:.3g}; tail of the prompt",
+        )
     grid = list(lam_grid(Moments.from_rows(x, tr.y), num=5))
     best_lam, cv = choose(grid, x, tr, costs, lambda p: ridge_predictor(float(p), True))
     fp = ridge_predictor(float(best_lam), True)
-    add("irde ridge, lam by CV AIQ", "variant", fp(x, tr.y, xt), oof(x, tr.y, fp),
-        f"lam {best_lam:.3g}", cv)
+    add(
+        "irde ridge, lam by CV AIQ",
+        "variant",
+        fp(x, tr.y, xt),
+        oof(x, tr.y, fp),
+        f"lam {best_lam:.3g}",
+        cv,
+    )
     fp = ridge_predictor(trainer_lam(head_x, tr.y), True)
-    add("irde ridge on the head of the prompt (no tail cut)", "variant", fp(head_x, tr.y, head_xt),
-        oof(head_x, tr.y, fp), "what a plain router sees: the 5-shot preamble")
+    add(
+        "irde ridge on the head of the prompt (no tail cut)",
+        "variant",
+        fp(head_x, tr.y, head_xt),
+        oof(head_x, tr.y, fp),
+        "what a plain router sees: the 5-shot preamble",
+    )
     log("irde variants done")
 
     # baselines on the same features, same rule
     k, cv = choose(KNN_KS, x, tr, costs, lambda k: lambda a, ya, b: knn_predict(a, ya, b, k))
     fp = lambda a, ya, b: knn_predict(a, ya, b, k)  # noqa: E731
     add(f"kNN (cosine, k={k} by CV AIQ)", "baseline", fp(x, tr.y, xt), oof(x, tr.y, fp), "", cv)
-    c, cv = choose(LOGREG_CS, x, tr, costs,
-                   lambda c: lambda a, ya, b: logreg_scores(a, ya, b, c))
+    c, cv = choose(LOGREG_CS, x, tr, costs, lambda c: lambda a, ya, b: logreg_scores(a, ya, b, c))
     fp = lambda a, ya, b: logreg_scores(a, ya, b, c)  # noqa: E731
-    add(f"logistic regression per LLM (C={c:g} by CV AIQ)", "baseline", fp(x, tr.y, xt),
-        oof(x, tr.y, fp), "", cv)
+    add(
+        f"logistic regression per LLM (C={c:g} by CV AIQ)",
+        "baseline",
+        fp(x, tr.y, xt),
+        oof(x, tr.y, fp),
+        "",
+        cv,
+    )
 
     product_out = None
     if not args.no_product:
         with tempfile.TemporaryDirectory(prefix="irde-routerbench-") as work:
             product_out = product(tr, te, tr_texts, te_texts, costs, args.threads, Path(work))
         m = product_out["metrics"]
-        methods.insert(1, {"name": "irde router as saved (RouterTrainer, irde eval)",
-                           "kind": "irde",
-                           "note": f"lam {product_out['lam']:.3g}; irde eval's default sweep "
-                                   f"of 41 wtp values; test ECE {m['ece']:.3f}",
-                           "aiq": m["aiq"], "points": m["cost_curve"]["points"], "cv_aiq": None,
-                           "cost_at_gpt4_quality": cheapest_reaching(
-                               m["cost_curve"]["points"], target_test)})
-    result = {"command": command_line(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "n_train": len(tr.y), "n_test": len(te.y), "singles": singles, "oracle": oracle,
-              "gpt4": {"quality": target_test, "cost": gpt4_cost, "train_quality": target_train},
-              "methods": methods,
-              "product": None if product_out is None else {
-                  k: v for k, v in product_out.items() if k != "oof"}}
+        methods.insert(
+            1,
+            {
+                "name": "irde router as saved (RouterTrainer, irde eval)",
+                "kind": "irde",
+                "note": f"lam {product_out['lam']:.3g}; irde eval's default sweep "
+                f"of 41 wtp values; test ECE {m['ece']:.3f}",
+                "aiq": m["aiq"],
+                "points": m["cost_curve"]["points"],
+                "cv_aiq": None,
+                "cost_at_gpt4_quality": cheapest_reaching(m["cost_curve"]["points"], target_test),
+            },
+        )
+    result = {
+        "command": command_line(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "n_train": len(tr.y),
+        "n_test": len(te.y),
+        "singles": singles,
+        "oracle": oracle,
+        "gpt4": {"quality": target_test, "cost": gpt4_cost, "train_quality": target_train},
+        "methods": methods,
+        "product": None
+        if product_out is None
+        else {k: v for k, v in product_out.items() if k != "oof"},
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "routerbench.json").write_text(json.dumps(result, indent=1) + "\n")
     draw(result, RESULTS / "routerbench.png")
@@ -305,8 +412,12 @@ def draw(result: dict[str, Any], path: Path) -> None:
         pts = m["points"]
         hull = upper_hull([p["cost"] * 1000 for p in pts], [p["quality"] for p in pts])
         style = "s" if m["name"].startswith("single") else "-"
-        ax.plot([h[0] for h in hull], [h[1] for h in hull], style,
-                label=f"{m['name']} (AIQ {m['aiq']:.3f})")
+        ax.plot(
+            [h[0] for h in hull],
+            [h[1] for h in hull],
+            style,
+            label=f"{m['name']} (AIQ {m['aiq']:.3f})",
+        )
     for name, s in result["singles"].items():
         ax.annotate(name.split("/")[-1], (s["usd_per_1k"], s["quality"]), fontsize=6)
     o = result["oracle"]
@@ -326,18 +437,32 @@ def report(result: dict[str, Any]) -> str:
     for m in result["methods"]:
         at = m.get("cost_at_gpt4_quality")
         tw = m.get("train_wtp")
-        rows.append([
-            m["name"], f"{m['aiq']:.4f}", "" if m["cv_aiq"] is None else f"{m['cv_aiq']:.4f}",
-            "not reached" if at is None else f"${at * 1000:.2f} ({at / g['cost']:.0%})",
-            "" if tw is None else f"{tw['quality']:.3f} at ${tw['cost'] * 1000:.2f}",
-            m["note"]])
+        rows.append(
+            [
+                m["name"],
+                f"{m['aiq']:.4f}",
+                "" if m["cv_aiq"] is None else f"{m['cv_aiq']:.4f}",
+                "not reached" if at is None else f"${at * 1000:.2f} ({at / g['cost']:.0%})",
+                "" if tw is None else f"{tw['quality']:.3f} at ${tw['cost'] * 1000:.2f}",
+                m["note"],
+            ]
+        )
     o = result["oracle"]
     table = markdown_table(
-        ["router", "AIQ (test)", "AIQ (train CV)", "cost at gpt-4's quality (% of gpt-4)",
-         "wtp chosen on train for gpt-4's train quality: test quality at USD/1k", "note"], rows)
+        [
+            "router",
+            "AIQ (test)",
+            "AIQ (train CV)",
+            "cost at gpt-4's quality (% of gpt-4)",
+            "wtp chosen on train for gpt-4's train quality: test quality at USD/1k",
+            "note",
+        ],
+        rows,
+    )
     return (
         "## Cost-aware routing on RouterBench (`benchmarks/routerbench.py`)\n\n"
-        + header(result.get("command", command_line())) + "\n"
+        + header(result.get("command", command_line()))
+        + "\n"
         + f"Train {result['n_train']} prompts, test {result['n_test']}. gpt-4 on test: quality "
         f"{g['quality']:.3f} at ${g['cost'] * 1000:.2f} per 1k prompts; oracle (cheapest "
         f"correct model) {o['quality']:.3f} at ${o['cost'] * 1000:.2f}. One decision rule for "
@@ -346,8 +471,10 @@ def report(result: dict[str, Any]) -> str:
         "last 254 tokens of each prompt (the ARC prompts open with the same 5-shot preamble; "
         "this cut is done in the benchmark's feature step by token offsets; a router ships the "
         "same idea as the `tail` input view, whose AIQ is in the generalisation section). "
-        "Every choice by 5-fold CV on train.\n\n" + table
-        + "\n\n![quality-cost curves](benchmarks/results/routerbench.png)\n")
+        "Every choice by 5-fold CV on train.\n\n"
+        + table
+        + "\n\n![quality-cost curves](benchmarks/results/routerbench.png)\n"
+    )
 
 
 if __name__ == "__main__":

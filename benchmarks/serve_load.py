@@ -62,14 +62,24 @@ def _free_port() -> int:
 
 def _summary(latencies: list[float], wall: float, failed: int, changes: int) -> dict:
     lat = np.array(latencies) * 1000
-    return {"n": len(latencies), "p50": float(np.percentile(lat, 50)) if len(lat) else 0.0,
-            "p99": float(np.percentile(lat, 99)) if len(lat) else 0.0,
-            "rps": len(latencies) / wall if wall else 0.0, "failed": failed,
-            "changes": changes}
+    return {
+        "n": len(latencies),
+        "p50": float(np.percentile(lat, 50)) if len(lat) else 0.0,
+        "p99": float(np.percentile(lat, 99)) if len(lat) else 0.0,
+        "rps": len(latencies) / wall if wall else 0.0,
+        "failed": failed,
+        "changes": changes,
+    }
 
 
-async def _http_run(url: str, prompts: list[str], clients: int, requests: int,
-                    max_seconds: float, extra: list[str] | None) -> dict:
+async def _http_run(
+    url: str,
+    prompts: list[str],
+    clients: int,
+    requests: int,
+    max_seconds: float,
+    extra: list[str] | None,
+) -> dict:
     """`clients` concurrent clients; with `extra`, 20 expert changes during the run."""
     latencies: list[float] = []
     failed = 0
@@ -78,8 +88,9 @@ async def _http_run(url: str, prompts: list[str], clients: int, requests: int,
     changing = extra is not None
     start = time.perf_counter()
     # idle connections are dropped before the server's keep-alive timeout (uvicorn: 5 s)
-    limits = httpx.Limits(max_connections=clients + 1, max_keepalive_connections=clients + 1,
-                          keepalive_expiry=2.0)
+    limits = httpx.Limits(
+        max_connections=clients + 1, max_keepalive_connections=clients + 1, keepalive_expiry=2.0
+    )
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
 
         def more() -> bool:
@@ -111,8 +122,11 @@ async def _http_run(url: str, prompts: list[str], clients: int, requests: int,
             auth = {"authorization": f"Bearer {TOKEN}"}
             while changes < CHANGES and time.perf_counter() - start < max_seconds:
                 if changes % 2 == 0:
-                    resp = await client.post("/experts", headers=auth, json={
-                        "name": EXTRA, "rows": [{"text": t} for t in extra]})
+                    resp = await client.post(
+                        "/experts",
+                        headers=auth,
+                        json={"name": EXTRA, "rows": [{"text": t} for t in extra]},
+                    )
                 else:
                     resp = await client.delete(f"/experts/{EXTRA}", headers=auth)
                 if resp.status_code not in (200, 201):
@@ -125,13 +139,18 @@ async def _http_run(url: str, prompts: list[str], clients: int, requests: int,
         await asyncio.gather(*tasks)
         wall = time.perf_counter() - start
         if changes % 2:  # leave the folder as it was for the next run
-            await client.delete(f"/experts/{EXTRA}",
-                                headers={"authorization": f"Bearer {TOKEN}"})
+            await client.delete(f"/experts/{EXTRA}", headers={"authorization": f"Bearer {TOKEN}"})
     return _summary(latencies, wall, failed, changes)
 
 
-def _local_run(router: Router, prompts: list[str], clients: int, requests: int,
-               max_seconds: float, extra: list[str] | None) -> dict:
+def _local_run(
+    router: Router,
+    prompts: list[str],
+    clients: int,
+    requests: int,
+    max_seconds: float,
+    extra: list[str] | None,
+) -> dict:
     """The same load on the in-process runtime: `clients` threads calling Router.route."""
     latencies: list[float] = []
     failed = 0
@@ -185,9 +204,23 @@ def _start_server(router_dir: Path, threads: int) -> tuple[subprocess.Popen, str
     port = _free_port()
     env = {**os.environ, "IRDE_TOKEN": TOKEN}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "irde_onnx", "serve", str(router_dir), "--port", str(port),
-         "--threads", str(threads), "--reload-interval", "0.5", "--log-level", "warning"],
-        env=env)
+        [
+            sys.executable,
+            "-m",
+            "irde_onnx",
+            "serve",
+            str(router_dir),
+            "--port",
+            str(port),
+            "--threads",
+            str(threads),
+            "--reload-interval",
+            "0.5",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -205,17 +238,25 @@ def _start_server(router_dir: Path, threads: int) -> tuple[subprocess.Popen, str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--router", type=Path, default=None,
-                        help="a MiniLM router to serve (default: train one on 4 domains)")
+    parser.add_argument(
+        "--router",
+        type=Path,
+        default=None,
+        help="a MiniLM router to serve (default: train one on 4 domains)",
+    )
     parser.add_argument("--per-domain", type=int, default=100)
     parser.add_argument("--requests", type=int, default=300, help="requests per run")
     parser.add_argument("--max-seconds", type=float, default=240.0, help="time bound per run")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="onnxruntime intra-op threads (server and in-process)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="onnxruntime intra-op threads (server and in-process)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     texts = {d: _rows(args.data, d) for d in (*DOMAINS, EXTRA)}
-    prompts = [t for d in DOMAINS for t in texts[d][args.per_domain:args.per_domain + 100]]
+    prompts = [t for d in DOMAINS for t in texts[d][args.per_domain : args.per_domain + 100]]
     np.random.default_rng(0).shuffle(prompts)
     extra = texts[EXTRA][:10]
     with tempfile.TemporaryDirectory(prefix="irde-load-") as tmp:
@@ -223,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.router is None:
             from irde_onnx.export import RouterTrainer
 
-            train = [t for d in DOMAINS for t in texts[d][:args.per_domain]]
+            train = [t for d in DOMAINS for t in texts[d][: args.per_domain]]
             labels = [d for d in DOMAINS for _ in range(args.per_domain)]
             RouterTrainer(encoder="minilm", progress=False).fit(train, labels).save(router_dir)
         else:
@@ -237,8 +278,16 @@ def main(argv: list[str] | None = None) -> int:
                 httpx.post(f"{url}/route", json={"text": prompts[0]}, timeout=30)
             for clients in LEVELS:
                 for changing in (False, True):
-                    r = asyncio.run(_http_run(url, prompts, clients, args.requests,
-                                              args.max_seconds, extra if changing else None))
+                    r = asyncio.run(
+                        _http_run(
+                            url,
+                            prompts,
+                            clients,
+                            args.requests,
+                            args.max_seconds,
+                            extra if changing else None,
+                        )
+                    )
                     results[("irde serve (HTTP)", clients, changing)] = r
                     print("serve", clients, changing, r, flush=True)
         finally:
@@ -248,25 +297,58 @@ def main(argv: list[str] | None = None) -> int:
         router.route(prompts[:20])
         for clients in LEVELS:
             for changing in (False, True):
-                r = _local_run(router, prompts, clients, args.requests, args.max_seconds,
-                               extra if changing else None)
+                r = _local_run(
+                    router,
+                    prompts,
+                    clients,
+                    args.requests,
+                    args.max_seconds,
+                    extra if changing else None,
+                )
                 results[("in-process Router.route", clients, changing)] = r
                 print("local", clients, changing, r, flush=True)
-    rows = [[way, clients, f"{r['changes']}" if changing else "0", r["n"], f"{r['p50']:.1f}",
-             f"{r['p99']:.1f}", f"{r['rps']:.0f}", r["failed"]]
-            for (way, clients, changing), r in results.items()]
-    table = markdown_table(["runtime", "concurrent clients", "expert changes during the run",
-                            "requests", "p50 (ms)", "p99 (ms)", "throughput (req/s)",
-                            "failed"], rows)
+    rows = [
+        [
+            way,
+            clients,
+            f"{r['changes']}" if changing else "0",
+            r["n"],
+            f"{r['p50']:.1f}",
+            f"{r['p99']:.1f}",
+            f"{r['rps']:.0f}",
+            r["failed"],
+        ]
+        for (way, clients, changing), r in results.items()
+    ]
+    table = markdown_table(
+        [
+            "runtime",
+            "concurrent clients",
+            "expert changes during the run",
+            "requests",
+            "p50 (ms)",
+            "p99 (ms)",
+            "throughput (req/s)",
+            "failed",
+        ],
+        rows,
+    )
     total_failed = sum(r["failed"] for r in results.values())
-    short = [f"{way.split(' ')[0]} at {clients}" for (way, clients, changing), r
-             in results.items() if changing and r["changes"] < CHANGES]
-    bound_note = (f" Runs that made fewer than {CHANGES} changes ({', '.join(short)}) hit the "
-                  "time bound first: a change (encoding the new expert's prompts, opening "
-                  "sessions) competes for the cores with the routing threads."
-                  if short else "")
+    short = [
+        f"{way.split(' ')[0]} at {clients}"
+        for (way, clients, changing), r in results.items()
+        if changing and r["changes"] < CHANGES
+    ]
+    bound_note = (
+        f" Runs that made fewer than {CHANGES} changes ({', '.join(short)}) hit the "
+        "time bound first: a change (encoding the new expert's prompts, opening "
+        "sessions) competes for the cores with the routing threads."
+        if short
+        else ""
+    )
     text = (
-        "## Serving under load (`benchmarks/serve_load.py`)\n\n" + header(command_line())
+        "## Serving under load (`benchmarks/serve_load.py`)\n\n"
+        + header(command_line())
         + f"\nMiniLM int8 router ({len(DOMAINS)} domains), one prompt per request, "
         f"`irde serve` (1 worker, {args.threads} onnxruntime thread(s)) on 127.0.0.1 with an "
         "async httpx client in another process, against the in-process runtime "
@@ -278,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
         "it is `add_expert`/`remove_expert` without saving. Failed requests in all runs: "
         f"{total_failed}. Client and server share the machine's cores (load average "
         f"{os.getloadavg()[2]:.1f} over the last 15 minutes of the run).{bound_note}\n\n"
-        + table + "\n"
+        + table
+        + "\n"
     )
     print(text)
     if not args.no_write:

@@ -74,8 +74,9 @@ def peak_rss_mb() -> float:
 
 
 # -- prompts ------------------------------------------------------------------------------------
-def exact_length_prompts(texts: Sequence[str], tokenizer_file: Path, length: int,
-                         n: int) -> list[str]:
+def exact_length_prompts(
+    texts: Sequence[str], tokenizer_file: Path, length: int, n: int
+) -> list[str]:
     """``n`` prompts of ``length`` tokens ([CLS] and [SEP] included), cut from real texts.
 
     Texts are joined with a space until long enough, then cut at the character offset where
@@ -139,7 +140,7 @@ def _throughput(fn: Callable[[list[str]], Any], texts: list[str], repeats: int =
     for _ in range(repeats):
         t0 = time.perf_counter()
         for i in range(0, len(texts), BATCH):
-            fn(texts[i:i + BATCH])
+            fn(texts[i : i + BATCH])
         best = min(best, time.perf_counter() - t0)
     return len(texts) / best
 
@@ -167,8 +168,12 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         t_load = time.perf_counter() - t1
 
         def route(batch: list[str], batch_size: int | None = None) -> np.ndarray:
-            emb = model.encode(batch, batch_size=batch_size or len(batch),
-                               convert_to_numpy=True, show_progress_bar=False)
+            emb = model.encode(
+                batch,
+                batch_size=batch_size or len(batch),
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
             return np.argmax(ridge.predict(emb), axis=1)
     else:
         from irde_onnx.runtime import Router
@@ -180,21 +185,34 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
         def route(batch: list[str], batch_size: int | None = None) -> list[Any]:
             return router.route(batch, batch_size=batch_size)
+
     route([prompts["64"][0]])
     rss_loaded = peak_rss_mb()
     latency = {}
     for length in LENGTHS:
         ms = 1000 * _timings(route, prompts[str(length)])
-        latency[str(length)] = {"p50": float(np.percentile(ms, 50)),
-                                "p99": float(np.percentile(ms, 99)),
-                                "mean": float(ms.mean()), "n": len(ms)}
-    throughput = {name: _throughput(lambda b: route(b, BATCH), prompts[name])
-                  for name in ("64", "mixed")}
+        latency[str(length)] = {
+            "p50": float(np.percentile(ms, 50)),
+            "p99": float(np.percentile(ms, 99)),
+            "mean": float(ms.mean()),
+            "n": len(ms),
+        }
+    throughput = {
+        name: _throughput(lambda b: route(b, BATCH), prompts[name]) for name in ("64", "mixed")
+    }
     heavy = sorted(m for m in ("torch", "transformers", "sklearn") if m in sys.modules)
-    return {"engine": engine, "threads": threads, "import_s": t_import, "load_s": t_load,
-            "rss_start_mb": rss_start, "rss_after_load_mb": rss_loaded,
-            "rss_end_mb": peak_rss_mb(), "latency_ms": latency, "throughput": throughput,
-            "heavy_modules_imported": heavy}
+    return {
+        "engine": engine,
+        "threads": threads,
+        "import_s": t_import,
+        "load_s": t_load,
+        "rss_start_mb": rss_start,
+        "rss_after_load_mb": rss_loaded,
+        "rss_end_mb": peak_rss_mb(),
+        "latency_ms": latency,
+        "throughput": throughput,
+        "heavy_modules_imported": heavy,
+    }
 
 
 def run_worker(spec: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -207,8 +225,9 @@ def run_worker(spec: dict[str, Any], env: dict[str, str] | None = None) -> dict[
 
 
 # -- setup: routers, the peer's head -------------------------------------------------------------
-def build_routers(texts: list[str], scores: np.ndarray, experts: list[str], names: Sequence[str],
-                  work: Path) -> dict[str, Any]:
+def build_routers(
+    texts: list[str], scores: np.ndarray, experts: list[str], names: Sequence[str], work: Path
+) -> dict[str, Any]:
     """Train and save one router per engine name; return their directories and lam."""
     from irde_onnx.export import RouterTrainer
 
@@ -220,8 +239,12 @@ def build_routers(texts: list[str], scores: np.ndarray, experts: list[str], name
         tr = RouterTrainer(**ROUTER_SPECS[name], lam=1.0, progress=False)
         tr.fit(texts, scores=scores, experts=experts)
         path = tr.save(work / name)
-        out[name] = {"dir": path, "lam": tr.lam_, "train_s": time.perf_counter() - t0,
-                     "bytes": {p.name: p.stat().st_size for p in sorted(path.iterdir())}}
+        out[name] = {
+            "dir": path,
+            "lam": tr.lam_,
+            "train_s": time.perf_counter() - t0,
+            "bytes": {p.name: p.stat().st_size for p in sorted(path.iterdir())},
+        }
         log(f"built {name} in {out[name]['train_s']:.0f} s")
     return out
 
@@ -256,12 +279,20 @@ def venv_size(kind: str, work: Path) -> dict[str, Any]:
     pkg = str(ROOT) if kind == "runtime" else f"{ROOT}[export]"
     extra = [] if kind == "runtime" else ["torch==2.13.0"]
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    subprocess.run([str(target / "bin" / "pip"), "install", "-q", *extra, pkg], check=True,
-                   env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(target / "bin" / "pip"), "install", "-q", *extra, pkg],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
     seconds = time.perf_counter() - t0
     size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file() and not p.is_symlink())
-    freeze = subprocess.run([str(target / "bin" / "pip"), "list", "--format=freeze"],
-                            capture_output=True, text=True, check=True).stdout.split()
+    freeze = subprocess.run(
+        [str(target / "bin" / "pip"), "list", "--format=freeze"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     return {"bytes": size, "install_s": seconds, "packages": len(freeze)}
 
 
@@ -270,19 +301,23 @@ def _mb(n: float) -> str:
     return f"{n / 2**20:.1f}"
 
 
-def tables(results: list[dict[str, Any]], routers: dict[str, Any],
-           venvs: dict[str, Any]) -> str:
+def tables(results: list[dict[str, Any]], routers: dict[str, Any], venvs: dict[str, Any]) -> str:
     """Markdown tables of one run."""
     by = {(r["engine"], r["threads"]): r for r in results}
     thread_counts = sorted({r["threads"] for r in results})
-    head = ["engine", "threads"] + [f"{n} tok p50 / p99 (ms)" for n in LENGTHS] + [
-        f"batch {BATCH}, 64 tok (prompts/s)", f"batch {BATCH}, real mix (prompts/s)"]
+    head = (
+        ["engine", "threads"]
+        + [f"{n} tok p50 / p99 (ms)" for n in LENGTHS]
+        + [f"batch {BATCH}, 64 tok (prompts/s)", f"batch {BATCH}, real mix (prompts/s)"]
+    )
     rows = []
     for r in results:
         lat = r["latency_ms"]
-        rows.append([r["engine"], r["threads"]]
-                    + [f"{lat[str(n)]['p50']:.2f} / {lat[str(n)]['p99']:.2f}" for n in LENGTHS]
-                    + [f"{r['throughput']['64']:.0f}", f"{r['throughput']['mixed']:.0f}"])
+        rows.append(
+            [r["engine"], r["threads"]]
+            + [f"{lat[str(n)]['p50']:.2f} / {lat[str(n)]['p99']:.2f}" for n in LENGTHS]
+            + [f"{r['throughput']['64']:.0f}", f"{r['throughput']['mixed']:.0f}"]
+        )
     out = [markdown_table(head, rows), ""]
     ratio_rows = []
     for t in thread_counts:
@@ -300,46 +335,102 @@ def tables(results: list[dict[str, Any]], routers: dict[str, Any],
             cells.append(f"{r['throughput']['64'] / peer['throughput']['64']:.1f}x")
             target = TARGET_RATIO.get(engine)
             ratio64 = peer["latency_ms"]["64"]["p50"] / r["latency_ms"]["64"]["p50"]
-            cells.append("—" if target is None else
-                         (f"met (>= {target:g}x)" if ratio64 >= target else
-                          f"**missed** (< {target:g}x)"))
+            cells.append(
+                "—"
+                if target is None
+                else (
+                    f"met (>= {target:g}x)" if ratio64 >= target else f"**missed** (< {target:g}x)"
+                )
+            )
             ratio_rows.append(cells)
     if ratio_rows:
-        out += ["Speed-up against the PyTorch peer (peer p50 / router p50 at batch 1; "
-                f"throughput ratio at batch {BATCH}):", "",
-                markdown_table(["router", "threads"] + [f"{n} tok" for n in LENGTHS]
-                               + [f"batch {BATCH}, 64 tok", "target at 64 tok, batch 1"],
-                               ratio_rows), ""]
+        out += [
+            "Speed-up against the PyTorch peer (peer p50 / router p50 at batch 1; "
+            f"throughput ratio at batch {BATCH}):",
+            "",
+            markdown_table(
+                ["router", "threads"]
+                + [f"{n} tok" for n in LENGTHS]
+                + [f"batch {BATCH}, 64 tok", "target at 64 tok, batch 1"],
+                ratio_rows,
+            ),
+            "",
+        ]
     mem_rows = []
     for r in results:
         size = ""
         if r["engine"] in routers:
             size = _mb(sum(routers[r["engine"]]["bytes"].values()))
         elif r["engine"] == "pytorch":
-            size = _mb(sum(p.stat().st_size for p in Path(minilm_path()).rglob("*")
-                           if p.is_file())) + " (the model folder)"
-        mem_rows.append([r["engine"], r["threads"], f"{r['import_s'] * 1000:.0f}",
-                         f"{r['load_s'] * 1000:.0f}", f"{r['rss_start_mb']:.0f}",
-                         f"{r['rss_after_load_mb']:.0f}", f"{r['rss_end_mb']:.0f}", size,
-                         ", ".join(r["heavy_modules_imported"]) or "none"])
-    out += ["Load and memory (each engine in a fresh process):", "",
-            markdown_table(["engine", "threads", "import after numpy (ms)", "load (ms)",
-                            "RSS at start (MiB)", "peak RSS after load + 1 prompt (MiB)",
-                            "peak RSS at the end (MiB)", "size on disk (MiB)",
-                            "torch / transformers / sklearn imported"], mem_rows), ""]
+            size = (
+                _mb(sum(p.stat().st_size for p in Path(minilm_path()).rglob("*") if p.is_file()))
+                + " (the model folder)"
+            )
+        mem_rows.append(
+            [
+                r["engine"],
+                r["threads"],
+                f"{r['import_s'] * 1000:.0f}",
+                f"{r['load_s'] * 1000:.0f}",
+                f"{r['rss_start_mb']:.0f}",
+                f"{r['rss_after_load_mb']:.0f}",
+                f"{r['rss_end_mb']:.0f}",
+                size,
+                ", ".join(r["heavy_modules_imported"]) or "none",
+            ]
+        )
+    out += [
+        "Load and memory (each engine in a fresh process):",
+        "",
+        markdown_table(
+            [
+                "engine",
+                "threads",
+                "import after numpy (ms)",
+                "load (ms)",
+                "RSS at start (MiB)",
+                "peak RSS after load + 1 prompt (MiB)",
+                "peak RSS at the end (MiB)",
+                "size on disk (MiB)",
+                "torch / transformers / sklearn imported",
+            ],
+            mem_rows,
+        ),
+        "",
+    ]
     if routers:
         files = sorted({f for r in routers.values() for f in r["bytes"]})
-        out += ["Router directories (bytes):", "",
-                markdown_table(["router"] + files + ["total (MiB)"],
-                               [[name] + [r["bytes"].get(f, 0) for f in files]
-                                + [_mb(sum(r["bytes"].values()))]
-                                for name, r in routers.items()]), ""]
+        out += [
+            "Router directories (bytes):",
+            "",
+            markdown_table(
+                ["router"] + files + ["total (MiB)"],
+                [
+                    [name] + [r["bytes"].get(f, 0) for f in files] + [_mb(sum(r["bytes"].values()))]
+                    for name, r in routers.items()
+                ],
+            ),
+            "",
+        ]
     if venvs:
-        out += ["Installed size of a fresh virtual environment (`python3 -m venv` + pip):", "",
-                markdown_table(["environment", "pip install", "size on disk (MiB)",
-                                "packages", "install time (s)"],
-                               [[k, v["command"], _mb(v["bytes"]), v["packages"],
-                                 f"{v['install_s']:.0f}"] for k, v in venvs.items()]), ""]
+        out += [
+            "Installed size of a fresh virtual environment (`python3 -m venv` + pip):",
+            "",
+            markdown_table(
+                [
+                    "environment",
+                    "pip install",
+                    "size on disk (MiB)",
+                    "packages",
+                    "install time (s)",
+                ],
+                [
+                    [k, v["command"], _mb(v["bytes"]), v["packages"], f"{v['install_s']:.0f}"]
+                    for k, v in venvs.items()
+                ],
+            ),
+            "",
+        ]
     return "\n".join(out)
 
 
@@ -351,8 +442,7 @@ def draw_charts(results: list[dict[str, Any]], folder: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     thread_counts = sorted({r["threads"] for r in results})
-    fig, axes = plt.subplots(1, len(thread_counts) + 1,
-                             figsize=(5 * (len(thread_counts) + 1), 4.2))
+    fig, axes = plt.subplots(1, len(thread_counts) + 1, figsize=(5 * (len(thread_counts) + 1), 4.2))
     axes = np.atleast_1d(axes)
     for ax, t in zip(axes, thread_counts, strict=False):
         for r in results:
@@ -360,7 +450,7 @@ def draw_charts(results: list[dict[str, Any]], folder: Path) -> list[Path]:
                 continue
             p50 = [r["latency_ms"][str(n)]["p50"] for n in LENGTHS]
             p99 = [r["latency_ms"][str(n)]["p99"] for n in LENGTHS]
-            line, = ax.plot(LENGTHS, p50, marker="o", label=f"{r['engine']} p50")
+            (line,) = ax.plot(LENGTHS, p50, marker="o", label=f"{r['engine']} p50")
             ax.plot(LENGTHS, p99, ls=":", color=line.get_color(), lw=1)
         ax.set_yscale("log")
         ax.set_xticks(LENGTHS)
@@ -373,12 +463,18 @@ def draw_charts(results: list[dict[str, Any]], folder: Path) -> list[Path]:
     engines = list(dict.fromkeys(r["engine"] for r in results))
     width = 0.8 / len(thread_counts)
     for j, t in enumerate(thread_counts):
-        vals = [next((r["throughput"]["64"] for r in results
-                      if r["engine"] == e and r["threads"] == t), 0.0) for e in engines]
+        vals = [
+            next(
+                (r["throughput"]["64"] for r in results if r["engine"] == e and r["threads"] == t),
+                0.0,
+            )
+            for e in engines
+        ]
         ax.bar(np.arange(len(engines)) + j * width, vals, width, label=f"{t} thread(s)")
     ax.set_yscale("log")
-    ax.set_xticks(np.arange(len(engines)) + width * (len(thread_counts) - 1) / 2, engines,
-                  fontsize=8)
+    ax.set_xticks(
+        np.arange(len(engines)) + width * (len(thread_counts) - 1) / 2, engines, fontsize=8
+    )
     ax.set_ylabel(f"prompts/s, batch {BATCH}, 64 tokens")
     ax.set_title("throughput")
     ax.legend(fontsize=8)
@@ -391,23 +487,38 @@ def draw_charts(results: list[dict[str, Any]], folder: Path) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; write BENCHMARKS.md's section, the chart and speed.json."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                        help="folder holding routerdc7/ (default ../shared/data)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="folder holding routerdc7/ (default ../shared/data)",
+    )
     parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--n", type=int, default=200, help="prompts per length (batch 1)")
-    parser.add_argument("--n-batch", type=int, default=512,
-                        help="prompts for the batch-32 throughput")
-    parser.add_argument("--train", type=int, default=300,
-                        help="RouterDC train prompts the routers are fit on")
-    parser.add_argument("--no-venv", dest="venv", action="store_false",
-                        help="skip the installed-size measurement (two fresh venvs)")
+    parser.add_argument(
+        "--n-batch", type=int, default=512, help="prompts for the batch-32 throughput"
+    )
+    parser.add_argument(
+        "--train", type=int, default=300, help="RouterDC train prompts the routers are fit on"
+    )
+    parser.add_argument(
+        "--no-venv",
+        dest="venv",
+        action="store_false",
+        help="skip the installed-size measurement (two fresh venvs)",
+    )
     parser.add_argument("--results", type=Path, default=RESULTS)
-    parser.add_argument("--markdown", type=Path, default=None,
-                        help="file to write the section into (default BENCHMARKS.md)")
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        help="file to write the section into (default BENCHMARKS.md)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     if args.worker:
@@ -420,8 +531,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     texts = load_texts(args.data)
     prompts: dict[str, list[str]] = {
         str(n): exact_length_prompts(texts[1000:], minilm_tokenizer_file(), n, args.n)
-        for n in LENGTHS}
-    prompts["mixed"] = texts[1000:1000 + args.n_batch]
+        for n in LENGTHS
+    }
+    prompts["mixed"] = texts[1000 : 1000 + args.n_batch]
     with open(args.data / "routerdc7" / "train.jsonl", encoding="utf-8") as fh:
         rows = [json.loads(line) for line, _ in zip(fh, range(args.train), strict=False)]
     experts = list(rows[0]["scores"])
@@ -446,34 +558,51 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results.append(run_worker(spec))
                 log(f"{engine}, {t} thread(s): {time.perf_counter() - t0:.0f} s")
         if args.venv:
-            for kind, command in (("runtime", "pip install irde-onnx (checkout)"),
-                                  ("export", "pip install torch==2.13.0 'irde-onnx[export]'")):
+            for kind, command in (
+                ("runtime", "pip install irde-onnx (checkout)"),
+                ("export", "pip install torch==2.13.0 'irde-onnx[export]'"),
+            ):
                 venvs[kind] = {**venv_size(kind, work), "command": command}
                 log(f"{kind} venv: {venvs[kind]['bytes'] / 2**20:.0f} MiB")
     seconds = time.perf_counter() - start
     load_after = os.getloadavg()
-    text = "\n".join([
-        "## Speed and memory (`benchmarks/speed.py`)", "", header(command_line()),
-        f"Run time {seconds / 60:.1f} min; load average before {load_before[0]:.2f}, after "
-        f"{load_after[0]:.2f} (1 min). Batch-1 latency: {args.n} prompts per length, each "
-        "cut from real RouterDC test prompts to exactly that many tokens ([CLS] and [SEP] "
-        f"included), after {WARMUP} warm-up calls; one `Router.route([prompt])` call each "
-        "(tokenization, onnxruntime, the decision), or for the peer "
-        "`SentenceTransformer.encode([prompt])` + `Ridge.predict` + argmax. Throughput: "
-        f"{args.n_batch} prompts in batches of {BATCH} (64-token prompts, and the real "
-        "mix of prompt lengths), best of 3. int8 routers are called with batch_size=32 for "
-        "throughput (their default is 1 prompt per call, see README). Routers fit on "
-        f"{len(rows)} RouterDC train prompts, 7 experts.", "",
-        tables(results, {k: v for k, v in routers.items()}, venvs)])
+    text = "\n".join(
+        [
+            "## Speed and memory (`benchmarks/speed.py`)",
+            "",
+            header(command_line()),
+            f"Run time {seconds / 60:.1f} min; load average before {load_before[0]:.2f}, after "
+            f"{load_after[0]:.2f} (1 min). Batch-1 latency: {args.n} prompts per length, each "
+            "cut from real RouterDC test prompts to exactly that many tokens ([CLS] and [SEP] "
+            f"included), after {WARMUP} warm-up calls; one `Router.route([prompt])` call each "
+            "(tokenization, onnxruntime, the decision), or for the peer "
+            "`SentenceTransformer.encode([prompt])` + `Ridge.predict` + argmax. Throughput: "
+            f"{args.n_batch} prompts in batches of {BATCH} (64-token prompts, and the real "
+            "mix of prompt lengths), best of 3. int8 routers are called with batch_size=32 for "
+            "throughput (their default is 1 prompt per call, see README). Routers fit on "
+            f"{len(rows)} RouterDC train prompts, 7 experts.",
+            "",
+            tables(results, {k: v for k, v in routers.items()}, venvs),
+        ]
+    )
     print(text)
     if not args.no_write:
         args.results.mkdir(parents=True, exist_ok=True)
         charts = draw_charts(results, args.results)
         text += "\n" + "\n".join(f"![{p.stem}](benchmarks/results/{p.name})" for p in charts)
         text += "\n"
-        (args.results / "speed.json").write_text(json.dumps(
-            {"results": results, "routers": {k: {**v, "dir": None} for k, v in routers.items()},
-             "venvs": venvs}, indent=1) + "\n", encoding="utf-8")
+        (args.results / "speed.json").write_text(
+            json.dumps(
+                {
+                    "results": results,
+                    "routers": {k: {**v, "dir": None} for k, v in routers.items()},
+                    "venvs": venvs,
+                },
+                indent=1,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
         (args.results / "speed.md").write_text(text, encoding="utf-8")
         write_section("speed", text, args.markdown)
     return 0

@@ -26,8 +26,9 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def limit_rows(rows: list[dict[str, Any]], key: Callable[[dict], str],
-               limit: int | None) -> list[dict[str, Any]]:
+def limit_rows(
+    rows: list[dict[str, Any]], key: Callable[[dict], str], limit: int | None
+) -> list[dict[str, Any]]:
     """The first ``limit`` rows of each group in id-hash order (all rows, file order if None)."""
     if limit is None:
         return rows
@@ -51,8 +52,9 @@ class Scored:
     experts: list[str]
 
 
-def load_scored(path: Path, experts: Sequence[str] | None = None,
-                limit: int | None = None) -> Scored:
+def load_scored(
+    path: Path, experts: Sequence[str] | None = None, limit: int | None = None
+) -> Scored:
     """RouterDC rows of ``path`` (``limit`` rows per task, for smoke tests)."""
     rows = limit_rows(read_rows(path), lambda r: r["task"], limit)
     names = list(experts) if experts is not None else list(rows[0]["scores"])
@@ -79,8 +81,12 @@ class Labelled:
     def take(self, mask: np.ndarray) -> Labelled:
         """The rows where ``mask`` is True."""
         idx = np.flatnonzero(mask)
-        return Labelled([self.ids[i] for i in idx], [self.texts[i] for i in idx],
-                        [self.labels[i] for i in idx], [self.sources[i] for i in idx])
+        return Labelled(
+            [self.ids[i] for i in idx],
+            [self.texts[i] for i in idx],
+            [self.labels[i] for i in idx],
+            [self.sources[i] for i in idx],
+        )
 
 
 def source_of(row: dict[str, Any]) -> str:
@@ -99,9 +105,13 @@ def load_domains(folder: Path, limit: int | None = None) -> Labelled:
         if r["text"] not in seen:
             seen.add(r["text"])
             kept.append(r)
-    return Labelled([str(r["id"]) for r in kept], [r["text"] for r in kept],
-                    [r["domain"] for r in kept], [source_of(r) for r in kept],
-                    duplicates_dropped=len(rows) - len(kept))
+    return Labelled(
+        [str(r["id"]) for r in kept],
+        [r["text"] for r in kept],
+        [r["domain"] for r in kept],
+        [source_of(r) for r in kept],
+        duplicates_dropped=len(rows) - len(kept),
+    )
 
 
 def onehot(labels: Sequence[str], classes: Sequence[str]) -> np.ndarray:

@@ -17,8 +17,9 @@ from heads import FOLDS, folds_of, log
 from irde_onnx.encoders import variants
 
 VARIANTS = variants()
-DEFAULT_VARIANTS = [name for name in ("minilm-int8", "minilm-fp32", "static-fp16")
-                    if name in VARIANTS]
+DEFAULT_VARIANTS = [
+    name for name in ("minilm-int8", "minilm-fp32", "static-fp16") if name in VARIANTS
+]
 
 
 def trainer_for(name: str, threads: int | None, **kwargs: Any) -> Any:
@@ -26,8 +27,9 @@ def trainer_for(name: str, threads: int | None, **kwargs: Any) -> Any:
     from irde_onnx.export import RouterTrainer
 
     encoder, precision = VARIANTS[name]
-    return RouterTrainer(encoder=encoder, precision=precision, threads=threads,
-                         progress=False, **kwargs)
+    return RouterTrainer(
+        encoder=encoder, precision=precision, threads=threads, progress=False, **kwargs
+    )
 
 
 def is_pooled(name: str) -> bool:
@@ -37,21 +39,30 @@ def is_pooled(name: str) -> bool:
     return get_encoder(VARIANTS[name][0]).pooled
 
 
-def train_scored_router(name: str, texts: list[str], y: np.ndarray, experts: list[str],
-                        threads: int | None, work: Path) -> Any:
+def train_scored_router(
+    name: str, texts: list[str], y: np.ndarray, experts: list[str], threads: int | None, work: Path
+) -> Any:
     """RouterTrainer with its defaults (lam by cross-validation) on score targets, saved."""
     start = time.perf_counter()
     trainer = trainer_for(name, threads).fit(texts, scores=y, experts=experts)
     trainer.save(work / name)
-    log(f"trained {name} on {len(texts)} prompts in {time.perf_counter() - start:.0f} s "
-        f"(lam {trainer.lam_:.4g})")
+    log(
+        f"trained {name} on {len(texts)} prompts in {time.perf_counter() - start:.0f} s "
+        f"(lam {trainer.lam_:.4g})"
+    )
     return trainer
 
 
-def static_strategy_cv(texts: list[str], experts: list[str], strategy: str,
-                       threads: int | None, *, labels: Sequence[str] | None = None,
-                       scores: np.ndarray | None = None, precision: str | None = None
-                       ) -> tuple[np.ndarray, Any]:
+def static_strategy_cv(
+    texts: list[str],
+    experts: list[str],
+    strategy: str,
+    threads: int | None,
+    *,
+    labels: Sequence[str] | None = None,
+    scores: np.ndarray | None = None,
+    precision: str | None = None,
+) -> tuple[np.ndarray, Any]:
     """Out-of-fold scores of a static router with ``strategy``, and the router on all rows.
 
     Give ``labels`` (domain targets) or ``scores`` (per-expert targets).
@@ -59,11 +70,20 @@ def static_strategy_cv(texts: list[str], experts: list[str], strategy: str,
     from irde_onnx.export import RouterTrainer
 
     def fit(rows: np.ndarray, validate: bool) -> Any:
-        tr = RouterTrainer(encoder="static", precision=precision, strategy=strategy,
-                           threads=threads, progress=False, validate=validate)
-        return tr.fit([texts[i] for i in rows],
-                      None if labels is None else [labels[i] for i in rows],
-                      scores=None if scores is None else scores[rows], experts=experts)
+        tr = RouterTrainer(
+            encoder="static",
+            precision=precision,
+            strategy=strategy,
+            threads=threads,
+            progress=False,
+            validate=validate,
+        )
+        return tr.fit(
+            [texts[i] for i in rows],
+            None if labels is None else [labels[i] for i in rows],
+            scores=None if scores is None else scores[rows],
+            experts=experts,
+        )
 
     fold = folds_of(len(texts))
     pred = np.zeros((len(texts), len(experts)))

@@ -80,40 +80,75 @@ examples:
 
 def _engine_arguments(p: argparse.ArgumentParser) -> None:
     """``--engine``, ``--address`` and ``--workers``: where training rows are encoded."""
-    p.add_argument("--engine", choices=["local", "ray"], default="local",
-                   help="where prompts are encoded: this process (default) or Ray workers "
-                        "(needs irde-onnx[distributed])")
-    p.add_argument("--address", default=None, metavar="ADDR",
-                   help="Ray cluster address (e.g. auto or ray://head:10001; default: start "
-                        "a local Ray instance)")
-    p.add_argument("--workers", type=positive_int, default=None,
-                   help="Ray workers, one partition of the rows each (default: the CPUs)")
+    p.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="where prompts are encoded: this process (default) or Ray workers "
+        "(needs irde-onnx[distributed])",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        metavar="ADDR",
+        help="Ray cluster address (e.g. auto or ray://head:10001; default: start "
+        "a local Ray instance)",
+    )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="Ray workers, one partition of the rows each (default: the CPUs)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``irde``."""
     fmt = argparse.RawDescriptionHelpFormatter
-    parser = Parser(prog="irde", description="IR3DE prompt router exported as one ONNX graph.",
-                     epilog=MAIN_EXAMPLES, formatter_class=fmt)
+    parser = Parser(
+        prog="irde",
+        description="IR3DE prompt router exported as one ONNX graph.",
+        epilog=MAIN_EXAMPLES,
+        formatter_class=fmt,
+    )
     from irde_onnx._version import __version__
 
     parser.add_argument("--version", action="version", version=f"irde-onnx {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    p = sub.add_parser("train", help="train a router and export it", epilog=TRAIN_EXAMPLES,
-                       formatter_class=fmt, description="Train a router and export it.")
-    p.add_argument("--data", action="append", required=True, metavar="FILE.jsonl",
-                   help="training rows (repeat for several files)")
+    p = sub.add_parser(
+        "train",
+        help="train a router and export it",
+        epilog=TRAIN_EXAMPLES,
+        formatter_class=fmt,
+        description="Train a router and export it.",
+    )
+    p.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        metavar="FILE.jsonl",
+        help="training rows (repeat for several files)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="router directory to write")
     _encoder_arguments(p)
-    p.add_argument("--strategy", choices=[*all_strategies(), "auto"], default=None,
-                   help="how the graph turns features into scores; " + "; ".join(
-                       f"{s.name}: {' or '.join(s.strategies)}" for s in ENCODERS.values())
-                   + " (the first is the default); auto: strategy and k by cross-validation")
-    p.add_argument("--top-k-tokens", type=positive_int, default=10,
-                   help="k of entropy_top_k (default 10)")
-    p.add_argument("--lam", type=lam_value, default="auto",
-                   help="ridge penalty, or 'auto' for k-fold cross-validation (default)")
+    p.add_argument(
+        "--strategy",
+        choices=[*all_strategies(), "auto"],
+        default=None,
+        help="how the graph turns features into scores; "
+        + "; ".join(f"{s.name}: {' or '.join(s.strategies)}" for s in ENCODERS.values())
+        + " (the first is the default); auto: strategy and k by cross-validation",
+    )
+    p.add_argument(
+        "--top-k-tokens", type=positive_int, default=10, help="k of entropy_top_k (default 10)"
+    )
+    p.add_argument(
+        "--lam",
+        type=lam_value,
+        default="auto",
+        help="ridge penalty, or 'auto' for k-fold cross-validation (default)",
+    )
     p.add_argument("--label-field", default="expert", help='label field (default "expert")')
     _selection_arguments(p)
     p.add_argument("--max-length", type=positive_int, default=256, help="tokens kept per prompt")
@@ -121,113 +156,219 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace a non-empty --out directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _engine_arguments(p)
-    p.add_argument("--costs", metavar="FILE.json",
-                   help="{expert: cost per prompt} (default: the mean of the rows' \"costs\" "
-                        "when every row has them)")
-    p.add_argument("--wtp", type=cli_policy.optional_number, default=None,
-                   help="default willingness to pay (cost units per unit of quality) "
-                        "for the graph's choice; default: quality only")
-    p.add_argument("--no-calibration", action="store_true",
-                   help="do not fit the confidence calibration on the training folds")
+    p.add_argument(
+        "--costs",
+        metavar="FILE.json",
+        help='{expert: cost per prompt} (default: the mean of the rows\' "costs" '
+        "when every row has them)",
+    )
+    p.add_argument(
+        "--wtp",
+        type=cli_policy.optional_number,
+        default=None,
+        help="default willingness to pay (cost units per unit of quality) "
+        "for the graph's choice; default: quality only",
+    )
+    p.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="do not fit the confidence calibration on the training folds",
+    )
 
-    p = sub.add_parser("route", help="route prompts with a router", epilog=ROUTE_EXAMPLES,
-                       formatter_class=fmt, description="Route prompts; one JSON line each.")
+    p = sub.add_parser(
+        "route",
+        help="route prompts with a router",
+        epilog=ROUTE_EXAMPLES,
+        formatter_class=fmt,
+        description="Route prompts; one JSON line each.",
+    )
     p.add_argument("router", metavar="DIR")
     p.add_argument("texts", nargs="*", metavar="TEXT")
     p.add_argument("--input", metavar="FILE.jsonl", help='rows {"text": ...}; - for stdin')
     p.add_argument("--top-k", type=positive_int, default=1, help="rank the k best experts")
     p.add_argument("--threads", type=positive_int, default=None)
-    p.add_argument("--batch-size", type=positive_int, default=None,
-                   help="prompts per onnxruntime call (default 1 for int8 routers, else 32)")
-    p.add_argument("--wtp", type=cli_policy.optional_number, default=cli_policy.UNSET,
-                   help="willingness to pay for these prompts, overriding the router's "
-                        "default ('none': quality only); needs a router with costs")
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="prompts per onnxruntime call (default 1 for int8 routers, else 32)",
+    )
+    p.add_argument(
+        "--wtp",
+        type=cli_policy.optional_number,
+        default=cli_policy.UNSET,
+        help="willingness to pay for these prompts, overriding the router's "
+        "default ('none': quality only); needs a router with costs",
+    )
 
-    p = sub.add_parser("experts", help="list, add or remove experts without retraining",
-                       formatter_class=fmt, epilog=EXPERTS_EXAMPLES,
-                       description="Change the experts of a router in place: the ridge head is "
-                                   "re-solved from the statistics; the encoder is untouched.")
+    p = sub.add_parser(
+        "experts",
+        help="list, add or remove experts without retraining",
+        formatter_class=fmt,
+        epilog=EXPERTS_EXAMPLES,
+        description="Change the experts of a router in place: the ridge head is "
+        "re-solved from the statistics; the encoder is untouched.",
+    )
     esub = p.add_subparsers(dest="action", required=True, parser_class=Parser)
-    q = esub.add_parser("list", help="experts in column order", formatter_class=fmt,
-                        epilog="examples:\n  irde experts list my-router\n")
+    q = esub.add_parser(
+        "list",
+        help="experts in column order",
+        formatter_class=fmt,
+        epilog="examples:\n  irde experts list my-router\n",
+    )
     q.add_argument("router", metavar="DIR")
-    q = esub.add_parser("add", help="add an expert from its prompts", formatter_class=fmt,
-                        epilog=EXPERTS_EXAMPLES)
+    q = esub.add_parser(
+        "add", help="add an expert from its prompts", formatter_class=fmt, epilog=EXPERTS_EXAMPLES
+    )
     q.add_argument("router", metavar="DIR")
     q.add_argument("name", metavar="NAME")
-    q.add_argument("--data", required=True, metavar="FILE.jsonl",
-                   help='rows {"text"} (domain prompts) or {"text", "score"} (scored prompts)')
+    q.add_argument(
+        "--data",
+        required=True,
+        metavar="FILE.jsonl",
+        help='rows {"text"} (domain prompts) or {"text", "score"} (scored prompts)',
+    )
     q.add_argument("--out", metavar="DIR", help="write the changed router here instead")
     q.add_argument("--quiet", action="store_true", help="no progress")
     _engine_arguments(q)
-    q.add_argument("--cost", type=float, default=None,
-                   help="the new expert's cost per prompt (required when the router has costs)")
-    q = esub.add_parser("remove", help="remove an expert", formatter_class=fmt,
-                        epilog="examples:\n  irde experts remove my-router law\n")
+    q.add_argument(
+        "--cost",
+        type=float,
+        default=None,
+        help="the new expert's cost per prompt (required when the router has costs)",
+    )
+    q = esub.add_parser(
+        "remove",
+        help="remove an expert",
+        formatter_class=fmt,
+        epilog="examples:\n  irde experts remove my-router law\n",
+    )
     q.add_argument("router", metavar="DIR")
     q.add_argument("name", metavar="NAME")
     q.add_argument("--out", metavar="DIR", help="write the changed router here instead")
-    q.add_argument("--fallback", metavar="NAME", default=None,
-                   help="the new fallback expert when removing the current one")
+    q.add_argument(
+        "--fallback",
+        metavar="NAME",
+        default=None,
+        help="the new fallback expert when removing the current one",
+    )
 
-    p = sub.add_parser("stats", help="combine statistics computed elsewhere", formatter_class=fmt,
-                       description="Merge the statistics of routers trained on other shards "
-                                   "with the same encoder, then re-solve the head.",
-                       epilog=STATS_EXAMPLES)
+    p = sub.add_parser(
+        "stats",
+        help="combine statistics computed elsewhere",
+        formatter_class=fmt,
+        description="Merge the statistics of routers trained on other shards "
+        "with the same encoder, then re-solve the head.",
+        epilog=STATS_EXAMPLES,
+    )
     ssub = p.add_subparsers(dest="action", required=True, parser_class=Parser)
-    q = ssub.add_parser("merge", help="merge other shards' statistics into a router",
-                        formatter_class=fmt, epilog=STATS_EXAMPLES)
+    q = ssub.add_parser(
+        "merge",
+        help="merge other shards' statistics into a router",
+        formatter_class=fmt,
+        epilog=STATS_EXAMPLES,
+    )
     q.add_argument("router", metavar="DIR")
-    q.add_argument("others", nargs="+", metavar="OTHER",
-                   help="router directories or stats.npz files of the other shards")
+    q.add_argument(
+        "others",
+        nargs="+",
+        metavar="OTHER",
+        help="router directories or stats.npz files of the other shards",
+    )
     q.add_argument("--out", metavar="DIR", help="write the merged router here instead")
 
     cli_eval.add_parser(sub)
     cli_policy.add_parser(sub)
 
-    p = sub.add_parser("serve", help="serve a router over HTTP (needs irde-onnx[serve])",
-                       formatter_class=fmt, epilog=SERVE_EXAMPLES,
-                       description="Serve a router over HTTP: POST /route, GET/POST /experts, "
-                                   "DELETE /experts/NAME, GET /healthz, GET /metrics, and with "
-                                   "--backends an OpenAI-compatible POST /v1/chat/completions. "
-                                   "The folder is reloaded when another process saves it.")
+    p = sub.add_parser(
+        "serve",
+        help="serve a router over HTTP (needs irde-onnx[serve])",
+        formatter_class=fmt,
+        epilog=SERVE_EXAMPLES,
+        description="Serve a router over HTTP: POST /route, GET/POST /experts, "
+        "DELETE /experts/NAME, GET /healthz, GET /metrics, and with "
+        "--backends an OpenAI-compatible POST /v1/chat/completions. "
+        "The folder is reloaded when another process saves it.",
+    )
     p.add_argument("router", metavar="DIR")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="interface to listen on (default 127.0.0.1; 0.0.0.0 means all)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to listen on (default 127.0.0.1; 0.0.0.0 means all)",
+    )
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="onnxruntime intra-op threads per worker")
-    p.add_argument("--workers", type=positive_int, default=1,
-                   help="worker processes (default 1); each loads the router")
-    p.add_argument("--backends", metavar="FILE.json", default=None,
-                   help="expert -> OpenAI-compatible backend; enables /v1/chat/completions")
-    p.add_argument("--token-env", default="IRDE_TOKEN", metavar="VAR",
-                   help="environment variable with the bearer token for expert changes "
-                        "(default IRDE_TOKEN; unset: changes are disabled)")
-    p.add_argument("--max-body-bytes", type=positive_int, default=1 << 20,
-                   help="largest request body (default 1 MiB)")
-    p.add_argument("--max-texts", type=positive_int, default=256,
-                   help="most texts per POST /route (default 256)")
-    p.add_argument("--reload-interval", type=float, default=1.0, metavar="SECONDS",
-                   help="how often router.json is checked for changes (default 1; 0: never)")
-    p.add_argument("--log-level", default="info",
-                   choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument(
+        "--threads", type=positive_int, default=None, help="onnxruntime intra-op threads per worker"
+    )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="worker processes (default 1); each loads the router",
+    )
+    p.add_argument(
+        "--backends",
+        metavar="FILE.json",
+        default=None,
+        help="expert -> OpenAI-compatible backend; enables /v1/chat/completions",
+    )
+    p.add_argument(
+        "--token-env",
+        default="IRDE_TOKEN",
+        metavar="VAR",
+        help="environment variable with the bearer token for expert changes "
+        "(default IRDE_TOKEN; unset: changes are disabled)",
+    )
+    p.add_argument(
+        "--max-body-bytes",
+        type=positive_int,
+        default=1 << 20,
+        help="largest request body (default 1 MiB)",
+    )
+    p.add_argument(
+        "--max-texts",
+        type=positive_int,
+        default=256,
+        help="most texts per POST /route (default 256)",
+    )
+    p.add_argument(
+        "--reload-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how often router.json is checked for changes (default 1; 0: never)",
+    )
+    p.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
 
-    p = sub.add_parser("info", help="describe a router", formatter_class=fmt,
-                       description="Experts, encoder, precision, sizes and format version.",
-                       epilog="examples:\n  irde info my-router\n")
+    p = sub.add_parser(
+        "info",
+        help="describe a router",
+        formatter_class=fmt,
+        description="Experts, encoder, precision, sizes and format version.",
+        epilog="examples:\n  irde info my-router\n",
+    )
     p.add_argument("router", metavar="DIR")
 
-    p = sub.add_parser("demo", help="train and run a router on the bundled examples",
-                       formatter_class=fmt,
-                       description="Train a router on the example prompts shipped in models/demo "
-                                   "(no network), export it and route held-out prompts.",
-                       epilog="examples:\n  irde demo\n  irde demo --encoder static --out demo\n")
-    p.add_argument("--out", metavar="DIR", default=None,
-                   help="keep the router here (default: a temporary directory)")
+    p = sub.add_parser(
+        "demo",
+        help="train and run a router on the bundled examples",
+        formatter_class=fmt,
+        description="Train a router on the example prompts shipped in models/demo "
+        "(no network), export it and route held-out prompts.",
+        epilog="examples:\n  irde demo\n  irde demo --encoder static --out demo\n",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="keep the router here (default: a temporary directory)",
+    )
     _encoder_arguments(p)
-    p.add_argument("--force", action="store_true",
-                   help="replace the router in a non-empty --out directory")
+    p.add_argument(
+        "--force", action="store_true", help="replace the router in a non-empty --out directory"
+    )
     return parser
 
 
@@ -236,26 +377,44 @@ def _selection_arguments(p: argparse.ArgumentParser) -> None:
     from irde_onnx.defaults import MEASURED
     from irde_onnx.views import view_names
 
-    measured = "; ".join(f"{enc}: view {d['view']}, layers {','.join(map(str, d['layers']))}"
-                         for enc, d in MEASURED.items())
+    measured = "; ".join(
+        f"{enc}: view {d['view']}, layers {','.join(map(str, d['layers']))}"
+        for enc, d in MEASURED.items()
+    )
 
-    p.add_argument("--group-field", default=None, metavar="FIELD",
-                   help="a field of the rows (e.g. source) whose groups stay together in "
-                        "cross-validation: every auto choice is made by leave-one-group-out "
-                        "(or grouped k-fold with many groups); default: k-fold on rows")
-    p.add_argument("--view", type=view_value, default=None,
-                   help=f"input view applied before tokenizing: {', '.join(view_names())}, "
-                        "several joined by '+', or auto (default: measured per encoder, "
-                        f"{measured}; else full)")
-    p.add_argument("--layers", type=layers_value, default=None,
-                   help="minilm: layers pooled and concatenated, e.g. 6,5 or 6 (the last "
-                        "alone), or auto (default: measured, see --view)")
+    p.add_argument(
+        "--group-field",
+        default=None,
+        metavar="FIELD",
+        help="a field of the rows (e.g. source) whose groups stay together in "
+        "cross-validation: every auto choice is made by leave-one-group-out "
+        "(or grouped k-fold with many groups); default: k-fold on rows",
+    )
+    p.add_argument(
+        "--view",
+        type=view_value,
+        default=None,
+        help=f"input view applied before tokenizing: {', '.join(view_names())}, "
+        "several joined by '+', or auto (default: measured per encoder, "
+        f"{measured}; else full)",
+    )
+    p.add_argument(
+        "--layers",
+        type=layers_value,
+        default=None,
+        help="minilm: layers pooled and concatenated, e.g. 6,5 or 6 (the last "
+        "alone), or auto (default: measured, see --view)",
+    )
 
 
 def _encoder_arguments(p: argparse.ArgumentParser) -> None:
     """``--encoder`` and ``--precision``, with choices and help from the encoder registry."""
-    p.add_argument("--encoder", choices=list(ENCODERS), default=DEFAULT_ENCODER,
-                   help="; ".join(f"{s.name}: {s.help}" for s in ENCODERS.values()))
+    p.add_argument(
+        "--encoder",
+        choices=list(ENCODERS),
+        default=DEFAULT_ENCODER,
+        help="; ".join(f"{s.name}: {s.help}" for s in ENCODERS.values()),
+    )
     p.add_argument("--precision", choices=all_precisions(), default=None, help=precision_help())
 
 
@@ -266,37 +425,70 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     out = check_output_folder(args.out, args.force)  # before the long work
     data = load_training_set(args.data, args.label_field)
-    costs = cli_policy.read_costs(args.costs) if args.costs else \
-        cli_policy.mean_costs(data.rows, data.experts)
+    costs = (
+        cli_policy.read_costs(args.costs)
+        if args.costs
+        else cli_policy.mean_costs(data.rows, data.experts)
+    )
     if args.wtp is not None and costs is None:
         raise _UsageError('--wtp needs costs: give --costs FILE.json or rows with "costs"')
     groups = data.groups(args.group_field) if args.group_field else None
-    trainer = RouterTrainer(encoder=args.encoder, precision=args.precision,
-                            strategy=args.strategy, top_k_tokens=args.top_k_tokens,
-                            lam=args.lam, max_length=args.max_length, threads=args.threads,
-                            progress=not args.quiet, engine=args.engine,
-                            address=args.address, workers=args.workers,
-                            calibrate=not args.no_calibration, view=args.view,
-                            layers=args.layers)
+    trainer = RouterTrainer(
+        encoder=args.encoder,
+        precision=args.precision,
+        strategy=args.strategy,
+        top_k_tokens=args.top_k_tokens,
+        lam=args.lam,
+        max_length=args.max_length,
+        threads=args.threads,
+        progress=not args.quiet,
+        engine=args.engine,
+        address=args.address,
+        workers=args.workers,
+        calibrate=not args.no_calibration,
+        view=args.view,
+        layers=args.layers,
+    )
     if args.engine == "ray":
         from irde_onnx.distributed import require_ray
 
         require_ray()  # before the export, so a missing extra fails at once
     if data.labels is not None:
-        trainer.fit(data.texts, data.labels, costs=costs, groups=groups,
-                    group_name=args.group_field)
+        trainer.fit(
+            data.texts, data.labels, costs=costs, groups=groups, group_name=args.group_field
+        )
     else:
-        trainer.fit(data.texts, scores=data.scores, experts=data.experts, costs=costs,
-                    groups=groups, group_name=args.group_field)
+        trainer.fit(
+            data.texts,
+            scores=data.scores,
+            experts=data.experts,
+            costs=costs,
+            groups=groups,
+            group_name=args.group_field,
+        )
     if args.wtp is not None:
         trainer.router_.set_policy(wtp=args.wtp)
     trainer.save(out, overwrite=args.force)
     cfg = trainer.router_.config
-    print(json.dumps({"router": str(out), "experts": list(cfg.experts), "target": cfg.target,
-                      "encoder": cfg.encoder, "precision": cfg.precision, "lam": cfg.lam,
-                      "view": cfg.view, "layers": list(cfg.layers), "strategy": cfg.strategy,
-                      "selection": cfg.selection.get("method"),
-                      "n_texts": len(data.texts), "policy": cfg.policy}, ensure_ascii=False))
+    print(
+        json.dumps(
+            {
+                "router": str(out),
+                "experts": list(cfg.experts),
+                "target": cfg.target,
+                "encoder": cfg.encoder,
+                "precision": cfg.precision,
+                "lam": cfg.lam,
+                "view": cfg.view,
+                "layers": list(cfg.layers),
+                "strategy": cfg.strategy,
+                "selection": cfg.selection.get("method"),
+                "n_texts": len(data.texts),
+                "policy": cfg.policy,
+            },
+            ensure_ascii=False,
+        )
+    )
     return 0
 
 
@@ -318,8 +510,7 @@ def _cmd_route(args: argparse.Namespace) -> int:
     if args.wtp is cli_policy.UNSET:
         routes = router.route(texts, top_k=args.top_k, batch_size=args.batch_size)
     else:
-        routes = router.route(texts, top_k=args.top_k, batch_size=args.batch_size,
-                              wtp=args.wtp)
+        routes = router.route(texts, top_k=args.top_k, batch_size=args.batch_size, wtp=args.wtp)
     out = sys.stdout
     for row, r in zip(rows, routes, strict=True):
         record = r.to_dict()
@@ -371,8 +562,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from irde_onnx.demo import run_demo
 
-    return run_demo(out=args.out, encoder=args.encoder, precision=args.precision,
-                    force=args.force)
+    return run_demo(out=args.out, encoder=args.encoder, precision=args.precision, force=args.force)
 
 
 def _expert_rows(path: str) -> tuple[list[str], list[float] | None]:
@@ -401,11 +591,18 @@ def _cmd_experts(args: argparse.Namespace) -> int:
             if args.engine == "ray":
                 from irde_onnx.distributed import ray_add_expert
 
-                ray_add_expert(router, args.name, texts, scores, address=args.address,
-                               workers=args.workers, progress=not args.quiet, cost=args.cost)
+                ray_add_expert(
+                    router,
+                    args.name,
+                    texts,
+                    scores,
+                    address=args.address,
+                    workers=args.workers,
+                    progress=not args.quiet,
+                    cost=args.cost,
+                )
             else:
-                router.add_expert(args.name, texts, scores, cost=args.cost,
-                                  progress=not args.quiet)
+                router.add_expert(args.name, texts, scores, cost=args.cost, progress=not args.quiet)
         else:
             router.remove_expert(args.name, fallback=args.fallback)
         out = router.save(args.out)
@@ -425,9 +622,16 @@ def _cmd_stats(args: argparse.Namespace) -> int:
             router.merge_stats(other)
         out = router.save(args.out)
     stats = router.stats
-    print(json.dumps({"router": str(out), "experts": router.experts,
-                      "rows": float(stats.shared.n + sum(m.n for m in stats.owned))},
-                     ensure_ascii=False))
+    print(
+        json.dumps(
+            {
+                "router": str(out),
+                "experts": router.experts,
+                "rows": float(stats.shared.n + sum(m.n for m in stats.owned)),
+            },
+            ensure_ascii=False,
+        )
+    )
     return 0
 
 
@@ -438,22 +642,31 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise _UsageError(f"--port {args.port} is not a TCP port (0..65535)")
     if args.reload_interval < 0:
         raise _UsageError("--reload-interval must be >= 0")
-    settings = ServeSettings(router=str(args.router), threads=args.threads,
-                             max_body_bytes=args.max_body_bytes, max_texts=args.max_texts,
-                             token_env=args.token_env, reload_interval=args.reload_interval,
-                             backends=args.backends)
+    settings = ServeSettings(
+        router=str(args.router),
+        threads=args.threads,
+        max_body_bytes=args.max_body_bytes,
+        max_texts=args.max_texts,
+        token_env=args.token_env,
+        reload_interval=args.reload_interval,
+        backends=args.backends,
+    )
     import copy
 
     import uvicorn
     from uvicorn.config import LOGGING_CONFIG
 
     log_config = copy.deepcopy(LOGGING_CONFIG)  # irde.access and irde.serve beside uvicorn's
-    log_config["loggers"]["irde"] = {"handlers": ["default"], "level": args.log_level.upper(),
-                                     "propagate": False}
+    log_config["loggers"]["irde"] = {
+        "handlers": ["default"],
+        "level": args.log_level.upper(),
+        "propagate": False,
+    }
     app = create_app(settings)  # loads the router and backends: errors before listening
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"irde serve: listening on {args.host}, reachable from other machines",
-              file=sys.stderr)
+        print(
+            f"irde serve: listening on {args.host}, reachable from other machines", file=sys.stderr
+        )
     if args.workers > 1:
         import os
 
@@ -461,12 +674,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
         del app
         os.environ[SETTINGS_ENV] = settings.to_json()
-        uvicorn.run("irde_onnx.serve.app:app_from_environment", factory=True, host=args.host,
-                    port=args.port, workers=args.workers, log_level=args.log_level,
-                    log_config=log_config)
+        uvicorn.run(
+            "irde_onnx.serve.app:app_from_environment",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level,
+            log_config=log_config,
+        )
     else:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                    log_config=log_config)
+        uvicorn.run(
+            app, host=args.host, port=args.port, log_level=args.log_level, log_config=log_config
+        )
     return 0
 
 
@@ -482,9 +702,17 @@ def _cmd_policy(args: argparse.Namespace) -> int:
     return cli_policy.run(args)
 
 
-COMMANDS = {"train": _cmd_train, "route": _cmd_route, "info": _cmd_info, "demo": _cmd_demo,
-            "experts": _cmd_experts, "stats": _cmd_stats, "eval": _cmd_eval,
-            "serve": _cmd_serve, "policy": _cmd_policy}
+COMMANDS = {
+    "train": _cmd_train,
+    "route": _cmd_route,
+    "info": _cmd_info,
+    "demo": _cmd_demo,
+    "experts": _cmd_experts,
+    "stats": _cmd_stats,
+    "eval": _cmd_eval,
+    "serve": _cmd_serve,
+    "policy": _cmd_policy,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -64,30 +64,46 @@ def mean_costs(rows: Sequence[dict[str, Any]], experts: Sequence[str]) -> dict[s
         c = np.array([[float(r["costs"][e]) for e in experts] for r in rows])
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidInputError(
-            f'every row\'s "costs" must give a number for each expert {list(experts)}: '
-            f"{exc}") from exc
-    return check_costs({e: float(v) for e, v in zip(experts, c.mean(axis=0), strict=True)},
-                       source='the rows\' "costs"')
+            f'every row\'s "costs" must give a number for each expert {list(experts)}: {exc}'
+        ) from exc
+    return check_costs(
+        {e: float(v) for e, v in zip(experts, c.mean(axis=0), strict=True)},
+        source='the rows\' "costs"',
+    )
 
 
 def add_parser(subparsers: Any) -> None:  # argparse's _SubParsersAction is private
     """Add the ``policy`` subcommand to ``irde``'s subparsers."""
     p = subparsers.add_parser(
-        "policy", help="show or change costs, willingness to pay, threshold and fallback",
-        epilog=POLICY_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "policy",
+        help="show or change costs, willingness to pay, threshold and fallback",
+        epilog=POLICY_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="The graph decides `choice` = argmax(predicted quality - cost / wtp), "
-                    "or the fallback expert when the confidence is below min_confidence. "
-                    "Options not given stay as they are; the head and encoder are untouched.")
+        "or the fallback expert when the confidence is below min_confidence. "
+        "Options not given stay as they are; the head and encoder are untouched.",
+    )
     p.add_argument("router", metavar="DIR")
-    p.add_argument("--costs", metavar="FILE.json",
-                   help='{expert: cost per prompt} for every expert, or "none" to clear')
-    p.add_argument("--wtp", type=optional_number, default=argparse.SUPPRESS,
-                   help="default willingness to pay (cost units per unit of quality), "
-                        "or none (quality only)")
-    p.add_argument("--min-confidence", type=optional_number, default=argparse.SUPPRESS,
-                   help="send prompts below this confidence (0..1) to the fallback")
-    p.add_argument("--fallback", default=argparse.SUPPRESS,
-                   help='expert for unsure prompts, or "none"')
+    p.add_argument(
+        "--costs",
+        metavar="FILE.json",
+        help='{expert: cost per prompt} for every expert, or "none" to clear',
+    )
+    p.add_argument(
+        "--wtp",
+        type=optional_number,
+        default=argparse.SUPPRESS,
+        help="default willingness to pay (cost units per unit of quality), or none (quality only)",
+    )
+    p.add_argument(
+        "--min-confidence",
+        type=optional_number,
+        default=argparse.SUPPRESS,
+        help="send prompts below this confidence (0..1) to the fallback",
+    )
+    p.add_argument(
+        "--fallback", default=argparse.SUPPRESS, help='expert for unsure prompts, or "none"'
+    )
     p.add_argument("--out", metavar="DIR", help="write the changed router here instead")
 
 
@@ -113,7 +129,15 @@ def run(args: argparse.Namespace) -> int:
         with router.lock():
             router.set_policy(**settings)
             out = router.save(args.out)
-    print(json.dumps({"router": str(out), "experts": router.experts,
-                      "target": router.config.target, "policy": router.policy.to_dict()},
-                     ensure_ascii=False))
+    print(
+        json.dumps(
+            {
+                "router": str(out),
+                "experts": router.experts,
+                "target": router.config.target,
+                "policy": router.policy.to_dict(),
+            },
+            ensure_ascii=False,
+        )
+    )
     return 0

@@ -123,10 +123,14 @@ class RouterConfig:
 
     def with_files(self, graph: str, graph_sha: str, stats: str, stats_sha: str) -> RouterConfig:
         """A format_version 2 copy naming the graph and statistics files with their hashes."""
-        return replace(self, format_version=FORMAT_VERSION, files={
-            "graph": {"name": graph, "sha256": graph_sha},
-            "stats": {"name": stats, "sha256": stats_sha},
-        })
+        return replace(
+            self,
+            format_version=FORMAT_VERSION,
+            files={
+                "graph": {"name": graph, "sha256": graph_sha},
+                "stats": {"name": stats, "sha256": stats_sha},
+            },
+        )
 
     def to_json(self) -> str:
         """Serialise to JSON text."""
@@ -164,8 +168,13 @@ class RouterConfig:
                 "router again."
             )
         known = {f.name for f in fields(cls)}
-        missing = [f.name for f in fields(cls) if f.name not in data and f.name not in (
-            "top_k_tokens", "extra", "format_version", "files", "policy", *OPTIONAL_FIELDS)]
+        missing = [
+            f.name
+            for f in fields(cls)
+            if f.name not in data
+            and f.name
+            not in ("top_k_tokens", "extra", "format_version", "files", "policy", *OPTIONAL_FIELDS)
+        ]
         if missing:
             raise RouterFormatError(f"{source} lacks the field(s) {', '.join(missing)}")
         kwargs = {k: v for k, v in data.items() if k in known}
@@ -185,21 +194,24 @@ class RouterConfig:
         if spec is None:
             raise RouterFormatError(
                 f"{source}: unknown encoder {self.encoder!r}; this irde-onnx knows "
-                f"{sorted(ENCODERS)}. Upgrade irde-onnx or train the router again.")
+                f"{sorted(ENCODERS)}. Upgrade irde-onnx or train the router again."
+            )
         if self.precision not in spec.precisions:
             raise RouterFormatError(
                 f"{source}: unknown precision {self.precision!r} for the {spec.name} encoder; "
-                f"known: {spec.precisions}")
+                f"known: {spec.precisions}"
+            )
         if self.strategy not in spec.strategies:
             raise RouterFormatError(
                 f"{source}: unknown strategy {self.strategy!r} for the {spec.name} encoder; "
-                f"known: {spec.strategies}")
+                f"known: {spec.strategies}"
+            )
         if self.target not in TARGETS:
-            raise RouterFormatError(
-                f"{source}: unknown target {self.target!r}; known: {TARGETS}")
+            raise RouterFormatError(f"{source}: unknown target {self.target!r}; known: {TARGETS}")
         if not self.experts or len(self.experts) != len(self.expert_modes):
             raise RouterFormatError(
-                f"{source}: experts and expert_modes must be non-empty and match")
+                f"{source}: experts and expert_modes must be non-empty and match"
+            )
         if len(set(self.experts)) != len(self.experts):
             raise RouterFormatError(f"{source}: duplicate expert names")
         for name in self.experts:
@@ -212,22 +224,25 @@ class RouterConfig:
             check_view(self.view)
         except InvalidInputError as exc:
             raise RouterFormatError(
-                f"{source}: {exc}; upgrade irde-onnx or train the router again") from None
+                f"{source}: {exc}; upgrade irde-onnx or train the router again"
+            ) from None
         problem = layers_problem(self.encoder, self.layers)
         if problem:
             raise RouterFormatError(f"{source}: {problem}")
         if self.layers and self.feature_dim != spec.feature_dim * len(self.layers):
             raise RouterFormatError(
                 f"{source}: feature_dim {self.feature_dim} does not match "
-                f"{len(self.layers)} pooled layers of {spec.feature_dim}")
+                f"{len(self.layers)} pooled layers of {spec.feature_dim}"
+            )
         _check_policy(self, source)
 
 
 def _check_policy(config: RouterConfig, source: str) -> None:
     """Raise :class:`RouterFormatError` when the ``policy`` object does not fit the experts."""
     try:
-        Policy.from_dict(config.policy, f"{source}: policy").check(config.experts,
-                                                                   f"{source}: policy")
+        Policy.from_dict(config.policy, f"{source}: policy").check(
+            config.experts, f"{source}: policy"
+        )
     except InvalidInputError as exc:
         raise RouterFormatError(str(exc)) from exc
 
@@ -248,9 +263,12 @@ def layers_problem(encoder: str, layers: tuple[int, ...]) -> str | None:
     if not spec.pooled or not spec.layers:
         return f"the {encoder} encoder has no layers to pool; leave layers empty"
     if len(set(layers)) != len(layers) or any(
-            type(k) is not int or not 1 <= k <= spec.layers for k in layers):
-        return (f"layers {list(layers)} must be distinct layer numbers in 1..{spec.layers} of "
-                f"the {encoder} encoder")
+        type(k) is not int or not 1 <= k <= spec.layers for k in layers
+    ):
+        return (
+            f"layers {list(layers)} must be distinct layer numbers in 1..{spec.layers} of "
+            f"the {encoder} encoder"
+        )
     return None
 
 
@@ -303,8 +321,7 @@ def _check_types(data: dict[str, Any], source: str) -> None:
     """Raise :class:`RouterFormatError` naming the first field of ``router.json`` of a bad type."""
 
     def fail(name: str, want: str) -> RouterFormatError:
-        return RouterFormatError(
-            f"{source}: field {name!r} must be {want}, got {data[name]!r:.60}")
+        return RouterFormatError(f"{source}: field {name!r} must be {want}, got {data[name]!r:.60}")
 
     def is_int(v: object) -> bool:
         return type(v) is int
@@ -313,8 +330,7 @@ def _check_types(data: dict[str, Any], source: str) -> None:
         v = data[name]
         if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
             raise fail(name, "a list of strings")
-    for name in ("encoder", "precision", "strategy", "target", "fingerprint",
-                 "package_version"):
+    for name in ("encoder", "precision", "strategy", "target", "fingerprint", "package_version"):
         if not isinstance(data[name], str):
             raise fail(name, "a string")
     lam = data["lam"]
@@ -324,8 +340,7 @@ def _check_types(data: dict[str, Any], source: str) -> None:
         raise fail("max_length", "an integer in 2..1000000")
     if not is_int(data["feature_dim"]) or data["feature_dim"] < 1:
         raise fail("feature_dim", "an integer >= 1")
-    if "top_k_tokens" in data and (not is_int(data["top_k_tokens"]) or
-                                   data["top_k_tokens"] < 1):
+    if "top_k_tokens" in data and (not is_int(data["top_k_tokens"]) or data["top_k_tokens"] < 1):
         raise fail("top_k_tokens", "an integer >= 1")
     if "extra" in data and not isinstance(data["extra"], dict):
         raise fail("extra", "an object")
@@ -335,8 +350,9 @@ def _check_types(data: dict[str, Any], source: str) -> None:
         raise fail("selection", "an object")
     if "view" in data and not isinstance(data["view"], str):
         raise fail("view", "a string")
-    if "layers" in data and (not isinstance(data["layers"], list) or
-                             not all(is_int(k) for k in data["layers"])):
+    if "layers" in data and (
+        not isinstance(data["layers"], list) or not all(is_int(k) for k in data["layers"])
+    ):
         raise fail("layers", "a list of layer numbers")
     if "files" in data:
         files = data["files"]
@@ -350,7 +366,8 @@ def _check_types(data: dict[str, Any], source: str) -> None:
             if not _FILE_NAME.fullmatch(name) or name in FIXED_FILES:
                 raise RouterFormatError(
                     f"{source}: files.{role}.name {name!r} is not a plain file name of the "
-                    "router folder")
+                    "router folder"
+                )
             sha = entry.get("sha256")
             if sha is not None and (not isinstance(sha, str) or not _SHA256.fullmatch(sha)):
                 raise RouterFormatError(f"{source}: files.{role}.sha256 must be 64 hex digits")
@@ -380,8 +397,14 @@ def atomic_write_bytes(target: Path, data: bytes) -> None:
         raise
 
 
-def fingerprint(root: str | os.PathLike, encoder: str, precision: str, max_length: int,
-                view: str = DEFAULT_VIEW, layers: tuple[int, ...] = ()) -> str:
+def fingerprint(
+    root: str | os.PathLike,
+    encoder: str,
+    precision: str,
+    max_length: int,
+    view: str = DEFAULT_VIEW,
+    layers: tuple[int, ...] = (),
+) -> str:
     """Identify what statistics depend on: encoder, tokenizer, precision, truncation, view.
 
     The input view and the pooled layers count only when they are not the defaults.

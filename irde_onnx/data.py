@@ -42,7 +42,8 @@ def _rows(fh: IO[bytes], name: str) -> Iterator[tuple[str, dict[str, Any]]]:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidInputError(
-                f"{where}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from exc
+                f"{where}: not UTF-8 text (byte {exc.start}); save the file as UTF-8"
+            ) from exc
         if not line.strip():
             continue
         try:
@@ -86,7 +87,8 @@ class TrainingSet:
             if value is None or isinstance(value, (list, dict)):
                 raise InvalidInputError(
                     f'row {i + 1} has no "{field}" field (a string or number) to group by; '
-                    "every row needs one with --group-field")
+                    "every row needs one with --group-field"
+                )
             out.append(str(value))
         return out
 
@@ -130,7 +132,8 @@ def load_training_set(
                 scores = row["scores"]
                 if not isinstance(scores, dict) or not scores:
                     raise InvalidInputError(
-                        f'{where}: "scores" must be an object {{expert: value}}')
+                        f'{where}: "scores" must be an object {{expert: value}}'
+                    )
                 if experts is None:
                     experts = list(scores)
                     for name in experts:
@@ -139,14 +142,20 @@ def load_training_set(
                             raise InvalidInputError(f"{where}: expert name {name!r} {problem}")
                 if set(scores) != set(experts):
                     raise InvalidInputError(
-                        f"{where}: scores name {sorted(scores)}, earlier rows {sorted(experts)}")
+                        f"{where}: scores name {sorted(scores)}, earlier rows {sorted(experts)}"
+                    )
                 values = {}
                 for name, value in scores.items():
-                    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                            not np.isfinite(value) or abs(value) > MAX_TARGET:
+                    if (
+                        isinstance(value, bool)
+                        or not isinstance(value, (int, float))
+                        or not np.isfinite(value)
+                        or abs(value) > MAX_TARGET
+                    ):
                         raise InvalidInputError(
                             f"{where}: score of {name!r} is not a finite number of magnitude "
-                            f"at most {MAX_TARGET:g}")
+                            f"at most {MAX_TARGET:g}"
+                        )
                     values[name] = float(value)
                 score_rows.append(values)
             texts.append(text)
@@ -196,11 +205,15 @@ def expert_rows(
             raise InvalidInputError(f'{where}: either every row has a "score" or none has')
         if scored:
             value = row["score"]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                    not math.isfinite(value) or abs(value) > MAX_TARGET:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or abs(value) > MAX_TARGET
+            ):
                 raise InvalidInputError(
-                    f'{where}: "score" must be a finite number of magnitude at most '
-                    f'{MAX_TARGET:g}')
+                    f'{where}: "score" must be a finite number of magnitude at most {MAX_TARGET:g}'
+                )
             scores.append(float(value))
         texts.append(text)
     if not texts:

@@ -21,8 +21,9 @@ ECE_BINS = 15
 
 
 # -- metrics ------------------------------------------------------------------------------------
-def expected_calibration_error(confidence: np.ndarray, outcome: np.ndarray,
-                               bins: int = ECE_BINS) -> float:
+def expected_calibration_error(
+    confidence: np.ndarray, outcome: np.ndarray, bins: int = ECE_BINS
+) -> float:
     """ECE: the row-weighted mean |mean outcome - mean confidence| over equal-width bins.
 
     ``outcome`` is 1/0 (right or wrong) or a quality in [0, 1].
@@ -40,18 +41,21 @@ def expected_calibration_error(confidence: np.ndarray, outcome: np.ndarray,
     return float(total / len(c))
 
 
-def reliability(confidence: np.ndarray, outcome: np.ndarray, bins: int = ECE_BINS
-                ) -> list[tuple[float, float, int]]:
+def reliability(
+    confidence: np.ndarray, outcome: np.ndarray, bins: int = ECE_BINS
+) -> list[tuple[float, float, int]]:
     """Per non-empty bin: (mean confidence, mean outcome, rows), for a reliability diagram."""
     c = np.clip(np.asarray(confidence, np.float64), 0.0, 1.0)
     o = np.asarray(outcome, np.float64)
     index = np.minimum((c * bins).astype(int), bins - 1)
-    return [(float(c[index == k].mean()), float(o[index == k].mean()), int((index == k).sum()))
-            for k in range(bins) if (index == k).any()]
+    return [
+        (float(c[index == k].mean()), float(o[index == k].mean()), int((index == k).sum()))
+        for k in range(bins)
+        if (index == k).any()
+    ]
 
 
-def accuracy_at_coverage(confidence: np.ndarray, correct: np.ndarray,
-                         coverage: float) -> float:
+def accuracy_at_coverage(confidence: np.ndarray, correct: np.ndarray, coverage: float) -> float:
     """Accuracy of the ``coverage`` fraction of prompts the router is most confident about."""
     n = len(confidence)
     keep = max(1, int(round(coverage * n)))
@@ -65,8 +69,9 @@ def upper_hull(cost: Sequence[float], quality_: Sequence[float]) -> list[tuple[f
     Points dominated by a cheaper point of higher quality are dropped first (the hull is
     non-decreasing: paying more never lowers the quality one can reach).
     """
-    pts = sorted(zip(map(float, cost), map(float, quality_), strict=True),
-                 key=lambda p: (p[0], -p[1]))
+    pts = sorted(
+        zip(map(float, cost), map(float, quality_), strict=True), key=lambda p: (p[0], -p[1])
+    )
     frontier: list[tuple[float, float]] = []
     for c, q in pts:
         if not frontier or q > frontier[-1][1]:
@@ -113,9 +118,16 @@ def wtp_grid(costs: np.ndarray, n: int = 41) -> np.ndarray:
     return spread * np.logspace(-3.0, 3.0, n)
 
 
-def cost_curve(scores: np.ndarray, target: str, quality_rows: np.ndarray,
-               cost_rows: np.ndarray, router_costs: np.ndarray, *, temperature: float = 1.0,
-               grid: Sequence[float] | None = None) -> dict[str, Any]:
+def cost_curve(
+    scores: np.ndarray,
+    target: str,
+    quality_rows: np.ndarray,
+    cost_rows: np.ndarray,
+    router_costs: np.ndarray,
+    *,
+    temperature: float = 1.0,
+    grid: Sequence[float] | None = None,
+) -> dict[str, Any]:
     """Mean quality and mean cost of the router's choices over a sweep of the knob.
 
     Args:
@@ -141,8 +153,13 @@ def cost_curve(scores: np.ndarray, target: str, quality_rows: np.ndarray,
     for wtp in values:
         choice, _ = decide(scores, target, costs=router_costs, wtp=wtp, temperature=temperature)
         rows = np.arange(n)
-        points.append({"wtp": wtp, "quality": float(q_rows[rows, choice].mean()),
-                       "cost": float(c_rows[rows, choice].mean())})
+        points.append(
+            {
+                "wtp": wtp,
+                "quality": float(q_rows[rows, choice].mean()),
+                "cost": float(c_rows[rows, choice].mean()),
+            }
+        )
     single_q, single_c = q_rows.mean(axis=0), c_rows.mean(axis=0)
     lo, hi = float(single_c.min()), float(single_c.max())
     return {
@@ -150,6 +167,8 @@ def cost_curve(scores: np.ndarray, target: str, quality_rows: np.ndarray,
         "aiq": aiq([p["cost"] for p in points], [p["quality"] for p in points], lo, hi),
         "aiq_singles": aiq(single_c, single_q, lo, hi),
         "cost_range": [lo, hi],
-        "singles": [{"column": k, "quality": float(single_q[k]), "cost": float(single_c[k])}
-                    for k in range(len(single_q))],
+        "singles": [
+            {"column": k, "quality": float(single_q[k]), "cost": float(single_c[k])}
+            for k in range(len(single_q))
+        ],
     }

@@ -16,11 +16,16 @@ def demo_data_dir() -> Path:
         if (candidate / "train.jsonl").is_file():
             return candidate
     raise FileNotFoundError(
-        "the demo prompts (models/demo/train.jsonl) are not installed; reinstall irde-onnx")
+        "the demo prompts (models/demo/train.jsonl) are not installed; reinstall irde-onnx"
+    )
 
 
-def run_demo(out: str | None = None, encoder: str = "minilm", precision: str | None = None,
-             force: bool = False) -> int:
+def run_demo(
+    out: str | None = None,
+    encoder: str = "minilm",
+    precision: str | None = None,
+    force: bool = False,
+) -> int:
     """Train on ``train.jsonl``, save, reload with the runtime and route ``samples.jsonl``.
 
     ``out`` must be a new or empty folder, or (with ``force``) hold a router to replace.
@@ -35,14 +40,18 @@ def run_demo(out: str | None = None, encoder: str = "minilm", precision: str | N
     data_dir = demo_data_dir()
     train = load_training_set([data_dir / "train.jsonl"])
     samples = load_training_set([data_dir / "samples.jsonl"])
-    print(f"training a {encoder} router on {len(train.texts)} example prompts "
-          f"({', '.join(train.experts)}) from {data_dir}")
+    print(
+        f"training a {encoder} router on {len(train.texts)} example prompts "
+        f"({', '.join(train.experts)}) from {data_dir}"
+    )
     start = time.perf_counter()
     trainer = RouterTrainer(encoder=encoder, precision=precision).fit(train.texts, train.labels)
     cfg = trainer.router_.config
-    print(f"trained and exported in {time.perf_counter() - start:.1f} s: "
-          f"{cfg.encoder} {cfg.precision}, lam={cfg.lam:.4g}, validated against "
-          f"{trainer.validation_.reference if trainer.validation_ else 'nothing'}")
+    print(
+        f"trained and exported in {time.perf_counter() - start:.1f} s: "
+        f"{cfg.encoder} {cfg.precision}, lam={cfg.lam:.4g}, validated against "
+        f"{trainer.validation_.reference if trainer.validation_ else 'nothing'}"
+    )
     with tempfile.TemporaryDirectory(prefix="irde-demo-") as tmp:
         target = Path(out) if out else Path(tmp) / "router"
         trainer.save(target, overwrite=force)
@@ -56,11 +65,13 @@ def run_demo(out: str | None = None, encoder: str = "minilm", precision: str | N
             right += ok
             short = text.replace("\n", " ")
             short = short if len(short) <= 60 else short[:57] + "..."
-            print(f"  {'ok ' if ok else 'MISS'} {r.expert:<{width}}  {r.scores[r.expert]:+.3f}  "
-                  f"{short}")
+            print(
+                f"  {'ok ' if ok else 'MISS'} {r.expert:<{width}}  {r.scores[r.expert]:+.3f}  "
+                f"{short}"
+            )
         print(f"\n{right}/{len(routes)} routed to the expected expert")
         if out:
-            print(f"router kept in {target}; try: irde route {target} \"your prompt\"")
+            print(f'router kept in {target}; try: irde route {target} "your prompt"')
         else:
             print("pass --out DIR to keep the router")
     return 0

@@ -62,8 +62,10 @@ def ray_session(address: str | None = None) -> Iterator[Any]:
         try:
             ray.init(address=address, include_dashboard=False, logging_level="warning")
         except ConnectionError as exc:
-            raise InvalidInputError(f"cannot connect to the Ray cluster at {address}: {exc}; "
-                                    "check --address (e.g. ray://head:10001 or auto)") from exc
+            raise InvalidInputError(
+                f"cannot connect to the Ray cluster at {address}: {exc}; "
+                "check --address (e.g. ray://head:10001 or auto)"
+            ) from exc
     try:
         yield ray
     finally:
@@ -114,8 +116,7 @@ class StatsWorker:
         for batch in shard.iter_batches(batch_size=PARTITION_BATCH, batch_format="numpy"):
             texts = [str(t) for t in batch["text"]]
             y = np.asarray(np.stack(list(batch["y"])), dtype=np.float64)
-            total = total + rows_statistics(self.router, plan, texts, y, batch["fold"],
-                                            batch_size)
+            total = total + rows_statistics(self.router, plan, texts, y, batch["fold"], batch_size)
         return total
 
     def close(self) -> None:
@@ -208,8 +209,10 @@ def ray_add_expert(
     if problem:
         raise InvalidInputError(f"the expert name {name!r} {problem}")
     if name in router.experts:
-        raise InvalidInputError(f"expert {name!r} already exists; remove it first or choose "
-                                f"another name (experts: {router.experts})")
+        raise InvalidInputError(
+            f"expert {name!r} already exists; remove it first or choose "
+            f"another name (experts: {router.experts})"
+        )
     texts = check_texts(texts)
     if not texts:
         raise InvalidInputError(f"no texts given for expert {name!r}")
@@ -218,7 +221,8 @@ def ray_add_expert(
         if router.config.target == "score":
             raise InvalidInputError(
                 "this router was trained on per-expert scores: add the expert with scores "
-                "for its prompts")
+                "for its prompts"
+            )
         y = np.ones((len(texts), 1))
     else:
         try:
@@ -226,26 +230,47 @@ def ray_add_expert(
         except (TypeError, ValueError) as exc:
             raise InvalidInputError(f"scores must be numbers: {exc}") from exc
         if y.shape[0] != len(texts):
-            raise InvalidInputError(f"got {y.shape[0]} scores for {len(texts)} texts; give "
-                                    "one score per text")
+            raise InvalidInputError(
+                f"got {y.shape[0]} scores for {len(texts)} texts; give one score per text"
+            )
         row = bad_target_row(y[:, 0])
         if row is not None:
             raise InvalidInputError(
                 f"scores[{row}] = {y[row, 0]!r} is not a finite number of magnitude at most "
-                f"{MAX_TARGET:g}")
+                f"{MAX_TARGET:g}"
+            )
     plan = StatsPlan.for_router(router, "score", 1, 0)
-    partial = ray_statistics(router.path, plan, texts, y, np.zeros(len(texts), np.int64),
-                             address=address, workers=workers, threads=threads,
-                             progress=progress)
+    partial = ray_statistics(
+        router.path,
+        plan,
+        texts,
+        y,
+        np.zeros(len(texts), np.int64),
+        address=address,
+        workers=workers,
+        threads=threads,
+        progress=progress,
+    )
     rows = partial.pool
     assert rows is not None
     current = router.stats
-    new = RouterStats.empty(current.dim, diagonal=current.diagonal,
-                            fingerprint=current.fingerprint)
-    new.append(name, "pooled" if scores is None else "own", rows, rows.sum_xy[:, 0],
-               rows.sum_y[0], rows.sum_yy[0])
+    new = RouterStats.empty(current.dim, diagonal=current.diagonal, fingerprint=current.fingerprint)
+    new.append(
+        name,
+        "pooled" if scores is None else "own",
+        rows,
+        rows.sum_xy[:, 0],
+        rows.sum_y[0],
+        rows.sum_yy[0],
+    )
     router.merge_stats(new, costs=None if cost is None else {name: cost})
 
 
-__all__ = ["StatsWorker", "folder_files", "ray_add_expert", "ray_session", "ray_statistics",
-           "require_ray"]
+__all__ = [
+    "StatsWorker",
+    "folder_files",
+    "ray_add_expert",
+    "ray_session",
+    "ray_statistics",
+    "require_ray",
+]

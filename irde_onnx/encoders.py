@@ -118,7 +118,8 @@ def get_encoder(name: str) -> EncoderSpec:
         return ENCODERS[name]
     except (KeyError, TypeError):
         raise InvalidInputError(
-            f"unknown encoder {name!r}; choose one of {sorted(ENCODERS)}") from None
+            f"unknown encoder {name!r}; choose one of {sorted(ENCODERS)}"
+        ) from None
 
 
 def all_precisions() -> list[str]:
@@ -133,12 +134,15 @@ def all_strategies() -> list[str]:
 
 def variants() -> dict[str, tuple[str, str]]:
     """Every encoder and precision under one name, e.g. ``minilm-int8``, for benchmarks."""
-    return {f"{spec.name}-{p}": (spec.name, p) for spec in ENCODERS.values()
-            for p in spec.precisions}
+    return {
+        f"{spec.name}-{p}": (spec.name, p) for spec in ENCODERS.values() for p in spec.precisions
+    }
 
 
 def precision_help() -> str:
     """``minilm: int8 (default) or fp32; static: ...`` for ``--precision``."""
-    return "; ".join(f"{spec.name}: {spec.precisions[0]} (default)"
-                     + "".join(f" or {p}" for p in spec.precisions[1:])
-                     for spec in ENCODERS.values())
+    return "; ".join(
+        f"{spec.name}: {spec.precisions[0]} (default)"
+        + "".join(f" or {p}" for p in spec.precisions[1:])
+        for spec in ENCODERS.values()
+    )

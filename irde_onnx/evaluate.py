@@ -61,8 +61,7 @@ def chosen_fractions(chosen: np.ndarray, experts: Sequence[str]) -> dict[str, fl
 
     """
     chosen = np.asarray(chosen, dtype=np.int64)
-    counts = np.bincount(chosen, minlength=len(experts)) if chosen.size else \
-        np.zeros(len(experts))
+    counts = np.bincount(chosen, minlength=len(experts)) if chosen.size else np.zeros(len(experts))
     total = max(int(chosen.size), 1)
     return {name: float(c) / total for name, c in zip(experts, counts, strict=True)}
 
@@ -196,9 +195,12 @@ def label_metrics(
         f1 = 2.0 * hits[j] / denom if denom else None
         if support[j]:
             f1s.append(f1)
-            per_class[name] = {"support": int(support[j]), "recall": float(recall),
-                               "precision": None if precision is None else float(precision),
-                               "f1": float(f1)}
+            per_class[name] = {
+                "support": int(support[j]),
+                "recall": float(recall),
+                "precision": None if precision is None else float(precision),
+                "f1": float(f1),
+            }
     return {
         "n": int(len(t)),
         "accuracy": float(hits.sum() / len(t)),

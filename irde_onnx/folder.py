@@ -39,7 +39,8 @@ _GENERATION = re.compile(r"(router\.[0-9a-f]{8,64}\.onnx|stats\.[0-9a-f]{8,64}\.
 # temporaries: this module's ``.<name>.<random>.tmp`` and the ``.<name>.<random>`` of 0.x saves
 _TEMPORARY = re.compile(
     r"\.(router\.json|router\.onnx|stats\.npz|tokenizer\.json|router\.onnx\.data|"
-    r"router\.[0-9a-f]+\.onnx|stats\.[0-9a-f]+\.npz)\..+")
+    r"router\.[0-9a-f]+\.onnx|stats\.[0-9a-f]+\.npz)\..+"
+)
 _save_hook: Callable[[str], None] | None = None
 
 
@@ -73,7 +74,8 @@ def acquire(lock: FileLock, root: str | os.PathLike, timeout: float = LOCK_TIMEO
     except Timeout as exc:
         raise RouterBusyError(
             f"{Path(root) / LOCK_FILE} is held by another process for more than "
-            f"{timeout:g} s; wait for it to finish and try again") from exc
+            f"{timeout:g} s; wait for it to finish and try again"
+        ) from exc
 
 
 def _fsync_dir(root: Path) -> None:
@@ -104,8 +106,9 @@ def write_temporary(root: Path, name: str, data: bytes) -> Path:
     return Path(tmp)
 
 
-def _write_generation_file(root: Path, stem: str, suffix: str, data: bytes,
-                           name: str | None = None) -> tuple[str, str]:
+def _write_generation_file(
+    root: Path, stem: str, suffix: str, data: bytes, name: str | None = None
+) -> tuple[str, str]:
     """Write ``data`` as ``name`` (default ``<stem>.<hash>.<suffix>``); (name, sha256).
 
     A file of that name already holding ``data`` is left as it is (never rewritten).
@@ -126,8 +129,9 @@ def _write_generation_file(root: Path, stem: str, suffix: str, data: bytes,
     return name, sha
 
 
-def write_generation(root: Path, graph: bytes, stats: bytes, config: RouterConfig,
-                     fresh: bool = False) -> RouterConfig:
+def write_generation(
+    root: Path, graph: bytes, stats: bytes, config: RouterConfig, fresh: bool = False
+) -> RouterConfig:
     """Commit a new generation to ``root``; the caller holds :func:`folder_lock`.
 
     Writes the graph and the statistics under new names, then replaces ``router.json``
@@ -161,14 +165,16 @@ def write_generation(root: Path, graph: bytes, stats: bytes, config: RouterConfi
 
 def stale_files(root: Path, config: RouterConfig) -> list[str]:
     """Files of ``root`` that belong to no generation: old generations and temporaries."""
-    keep = {CONFIG_FILE, TOKENIZER_FILE, DATA_FILE, LOCK_FILE, config.graph_file,
-            config.stats_file}
+    keep = {CONFIG_FILE, TOKENIZER_FILE, DATA_FILE, LOCK_FILE, config.graph_file, config.stats_file}
     stale = []
     for name in os.listdir(root):
         if name in keep:
             continue
-        if _GENERATION.fullmatch(name) or _TEMPORARY.fullmatch(name) or \
-                name in (GRAPH_FILE, STATS_FILE):
+        if (
+            _GENERATION.fullmatch(name)
+            or _TEMPORARY.fullmatch(name)
+            or name in (GRAPH_FILE, STATS_FILE)
+        ):
             stale.append(name)
     return sorted(stale)
 
@@ -219,17 +225,20 @@ def check_output_folder(path: str | os.PathLike, force: bool) -> Path:
     if resolved == cwd or resolved in cwd.parents:
         raise InvalidInputError(
             f"{path} is the working directory or a parent of it; give a new folder name "
-            "for the router")
+            "for the router"
+        )
     if target.is_dir():
         entries = sorted(os.listdir(target))
         if entries:
             if not force:
                 raise InvalidInputError(
                     f"{target} is not empty; choose another --out or pass --force "
-                    "(overwrite=True) to replace the router in it")
+                    "(overwrite=True) to replace the router in it"
+                )
             if not (target / CONFIG_FILE).is_file():
                 shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
                 raise InvalidInputError(
                     f"{target} holds files that are not a router ({shown}); --force only "
-                    "replaces a router folder: choose another --out")
+                    "replaces a router folder: choose another --out"
+                )
     return target

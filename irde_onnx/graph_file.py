@@ -25,8 +25,9 @@ def save_router_graph(model: onnx.ModelProto, path: str | os.PathLike) -> None:
 
     path = Path(path)
     (path.parent / DATA_FILE).unlink(missing_ok=True)
-    convert_model_to_external_data(model, all_tensors_to_one_file=True, location=DATA_FILE,
-                                   size_threshold=1024)
+    convert_model_to_external_data(
+        model, all_tensors_to_one_file=True, location=DATA_FILE, size_threshold=1024
+    )
     for tensor in model.graph.initializer:
         if tensor.name in (HEAD_W, HEAD_B):
             del tensor.external_data[:]
@@ -48,8 +49,9 @@ def replace_head(model: onnx.ModelProto, w: np.ndarray, b: np.ndarray) -> None:
     for tensor in model.graph.initializer:
         if tensor.name in (HEAD_W, HEAD_B):
             arr = w if tensor.name == HEAD_W else b
-            tensor.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(arr, np.float32),
-                                                    tensor.name))
+            tensor.CopyFrom(
+                numpy_helper.from_array(np.ascontiguousarray(arr, np.float32), tensor.name)
+            )
             found.add(tensor.name)
     if found != {HEAD_W, HEAD_B}:
         raise RouterFormatError(f"the graph has no head initializers {HEAD_W} and {HEAD_B}")
@@ -58,8 +60,11 @@ def replace_head(model: onnx.ModelProto, w: np.ndarray, b: np.ndarray) -> None:
 def read_head(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """The head ``(W, b)`` stored in ``router.onnx``."""
     model = load_graph_proto(path)
-    heads = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer
-             if t.name in (HEAD_W, HEAD_B)}
+    heads = {
+        t.name: numpy_helper.to_array(t)
+        for t in model.graph.initializer
+        if t.name in (HEAD_W, HEAD_B)
+    }
     if set(heads) != {HEAD_W, HEAD_B}:
         raise RouterFormatError(f"{path} has no head initializers {HEAD_W} and {HEAD_B}")
     return heads[HEAD_W], heads[HEAD_B]

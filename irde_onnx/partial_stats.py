@@ -72,6 +72,7 @@ class PartialStats:
     @classmethod
     def zeros(cls, plan: StatsPlan) -> PartialStats:
         """The statistics of no rows."""
+
         def zeros(m: int) -> Moments:
             return Moments.zeros(plan.dim, m, diagonal=not plan.dense)
 
@@ -82,8 +83,11 @@ class PartialStats:
         )
 
     def __add__(self, other: PartialStats) -> PartialStats:
-        if (len(self.per_expert), self.pool is None, len(self.folds)) != \
-                (len(other.per_expert), other.pool is None, len(other.folds)):
+        if (len(self.per_expert), self.pool is None, len(self.folds)) != (
+            len(other.per_expert),
+            other.pool is None,
+            len(other.folds),
+        ):
             raise InvalidInputError("partial statistics of different plans cannot be added")
         return PartialStats(
             [a + b for a, b in zip(self.per_expert, other.per_expert, strict=True)],
@@ -91,8 +95,9 @@ class PartialStats:
             [a + b for a, b in zip(self.folds, other.folds, strict=True)],
         )
 
-    def router_stats(self, names: Sequence[str],
-                     fingerprint: str = "") -> tuple[RouterStats, list[Moments]]:
+    def router_stats(
+        self, names: Sequence[str], fingerprint: str = ""
+    ) -> tuple[RouterStats, list[Moments]]:
         """The router's statistics and the per-fold moments, in the router's statistics space.
 
         Token-count moments (static encoder) are left as they are: project them through
@@ -111,16 +116,29 @@ class PartialStats:
             stats.append_domain(names[k], rows)
         if self.pool is not None:
             pool = self.pool
-            stats.shared = Moments(pool.n, pool.sum_x, pool.gram, np.zeros((dim, 0)),
-                                   np.zeros(0), np.zeros(0))
+            stats.shared = Moments(
+                pool.n, pool.sum_x, pool.gram, np.zeros((dim, 0)), np.zeros(0), np.zeros(0)
+            )
             for k in range(len(names)):
-                stats.append(names[k], "pooled", Moments.zeros(dim, 0, diagonal=diagonal),
-                             pool.sum_xy[:, k], pool.sum_y[k], pool.sum_yy[k])
+                stats.append(
+                    names[k],
+                    "pooled",
+                    Moments.zeros(dim, 0, diagonal=diagonal),
+                    pool.sum_xy[:, k],
+                    pool.sum_y[k],
+                    pool.sum_yy[k],
+                )
         return stats, list(self.folds)
 
 
-def rows_statistics(router: Router, plan: StatsPlan, texts: list[str], y: np.ndarray,
-                    fold: np.ndarray, batch_size: int | None = None) -> PartialStats:
+def rows_statistics(
+    router: Router,
+    plan: StatsPlan,
+    texts: list[str],
+    y: np.ndarray,
+    fold: np.ndarray,
+    batch_size: int | None = None,
+) -> PartialStats:
     """The statistics of one subset of the rows (each text is encoded once).
 
     Args:
@@ -137,8 +155,9 @@ def rows_statistics(router: Router, plan: StatsPlan, texts: list[str], y: np.nda
     return encoded_statistics(plan, encoded, y, fold)
 
 
-def encoded_statistics(plan: StatsPlan, encoded: EncodedRows, y: np.ndarray,
-                       fold: np.ndarray) -> PartialStats:
+def encoded_statistics(
+    plan: StatsPlan, encoded: EncodedRows, y: np.ndarray, fold: np.ndarray
+) -> PartialStats:
     """The statistics of rows already encoded (``Router.encode_rows``), same arguments."""
     n = len(encoded)
     y = np.asarray(y, dtype=np.float64).reshape(n, plan.n_experts)

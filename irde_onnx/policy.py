@@ -82,8 +82,14 @@ class Policy:
             return cls()
         if not isinstance(data, Mapping):
             raise InvalidInputError(f"{source} must be a JSON object")
-        unknown = set(data) - {"costs", "wtp", "min_confidence", "fallback", "temperature",
-                               "calibration"}
+        unknown = set(data) - {
+            "costs",
+            "wtp",
+            "min_confidence",
+            "fallback",
+            "temperature",
+            "calibration",
+        }
         if unknown:
             raise InvalidInputError(f"{source} has unknown field(s) {sorted(unknown)}")
         costs = data.get("costs")
@@ -92,10 +98,12 @@ class Policy:
         calibration = data.get("calibration")
         if calibration is not None:
             if not isinstance(calibration, Mapping) or not all(
-                    isinstance(v, list) and len(v) == 2 and all(_is_number(x) for x in v)
-                    for v in calibration.values()):
+                isinstance(v, list) and len(v) == 2 and all(_is_number(x) for x in v)
+                for v in calibration.values()
+            ):
                 raise InvalidInputError(
-                    f"{source}.calibration must map expert names to [scale, offset]")
+                    f"{source}.calibration must map expert names to [scale, offset]"
+                )
             calibration = {str(k): [float(v[0]), float(v[1])] for k, v in calibration.items()}
         fallback = data.get("fallback")
         if fallback is not None and not isinstance(fallback, str):
@@ -103,8 +111,9 @@ class Policy:
         return cls(
             costs=costs,
             wtp=check_wtp(data.get("wtp"), f"{source}.wtp"),
-            min_confidence=check_min_confidence(data.get("min_confidence", 0.0),
-                                                f"{source}.min_confidence"),
+            min_confidence=check_min_confidence(
+                data.get("min_confidence", 0.0), f"{source}.min_confidence"
+            ),
             fallback=fallback,
             temperature=_positive(data.get("temperature", 1.0), f"{source}.temperature"),
             calibration=calibration,
@@ -117,18 +126,21 @@ class Policy:
             missing = sorted(set(experts) - set(self.costs))
             extra = sorted(set(self.costs) - set(experts))
             raise InvalidInputError(
-                f"{source}.costs must name every expert once: missing {missing}, unknown "
-                f"{extra}")
+                f"{source}.costs must name every expert once: missing {missing}, unknown {extra}"
+            )
         if self.fallback is not None and self.fallback not in experts:
             raise InvalidInputError(
-                f"{source}.fallback {self.fallback!r} is not an expert ({list(experts)})")
+                f"{source}.fallback {self.fallback!r} is not an expert ({list(experts)})"
+            )
         if self.min_confidence > 0 and self.fallback is None:
             raise InvalidInputError(
-                f"{source}.min_confidence needs a fallback expert to send unsure prompts to")
+                f"{source}.min_confidence needs a fallback expert to send unsure prompts to"
+            )
         if self.calibration is not None and not set(self.calibration) <= set(experts):
             raise InvalidInputError(
                 f"{source}.calibration names experts the router does not have: "
-                f"{sorted(set(self.calibration) - set(experts))}")
+                f"{sorted(set(self.calibration) - set(experts))}"
+            )
 
     def without_expert(self, name: str, fallback: str | None = None) -> Policy:
         """The policy after removing ``name``; refuses to drop the fallback silently."""
@@ -138,12 +150,15 @@ class Policy:
                 raise InvalidInputError(
                     f"{name!r} is the router's fallback expert; name a new fallback "
                     "(remove_expert(name, fallback=...), or --fallback) or clear it with "
-                    "set_policy(fallback=None, min_confidence=0) first")
+                    "set_policy(fallback=None, min_confidence=0) first"
+                )
             new_fallback = fallback
-        costs = None if self.costs is None else {
-            k: v for k, v in self.costs.items() if k != name}
-        calibration = None if self.calibration is None else {
-            k: v for k, v in self.calibration.items() if k != name}
+        costs = None if self.costs is None else {k: v for k, v in self.costs.items() if k != name}
+        calibration = (
+            None
+            if self.calibration is None
+            else {k: v for k, v in self.calibration.items() if k != name}
+        )
         return replace(self, costs=costs, fallback=new_fallback, calibration=calibration)
 
     def with_expert(self, name: str, cost: float | None) -> Policy:
@@ -152,11 +167,13 @@ class Policy:
             if cost is not None:
                 raise InvalidInputError(
                     f"the router has no costs, so {name!r} cannot get one alone; give every "
-                    "expert a cost with set_costs() (or irde policy DIR --costs FILE) first")
+                    "expert a cost with set_costs() (or irde policy DIR --costs FILE) first"
+                )
             return self
         if cost is None:
             raise InvalidInputError(
-                f"the router routes by cost: give the cost of {name!r} (cost=..., or --cost)")
+                f"the router routes by cost: give the cost of {name!r} (cost=..., or --cost)"
+            )
         return replace(self, costs={**self.costs, name: check_cost(cost, name)})
 
     # -- graph values -----------------------------------------------------------------------
@@ -166,8 +183,9 @@ class Policy:
             return np.zeros(len(experts))
         return np.array([self.costs[e] for e in experts], dtype=np.float64)
 
-    def calibrate_head(self, w: np.ndarray, b: np.ndarray, experts: Sequence[str]
-                       ) -> tuple[np.ndarray, np.ndarray]:
+    def calibrate_head(
+        self, w: np.ndarray, b: np.ndarray, experts: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Fold the per-expert affine calibration into the head: ``W a``, ``b a + c``."""
         if not self.calibration:
             return w, b
@@ -217,8 +235,7 @@ def check_min_confidence(value: object, what: str = "min_confidence") -> float:
 def check_cost(value: object, name: str) -> float:
     """One expert's cost: a finite number >= 0."""
     if not _is_number(value) or float(value) < 0:
-        raise InvalidInputError(
-            f"the cost of {name!r} must be a finite number >= 0, got {value!r}")
+        raise InvalidInputError(f"the cost of {name!r} must be a finite number >= 0, got {value!r}")
     return float(value)
 
 

@@ -25,8 +25,13 @@ from irde_onnx.policy import (
 )
 
 CHOICE, CONFIDENCE = "choice", "confidence"
-POLICY_NAMES = (POLICY_COSTS, POLICY_INV_WTP, POLICY_INV_TEMPERATURE, POLICY_MIN_CONFIDENCE,
-                POLICY_FALLBACK)
+POLICY_NAMES = (
+    POLICY_COSTS,
+    POLICY_INV_WTP,
+    POLICY_INV_TEMPERATURE,
+    POLICY_MIN_CONFIDENCE,
+    POLICY_FALLBACK,
+)
 
 
 def has_policy(model: onnx.ModelProto) -> bool:
@@ -39,8 +44,14 @@ def policy_nodes(target: str) -> list[onnx.NodeProto]:
 
     Their inputs are the graph's ``scores`` and the policy initializers.
     """
-    nodes = [helper.make_node("Constant", [], ["policy/axis_last"],
-                              value=numpy_helper.from_array(np.array([-1], np.int64)))]
+    nodes = [
+        helper.make_node(
+            "Constant",
+            [],
+            ["policy/axis_last"],
+            value=numpy_helper.from_array(np.array([-1], np.int64)),
+        )
+    ]
     if target == "domain":
         nodes += [
             helper.make_node("Mul", ["scores", POLICY_INV_TEMPERATURE], ["policy/z"]),
@@ -57,20 +68,28 @@ def policy_nodes(target: str) -> list[onnx.NodeProto]:
         helper.make_node("Sub", ["policy/q", "policy/penalty"], ["policy/utility"]),
         helper.make_node("ArgMax", ["policy/utility"], ["policy/pick"], axis=1, keepdims=0),
         helper.make_node("Unsqueeze", ["policy/pick", "policy/axis_last"], ["policy/pick2"]),
-        helper.make_node("GatherElements", ["policy/q", "policy/pick2"], ["policy/q_pick2"],
-                         axis=1),
+        helper.make_node(
+            "GatherElements", ["policy/q", "policy/pick2"], ["policy/q_pick2"], axis=1
+        ),
         helper.make_node("Squeeze", ["policy/q_pick2", "policy/axis_last"], ["policy/q_pick"]),
     ]
     if target == "domain":
         nodes.append(helper.make_node("Identity", ["policy/q_pick"], [CONFIDENCE]))
     else:
         nodes += [
-            helper.make_node("Constant", [], ["policy/zero"],
-                             value=numpy_helper.from_array(np.array(0.0, np.float32))),
-            helper.make_node("Constant", [], ["policy/one"],
-                             value=numpy_helper.from_array(np.array(1.0, np.float32))),
-            helper.make_node("Clip", ["policy/q_pick", "policy/zero", "policy/one"],
-                             [CONFIDENCE]),
+            helper.make_node(
+                "Constant",
+                [],
+                ["policy/zero"],
+                value=numpy_helper.from_array(np.array(0.0, np.float32)),
+            ),
+            helper.make_node(
+                "Constant",
+                [],
+                ["policy/one"],
+                value=numpy_helper.from_array(np.array(1.0, np.float32)),
+            ),
+            helper.make_node("Clip", ["policy/q_pick", "policy/zero", "policy/one"], [CONFIDENCE]),
         ]
     nodes += [
         helper.make_node("Less", [CONFIDENCE, POLICY_MIN_CONFIDENCE], ["policy/unsure"]),
@@ -79,15 +98,15 @@ def policy_nodes(target: str) -> list[onnx.NodeProto]:
     return nodes
 
 
-def policy_initializers(policy: Policy, experts: list[str], target: str
-                        ) -> list[onnx.TensorProto]:
+def policy_initializers(policy: Policy, experts: list[str], target: str) -> list[onnx.TensorProto]:
     """The policy initializers of ``policy`` as TensorProtos."""
-    return [numpy_helper.from_array(np.ascontiguousarray(v), name)
-            for name, v in policy.initializers(experts, target).items()]
+    return [
+        numpy_helper.from_array(np.ascontiguousarray(v), name)
+        for name, v in policy.initializers(experts, target).items()
+    ]
 
 
-def add_policy(model: onnx.ModelProto, target: str, policy: Policy,
-               experts: list[str]) -> None:
+def add_policy(model: onnx.ModelProto, target: str, policy: Policy, experts: list[str]) -> None:
     """Append the decision nodes, their initializers and outputs to ``model`` in place.
 
     A graph that already has them only gets its initializers rewritten.
@@ -98,14 +117,17 @@ def add_policy(model: onnx.ModelProto, target: str, policy: Policy,
     g = model.graph
     g.node.extend(policy_nodes(target))
     g.initializer.extend(policy_initializers(policy, experts, target))
-    g.output.extend([
-        helper.make_tensor_value_info(CHOICE, TensorProto.INT64, ["batch"]),
-        helper.make_tensor_value_info(CONFIDENCE, TensorProto.FLOAT, ["batch"]),
-    ])
+    g.output.extend(
+        [
+            helper.make_tensor_value_info(CHOICE, TensorProto.INT64, ["batch"]),
+            helper.make_tensor_value_info(CONFIDENCE, TensorProto.FLOAT, ["batch"]),
+        ]
+    )
 
 
-def set_policy_initializers(model: onnx.ModelProto, policy: Policy, experts: list[str],
-                            target: str) -> None:
+def set_policy_initializers(
+    model: onnx.ModelProto, policy: Policy, experts: list[str], target: str
+) -> None:
     """Rewrite the policy initializers of a graph that has the decision nodes."""
     values = {t.name: t for t in policy_initializers(policy, experts, target)}
     for tensor in model.graph.initializer:

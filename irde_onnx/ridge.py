@@ -20,8 +20,16 @@ import numpy as np
 
 from irde_onnx.errors import InvalidInputError
 
-__all__ = ["Moments", "solve", "choose_lam", "lam_grid", "fold_ids", "group_fold_ids", "sse",
-           "MAX_LOGO_GROUPS"]
+__all__ = [
+    "Moments",
+    "solve",
+    "choose_lam",
+    "lam_grid",
+    "fold_ids",
+    "group_fold_ids",
+    "sse",
+    "MAX_LOGO_GROUPS",
+]
 
 # up to this many groups every group is held out on its own (leave-one-group-out); with
 # more, groups are dealt into k folds (grouped k-fold), so the per-fold moments stay few
@@ -56,9 +64,7 @@ class Moments:
         return cls(0.0, np.zeros(d), gram, np.zeros((d, m)), np.zeros(m), np.zeros(m))
 
     @classmethod
-    def from_rows(
-        cls, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
-    ) -> Moments:
+    def from_rows(cls, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> Moments:
         """Moments of dense rows ``x`` (n, d) with targets ``y`` (n, m).
 
         ``weights`` (n,) counts row i ``weights[i]`` times (sklearn's ``sample_weight``).
@@ -113,7 +119,8 @@ class Moments:
         w = np.asarray(weights, dtype=np.float64)
         if w.shape != (x.shape[0],) or not np.isfinite(w).all() or (w < 0).any():
             raise InvalidInputError(
-                f"weights must be {x.shape[0]} finite numbers >= 0, one per row; got {w.shape}")
+                f"weights must be {x.shape[0]} finite numbers >= 0, one per row; got {w.shape}"
+            )
         xw = x * w[:, None]
         self.n += float(w.sum())
         self.sum_x += w @ x
@@ -275,12 +282,14 @@ def group_fold_ids(groups: Sequence[object], k: int = 5) -> tuple[np.ndarray, st
 
     """
     names = [str(g) for g in groups]
-    unique, inverse, counts = np.unique(np.array(names, dtype=object).astype(str),
-                                        return_inverse=True, return_counts=True)
+    unique, inverse, counts = np.unique(
+        np.array(names, dtype=object).astype(str), return_inverse=True, return_counts=True
+    )
     if len(unique) < 2:
         raise InvalidInputError(
             f"grouped cross-validation needs at least 2 groups; the rows have "
-            f"{len(unique)} ({list(unique)[:3]}); choose another group field")
+            f"{len(unique)} ({list(unique)[:3]}); choose another group field"
+        )
     if len(unique) <= max(k, MAX_LOGO_GROUPS):
         return inverse.astype(np.int64), "leave-one-group-out"
     order = np.lexsort((unique, -counts))  # largest first, then by name
@@ -351,7 +360,8 @@ def choose_lam(
             denom = np.maximum(e, 0.0) + lam
             if denom.min() <= 1e-12 * max(1.0, float(e.max())):
                 raise InvalidInputError(
-                    "the regularised Gram matrix is not positive definite; use a larger lam")
+                    "the regularised Gram matrix is not positive definite; use a larger lam"
+                )
             w = v @ (vt_sxy / denom[:, None])
             errors[float(lam)] += sse(f, w, mean_y - mean_x @ w)
     errors = {lam: err / total.n for lam, err in errors.items()}

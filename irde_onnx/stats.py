@@ -32,8 +32,17 @@ from irde_onnx.ridge import Moments, solve
 STATS_NAME = "stats.npz"
 # Statistics beyond this magnitude overflow float64 when squared or solved: refused.
 MAX_STATISTIC = 1e150
-_KEYS = ("shared_n", "shared_sum_x", "shared_gram", "n", "sum_x", "gram", "sum_xy", "sum_y",
-         "sum_yy")
+_KEYS = (
+    "shared_n",
+    "shared_sum_x",
+    "shared_gram",
+    "n",
+    "sum_x",
+    "gram",
+    "sum_xy",
+    "sum_y",
+    "sum_yy",
+)
 
 
 @dataclass
@@ -64,8 +73,16 @@ class RouterStats:
     @classmethod
     def empty(cls, dim: int, *, diagonal: bool, fingerprint: str = "") -> RouterStats:
         """No rows and no experts, in a space of ``dim`` features (or tokens if diagonal)."""
-        return cls(Moments.zeros(dim, 0, diagonal=diagonal), [], np.zeros((0, dim)),
-                   np.zeros(0), np.zeros(0), [], [], fingerprint)
+        return cls(
+            Moments.zeros(dim, 0, diagonal=diagonal),
+            [],
+            np.zeros((0, dim)),
+            np.zeros(0),
+            np.zeros(0),
+            [],
+            [],
+            fingerprint,
+        )
 
     @property
     def dim(self) -> int:
@@ -82,8 +99,9 @@ class RouterStats:
         """Number of expert columns."""
         return len(self.owned)
 
-    def append(self, name: str, mode: str, owned: Moments, sum_xy: np.ndarray, sum_y: float,
-               sum_yy: float) -> None:
+    def append(
+        self, name: str, mode: str, owned: Moments, sum_xy: np.ndarray, sum_y: float, sum_yy: float
+    ) -> None:
         """Add an expert column with the rows it owns and its target sums."""
         if owned.n_features != self.dim or owned.diagonal != self.diagonal:
             raise InvalidInputError("statistics of another feature space cannot be combined")
@@ -113,9 +131,16 @@ class RouterStats:
 
     def copy(self) -> RouterStats:
         """A deep copy."""
-        return RouterStats(self.shared.copy(), [m.copy() for m in self.owned],
-                           self.sum_xy.copy(), self.sum_y.copy(), self.sum_yy.copy(),
-                           list(self.experts), list(self.modes), self.fingerprint)
+        return RouterStats(
+            self.shared.copy(),
+            [m.copy() for m in self.owned],
+            self.sum_xy.copy(),
+            self.sum_y.copy(),
+            self.sum_yy.copy(),
+            list(self.experts),
+            list(self.modes),
+            self.fingerprint,
+        )
 
     def merge(self, other: RouterStats) -> RouterStats:
         """Statistics of the union of two disjoint row sets (shards) of the same features.
@@ -143,16 +168,23 @@ class RouterStats:
                 raise InvalidInputError(f"expert {name!r} is pooled on one side, own on the other")
             mode = modes.pop()
             for have, lack in sides:
-                if mode == "pooled" and name in have.experts and name not in lack.experts \
-                        and lack.shared.n > 0:
+                if (
+                    mode == "pooled"
+                    and name in have.experts
+                    and name not in lack.experts
+                    and lack.shared.n > 0
+                ):
                     raise InvalidInputError(
                         f"expert {name!r} has no scores for the other statistics' prompts; "
                         "score every prompt for every expert before merging"
                     )
             idx = [s.experts.index(name) for s in parts]
             owned = parts[0].owned[idx[0]]
-            sxy, sy, syy = (parts[0].sum_xy[idx[0]], parts[0].sum_y[idx[0]],
-                            parts[0].sum_yy[idx[0]])
+            sxy, sy, syy = (
+                parts[0].sum_xy[idx[0]],
+                parts[0].sum_y[idx[0]],
+                parts[0].sum_yy[idx[0]],
+            )
             if len(parts) == 2:
                 owned = owned + parts[1].owned[idx[1]]
                 sxy = sxy + parts[1].sum_xy[idx[1]]
@@ -164,8 +196,9 @@ class RouterStats:
         """Token-count statistics mapped to feature space (a no-op for dense statistics)."""
         if table is None or not self.diagonal:
             return self
-        dense = RouterStats.empty(int(np.shape(table)[1]), diagonal=False,
-                                  fingerprint=self.fingerprint)
+        dense = RouterStats.empty(
+            int(np.shape(table)[1]), diagonal=False, fingerprint=self.fingerprint
+        )
         dense.shared = self.shared.project(table)
         dense.owned = [m.project(table) for m in self.owned]
         dense.sum_xy = _project_rows(self.sum_xy, table)
@@ -191,8 +224,14 @@ class RouterStats:
         return groups
 
     def _with_targets(self, rows: Moments, cols: list[int]) -> Moments:
-        return Moments(rows.n, rows.sum_x, rows.gram, self.sum_xy[cols].T.copy(),
-                       self.sum_y[cols].copy(), self.sum_yy[cols].copy())
+        return Moments(
+            rows.n,
+            rows.sum_x,
+            rows.gram,
+            self.sum_xy[cols].T.copy(),
+            self.sum_y[cols].copy(),
+            self.sum_yy[cols].copy(),
+        )
 
     def solve(self, lam: float, table: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Solve the head: ``W`` (d, E) and ``b`` (E,).
@@ -238,8 +277,10 @@ class RouterStats:
 
     def check_finite(self, source: str) -> None:
         """Raise :class:`InvalidInputError` if a statistic is NaN, infinite or overflowing."""
-        parts = {"shared rows": (self.shared.n, self.shared.sum_x, self.shared.gram),
-                 "targets": (self.sum_xy, self.sum_y, self.sum_yy)}
+        parts = {
+            "shared rows": (self.shared.n, self.shared.sum_x, self.shared.gram),
+            "targets": (self.sum_xy, self.sum_y, self.sum_yy),
+        }
         for k, m in enumerate(self.owned):
             parts[f"rows of expert {self.experts[k]!r}"] = (m.n, m.sum_x, m.gram)
         for what, arrays in parts.items():
@@ -248,7 +289,8 @@ class RouterStats:
                 if a.size and not (np.isfinite(a).all() and np.abs(a).max() <= MAX_STATISTIC):
                     raise InvalidInputError(
                         f"{source}: the statistics of the {what} hold NaN, infinite or "
-                        f"overflowing values (beyond {MAX_STATISTIC:g}); they cannot be used")
+                        f"overflowing values (beyond {MAX_STATISTIC:g}); they cannot be used"
+                    )
 
     @classmethod
     def load(cls, path: str | os.PathLike | bytes, source: str | None = None) -> RouterStats:
@@ -266,12 +308,14 @@ class RouterStats:
             if not hasattr(data, "files"):
                 raise RouterFormatError(f"{where} is one array, not a statistics archive")
             with data:
-                missing = [k for k in (*_KEYS, "experts", "modes", "fingerprint")
-                           if k not in data.files]
+                missing = [
+                    k for k in (*_KEYS, "experts", "modes", "fingerprint") if k not in data.files
+                ]
                 if missing:
                     raise RouterFormatError(
                         f"{where} lacks the array(s) {', '.join(missing)}: not statistics "
-                        "written by this irde-onnx version; train the router again")
+                        "written by this irde-onnx version; train the router again"
+                    )
                 arrays = {k: data[k] for k in _KEYS}
                 names = {k: data[k] for k in ("experts", "modes", "fingerprint")}
         except RouterFormatError:
@@ -281,11 +325,14 @@ class RouterStats:
         return cls._from_arrays(arrays, names, where)
 
     @classmethod
-    def _from_arrays(cls, arrays: dict[str, np.ndarray], names: dict[str, np.ndarray],
-                     where: str) -> RouterStats:
+    def _from_arrays(
+        cls, arrays: dict[str, np.ndarray], names: dict[str, np.ndarray], where: str
+    ) -> RouterStats:
         def bad(why: str) -> RouterFormatError:
-            return RouterFormatError(f"{where}: {why}; the file is damaged or not irde "
-                                     "statistics (copy the router again or retrain it)")
+            return RouterFormatError(
+                f"{where}: {why}; the file is damaged or not irde "
+                "statistics (copy the router again or retrain it)"
+            )
 
         for k, a in arrays.items():
             if a.dtype.kind not in "fiu":
@@ -302,9 +349,15 @@ class RouterStats:
         diagonal = arrays["shared_gram"].ndim == 1
         gram_shape = (dim,) if diagonal else (dim, dim)
         n_exp = names["experts"].shape[0]
-        shapes = {"shared_gram": gram_shape, "n": (n_exp,), "sum_x": (n_exp, dim),
-                  "gram": (n_exp, *gram_shape), "sum_xy": (n_exp, dim), "sum_y": (n_exp,),
-                  "sum_yy": (n_exp,)}
+        shapes = {
+            "shared_gram": gram_shape,
+            "n": (n_exp,),
+            "sum_x": (n_exp, dim),
+            "gram": (n_exp, *gram_shape),
+            "sum_xy": (n_exp, dim),
+            "sum_y": (n_exp,),
+            "sum_yy": (n_exp,),
+        }
         for k, shape in shapes.items():
             if arrays[k].shape != shape:
                 raise bad(f"array {k!r} has shape {arrays[k].shape}, expected {shape}")
@@ -316,19 +369,34 @@ class RouterStats:
                 raise RouterFormatError(
                     f"{where}: array {k!r} holds NaN, infinite or overflowing values; "
                     "statistics like these would route every prompt to one expert. Train the "
-                    "router again or restore a good copy")
+                    "router again or restore a good copy"
+                )
         if (arrays["n"] < 0).any() or float(arrays["shared_n"]) < 0:
             raise bad("row counts are negative")
         experts = [str(x) for x in names["experts"]]
         modes = [str(x) for x in names["modes"]]
-        shared = Moments(float(arrays["shared_n"]), arrays["shared_sum_x"], arrays["shared_gram"],
-                         np.zeros((dim, 0)), np.zeros(0), np.zeros(0))
+        shared = Moments(
+            float(arrays["shared_n"]),
+            arrays["shared_sum_x"],
+            arrays["shared_gram"],
+            np.zeros((dim, 0)),
+            np.zeros(0),
+            np.zeros(0),
+        )
         owned = [
             Moments(float(n), sx, g, np.zeros((dim, 0)), np.zeros(0), np.zeros(0))
             for n, sx, g in zip(arrays["n"], arrays["sum_x"], arrays["gram"], strict=True)
         ]
-        return cls(shared, owned, arrays["sum_xy"], arrays["sum_y"], arrays["sum_yy"],
-                   experts, modes, str(names["fingerprint"]))
+        return cls(
+            shared,
+            owned,
+            arrays["sum_xy"],
+            arrays["sum_y"],
+            arrays["sum_yy"],
+            experts,
+            modes,
+            str(names["fingerprint"]),
+        )
 
 
 def _rows_only(m: Moments) -> Moments:
@@ -363,8 +431,11 @@ def token_moments(ids: list[np.ndarray], y: np.ndarray, vocab_size: int) -> Mome
     if not ids:
         return mom
     lengths = np.array([len(a) for a in ids], dtype=np.int64)
-    flat = np.concatenate([np.asarray(a, dtype=np.int64) for a in ids]) if lengths.sum() else \
-        np.zeros(0, dtype=np.int64)
+    flat = (
+        np.concatenate([np.asarray(a, dtype=np.int64) for a in ids])
+        if lengths.sum()
+        else np.zeros(0, dtype=np.int64)
+    )
     row = np.repeat(np.arange(len(ids)), lengths)
     counts = np.bincount(flat, minlength=vocab_size).astype(np.float64)
     mom.n = float(lengths.sum())

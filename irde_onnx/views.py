@@ -86,9 +86,9 @@ def _strip_options(text: str, max_length: int) -> str:
 def _tail_within(text: str, budget: int) -> str:
     if len(text) <= budget:
         return text
-    kept = text[len(text) - budget:]
+    kept = text[len(text) - budget :]
     newline = kept.find("\n")
-    return kept[newline + 1:] if newline >= 0 else kept
+    return kept[newline + 1 :] if newline >= 0 else kept
 
 
 def _tail(text: str, max_length: int) -> str:
@@ -127,7 +127,8 @@ def check_view(view: object) -> str:
     if unknown:
         raise InvalidInputError(
             f"unknown view {unknown[0]!r} in {view!r}; choose one of {view_names()} "
-            "(or several joined by '+')")
+            "(or several joined by '+')"
+        )
     return view
 
 

@@ -90,6 +90,7 @@ def _edit_config(**changes: object) -> Callable[[Path], None]:
         data = json.loads((root / "router.json").read_text(encoding="utf-8"))
         data.update(changes)
         _replace(root / "router.json", json.dumps(data).encode())
+
     return breaks
 
 
@@ -123,12 +124,14 @@ def _stats_bytes(**arrays: np.ndarray) -> bytes:
 
 def _break_stats(make: Callable[[dict[str, np.ndarray]], bytes]) -> Callable[[Path], None]:
     """Replace the statistics (and drop the recorded hashes, so the content check decides)."""
+
     def breaks(root: Path) -> None:
         path = root / _stats_name(root)
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
         _replace(path, make(arrays))
         _without_hashes(root)
+
     return breaks
 
 
@@ -209,112 +212,295 @@ def _pickled(arrays: dict[str, np.ndarray]) -> bytes:
 
 def _route_argv(*more: str) -> Callable[[Ctx], list[str]]:
     return lambda c: ["route", str(c.root), "hello", *more]
-SCORES_1E300 = '{"text": "a", "scores": {"x": 1e300, "y": 0}}\n{"text": "b", ' \
-    '"scores": {"x": 0, "y": 1}}\n'
+
+
+SCORES_1E300 = (
+    '{"text": "a", "scores": {"x": 1e300, "y": 0}}\n{"text": "b", "scores": {"x": 0, "y": 1}}\n'
+)
 
 CASES: list[Case] = [
     # prompts and arguments
-    Case("batch_size '2'", InvalidInputError, _route(batch_size="2"),
-         _route_argv("--batch-size", "2x"), says="batch"),
+    Case(
+        "batch_size '2'",
+        InvalidInputError,
+        _route(batch_size="2"),
+        _route_argv("--batch-size", "2x"),
+        says="batch",
+    ),
     Case("batch_size True", InvalidInputError, _route(batch_size=True)),
-    Case("batch_size 0", InvalidInputError, _route(batch_size=0),
-         _route_argv("--batch-size", "0"), says="batch"),
-    Case("top_k '2'", InvalidInputError, _route(top_k="2"),
-         _route_argv("--top-k", "two"), says="top"),
+    Case(
+        "batch_size 0",
+        InvalidInputError,
+        _route(batch_size=0),
+        _route_argv("--batch-size", "0"),
+        says="batch",
+    ),
+    Case(
+        "top_k '2'", InvalidInputError, _route(top_k="2"), _route_argv("--top-k", "two"), says="top"
+    ),
     Case("top_k True", InvalidInputError, _route(top_k=True)),
-    Case("top_k too large", InvalidInputError, _route(top_k=99),
-         _route_argv("--top-k", "99"), says="top"),
+    Case(
+        "top_k too large",
+        InvalidInputError,
+        _route(top_k=99),
+        _route_argv("--top-k", "99"),
+        says="top",
+    ),
     Case("texts a dict", InvalidInputError, lambda c: c.router.route({"a": 1})),
     Case("texts a set", InvalidInputError, lambda c: c.router.route({"a", "b"})),
     Case("texts one string", InvalidInputError, lambda c: c.router.route("hello")),
     Case("texts with a number", InvalidInputError, lambda c: c.router.route(["a", 3])),
-    Case("--input invalid UTF-8", None,
-         argv=lambda c: ["route", str(c.root), "--input",
-                         c.file("bad.jsonl", b'{"text": "\xff"}\n')]),
-    Case("--input JSON nested 100k deep", None,
-         argv=lambda c: ["route", str(c.root), "--input",
-                         c.file("deep.jsonl", "[" * 100_000 + "]" * 100_000 + "\n")]),
-    Case("--input row without text", None,
-         argv=lambda c: ["route", str(c.root), "--input", c.file("t.jsonl", '{"x": 1}\n')]),
-    Case("--input missing", None,
-         argv=lambda c: ["route", str(c.root), "--input", str(c.tmp / "missing.jsonl")]),
+    Case(
+        "--input invalid UTF-8",
+        None,
+        argv=lambda c: [
+            "route",
+            str(c.root),
+            "--input",
+            c.file("bad.jsonl", b'{"text": "\xff"}\n'),
+        ],
+    ),
+    Case(
+        "--input JSON nested 100k deep",
+        None,
+        argv=lambda c: [
+            "route",
+            str(c.root),
+            "--input",
+            c.file("deep.jsonl", "[" * 100_000 + "]" * 100_000 + "\n"),
+        ],
+    ),
+    Case(
+        "--input row without text",
+        None,
+        argv=lambda c: ["route", str(c.root), "--input", c.file("t.jsonl", '{"x": 1}\n')],
+    ),
+    Case(
+        "--input missing",
+        None,
+        argv=lambda c: ["route", str(c.root), "--input", str(c.tmp / "missing.jsonl")],
+    ),
     # expert changes
     Case("scores as strings", InvalidInputError, _add("new", ["a", "b"], ["1", "2"])),
-    Case("scores 1e200", InvalidInputError, _add("new", ["a", "b"], [1e200, 0.5]),
-         lambda c: ["experts", "add", str(c.root), "new", "--data",
-                    c.file("s.jsonl", '{"text": "a", "score": 1e200}\n')]),
-    Case("scores NaN", InvalidInputError, _add("new", ["a", "b"], [float("nan"), 0.5]),
-         lambda c: ["experts", "add", str(c.root), "new", "--data",
-                    c.file("s.jsonl", '{"text": "a", "score": NaN}\n')]),
+    Case(
+        "scores 1e200",
+        InvalidInputError,
+        _add("new", ["a", "b"], [1e200, 0.5]),
+        lambda c: [
+            "experts",
+            "add",
+            str(c.root),
+            "new",
+            "--data",
+            c.file("s.jsonl", '{"text": "a", "score": 1e200}\n'),
+        ],
+    ),
+    Case(
+        "scores NaN",
+        InvalidInputError,
+        _add("new", ["a", "b"], [float("nan"), 0.5]),
+        lambda c: [
+            "experts",
+            "add",
+            str(c.root),
+            "new",
+            "--data",
+            c.file("s.jsonl", '{"text": "a", "score": NaN}\n'),
+        ],
+    ),
     Case("scores count", InvalidInputError, _add("new", ["a", "b"], [0.5])),
-    Case("expert name with NUL", InvalidInputError, _add("a\x00b"),
-         lambda c: ["experts", "add", str(c.root), "a\x00b", "--data",
-                    c.file("d.jsonl", '{"text": "a"}\n')]),
-    Case("expert name with newline", InvalidInputError, _add("a\nb"),
-         lambda c: ["experts", "add", str(c.root), "a\nb", "--data",
-                    c.file("d.jsonl", '{"text": "a"}\n')]),
-    Case("expert name empty", InvalidInputError, _add(" "),
-         lambda c: ["experts", "add", str(c.root), " ", "--data",
-                    c.file("d.jsonl", '{"text": "a"}\n')]),
+    Case(
+        "expert name with NUL",
+        InvalidInputError,
+        _add("a\x00b"),
+        lambda c: [
+            "experts",
+            "add",
+            str(c.root),
+            "a\x00b",
+            "--data",
+            c.file("d.jsonl", '{"text": "a"}\n'),
+        ],
+    ),
+    Case(
+        "expert name with newline",
+        InvalidInputError,
+        _add("a\nb"),
+        lambda c: [
+            "experts",
+            "add",
+            str(c.root),
+            "a\nb",
+            "--data",
+            c.file("d.jsonl", '{"text": "a"}\n'),
+        ],
+    ),
+    Case(
+        "expert name empty",
+        InvalidInputError,
+        _add(" "),
+        lambda c: [
+            "experts",
+            "add",
+            str(c.root),
+            " ",
+            "--data",
+            c.file("d.jsonl", '{"text": "a"}\n'),
+        ],
+    ),
     Case("expert name not a string", InvalidInputError, _add(5)),
-    Case("expert exists", InvalidInputError, _add("law"),
-         lambda c: ["experts", "add", str(c.root), "law", "--data",
-                    c.file("d.jsonl", '{"text": "a"}\n')]),
-    Case("remove unknown expert", InvalidInputError,
-         lambda c: c.router.remove_expert("nobody"),
-         lambda c: ["experts", "remove", str(c.root), "nobody"]),
-    Case("merge NaN statistics", RouterFormatError,
-         lambda c: c.router.merge_stats(nan_stats_file(c)),
-         lambda c: ["stats", "merge", str(c.root), nan_stats_file(c)]),
-    Case("save to .", InvalidInputError, lambda c: c.router.save(".", overwrite=True),
-         lambda c: ["experts", "remove", str(c.root), "law", "--out", "."]),
+    Case(
+        "expert exists",
+        InvalidInputError,
+        _add("law"),
+        lambda c: [
+            "experts",
+            "add",
+            str(c.root),
+            "law",
+            "--data",
+            c.file("d.jsonl", '{"text": "a"}\n'),
+        ],
+    ),
+    Case(
+        "remove unknown expert",
+        InvalidInputError,
+        lambda c: c.router.remove_expert("nobody"),
+        lambda c: ["experts", "remove", str(c.root), "nobody"],
+    ),
+    Case(
+        "merge NaN statistics",
+        RouterFormatError,
+        lambda c: c.router.merge_stats(nan_stats_file(c)),
+        lambda c: ["stats", "merge", str(c.root), nan_stats_file(c)],
+    ),
+    Case(
+        "save to .",
+        InvalidInputError,
+        lambda c: c.router.save(".", overwrite=True),
+        lambda c: ["experts", "remove", str(c.root), "law", "--out", "."],
+    ),
     # training input (refused before any training work)
-    Case("train scores 1e300", InvalidInputError, lambda c: _trainer().fit(
-        ["a", "b"], scores=[[1e300, 0.0], [0.0, 1.0]], experts=["x", "y"]),
-         lambda c: ["train", "--data", c.file("s.jsonl", SCORES_1E300), "--out",
-                    str(c.tmp / "new"), "--encoder", "static"]),
-    Case("train label with control char", None,
-         argv=lambda c: ["train", "--data",
-                         c.file("l.jsonl", '{"text": "a", "expert": "x\\u0007"}\n'),
-                         "--out", str(c.tmp / "new"), "--encoder", "static"]),
-    Case("train --out .", None,
-         argv=lambda c: ["train", "--data", c.file("l.jsonl", '{"text": "a", "expert": "x"}\n'),
-                         "--out", ".", "--force"]),
-    Case("train --force over other files", None,
-         argv=lambda c: ["train", "--data", c.file("l.jsonl", '{"text": "a", "expert": "x"}\n'),
-                         "--out", str(c.root.parent), "--force"]),
-    Case("demo --out a non-empty folder", None,
-         argv=lambda c: ["demo", "--out", str(c.root), "--encoder", "static"]),
+    Case(
+        "train scores 1e300",
+        InvalidInputError,
+        lambda c: _trainer().fit(["a", "b"], scores=[[1e300, 0.0], [0.0, 1.0]], experts=["x", "y"]),
+        lambda c: [
+            "train",
+            "--data",
+            c.file("s.jsonl", SCORES_1E300),
+            "--out",
+            str(c.tmp / "new"),
+            "--encoder",
+            "static",
+        ],
+    ),
+    Case(
+        "train label with control char",
+        None,
+        argv=lambda c: [
+            "train",
+            "--data",
+            c.file("l.jsonl", '{"text": "a", "expert": "x\\u0007"}\n'),
+            "--out",
+            str(c.tmp / "new"),
+            "--encoder",
+            "static",
+        ],
+    ),
+    Case(
+        "train --out .",
+        None,
+        argv=lambda c: [
+            "train",
+            "--data",
+            c.file("l.jsonl", '{"text": "a", "expert": "x"}\n'),
+            "--out",
+            ".",
+            "--force",
+        ],
+    ),
+    Case(
+        "train --force over other files",
+        None,
+        argv=lambda c: [
+            "train",
+            "--data",
+            c.file("l.jsonl", '{"text": "a", "expert": "x"}\n'),
+            "--out",
+            str(c.root.parent),
+            "--force",
+        ],
+    ),
+    Case(
+        "demo --out a non-empty folder",
+        None,
+        argv=lambda c: ["demo", "--out", str(c.root), "--encoder", "static"],
+    ),
     # damaged router folders (refused at load, not at first use)
-    Case("router.json experts: 5", RouterFormatError, breaks=_edit_config(experts=5),
-         says="experts"),
-    Case("router.json max_length '256'", RouterFormatError,
-         breaks=_edit_config(max_length="256"), says="max_length"),
-    Case("router.json format_version true", RouterFormatError,
-         breaks=_edit_config(format_version=True), says="format_version"),
+    Case(
+        "router.json experts: 5", RouterFormatError, breaks=_edit_config(experts=5), says="experts"
+    ),
+    Case(
+        "router.json max_length '256'",
+        RouterFormatError,
+        breaks=_edit_config(max_length="256"),
+        says="max_length",
+    ),
+    Case(
+        "router.json format_version true",
+        RouterFormatError,
+        breaks=_edit_config(format_version=True),
+        says="format_version",
+    ),
     Case("router.json lam 'abc'", RouterFormatError, breaks=_edit_config(lam="abc"), says="lam"),
-    Case("router.json expert name with NUL", RouterFormatError,
-         breaks=_edit_config(experts=["chinese", "code", "law", "math", "med\x00"])),
-    Case("router.json files outside the folder", RouterFormatError,
-         breaks=_edit_config(files={"graph": {"name": "../router.onnx"},
-                                    "stats": {"name": "stats.npz"}})),
-    Case("router.json not UTF-8", RouterFormatError,
-         breaks=lambda r: _replace(r / "router.json", b'{"experts": "\xff\xfe"}')),
-    Case("router.json nested 100k deep", RouterFormatError,
-         breaks=lambda r: _replace(r / "router.json", b"[" * 100_000 + b"]" * 100_000)),
+    Case(
+        "router.json expert name with NUL",
+        RouterFormatError,
+        breaks=_edit_config(experts=["chinese", "code", "law", "math", "med\x00"]),
+    ),
+    Case(
+        "router.json files outside the folder",
+        RouterFormatError,
+        breaks=_edit_config(
+            files={"graph": {"name": "../router.onnx"}, "stats": {"name": "stats.npz"}}
+        ),
+    ),
+    Case(
+        "router.json not UTF-8",
+        RouterFormatError,
+        breaks=lambda r: _replace(r / "router.json", b'{"experts": "\xff\xfe"}'),
+    ),
+    Case(
+        "router.json nested 100k deep",
+        RouterFormatError,
+        breaks=lambda r: _replace(r / "router.json", b"[" * 100_000 + b"]" * 100_000),
+    ),
     Case("experts fewer than the graph", RouterFormatError, breaks=_fewer_experts, says="experts"),
-    Case("graph bytes differ from the recorded sha256", RouterFormatError,
-         breaks=_graph_changed, says="sha256"),
+    Case(
+        "graph bytes differ from the recorded sha256",
+        RouterFormatError,
+        breaks=_graph_changed,
+        says="sha256",
+    ),
     Case("graph head holds NaN", RouterFormatError, breaks=_nan_head, says="NaN"),
-    Case("stats.npz garbage", RouterFormatError,
-         breaks=_break_stats(lambda a: b"PK\x03\x04 not a zip at all")),
-    Case("stats.npz 0-d array", RouterFormatError,
-         breaks=_break_stats(lambda a: _npy(np.float64(1.0)))),
-    Case("stats.npz wrong shape", RouterFormatError, breaks=_break_stats(_wrong_shape),
-         says="shape"),
+    Case(
+        "stats.npz garbage",
+        RouterFormatError,
+        breaks=_break_stats(lambda a: b"PK\x03\x04 not a zip at all"),
+    ),
+    Case(
+        "stats.npz 0-d array",
+        RouterFormatError,
+        breaks=_break_stats(lambda a: _npy(np.float64(1.0))),
+    ),
+    Case(
+        "stats.npz wrong shape", RouterFormatError, breaks=_break_stats(_wrong_shape), says="shape"
+    ),
     Case("stats.npz holds NaN", RouterFormatError, breaks=_break_stats(_nan_stats), says="NaN"),
-    Case("stats.npz holds a pickle", RouterFormatError,
-         breaks=_break_stats(_pickled), says="pickle"),
+    Case(
+        "stats.npz holds a pickle", RouterFormatError, breaks=_break_stats(_pickled), says="pickle"
+    ),
 ]
 
 
@@ -338,14 +524,14 @@ def run_api(case: Case, ctx: Ctx) -> str:
             return type(exc).__name__
         raise AssertionError(
             f"{case.name}: expected {case.error}, got {type(exc).__name__}: {exc}\n"
-            + traceback.format_exc()) from exc
+            + traceback.format_exc()
+        ) from exc
     raise AssertionError(f"{case.name}: no error raised")
 
 
 def run_cli(case: Case, ctx: Ctx) -> tuple[int, str]:
     """Run the CLI form in-process; return (exit code, stderr)."""
-    argv = case.argv(ctx) if case.argv is not None else [
-        "route", str(ctx.root), "What is 2 + 2?"]
+    argv = case.argv(ctx) if case.argv is not None else ["route", str(ctx.root), "What is 2 + 2?"]
     err, out = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
         try:

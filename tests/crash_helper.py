@@ -50,8 +50,12 @@ class Saver:
 
     def __init__(self, target: Path, expert: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.crash_helper", str(target), expert], cwd=ROOT,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            [sys.executable, "-m", "tests.crash_helper", str(target), expert],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self.new_scores = np.array(json.loads(self.proc.stdout.readline()))
 
     def run(self, cmd: str) -> str:
@@ -79,7 +83,8 @@ def check_folder(target: Path, old: Snapshot, new: Snapshot) -> str:
     # the load removed temporaries and the files of other generations
     cfg = router.config
     assert sorted(os.listdir(target)) == sorted(
-        {CONFIG_FILE, TOKENIZER_FILE, DATA_FILE, LOCK_FILE, cfg.graph_file, cfg.stats_file})
+        {CONFIG_FILE, TOKENIZER_FILE, DATA_FILE, LOCK_FILE, cfg.graph_file, cfg.stats_file}
+    )
     return which
 
 
@@ -87,6 +92,7 @@ def _kill_at(step: str):  # noqa: ANN202
     def hook(name: str) -> None:
         if name == step:
             os.kill(os.getpid(), signal.SIGKILL)
+
     return hook
 
 

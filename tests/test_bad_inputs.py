@@ -46,13 +46,29 @@ def test_cli_exits_2_with_one_line(case, good, tmp_path):
 
 def test_catalogue_covers_the_issue():
     names = {c.name for c in CASES}
-    for needed in ("batch_size '2'", "top_k '2'", "top_k True", "texts a dict",
-                   "scores as strings", "router.json experts: 5",
-                   "router.json max_length '256'", "router.json format_version true",
-                   "router.json lam 'abc'", "router.json not UTF-8",
-                   "experts fewer than the graph", "stats.npz garbage", "stats.npz 0-d array",
-                   "stats.npz wrong shape", "stats.npz holds NaN", "save to .",
-                   "expert name with NUL", "--input invalid UTF-8",
-                   "--input JSON nested 100k deep", "scores 1e200", "train scores 1e300",
-                   "merge NaN statistics", "graph head holds NaN"):
+    for needed in (
+        "batch_size '2'",
+        "top_k '2'",
+        "top_k True",
+        "texts a dict",
+        "scores as strings",
+        "router.json experts: 5",
+        "router.json max_length '256'",
+        "router.json format_version true",
+        "router.json lam 'abc'",
+        "router.json not UTF-8",
+        "experts fewer than the graph",
+        "stats.npz garbage",
+        "stats.npz 0-d array",
+        "stats.npz wrong shape",
+        "stats.npz holds NaN",
+        "save to .",
+        "expert name with NUL",
+        "--input invalid UTF-8",
+        "--input JSON nested 100k deep",
+        "scores 1e200",
+        "train scores 1e300",
+        "merge NaN statistics",
+        "graph head holds NaN",
+    ):
         assert needed in names

@@ -22,8 +22,22 @@ def _load():
 def test_experts_benchmark_runs_and_reports(capsys):
     data = shared_data_or_fail("domains")
     bench = _load()
-    assert bench.main(["--data", str(Path(data).parent), "--per-domain", "12", "--repeats", "1",
-                       "--encoders", "static", "--no-write"]) == 0
+    assert (
+        bench.main(
+            [
+                "--data",
+                str(Path(data).parent),
+                "--per-domain",
+                "12",
+                "--repeats",
+                "1",
+                "--encoders",
+                "static",
+                "--no-write",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("| static"))
     cells = [c.strip() for c in row.strip("|").split("|")]

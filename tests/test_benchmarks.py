@@ -82,12 +82,13 @@ def test_cv_ridge_matches_solving_each_fold(heads, rng):
 def test_task_targets(heads):
     y = np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
     tasks = np.array(["t", "t", "u", "u"])
-    np.testing.assert_allclose(heads.task_mean_targets(y, tasks),
-                               [[0.5, 0], [0.5, 0], [0, 1], [0, 1]])
-    np.testing.assert_allclose(heads.task_best_targets(y, tasks),
-                               [[1, 0], [1, 0], [0, 1], [0, 1]])
-    assert heads.routing_utility(np.array([[1, 0], [0, 1], [0, 1], [1, 0]]), y,
-                                   tasks) == pytest.approx((0.5 + 0.5) / 2)
+    np.testing.assert_allclose(
+        heads.task_mean_targets(y, tasks), [[0.5, 0], [0.5, 0], [0, 1], [0, 1]]
+    )
+    np.testing.assert_allclose(heads.task_best_targets(y, tasks), [[1, 0], [1, 0], [0, 1], [0, 1]])
+    assert heads.routing_utility(
+        np.array([[1, 0], [0, 1], [0, 1], [1, 0]]), y, tasks
+    ) == pytest.approx((0.5 + 0.5) / 2)
 
 
 @pytest.mark.slow
@@ -111,16 +112,40 @@ def test_domain_splits_are_deterministic_and_disjoint(splits):
 def test_quality_routerdc_smoke(quality, tmp_path):
     shared_data_or_fail("routerdc7", "train.jsonl")
     md = tmp_path / "B.md"
-    code = quality.main(["--data", str(SHARED_DATA), "--part", "routerdc", "--limit", "4",
-                         "--encoders", "static-fp16", "--baseline-features", "static-mean",
-                         "--static-strategies", "mean", "--results", str(tmp_path),
-                         "--markdown", str(md)])
+    code = quality.main(
+        [
+            "--data",
+            str(SHARED_DATA),
+            "--part",
+            "routerdc",
+            "--limit",
+            "4",
+            "--encoders",
+            "static-fp16",
+            "--baseline-features",
+            "static-mean",
+            "--static-strategies",
+            "mean",
+            "--results",
+            str(tmp_path),
+            "--markdown",
+            str(md),
+        ]
+    )
     assert code == 0
     text = md.read_text()
     assert "<!-- begin quality -->" in text and "### RouterDC protocol" in text
-    for row in ("irde static-fp16", "kNN (cosine", "logistic regression per LLM", "MLP regressor",
-                "random router (expected)", "best single LLM chosen on train",
-                "RouterDC, published", "selected by train CV", "irde static, strategy mean"):
+    for row in (
+        "irde static-fp16",
+        "kNN (cosine",
+        "logistic regression per LLM",
+        "MLP regressor",
+        "random router (expected)",
+        "best single LLM chosen on train",
+        "RouterDC, published",
+        "selected by train CV",
+        "irde static, strategy mean",
+    ):
         assert row in text, row
     assert (tmp_path / "quality_routerdc_means.png").stat().st_size > 10_000
     assert (tmp_path / "quality.json").is_file()
@@ -130,10 +155,26 @@ def test_quality_routerdc_smoke(quality, tmp_path):
 def test_quality_domains_smoke(quality, tmp_path):
     shared_data_or_fail("domains")
     md = tmp_path / "B.md"
-    code = quality.main(["--data", str(SHARED_DATA), "--part", "domains", "--limit", "4",
-                         "--encoders", "static-fp16", "--baseline-features", "static-mean",
-                         "--static-strategies", "entropy_top_k", "--results", str(tmp_path),
-                         "--markdown", str(md)])
+    code = quality.main(
+        [
+            "--data",
+            str(SHARED_DATA),
+            "--part",
+            "domains",
+            "--limit",
+            "4",
+            "--encoders",
+            "static-fp16",
+            "--baseline-features",
+            "static-mean",
+            "--static-strategies",
+            "entropy_top_k",
+            "--results",
+            str(tmp_path),
+            "--markdown",
+            str(md),
+        ]
+    )
     assert code == 0
     text = md.read_text()
     assert "irde static, strategy entropy_top_k" in text
@@ -150,8 +191,7 @@ def test_held_out_scores_equal_a_refit_per_group(generalisation, rng):
     for i in (0, 6, 12):
         for f in range(4):
             ref = Ridge(alpha=grid[i]).fit(x[fold != f], y[fold != f])
-            np.testing.assert_allclose(pred[i, fold == f], ref.predict(x[fold == f]),
-                                       atol=1e-8)
+            np.testing.assert_allclose(pred[i, fold == f], ref.predict(x[fold == f]), atol=1e-8)
 
 
 def test_grouped_criteria_skip_labels_missing_from_training(generalisation, rng):
@@ -198,12 +238,21 @@ def test_cost_aware_aiq_equals_a_reference(generalisation, rng):
 
     def rows(m, tag):
         x = rng.normal(size=(m, d))
-        logits = x @ np.array([[1.0, -0.5, 0.2], [0.3, 1.0, -1.0], [0.0, 0.4, 0.8],
-                               [-0.6, 0.1, 0.5], [0.2, 0.2, 0.2], [0.5, -0.3, 0.0]])
+        logits = x @ np.array(
+            [
+                [1.0, -0.5, 0.2],
+                [0.3, 1.0, -1.0],
+                [0.0, 0.4, 0.8],
+                [-0.6, 0.1, 0.5],
+                [0.2, 0.2, 0.2],
+                [0.5, -0.3, 0.0],
+            ]
+        )
         y = (logits + 0.5 * rng.normal(size=(m, e)) > 0).astype(float)
         cost = np.array([0.1, 1.0, 5.0]) * rng.uniform(0.5, 1.5, size=(m, e))
-        return x, decision_data.CostRows([f"{tag}{i}" for i in range(m)], [""] * m,
-                                         ["t"] * m, y, cost, ["a", "b", "c"])
+        return x, decision_data.CostRows(
+            [f"{tag}{i}" for i in range(m)], [""] * m, ["t"] * m, y, cost, ["a", "b", "c"]
+        )
 
     x, train = rows(n, "tr")
     xt, test = rows(nt, "te")
@@ -212,8 +261,16 @@ def test_cost_aware_aiq_equals_a_reference(generalisation, rng):
     fold = fold_ids(n, 5, 0)
     errors = []
     for lam in lam_grid(Moments.from_rows(x, train.y)):
-        err = sum(((Ridge(alpha=lam).fit(x[fold != f], train.y[fold != f])
-                    .predict(x[fold == f]) - train.y[fold == f]) ** 2).sum() for f in range(5))
+        err = sum(
+            (
+                (
+                    Ridge(alpha=lam).fit(x[fold != f], train.y[fold != f]).predict(x[fold == f])
+                    - train.y[fold == f]
+                )
+                ** 2
+            ).sum()
+            for f in range(5)
+        )
         errors.append((err, lam))
     lam = min(errors)[1]
     assert got["lam"] == pytest.approx(lam, rel=1e-12)
@@ -241,8 +298,9 @@ def test_limit_cost_rows_keeps_the_first_rows_of_each_task(generalisation, split
     rows = decision_data.CostRows(ids, ids, tasks, y, -y, ["m", "n"])
     kept = generalisation.limit_cost_rows(rows, 2)
     by_hash = sorted(range(10), key=lambda i: splits.id_hash(ids[i]))
-    want = sorted([i for i in by_hash if tasks[i] == "a"][:2]
-                  + [i for i in by_hash if tasks[i] == "b"][:2])
+    want = sorted(
+        [i for i in by_hash if tasks[i] == "a"][:2] + [i for i in by_hash if tasks[i] == "b"][:2]
+    )
     assert kept.ids == [ids[i] for i in want] and kept.texts == kept.ids
     np.testing.assert_array_equal(kept.y, y[want])
     np.testing.assert_array_equal(kept.cost, -y[want])
@@ -257,9 +315,22 @@ def test_quality_generalisation_smoke(quality, tmp_path, minilm_trainer):
     """
     shared_data_or_fail("domains")
     md = tmp_path / "B.md"
-    code = quality.main(["--data", str(SHARED_DATA), "--part", "generalisation", "--limit",
-                         "2", "--results", str(tmp_path), "--markdown", str(md),
-                         "--cache", str(tmp_path / "cache")])
+    code = quality.main(
+        [
+            "--data",
+            str(SHARED_DATA),
+            "--part",
+            "generalisation",
+            "--limit",
+            "2",
+            "--results",
+            str(tmp_path),
+            "--markdown",
+            str(md),
+            "--cache",
+            str(tmp_path / "cache"),
+        ]
+    )
     assert code == 0
     text = md.read_text()
     assert "<!-- begin generalisation -->" in text and "**Default (rule" in text
@@ -270,8 +341,10 @@ def test_quality_generalisation_smoke(quality, tmp_path, minilm_trainer):
     assert "RouterBench AIQ (train CV)" in text and "routerbench train-CV AIQ" in text
     assert list((tmp_path / "cache").glob("text-features-*-routerbench.npz"))
     result = json.loads((tmp_path / "generalisation.json").read_text())
-    assert all(0 < v["test"]["routerbench_aiq"] < 1 and 0 < v["routerbench_cv_aiq"] < 1
-               for v in result["variants"])
+    assert all(
+        0 < v["test"]["routerbench_aiq"] < 1 and 0 < v["routerbench_cv_aiq"] < 1
+        for v in result["variants"]
+    )
 
 
 def test_exact_length_prompts(speed):
@@ -279,8 +352,11 @@ def test_exact_length_prompts(speed):
 
     from irde_onnx.export.encoders import minilm_tokenizer_file
 
-    texts = ["short one.", "A longer prompt about the integral of sin(x) from 0 to pi.",
-             "合同的效力如何认定？"] * 5
+    texts = [
+        "short one.",
+        "A longer prompt about the integral of sin(x) from 0 to pi.",
+        "合同的效力如何认定？",
+    ] * 5
     tok = Tokenizer.from_file(str(minilm_tokenizer_file()))
     tok.no_truncation()
     tok.no_padding()
@@ -293,9 +369,27 @@ def test_exact_length_prompts(speed):
 def test_speed_smoke(speed, tmp_path):
     shared_data_or_fail("routerdc7", "test_id.jsonl")
     md = tmp_path / "B.md"
-    code = speed.main(["--data", str(SHARED_DATA), "--engines", "static", "--threads", "1",
-                       "--n", "12", "--n-batch", "64", "--train", "30", "--no-venv",
-                       "--results", str(tmp_path), "--markdown", str(md)])
+    code = speed.main(
+        [
+            "--data",
+            str(SHARED_DATA),
+            "--engines",
+            "static",
+            "--threads",
+            "1",
+            "--n",
+            "12",
+            "--n-batch",
+            "64",
+            "--train",
+            "30",
+            "--no-venv",
+            "--results",
+            str(tmp_path),
+            "--markdown",
+            str(md),
+        ]
+    )
     assert code == 0
     text = md.read_text()
     assert "<!-- begin speed -->" in text and "| static | 1 |" in text

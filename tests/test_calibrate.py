@@ -26,6 +26,7 @@ def test_calibration_settings_per_target():
     pred = rng.normal(size=(100, 3))
     onehot = np.eye(3)[pred.argmax(1)]
     assert calibration_settings("domain", pred, onehot, ["a", "b", "c"]) == {
-        "temperature": fit_temperature(pred, pred.argmax(1))}
+        "temperature": fit_temperature(pred, pred.argmax(1))
+    }
     got = calibration_settings("score", pred, pred * 2, ["a", "b", "c"])
     assert got == {"calibration": dict(zip("abc", fit_affine(pred, pred * 2), strict=True))}

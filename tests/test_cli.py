@@ -27,14 +27,34 @@ def _assert_user_error(code, err, text):
 @pytest.fixture(scope="module")
 def cli_router(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "router"
-    assert main(["train", "--data", str(DEMO / "train.jsonl"), "--out", str(out),
-                 "--encoder", "static", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(DEMO / "train.jsonl"),
+                "--out",
+                str(out),
+                "--encoder",
+                "static",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return out
 
 
 def test_train_route_info(cli_router, capsys):
-    code, out, _ = _run(capsys, "route", str(cli_router), "Solve 3x + 5 = 20",
-                        "Write a SQL query that counts users", "--top-k", "2")
+    code, out, _ = _run(
+        capsys,
+        "route",
+        str(cli_router),
+        "Solve 3x + 5 = 20",
+        "Write a SQL query that counts users",
+        "--top-k",
+        "2",
+    )
     assert code == 0
     lines = [json.loads(line) for line in out.splitlines()]
     assert len(lines) == 2
@@ -49,8 +69,11 @@ def test_train_route_info(cli_router, capsys):
 
 def test_route_input_file_keeps_ids(cli_router, tmp_path, capsys):
     src = tmp_path / "p.jsonl"
-    src.write_text('{"id": "q1", "text": "What is the derivative of x^2?"}\n\n'
-                   '{"id": "q2", "text": "合同的效力如何认定？"}\n', encoding="utf-8")
+    src.write_text(
+        '{"id": "q1", "text": "What is the derivative of x^2?"}\n\n'
+        '{"id": "q2", "text": "合同的效力如何认定？"}\n',
+        encoding="utf-8",
+    )
     code, out, _ = _run(capsys, "route", str(cli_router), "--input", str(src))
     rows = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and [r["id"] for r in rows] == ["q1", "q2"]
@@ -59,11 +82,29 @@ def test_route_input_file_keeps_ids(cli_router, tmp_path, capsys):
 
 def test_train_scores_rows(tmp_path, capsys):
     data = tmp_path / "scores.jsonl"
-    rows = [{"text": f"prompt number {i} about {'math' if i % 2 else 'law'}",
-             "scores": {"m1": float(i % 2), "m2": float(1 - i % 2)}} for i in range(20)]
+    rows = [
+        {
+            "text": f"prompt number {i} about {'math' if i % 2 else 'law'}",
+            "scores": {"m1": float(i % 2), "m2": float(1 - i % 2)},
+        }
+        for i in range(20)
+    ]
     data.write_text("\n".join(json.dumps(r) for r in rows))
-    code, out, _ = _run(capsys, "train", "--data", str(data), "--out", str(tmp_path / "r"),
-                        "--encoder", "static", "--strategy", "mean", "--lam", "0.5", "--quiet")
+    code, out, _ = _run(
+        capsys,
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "r"),
+        "--encoder",
+        "static",
+        "--strategy",
+        "mean",
+        "--lam",
+        "0.5",
+        "--quiet",
+    )
     summary = json.loads(out)
     assert code == 0 and summary["target"] == "score" and summary["lam"] == 0.5
     assert summary["experts"] == ["m1", "m2"]
@@ -71,19 +112,50 @@ def test_train_scores_rows(tmp_path, capsys):
 
 def test_train_stores_mean_row_costs_and_wtp(tmp_path, capsys):
     data = tmp_path / "costs.jsonl"
-    rows = [{"text": f"prompt number {i} about {'math' if i % 2 else 'law'}",
-             "scores": {"m1": float(i % 2), "m2": float(1 - i % 2)},
-             "costs": {"m1": 0.001 * (1 + i % 3), "m2": 0.01}} for i in range(20)]
+    rows = [
+        {
+            "text": f"prompt number {i} about {'math' if i % 2 else 'law'}",
+            "scores": {"m1": float(i % 2), "m2": float(1 - i % 2)},
+            "costs": {"m1": 0.001 * (1 + i % 3), "m2": 0.01},
+        }
+        for i in range(20)
+    ]
     data.write_text("\n".join(json.dumps(r) for r in rows))
-    code, out, _ = _run(capsys, "train", "--data", str(data), "--out", str(tmp_path / "r"),
-                        "--encoder", "static", "--strategy", "mean", "--lam", "0.5", "--quiet",
-                        "--wtp", "0.05")
+    code, out, _ = _run(
+        capsys,
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "r"),
+        "--encoder",
+        "static",
+        "--strategy",
+        "mean",
+        "--lam",
+        "0.5",
+        "--quiet",
+        "--wtp",
+        "0.05",
+    )
     policy = json.loads(out)["policy"]
     assert code == 0 and policy["wtp"] == 0.05
-    assert policy["costs"] == pytest.approx({"m1": np.mean([r["costs"]["m1"] for r in rows]),
-                                             "m2": 0.01})
-    code, _, err = _run(capsys, "train", "--data", str(DEMO / "train.jsonl"), "--out",
-                        str(tmp_path / "d"), "--encoder", "static", "--wtp", "0.05", "--quiet")
+    assert policy["costs"] == pytest.approx(
+        {"m1": np.mean([r["costs"]["m1"] for r in rows]), "m2": 0.01}
+    )
+    code, _, err = _run(
+        capsys,
+        "train",
+        "--data",
+        str(DEMO / "train.jsonl"),
+        "--out",
+        str(tmp_path / "d"),
+        "--encoder",
+        "static",
+        "--wtp",
+        "0.05",
+        "--quiet",
+    )
     assert code == 2 and "--wtp needs costs" in err
 
 
@@ -104,35 +176,116 @@ def _bad(tmp_path, name, text):
 @pytest.mark.parametrize(
     ("make_argv", "message"),
     [
-        (lambda t: ["train", "--data", str(t / "nope.jsonl"), "--out", str(t / "o")],
-         "not found"),
-        (lambda t: ["train", "--data", _bad(t, "a.jsonl", "{bad json\n"), "--out", str(t / "o")],
-         "a.jsonl:1: not valid JSON"),
-        (lambda t: ["train", "--data", _bad(t, "b.jsonl", '{"text": "x", "domain": "d"}\n'),
-                    "--out", str(t / "o")], "--label-field"),
-        (lambda t: ["train", "--data", _bad(t, "c.jsonl", '{"expert": "d"}\n'),
-                    "--out", str(t / "o")], '"text"'),
-        (lambda t: ["train", "--data", _bad(t, "d.jsonl", "[1, 2]\n"), "--out", str(t / "o")],
-         "JSON object"),
-        (lambda t: ["train", "--data", _bad(t, "e.jsonl",
-                                            '{"text": "a", "expert": "x"}\n'
-                                            '{"text": "b", "scores": {"x": 1}}\n'),
-                    "--out", str(t / "o")], "mixes"),
-        (lambda t: ["train", "--data", _bad(t, "f.jsonl",
-                                            '{"text": "a", "scores": {"x": 1, "y": 0}}\n'
-                                            '{"text": "b", "scores": {"x": 1}}\n'),
-                    "--out", str(t / "o")], "scores name"),
-        (lambda t: ["train", "--data", _bad(t, "g.jsonl",
-                                            '{"text": "a", "scores": {"x": "high", "y": 0}}\n'),
-                    "--out", str(t / "o")], "not a finite number"),
-        (lambda t: ["train", "--data", _bad(t, "h.jsonl", "\n\n"), "--out", str(t / "o")],
-         "no rows"),
-        (lambda t: ["train", "--data", _bad(t, "i.jsonl", '{"text": "a", "expert": "x"}\n'),
-                    "--out", str(t / "o"), "--encoder", "static"], "at least 2 experts"),
-        (lambda t: ["train", "--data", str(DEMO / "train.jsonl"), "--out", str(t),
-                    "--encoder", "static"], "not empty"),
-        (lambda t: ["train", "--data", str(DEMO / "train.jsonl"), "--out", str(t / "o"),
-                    "--encoder", "static", "--precision", "int8"], "precision"),
+        (lambda t: ["train", "--data", str(t / "nope.jsonl"), "--out", str(t / "o")], "not found"),
+        (
+            lambda t: ["train", "--data", _bad(t, "a.jsonl", "{bad json\n"), "--out", str(t / "o")],
+            "a.jsonl:1: not valid JSON",
+        ),
+        (
+            lambda t: [
+                "train",
+                "--data",
+                _bad(t, "b.jsonl", '{"text": "x", "domain": "d"}\n'),
+                "--out",
+                str(t / "o"),
+            ],
+            "--label-field",
+        ),
+        (
+            lambda t: [
+                "train",
+                "--data",
+                _bad(t, "c.jsonl", '{"expert": "d"}\n'),
+                "--out",
+                str(t / "o"),
+            ],
+            '"text"',
+        ),
+        (
+            lambda t: ["train", "--data", _bad(t, "d.jsonl", "[1, 2]\n"), "--out", str(t / "o")],
+            "JSON object",
+        ),
+        (
+            lambda t: [
+                "train",
+                "--data",
+                _bad(
+                    t,
+                    "e.jsonl",
+                    '{"text": "a", "expert": "x"}\n{"text": "b", "scores": {"x": 1}}\n',
+                ),
+                "--out",
+                str(t / "o"),
+            ],
+            "mixes",
+        ),
+        (
+            lambda t: [
+                "train",
+                "--data",
+                _bad(
+                    t,
+                    "f.jsonl",
+                    '{"text": "a", "scores": {"x": 1, "y": 0}}\n'
+                    '{"text": "b", "scores": {"x": 1}}\n',
+                ),
+                "--out",
+                str(t / "o"),
+            ],
+            "scores name",
+        ),
+        (
+            lambda t: [
+                "train",
+                "--data",
+                _bad(t, "g.jsonl", '{"text": "a", "scores": {"x": "high", "y": 0}}\n'),
+                "--out",
+                str(t / "o"),
+            ],
+            "not a finite number",
+        ),
+        (
+            lambda t: ["train", "--data", _bad(t, "h.jsonl", "\n\n"), "--out", str(t / "o")],
+            "no rows",
+        ),
+        (
+            lambda t: [
+                "train",
+                "--data",
+                _bad(t, "i.jsonl", '{"text": "a", "expert": "x"}\n'),
+                "--out",
+                str(t / "o"),
+                "--encoder",
+                "static",
+            ],
+            "at least 2 experts",
+        ),
+        (
+            lambda t: [
+                "train",
+                "--data",
+                str(DEMO / "train.jsonl"),
+                "--out",
+                str(t),
+                "--encoder",
+                "static",
+            ],
+            "not empty",
+        ),
+        (
+            lambda t: [
+                "train",
+                "--data",
+                str(DEMO / "train.jsonl"),
+                "--out",
+                str(t / "o"),
+                "--encoder",
+                "static",
+                "--precision",
+                "int8",
+            ],
+            "precision",
+        ),
         (lambda t: ["route", str(t / "missing"), "hello"], "not found"),
         (lambda t: ["info", str(t)], "is missing"),
     ],

@@ -22,11 +22,19 @@ def copy(static_router_dir, tmp_path):
 def test_two_processes_changing_experts_keep_both_changes(copy, tmp_path, demo_train):
     rows = tmp_path / "alpha.jsonl"
     rows.write_text("".join(json.dumps({"text": t}) + "\n" for t in demo_train[0][:6]))
-    commands = [["experts", "add", str(copy), "alpha", "--data", str(rows), "--quiet"],
-                ["experts", "remove", str(copy), "law"]]
-    procs = [subprocess.Popen([sys.executable, "-m", "irde_onnx", *argv], text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for argv in commands]
+    commands = [
+        ["experts", "add", str(copy), "alpha", "--data", str(rows), "--quiet"],
+        ["experts", "remove", str(copy), "law"],
+    ]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "irde_onnx", *argv],
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for argv in commands
+    ]
     results = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
     experts = Router.load(copy).experts
@@ -59,9 +67,11 @@ def test_lock_makes_a_change_and_its_save_one_step(copy):
     router = Router.load(copy)
     with router.lock():
         router.remove_expert("law")
-        code = ("import sys; from irde_onnx.folder import folder_lock\n"
-                f"lock = folder_lock({str(copy)!r}, timeout=0.2)\n"
-                "try:\n    lock.acquire()\nexcept Exception:\n    sys.exit(7)\n")
+        code = (
+            "import sys; from irde_onnx.folder import folder_lock\n"
+            f"lock = folder_lock({str(copy)!r}, timeout=0.2)\n"
+            "try:\n    lock.acquire()\nexcept Exception:\n    sys.exit(7)\n"
+        )
         assert subprocess.run([sys.executable, "-c", code]).returncode == 7  # held
         router.save()
     assert Router.load(copy).experts == ["chinese", "code", "math", "medicine"]
@@ -81,18 +91,32 @@ def test_version_1_folders_load_and_save_as_version_2(copy):
     assert cfg["format_version"] == 2 and set(cfg["files"]) == {"graph", "stats"}
     names = {cfg["files"]["graph"]["name"], cfg["files"]["stats"]["name"]}
     assert sorted(os.listdir(copy)) == sorted(
-        {LOCK_FILE, CONFIG_FILE, TOKENIZER_FILE, DATA_FILE, "notes.txt", *names})
+        {LOCK_FILE, CONFIG_FILE, TOKENIZER_FILE, DATA_FILE, "notes.txt", *names}
+    )
     assert (Router.load(copy).scores(["Solve 3x + 5 = 20"]) == before).all()
 
 
 def test_load_removes_stale_files_only(copy):
     Router.load(copy)
-    junk = [".router.json.abc123.tmp", ".stats.npz.xyz", "router.0123456789abcdef.onnx",
-            "stats.0123456789abcdef.npz"]
+    junk = [
+        ".router.json.abc123.tmp",
+        ".stats.npz.xyz",
+        "router.0123456789abcdef.onnx",
+        "stats.0123456789abcdef.npz",
+    ]
     for name in junk:
         (copy / name).write_bytes(b"partial")
     (copy / "README.txt").write_text("keep")
     cfg = Router.load(copy).config
-    assert sorted(os.listdir(copy)) == sorted({LOCK_FILE, CONFIG_FILE, TOKENIZER_FILE, DATA_FILE,
-                                               "README.txt", cfg.graph_file, cfg.stats_file})
+    assert sorted(os.listdir(copy)) == sorted(
+        {
+            LOCK_FILE,
+            CONFIG_FILE,
+            TOKENIZER_FILE,
+            DATA_FILE,
+            "README.txt",
+            cfg.graph_file,
+            cfg.stats_file,
+        }
+    )
     assert cfg.stats_file == STATS_FILE  # a freshly trained router keeps the plain names

@@ -74,9 +74,24 @@ def test_training_statistics_on_ray_equal_one_process(minilm_router_dir, demo_tr
 
 def test_irde_train_engine_ray_equals_local(static_trainer, static_router_dir, tmp_path):
     out = tmp_path / "router-ray"
-    code = main(["train", "--data", str(DEMO / "train.jsonl"), "--encoder", "static",
-                 "--lam", "1.0", "--engine", "ray", "--workers", "2", "--out", str(out),
-                 "--quiet"])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(DEMO / "train.jsonl"),
+            "--encoder",
+            "static",
+            "--lam",
+            "1.0",
+            "--engine",
+            "ray",
+            "--workers",
+            "2",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     assert_stats_close(RouterStats.load(out / "stats.npz"), static_trainer.stats_)
     for a, b in zip(Router.load(out).head, Router.load(static_router_dir).head, strict=True):
@@ -90,8 +105,24 @@ def test_irde_experts_add_engine_ray_equals_local(minilm_router_dir, tmp_path):
     ray_dir = shutil.copytree(minilm_router_dir, tmp_path / "ray")
     local = Router.load(local_dir)
     local.add_expert("chemistry", CHEMISTRY)
-    assert main(["experts", "add", str(ray_dir), "chemistry", "--data", str(data),
-                 "--engine", "ray", "--workers", "2", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "experts",
+                "add",
+                str(ray_dir),
+                "chemistry",
+                "--data",
+                str(data),
+                "--engine",
+                "ray",
+                "--workers",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     remote = Router.load(ray_dir)
     assert remote.experts == local.experts
     assert_stats_close(remote.stats, local.stats)

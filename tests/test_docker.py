@@ -22,8 +22,12 @@ def _docker_engine() -> str | None:
     if shutil.which("docker") is None:
         return "no docker client on PATH"
     try:
-        info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
-                              capture_output=True, text=True, timeout=30)
+        info = subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except subprocess.TimeoutExpired:
         return "docker info timed out"
     if info.returncode != 0:
@@ -38,19 +42,45 @@ def test_container_serves_a_router(request):
         pytest.skip(f"Dockerfile smoke test: {reason}")
     static_router_dir = request.getfixturevalue("static_router_dir")
     httpx = pytest.importorskip("httpx")
-    build = subprocess.run(["docker", "build", "-t", IMAGE, str(ROOT)], capture_output=True,
-                           text=True, timeout=1800)
+    build = subprocess.run(
+        ["docker", "build", "-t", IMAGE, str(ROOT)], capture_output=True, text=True, timeout=1800
+    )
     assert build.returncode == 0, build.stderr[-2000:]
-    no_torch = subprocess.run(["docker", "run", "--rm", "--entrypoint", "python", IMAGE, "-c",
-                               "import importlib.util as u; print(u.find_spec('torch'), "
-                               "u.find_spec('ray'))"], capture_output=True, text=True,
-                              timeout=300)
+    no_torch = subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--entrypoint",
+            "python",
+            IMAGE,
+            "-c",
+            "import importlib.util as u; print(u.find_spec('torch'), u.find_spec('ray'))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert no_torch.stdout.strip() == "None None", no_torch.stderr
     port = free_port()
     name = f"irde-smoke-{port}"
-    run = subprocess.run(["docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8000",
-                          "-v", f"{static_router_dir}:/router:ro", IMAGE],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            "docker",
+            "run",
+            "-d",
+            "--name",
+            name,
+            "-p",
+            f"127.0.0.1:{port}:8000",
+            "-v",
+            f"{static_router_dir}:/router:ro",
+            IMAGE,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     try:
         url = f"http://127.0.0.1:{port}"

@@ -45,10 +45,13 @@ def test_score_metrics_match_a_direct_computation(rng):
     mean = got["mean"]
     assert mean["router"] == pytest.approx((picked[:40].mean() + picked[40:].mean()) / 2)
     per_expert = (y[:40].mean(0) + y[40:].mean(0)) / 2
-    assert mean["best_single_expert"] == {"name": experts[int(np.argmax(per_expert))],
-                                          "score": pytest.approx(per_expert.max())}
+    assert mean["best_single_expert"] == {
+        "name": experts[int(np.argmax(per_expert))],
+        "score": pytest.approx(per_expert.max()),
+    }
     assert mean["best_expert_per_task"] == pytest.approx(
-        (y[:40].mean(0).max() + y[40:].mean(0).max()) / 2)
+        (y[:40].mean(0).max() + y[40:].mean(0).max()) / 2
+    )
     counts = np.bincount(chosen, minlength=3) / n
     assert list(got["chosen"].values()) == pytest.approx(counts.tolist())
 
@@ -72,8 +75,9 @@ def test_label_metrics_match_sklearn(rng):
     recalls = recall_score(true, pred, labels=present, average=None)
     assert [got["per_class"][c]["recall"] for c in present] == pytest.approx(recalls.tolist())
     assert "unused" not in got["per_class"]
-    np.testing.assert_array_equal(got["confusion"]["matrix"],
-                                  confusion_matrix(true, pred, labels=labels))
+    np.testing.assert_array_equal(
+        got["confusion"]["matrix"], confusion_matrix(true, pred, labels=labels)
+    )
     assert got["confusion"]["labels"] == labels
 
 
@@ -107,20 +111,23 @@ def score_router(routerdc_rows, tmp_path_factory):
 
     experts = list(routerdc_rows[0]["scores"])
     trainer = RouterTrainer(encoder="static", strategy="mean", lam=1.0, progress=False)
-    trainer.fit([r["text"] for r in routerdc_rows], scores=[r["scores"] for r in routerdc_rows],
-                experts=experts)
+    trainer.fit(
+        [r["text"] for r in routerdc_rows],
+        scores=[r["scores"] for r in routerdc_rows],
+        experts=experts,
+    )
     return trainer.save(tmp_path_factory.mktemp("eval") / "router")
 
 
 def _write(path, rows):
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
-                    encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
     return str(path)
 
 
 @pytest.mark.slow
-def test_eval_scores_follows_the_routerdc_protocol(score_router, routerdc_rows, tmp_path,
-                                                    capsys):
+def test_eval_scores_follows_the_routerdc_protocol(score_router, routerdc_rows, tmp_path, capsys):
     from irde_onnx import Router
 
     # columns in another order than the router's: eval must match them by name
@@ -147,8 +154,9 @@ def test_eval_scores_follows_the_routerdc_protocol(score_router, routerdc_rows, 
 def test_eval_labels(static_router_dir, demo_samples, capsys):
     from irde_onnx import Router
 
-    code, out, _ = _run(capsys, "eval", str(static_router_dir),
-                        "--data", str(DEMO / "samples.jsonl"))
+    code, out, _ = _run(
+        capsys, "eval", str(static_router_dir), "--data", str(DEMO / "samples.jsonl")
+    )
     assert code == 0
     got = json.loads(out)
     texts, labels = demo_samples
@@ -163,23 +171,24 @@ def test_eval_labels(static_router_dir, demo_samples, capsys):
 def test_eval_label_field(static_router_dir, tmp_path, capsys):
     rows = [{"text": r["text"], "domain": r["expert"]} for r in read_rows(DEMO / "samples.jsonl")]
     data = _write(tmp_path / "d.jsonl", rows)
-    code, out, _ = _run(capsys, "eval", str(static_router_dir), "--data", data,
-                        "--label-field", "domain")
+    code, out, _ = _run(
+        capsys, "eval", str(static_router_dir), "--data", data, "--label-field", "domain"
+    )
     assert code == 0 and json.loads(out)["label_field"] == "domain"
 
 
 @pytest.mark.parametrize(
     ("rows", "extra", "message"),
     [
-        ([{"text": "a", "scores": {"m1": 1.0, "zz": 0.0}}], [],
-         "but the router's experts are"),
+        ([{"text": "a", "scores": {"m1": 1.0, "zz": 0.0}}], [], "but the router's experts are"),
         ([{"text": "a", "expert": "biology"}], [], "not in the router: ['biology']"),
         ([{"text": "a", "domain": "law"}], [], "--label-field"),
         ([{"text": "a", "expert": "law"}], ["--threads", "0"], None),
     ],
 )
-def test_eval_user_errors_exit_2_with_one_line(static_router_dir, tmp_path, capsys, rows,
-                                               extra, message):
+def test_eval_user_errors_exit_2_with_one_line(
+    static_router_dir, tmp_path, capsys, rows, extra, message
+):
     data = _write(tmp_path / "bad.jsonl", rows)
     if message is None:  # a usage error: argparse exits 2
         with pytest.raises(SystemExit) as exc:
@@ -193,11 +202,13 @@ def test_eval_user_errors_exit_2_with_one_line(static_router_dir, tmp_path, caps
 
 
 def test_eval_missing_files_exit_2(static_router_dir, tmp_path, capsys):
-    code, _, err = _run(capsys, "eval", str(static_router_dir), "--data",
-                        str(tmp_path / "nope.jsonl"))
+    code, _, err = _run(
+        capsys, "eval", str(static_router_dir), "--data", str(tmp_path / "nope.jsonl")
+    )
     assert code == 2 and "not found" in err
-    code, _, err = _run(capsys, "eval", str(tmp_path / "norouter"), "--data",
-                        str(DEMO / "samples.jsonl"))
+    code, _, err = _run(
+        capsys, "eval", str(tmp_path / "norouter"), "--data", str(DEMO / "samples.jsonl")
+    )
     assert code == 2 and err.count("\n") == 1
 
 
@@ -205,8 +216,9 @@ def test_eval_missing_files_exit_2(static_router_dir, tmp_path, capsys):
 def test_eval_partial_task_field_is_an_error(score_router, routerdc_rows, tmp_path, capsys):
     rows = [dict(r) for r in routerdc_rows[:4]]
     del rows[1]["task"]
-    code, _, err = _run(capsys, "eval", str(score_router), "--data",
-                        _write(tmp_path / "t.jsonl", rows))
+    code, _, err = _run(
+        capsys, "eval", str(score_router), "--data", _write(tmp_path / "t.jsonl", rows)
+    )
     assert code == 2 and '1 of 4 rows lack the "task" field' in err
 
 

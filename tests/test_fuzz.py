@@ -15,10 +15,22 @@ TEXT = st.one_of(
     st.text(ANY_CHAR, max_size=200),
     st.text(st.characters(codec="utf-8"), max_size=50),
     # huge strings: a short piece repeated up to 300k characters
-    st.builds(lambda piece, n: piece * n, st.text(ANY_CHAR, min_size=1, max_size=8),
-              st.integers(1_000, 40_000)),
-    st.sampled_from(["", "\x00", "\ud800", "\udfff\ud800x", "数学 math رياضيات गणित ∫x dx",
-                     "\u202e\u200b\ufeff", "e\u0301" * 500]),
+    st.builds(
+        lambda piece, n: piece * n,
+        st.text(ANY_CHAR, min_size=1, max_size=8),
+        st.integers(1_000, 40_000),
+    ),
+    st.sampled_from(
+        [
+            "",
+            "\x00",
+            "\ud800",
+            "\udfff\ud800x",
+            "数学 math رياضيات गणित ∫x dx",
+            "\u202e\u200b\ufeff",
+            "e\u0301" * 500,
+        ]
+    ),
 )
 
 
@@ -27,10 +39,17 @@ def router(static_router_dir):
     return Router.load(static_router_dir)
 
 
-@settings(max_examples=120, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(texts=st.lists(TEXT, min_size=1, max_size=4), top_k=st.integers(1, 5),
-       batch_size=st.one_of(st.none(), st.integers(1, 3)))
+@settings(
+    max_examples=120,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    texts=st.lists(TEXT, min_size=1, max_size=4),
+    top_k=st.integers(1, 5),
+    batch_size=st.one_of(st.none(), st.integers(1, 3)),
+)
 def test_route_arbitrary_text(router, texts, top_k, batch_size):
     routes = router.route(texts, top_k=top_k, batch_size=batch_size)
     assert len(routes) == len(texts)
@@ -42,8 +61,16 @@ def test_route_arbitrary_text(router, texts, top_k, batch_size):
 
 
 @settings(max_examples=60, deadline=None, derandomize=True)
-@given(value=st.one_of(st.integers(), st.floats(), st.text(max_size=5), st.booleans(),
-                       st.none(), st.lists(st.integers(), max_size=2)))
+@given(
+    value=st.one_of(
+        st.integers(),
+        st.floats(),
+        st.text(max_size=5),
+        st.booleans(),
+        st.none(),
+        st.lists(st.integers(), max_size=2),
+    )
+)
 def test_route_arguments_fail_only_with_the_documented_error(router, value):
     for kwargs in ({"top_k": value}, {"batch_size": value}):
         try:

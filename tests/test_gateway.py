@@ -31,9 +31,19 @@ MATH = "Solve for x: 3x - 7 = 2x + 5."
 def _sse(model: str, words: list[str]) -> list[bytes]:
     events = []
     for i, word in enumerate(words):
-        chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": model,
-                 "choices": [{"index": 0, "delta": {"content": word},
-                              "finish_reason": "stop" if i == len(words) - 1 else None}]}
+        chunk = {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"content": word},
+                    "finish_reason": "stop" if i == len(words) - 1 else None,
+                }
+            ],
+        }
         events.append(f"data: {json.dumps(chunk)}\n\n".encode())
     events.append(b"data: [DONE]\n\n")
     return events
@@ -48,22 +58,37 @@ def stub_backend(seen: list[dict]) -> Starlette:
         model = body["model"]
         last = body["messages"][-1]["content"]
         if "please fail" in last:
-            return JSONResponse({"error": {"message": "the stub refuses", "type": "stub",
-                                           "code": "refused"}}, status_code=400)
+            return JSONResponse(
+                {"error": {"message": "the stub refuses", "type": "stub", "code": "refused"}},
+                status_code=400,
+            )
         if "please stall" in last:
             await asyncio.sleep(3)
         words = ["answer ", "from ", model]
         if body.get("stream"):
+
             async def events():
                 for event in _sse(model, words):
                     yield event
                     await asyncio.sleep(0.01)
+
             return StreamingResponse(events(), media_type="text/event-stream")
-        return JSONResponse({
-            "id": "c1", "object": "chat.completion", "created": 1, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(words)},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4}})
+        return JSONResponse(
+            {
+                "id": "c1",
+                "object": "chat.completion",
+                "created": 1,
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "".join(words)},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4},
+            }
+        )
 
     return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
 
@@ -85,9 +110,18 @@ def gateway(static_router_dir, tmp_path, backend, monkeypatch):
     stack = []
 
     def start(timeout: float = 2.0, base_url: str | None = None):
-        config = {"experts": {e: {"base_url": base_url or f"{url}/v1", "model": f"model-{e}",
-                                  "api_key_env": "STUB_KEY"} for e in experts},
-                  "timeout": timeout, "connect_timeout": 1}
+        config = {
+            "experts": {
+                e: {
+                    "base_url": base_url or f"{url}/v1",
+                    "model": f"model-{e}",
+                    "api_key_env": "STUB_KEY",
+                }
+                for e in experts
+            },
+            "timeout": timeout,
+            "connect_timeout": 1,
+        }
         path = tmp_path / f"backends{len(stack)}.json"
         path.write_text(json.dumps(config))
         ctx = running(create_app(ServeSettings(router=str(router_dir), backends=str(path))))
@@ -103,10 +137,12 @@ def test_openai_client_non_streaming(gateway, backend, caplog):
     start, router = gateway
     client = openai.OpenAI(base_url=f"{start()}/v1", api_key="unused", max_retries=0)
     expert = router.route([MATH])[0].expert
-    messages = [{"role": "system", "content": "be brief"},
-                {"role": "user", "content": "Tell me about contracts."},
-                {"role": "assistant", "content": "ok"},
-                {"role": "user", "content": MATH}]
+    messages = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "Tell me about contracts."},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": MATH},
+    ]
     with caplog.at_level(logging.INFO, logger="irde.access"):
         raw = client.chat.completions.with_raw_response.create(model="irde", messages=messages)
     assert raw.headers["x-irde-expert"] == expert  # routed on the last user message
@@ -128,8 +164,12 @@ def test_openai_client_streaming_passes_events_through(gateway):
     words = [c.choices[0].delta.content for c in stream if c.choices[0].delta.content]
     assert "".join(words) == f"answer from model-{expert}"
     # byte for byte what the backend sent, with the decision in a header
-    with httpx.stream("POST", f"{url}/v1/chat/completions", timeout=10,
-                      json={"model": "irde", "messages": messages, "stream": True}) as resp:
+    with httpx.stream(
+        "POST",
+        f"{url}/v1/chat/completions",
+        timeout=10,
+        json={"model": "irde", "messages": messages, "stream": True},
+    ) as resp:
         assert resp.headers["x-irde-expert"] == expert
         assert resp.headers["content-type"].startswith("text/event-stream")
         body = b"".join(resp.iter_raw())
@@ -141,7 +181,8 @@ def test_backend_errors_come_back_as_sent(gateway):
     client = openai.OpenAI(base_url=f"{start()}/v1", api_key="unused", max_retries=0)
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(
-            model="irde", messages=[{"role": "user", "content": "please fail"}])
+            model="irde", messages=[{"role": "user", "content": "please fail"}]
+        )
     assert info.value.status_code == 400
     assert info.value.body["message"] == "the stub refuses"
     assert info.value.response.headers["x-irde-expert"]
@@ -163,8 +204,11 @@ def test_backend_timeout_gives_504_not_a_hang(gateway):
     start, _ = gateway
     url = start(timeout=0.5)
     t0 = time.monotonic()
-    resp = httpx.post(f"{url}/v1/chat/completions", timeout=10, json={
-        "model": "irde", "messages": [{"role": "user", "content": "please stall"}]})
+    resp = httpx.post(
+        f"{url}/v1/chat/completions",
+        timeout=10,
+        json={"model": "irde", "messages": [{"role": "user", "content": "please stall"}]},
+    )
     assert resp.status_code == 504
     assert "did not answer within 0.5 s" in resp.json()["error"]["message"]
     assert resp.headers["x-irde-expert"]
@@ -174,8 +218,11 @@ def test_backend_timeout_gives_504_not_a_hang(gateway):
 def test_gateway_rejects_requests_without_a_user_message(gateway):
     start, _ = gateway
     url = start()
-    for body in ({"model": "m"}, {"messages": []},
-                 {"messages": [{"role": "system", "content": "hi"}]}):
+    for body in (
+        {"model": "m"},
+        {"messages": []},
+        {"messages": [{"role": "system", "content": "hi"}]},
+    ):
         resp = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=10)
         assert resp.status_code == 422, resp.text
         assert "message" in resp.json()["error"]["message"]
@@ -185,14 +232,17 @@ def test_backends_file_errors_name_the_key(tmp_path, static_router_dir):
     from irde_onnx.errors import InvalidInputError
     from irde_onnx.serve.gateway import load_backends
 
-    cases = [({}, "at least one backend"),
-             ({"experts": {"math": {"base_url": "ftp://x", "model": "m"}}}, "base_url"),
-             ({"experts": {"math": {"base_url": "http://x"}}}, '"model"'),
-             ({"experts": {"math": {"base_url": "http://x", "model": "m"}}, "timeout": -1},
-              "timeout"),
-             ({"experts": {}, "default": {"base_url": "http://x", "model": "m"},
-               "route_on": "first"}, "route_on"),
-             ({"expert": {}}, "unknown key")]
+    cases = [
+        ({}, "at least one backend"),
+        ({"experts": {"math": {"base_url": "ftp://x", "model": "m"}}}, "base_url"),
+        ({"experts": {"math": {"base_url": "http://x"}}}, '"model"'),
+        ({"experts": {"math": {"base_url": "http://x", "model": "m"}}, "timeout": -1}, "timeout"),
+        (
+            {"experts": {}, "default": {"base_url": "http://x", "model": "m"}, "route_on": "first"},
+            "route_on",
+        ),
+        ({"expert": {}}, "unknown key"),
+    ]
     for i, (config, words) in enumerate(cases):
         path = tmp_path / f"b{i}.json"
         path.write_text(json.dumps(config))
@@ -200,18 +250,24 @@ def test_backends_file_errors_name_the_key(tmp_path, static_router_dir):
             load_backends(path)
 
 
-def test_an_expert_without_backend_gives_502_and_names_the_fix(static_router_dir, tmp_path,
-                                                              backend):
+def test_an_expert_without_backend_gives_502_and_names_the_fix(
+    static_router_dir, tmp_path, backend
+):
     from irde_onnx.serve.app import expert_header
 
     path = tmp_path / "backends.json"
-    path.write_text(json.dumps({"experts": {"elsewhere": {"base_url": f"{backend[0]}/v1",
-                                                          "model": "m"}}}))
-    app = create_app(ServeSettings(router=str(static_router_dir), backends=str(path),
-                                   reload_interval=0))
+    path.write_text(
+        json.dumps({"experts": {"elsewhere": {"base_url": f"{backend[0]}/v1", "model": "m"}}})
+    )
+    app = create_app(
+        ServeSettings(router=str(static_router_dir), backends=str(path), reload_interval=0)
+    )
     with running(app) as url:
-        resp = httpx.post(f"{url}/v1/chat/completions", timeout=10,
-                          json={"messages": [{"role": "user", "content": MATH}]})
+        resp = httpx.post(
+            f"{url}/v1/chat/completions",
+            timeout=10,
+            json={"messages": [{"role": "user", "content": MATH}]},
+        )
     assert resp.status_code == 502
     assert "no backend for expert" in resp.json()["error"]["message"]
     assert resp.headers["x-irde-expert"] in Router.load(static_router_dir).experts

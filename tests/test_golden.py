@@ -31,6 +31,7 @@ SCORE_ATOL = {"static": 1e-5, "minilm": 1e-3}
 
 def dump(data):
     """JSON with one line per probe, so that a change shows as a readable diff."""
+
     def row(value):
         return json.dumps(value, ensure_ascii=False)
 
@@ -40,7 +41,7 @@ def dump(data):
         for key, value in entry.items():
             if isinstance(value, list) and value and isinstance(value[0], (list, str)):
                 inner = ",\n".join(f"   {row(v)}" for v in value)
-                fields.append(f'  {row(key)}: [\n{inner}\n  ]')
+                fields.append(f"  {row(key)}: [\n{inner}\n  ]")
             else:
                 fields.append(f"  {row(key)}: {row(value)}")
         parts.append(f" {row(name)}: {{\n" + ",\n".join(fields) + "\n }")

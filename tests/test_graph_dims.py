@@ -19,19 +19,23 @@ def _graph_file(folder):
 
 def _declared(path):
     model = load_graph_proto(path)
-    return {o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]
-            for o in model.graph.output}
+    return {
+        o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]
+        for o in model.graph.output
+    }
 
 
-def test_scores_dim_stays_symbolic_after_an_added_expert_is_saved(static_router_dir, tmp_path,
-                                                                  demo_train):
+def test_scores_dim_stays_symbolic_after_an_added_expert_is_saved(
+    static_router_dir, tmp_path, demo_train
+):
     assert _declared(_graph_file(static_router_dir))["scores"] == ["batch", "n_experts"]
     work = tmp_path / "router"
     shutil.copytree(static_router_dir, work)
     router = Router.load(work)
     texts, _ = demo_train
-    router.add_expert("physics", ["What is the speed of light in vacuum?",
-                                  "State Newton's second law of motion."])
+    router.add_expert(
+        "physics", ["What is the speed of light in vacuum?", "State Newton's second law of motion."]
+    )
     in_memory = router.scores(texts[:5])
     router.save()
     graph = _graph_file(work)

@@ -99,8 +99,10 @@ def test_trainer_lam_cv_equals_brute_force_on_token_rows(grouped_static, demo_tr
     names = tr.experts_
     groups = np.array(_groups_of(texts))
     rows_x = [table[i] for i in ids]
-    rows_y = [np.tile(np.eye(len(names))[names.index(lab)], (len(i), 1))
-              for i, lab in zip(ids, labels, strict=True)]
+    rows_y = [
+        np.tile(np.eye(len(names))[names.index(lab)], (len(i), 1))
+        for i, lab in zip(ids, labels, strict=True)
+    ]
     n_tokens = sum(len(i) for i in ids)
     for lam in list(tr.cv_errors_)[::4]:
         total = 0.0
@@ -125,14 +127,23 @@ def test_trainer_strategy_choice_equals_brute_force_refits(grouped_static, demo_
         correct = 0
         for g in sorted(set(groups)):
             held = groups == g
-            fit = RouterTrainer(encoder="static", strategy=strategy, top_k_tokens=k,
-                                lam=tr.lam_, progress=False, validate=False).fit(
+            fit = RouterTrainer(
+                encoder="static",
+                strategy=strategy,
+                top_k_tokens=k,
+                lam=tr.lam_,
+                progress=False,
+                validate=False,
+            ).fit(
                 [t for t, h in zip(texts, held, strict=True) if not h],
-                [lab for lab, h in zip(labels, held, strict=True) if not h], experts=tr.experts_)
+                [lab for lab, h in zip(labels, held, strict=True) if not h],
+                experts=tr.experts_,
+            )
             chosen = fit.router_.scores([t for t, h in zip(texts, held, strict=True) if h])
             truth = [lab for lab, h in zip(labels, held, strict=True) if h]
-            correct += sum(tr.experts_[j] == lab for j, lab in
-                           zip(chosen.argmax(1), truth, strict=True))
+            correct += sum(
+                tr.experts_[j] == lab for j, lab in zip(chosen.argmax(1), truth, strict=True)
+            )
         assert table[(strategy, k)]["accuracy"] == pytest.approx(correct / len(texts))
     best = max(tr.selection_["strategy"], key=lambda c: c["accuracy"])
     cfg = tr.router_.config
@@ -147,8 +158,23 @@ def test_cli_train_group_field_reports_the_method(tmp_path, demo_train):
         for t, lab, g in zip(texts, labels, _groups_of(texts), strict=True):
             fh.write(json.dumps({"text": t, "expert": lab, "source": g}) + "\n")
     out = tmp_path / "router"
-    assert main(["train", "--data", str(data), "--encoder", "static", "--group-field",
-                 "source", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(data),
+                "--encoder",
+                "static",
+                "--group-field",
+                "source",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     from irde_onnx.cli import router_info
 
     info = router_info(out)
@@ -159,19 +185,35 @@ def test_cli_train_group_field_reports_the_method(tmp_path, demo_train):
 
 def test_cli_train_group_field_missing_is_one_line(tmp_path, capsys, demo_train):
     data = tmp_path / "rows.jsonl"
-    data.write_text('{"text": "a", "expert": "x"}\n{"text": "b", "expert": "y"}\n',
-                    encoding="utf-8")
-    code = main(["train", "--data", str(data), "--encoder", "static", "--group-field",
-                 "source", "--out", str(tmp_path / "r"), "--quiet"])
+    data.write_text(
+        '{"text": "a", "expert": "x"}\n{"text": "b", "expert": "y"}\n', encoding="utf-8"
+    )
+    code = main(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--encoder",
+            "static",
+            "--group-field",
+            "source",
+            "--out",
+            str(tmp_path / "r"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and 'no "source" field' in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"view": "nope"}, "unknown view"),
-    ({"layers": (6, 5)}, "no layers to pool"),
-    ({"layers": "6"}, "layer numbers"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"view": "nope"}, "unknown view"),
+        ({"layers": (6, 5)}, "no layers to pool"),
+        ({"layers": "6"}, "layer numbers"),
+    ],
+)
 def test_bad_selection_arguments(kwargs, match):
     with pytest.raises(InvalidInputError, match=match):
         RouterTrainer(encoder="static", progress=False, **kwargs).fit(["a", "b"], ["x", "y"])

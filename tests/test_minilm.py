@@ -23,8 +23,9 @@ def test_graph_scores_equal_features_times_head(minilm_trainer, demo_samples):
     router = minilm_trainer.router_
     feats = router.features(texts).astype(np.float64)
     scores = router.scores(texts)
-    np.testing.assert_allclose(scores, feats @ minilm_trainer.coef_ + minilm_trainer.intercept_,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        scores, feats @ minilm_trainer.coef_ + minilm_trainer.intercept_, atol=1e-5
+    )
     # each pooled layer's block is L2-normalised on its own
     blocks = feats.reshape(len(texts), -1, 384)
     assert blocks.shape[1] == max(1, len(router.config.layers))
@@ -58,16 +59,21 @@ def test_graph_interface(minilm_router_dir):
         ("input_ids", "tensor(int64)", ["batch", "sequence"]),
         ("attention_mask", "tensor(int64)", ["batch", "sequence"]),
     ]
-    assert [o.name for o in sess.get_outputs()] == ["scores", "features", "choice",
-                                                    "confidence"]
+    assert [o.name for o in sess.get_outputs()] == ["scores", "features", "choice", "confidence"]
     # declared in the graph: a symbolic n_experts, so a head with more columns fits
     model = load_graph_proto(minilm_router_dir / GRAPH_FILE)
-    declared = {o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]
-                for o in model.graph.output}
+    declared = {
+        o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]
+        for o in model.graph.output
+    }
     width = Router.load(minilm_router_dir).config.feature_dim
     assert width == 384 * max(1, len(Router.load(minilm_router_dir).config.layers))
-    assert declared == {"scores": ["batch", "n_experts"], "features": ["batch", width],
-                        "choice": ["batch"], "confidence": ["batch"]}
+    assert declared == {
+        "scores": ["batch", "n_experts"],
+        "features": ["batch", width],
+        "choice": ["batch"],
+        "confidence": ["batch"],
+    }
     meta = sess.get_modelmeta().custom_metadata_map
     assert json.loads(meta["irde.experts"]) == Router.load(minilm_router_dir).experts
     assert meta["irde.encoder"] == "minilm" and meta["irde.precision"] == "int8"
@@ -94,8 +100,10 @@ def test_batching_and_truncation_do_not_change_scores(minilm_router_dir, demo_sa
 
 def _split(rows):
     """Deterministic in-source split by id hash: about 1 in 4 rows held out."""
+
     def held_out(row):
         return int(hashlib.sha256(row["id"].encode()).hexdigest(), 16) % 4 == 0
+
     return [r for r in rows if not held_out(r)], [r for r in rows if held_out(r)]
 
 
@@ -135,8 +143,9 @@ def test_pooled_validation_raises_a_typed_error(minilm_trainer):
         validate_pooled(minilm_trainer.router_, w, b + 0.01)
 
 
-def test_calibrated_confidence_and_the_graphs_choice(minilm_trainer, minilm_router_dir,
-                                                     demo_train, demo_samples):
+def test_calibrated_confidence_and_the_graphs_choice(
+    minilm_trainer, minilm_router_dir, demo_train, demo_samples
+):
     """The temperature is the NLL fit on the trainer's out-of-fold scores, and the graph's
     choice and confidence equal the numpy rule on its scores."""
     from irde_onnx.policy import fit_temperature
@@ -145,7 +154,8 @@ def test_calibrated_confidence_and_the_graphs_choice(minilm_trainer, minilm_rout
     labels = np.array([router.experts.index(x) for x in demo_train[1]])
     assert minilm_trainer.oof_scores_.shape == (len(labels), len(router.experts))
     assert router.policy.temperature == pytest.approx(
-        fit_temperature(minilm_trainer.oof_scores_, labels))
+        fit_temperature(minilm_trainer.oof_scores_, labels)
+    )
     texts = demo_samples[0]
     routes = router.route(texts)
     choice, conf = router.decide(router.scores(texts))

@@ -7,8 +7,7 @@ HEAVY = ("torch", "transformers", "optimum", "sklearn", "onnx")
 
 
 def _run(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
 
 def test_runtime_imports_without_heavy_packages():

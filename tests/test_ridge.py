@@ -29,14 +29,15 @@ def test_moments_are_additive(rng):
     whole = Moments.from_rows(x, y)
     parts = Moments.zeros(x.shape[1], y.shape[1])
     for start in range(0, len(x), 37):
-        parts.update(x[start:start + 37], y[start:start + 37])
+        parts.update(x[start : start + 37], y[start : start + 37])
     merged = Moments.from_rows(x[:50], y[:50]) + Moments.from_rows(x[50:], y[50:])
     for other in (parts, merged):
         np.testing.assert_allclose(other.gram, whole.gram, rtol=1e-12)
         np.testing.assert_allclose(solve(other, 0.1)[0], solve(whole, 0.1)[0], atol=1e-10)
     back = merged - Moments.from_rows(x[50:], y[50:])
-    np.testing.assert_allclose(solve(back, 0.1)[0], solve(Moments.from_rows(x[:50], y[:50]),
-                                                          0.1)[0], atol=1e-8)
+    np.testing.assert_allclose(
+        solve(back, 0.1)[0], solve(Moments.from_rows(x[:50], y[:50]), 0.1)[0], atol=1e-8
+    )
 
 
 def test_token_moments_project_to_dense_rows(rng):
@@ -45,7 +46,7 @@ def test_token_moments_project_to_dense_rows(rng):
     ids = [rng.integers(0, vocab, size=rng.integers(1, 9)) for _ in range(40)]
     y = rng.random(size=(40, 2))
     dense_x = np.concatenate([table[i] for i in ids])
-    dense_y = np.concatenate([np.repeat(y[j:j + 1], len(i), axis=0) for j, i in enumerate(ids)])
+    dense_y = np.concatenate([np.repeat(y[j : j + 1], len(i), axis=0) for j, i in enumerate(ids)])
     proj = token_moments(ids, y, vocab).project(table)
     w, b = solve(proj, 0.3)
     ref = Ridge(alpha=0.3).fit(dense_x, dense_y)

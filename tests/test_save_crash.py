@@ -33,8 +33,13 @@ def test_kill_at_each_save_step(crash_setup):
         assert saver.run(f"step {step}") == "killed"
         seen[step] = check_folder(target, old, new)
     # killed before router.json is replaced: the old router; after: the new one
-    assert seen == {"graph": "old", "stats": "old", "manifest": "old", "commit": "old",
-                    "cleanup": "new"}
+    assert seen == {
+        "graph": "old",
+        "stats": "old",
+        "manifest": "old",
+        "commit": "old",
+        "cleanup": "new",
+    }
     restore(pristine, target)
     assert saver.run("step none") == "exit 0"  # an uninterrupted save
     assert check_folder(target, old, new) == "new"

@@ -71,20 +71,23 @@ def test_route_returns_what_the_cli_prints(serve, router_dir, demo_samples, caps
     assert default["top"] == [printed[0]["expert"]]
 
 
-@pytest.mark.parametrize(("body", "status", "words"), [
-    (b"{not json", 400, "not valid JSON"),
-    (b"[1, 2]", 400, "JSON object"),
-    (b"{}", 422, "exactly one of"),
-    (b'{"text": "a", "texts": ["b"]}', 422, "exactly one of"),
-    (b'{"text": 5}', 422, '"text" must be a string'),
-    (b'{"texts": "abc"}', 422, "list of strings"),
-    (b'{"texts": ["a", 3]}', 422, "texts[1]"),
-    (b'{"texts": []}', 422, "empty"),
-    (b'{"text": "a", "top_k": 0}', 422, "top_k"),
-    (b'{"text": "a", "top_k": 99}', 422, "top_k"),
-    (b'{"text": "a", "top_k": true}', 422, "top_k"),
-    (b'{"text": "a", "topk": 2}', 422, "unknown field"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b"[1, 2]", 400, "JSON object"),
+        (b"{}", 422, "exactly one of"),
+        (b'{"text": "a", "texts": ["b"]}', 422, "exactly one of"),
+        (b'{"text": 5}', 422, '"text" must be a string'),
+        (b'{"texts": "abc"}', 422, "list of strings"),
+        (b'{"texts": ["a", 3]}', 422, "texts[1]"),
+        (b'{"texts": []}', 422, "empty"),
+        (b'{"text": "a", "top_k": 0}', 422, "top_k"),
+        (b'{"text": "a", "top_k": 99}', 422, "top_k"),
+        (b'{"text": "a", "top_k": true}', 422, "top_k"),
+        (b'{"text": "a", "topk": 2}', 422, "unknown field"),
+    ],
+)
 def test_route_rejects_bad_requests_with_a_json_error(serve, body, status, words):
     client = serve()
     resp = client.post("/route", content=body, headers={"content-type": "application/json"})
@@ -99,6 +102,7 @@ def test_request_size_limits(serve):
     def chunks():  # no content-length: the limit holds while the body streams in
         for _ in range(10):
             yield b" " * 500
+
     assert "limit" in error_of(client.post("/route", content=chunks()), 413)
     assert "--max-texts" in error_of(client.post("/route", json={"texts": ["a"] * 4}), 413)
     assert client.post("/route", json={"texts": ["a"] * 3}).status_code == 200
@@ -128,13 +132,14 @@ def test_token_guard_and_expert_changes(serve, router_dir):
     error_of(client.post("/experts", json=body, headers={"authorization": "Bearer wrong"}), 401)
     error_of(client.post("/experts", json=body, headers={"authorization": TOKEN}), 401)
     auth = {"authorization": f"Bearer {TOKEN}"}
-    for bad, words in [({"name": "", "rows": rows}, "name"),
-                       ({"name": "x", "rows": []}, "no rows"),
-                       ({"name": "x", "rows": [{"txt": "a"}]}, 'rows[0]: the row needs'),
-                       ({"name": "x", "rows": [{"text": "a", "score": 1}, {"text": "b"}]},
-                        "every row"),
-                       ({"name": "x", "rows": [{"text": "a", "score": "high"}]}, "number"),
-                       ({"name": "x"}, "rows")]:
+    for bad, words in [
+        ({"name": "", "rows": rows}, "name"),
+        ({"name": "x", "rows": []}, "no rows"),
+        ({"name": "x", "rows": [{"txt": "a"}]}, "rows[0]: the row needs"),
+        ({"name": "x", "rows": [{"text": "a", "score": 1}, {"text": "b"}]}, "every row"),
+        ({"name": "x", "rows": [{"text": "a", "score": "high"}]}, "number"),
+        ({"name": "x"}, "rows"),
+    ]:
         assert words in error_of(client.post("/experts", json=bad, headers=auth), 422)
 
     added = client.post("/experts", json=body, headers=auth)
@@ -163,8 +168,11 @@ def test_healthz_and_metrics(serve, demo_samples):
     texts = demo_samples[0][:4]
     routes = client.post("/route", json={"texts": texts}).json()
     client.post("/route", json={"text": 3})
-    client.post("/experts", json={"name": "chemistry", "rows": [{"text": t} for t in CHEMISTRY]},
-                headers={"authorization": f"Bearer {TOKEN}"})
+    client.post(
+        "/experts",
+        json={"name": "chemistry", "rows": [{"text": t} for t in CHEMISTRY]},
+        headers={"authorization": f"Bearer {TOKEN}"},
+    )
     text = client.get("/metrics").text
     assert 'irde_requests_total{endpoint="route",status="200"} 1.0' in text
     assert 'irde_requests_total{endpoint="route",status="422"} 1.0' in text
@@ -207,13 +215,16 @@ def test_an_api_change_waits_for_the_folder_lock(toy_router):
     from irde_onnx.serve.reload import RouterHolder
 
     holder = RouterHolder(toy_router)
-    code = ("import sys, time\nfrom irde_onnx.runtime import Router\n"
-            "r = Router.load(sys.argv[1])\nwith r.lock():\n"
-            "    print('locked', flush=True)\n"
-            "    r.add_expert('medicine', ['the patient dose', 'a heart symptom'])\n"
-            "    time.sleep(1.0)\n    r.save()\n")
-    other = subprocess.Popen([sys.executable, "-c", code, str(toy_router)],
-                             stdout=subprocess.PIPE, text=True)
+    code = (
+        "import sys, time\nfrom irde_onnx.runtime import Router\n"
+        "r = Router.load(sys.argv[1])\nwith r.lock():\n"
+        "    print('locked', flush=True)\n"
+        "    r.add_expert('medicine', ['the patient dose', 'a heart symptom'])\n"
+        "    time.sleep(1.0)\n    r.save()\n"
+    )
+    other = subprocess.Popen(
+        [sys.executable, "-c", code, str(toy_router)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert other.stdout.readline().strip() == "locked"
         start = time.monotonic()

@@ -24,9 +24,26 @@ RELOAD_WITHIN = 5.0  # stated time: a change is served by every replica within t
 def start_replica(router_dir, port: int, token: str) -> subprocess.Popen:
     env = {**os.environ, "IRDE_TOKEN": token}
     return subprocess.Popen(
-        [sys.executable, "-m", "irde_onnx", "serve", str(router_dir), "--port", str(port),
-         "--reload-interval", str(RELOAD_INTERVAL), "--threads", "1", "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "irde_onnx",
+            "serve",
+            str(router_dir),
+            "--port",
+            str(port),
+            "--reload-interval",
+            str(RELOAD_INTERVAL),
+            "--threads",
+            "1",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_ready(proc: subprocess.Popen, url: str, timeout: float = 60.0) -> None:
@@ -69,8 +86,11 @@ def test_change_through_one_replica_is_routed_by_the_other(static_router_dir, tm
         traffic = threading.Thread(target=keep_routing)
         traffic.start()
         try:
-            added = a.post("/experts", headers={"authorization": f"Bearer {token}"},
-                           json={"name": "chemistry", "rows": [{"text": t} for t in CHEMISTRY]})
+            added = a.post(
+                "/experts",
+                headers={"authorization": f"Bearer {token}"},
+                json={"name": "chemistry", "rows": [{"text": t} for t in CHEMISTRY]},
+            )
             assert added.status_code == 201, added.text
             t0 = time.monotonic()
             while "chemistry" not in b.get("/healthz").json()["experts"]:

@@ -52,8 +52,7 @@ def test_graph_equals_numpy_reference(toy, rng, strategy):
     if strategy != "mean":
         # vote counts are recovered exactly from the scores: share*n, plus a tie-breaker < 1
         voters = np.rint(votes.sum(1))
-        np.testing.assert_array_equal(np.floor(got * np.maximum(voters, 1)[:, None] + 1e-4),
-                                      votes)
+        np.testing.assert_array_equal(np.floor(got * np.maximum(voters, 1)[:, None] + 1e-4), votes)
         assert (votes.sum(1) <= (3 if strategy == "entropy_top_k" else 12)).all()
 
 

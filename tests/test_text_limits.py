@@ -70,14 +70,21 @@ def test_route_reads_standard_input_through_a_pipe(static_router_dir):
     stdin = "".join(json.dumps(r) + "\n" for r in rows)
     out = subprocess.run(
         [sys.executable, "-m", "irde_onnx", "route", str(static_router_dir), "--input", "-"],
-        input=stdin, capture_output=True, text=True, timeout=120)
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     assert [line["id"] for line in lines] == [1, "b"]
     assert [line["expert"] for line in lines] == ["math", "code"]
     bad = subprocess.run(
         [sys.executable, "-m", "irde_onnx", "route", str(static_router_dir), "--input", "-"],
-        input=b'{"text": "\xff"}\n', capture_output=True, timeout=120)
+        input=b'{"text": "\xff"}\n',
+        capture_output=True,
+        timeout=120,
+    )
     assert bad.returncode == 2
     assert bad.stderr.decode().count("\n") == 1 and b"<stdin>:1" in bad.stderr
 

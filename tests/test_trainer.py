@@ -22,8 +22,12 @@ def test_static_head_equals_sklearn_on_token_rows(static_trainer, demo_train):
     ids = tr.router_.tokenizer.content_ids(texts)
     x = np.concatenate([table[i] for i in ids])
     names = tr.experts_
-    y = np.concatenate([np.tile(np.eye(len(names))[names.index(lab)], (len(i), 1))
-                        for i, lab in zip(ids, labels, strict=True)])
+    y = np.concatenate(
+        [
+            np.tile(np.eye(len(names))[names.index(lab)], (len(i), 1))
+            for i, lab in zip(ids, labels, strict=True)
+        ]
+    )
     ref = Ridge(alpha=tr.lam_).fit(x, y)
     np.testing.assert_allclose(tr.coef_, ref.coef_.T, atol=1e-6)
     np.testing.assert_allclose(tr.intercept_, ref.intercept_, atol=1e-6)
@@ -60,8 +64,10 @@ def test_plain_onnxruntime_runs_the_graph(static_router_dir, demo_samples):
     tok.enable_padding(pad_id=0)
     enc = tok.encode_batch(texts)
     sess = ort.InferenceSession(str(static_router_dir / GRAPH_FILE))
-    feed = {"input_ids": np.array([e.ids for e in enc], np.int64),
-            "attention_mask": np.array([e.attention_mask for e in enc], np.int64)}
+    feed = {
+        "input_ids": np.array([e.ids for e in enc], np.int64),
+        "attention_mask": np.array([e.attention_mask for e in enc], np.int64),
+    }
     scores = sess.run(["scores"], feed)[0]
     experts = json.loads(sess.get_modelmeta().custom_metadata_map["irde.experts"])
     np.testing.assert_allclose(scores, Router.load(static_router_dir).scores(texts), atol=1e-6)
@@ -79,7 +85,7 @@ def test_score_mode_head_equals_sklearn(demo_train):
     table = minilm_word_embeddings().astype(np.float16).astype(np.float64)
     ids = tr.router_.tokenizer.content_ids(texts)
     x = np.concatenate([table[i] for i in ids])
-    yy = np.concatenate([np.repeat(y[j:j + 1], len(i), axis=0) for j, i in enumerate(ids)])
+    yy = np.concatenate([np.repeat(y[j : j + 1], len(i), axis=0) for j, i in enumerate(ids)])
     ref = Ridge(alpha=2.0).fit(x, yy)
     np.testing.assert_allclose(tr.coef_, ref.coef_.T, atol=1e-6)
     assert tr.router_.config.target == "score"
@@ -104,16 +110,28 @@ def test_lam_auto_is_chosen_by_cross_validation(demo_train):
         ({"cv_folds": 1}, {}, "cv_folds"),
         ({"encoder": "static"}, {"labels": ["a"] * 4}, "at least 2 experts"),
         ({"encoder": "static"}, {"labels": ["a", "b"]}, "labels for"),
-        ({"encoder": "static"}, {"labels": ["a", "b", "a", "b"], "scores": np.ones((4, 2))},
-         "exactly one"),
-        ({"encoder": "static"}, {"scores": np.full((4, 2), np.nan), "experts": ["a", "b"]},
-         "finite"),
+        (
+            {"encoder": "static"},
+            {"labels": ["a", "b", "a", "b"], "scores": np.ones((4, 2))},
+            "exactly one",
+        ),
+        (
+            {"encoder": "static"},
+            {"scores": np.full((4, 2), np.nan), "experts": ["a", "b"]},
+            "finite",
+        ),
         ({"encoder": "static"}, {"scores": np.ones((4, 3)), "experts": ["a", "b"]}, "shape"),
         ({"encoder": "static"}, {"scores": np.ones((4, 2))}, "experts="),
-        ({"encoder": "static"}, {"labels": ["a", "b", "a", "c"], "experts": ["a", "b"]},
-         "not in experts"),
-        ({"encoder": "static"}, {"labels": ["a", "b", "a", "b"], "experts": ["a", "b", "z"]},
-         "no texts"),
+        (
+            {"encoder": "static"},
+            {"labels": ["a", "b", "a", "c"], "experts": ["a", "b"]},
+            "not in experts",
+        ),
+        (
+            {"encoder": "static"},
+            {"labels": ["a", "b", "a", "b"], "experts": ["a", "b", "z"]},
+            "no texts",
+        ),
     ],
 )
 def test_fit_errors(kwargs, fit, match):
@@ -144,8 +162,9 @@ def test_unfitted_and_save_errors(static_trainer, tmp_path):
         static_trainer.save(tmp_path / "busy", overwrite=True)
     assert (tmp_path / "busy" / "file").read_text() == "keep me"
     first = static_trainer.save(tmp_path / "r")
-    assert json.loads((first / "router.json").read_text())["files"]["graph"]["name"] == \
-        GRAPH_FILE  # a freshly trained router names router.onnx
+    assert (
+        json.loads((first / "router.json").read_text())["files"]["graph"]["name"] == GRAPH_FILE
+    )  # a freshly trained router names router.onnx
     (first / "extra.txt").write_text("not the router's")
     (tmp_path / ".r.old").mkdir()  # a sibling the old code deleted
     out = static_trainer.save(first, overwrite=True)
@@ -159,8 +178,11 @@ def test_the_trained_router_outlives_its_trainer(demo_train, tmp_path):
     import gc
 
     texts, labels = demo_train
-    router = RouterTrainer(encoder="static", lam=1.0, progress=False, validate=False).fit(
-        texts[::4], labels[::4]).router_
+    router = (
+        RouterTrainer(encoder="static", lam=1.0, progress=False, validate=False)
+        .fit(texts[::4], labels[::4])
+        .router_
+    )
     gc.collect()  # the trainer is gone; its router still reads its folder
     assert router.stats.experts == router.experts
     out = router.save(tmp_path / "kept")

@@ -36,23 +36,73 @@ from irde_onnx.stats import RouterStats, token_moments
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
 WORDS = [
-    "solve", "integral", "equation", "prime", "number", "sum", "derivative", "matrix",
-    "contract", "court", "law", "statute", "judge", "tort", "appeal", "clause",
-    "python", "function", "bug", "compile", "loop", "code", "class", "list",
-    "patient", "dose", "symptom", "heart", "the", "a", "of", "what", "is", "how", "to",
-    "write", "for", "x", "in", "my",
+    "solve",
+    "integral",
+    "equation",
+    "prime",
+    "number",
+    "sum",
+    "derivative",
+    "matrix",
+    "contract",
+    "court",
+    "law",
+    "statute",
+    "judge",
+    "tort",
+    "appeal",
+    "clause",
+    "python",
+    "function",
+    "bug",
+    "compile",
+    "loop",
+    "code",
+    "class",
+    "list",
+    "patient",
+    "dose",
+    "symptom",
+    "heart",
+    "the",
+    "a",
+    "of",
+    "what",
+    "is",
+    "how",
+    "to",
+    "write",
+    "for",
+    "x",
+    "in",
+    "my",
 ]
 VOCAB = SPECIALS + WORDS
 DIM = 8
 MAX_LENGTH = 16
 LAM = 1.0
 TRAIN = {
-    "code": ["write a python function", "fix the bug in my loop", "how to compile the code",
-             "a python class for a list", "what is the bug in my function"],
-    "law": ["what is the statute of the court", "appeal to the judge", "a clause of the contract",
-            "the law of tort", "how to write a contract clause"],
-    "math": ["solve the equation for x", "what is the integral of x", "the sum of a prime number",
-             "the derivative of the matrix", "is x a prime number"],
+    "code": [
+        "write a python function",
+        "fix the bug in my loop",
+        "how to compile the code",
+        "a python class for a list",
+        "what is the bug in my function",
+    ],
+    "law": [
+        "what is the statute of the court",
+        "appeal to the judge",
+        "a clause of the contract",
+        "the law of tort",
+        "how to write a contract clause",
+    ],
+    "math": [
+        "solve the equation for x",
+        "what is the integral of x",
+        "the sum of a prime number",
+        "the derivative of the matrix",
+        "is x a prime number",
+    ],
 }
 EXPERTS = sorted(TRAIN)
 
@@ -66,16 +116,19 @@ def toy_tokenizer(path: Path, max_length: int = MAX_LENGTH) -> None:
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]),
-                                                 ("[SEP]", vocab["[SEP]"])])
+        single="[CLS] $A [SEP]",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
     tok.add_special_tokens(SPECIALS)
     tok.enable_truncation(max_length)
     tok.save(str(path))
 
 
-def toy_graph(table: np.ndarray, token_mask: np.ndarray, w: np.ndarray,
-              b: np.ndarray) -> onnx.ModelProto:
+def toy_graph(
+    table: np.ndarray, token_mask: np.ndarray, w: np.ndarray, b: np.ndarray
+) -> onnx.ModelProto:
     """The static router's ``mean`` graph: masked mean of table rows, then the head."""
+
     def const(name: str, value: np.ndarray) -> onnx.NodeProto:
         return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value, name))
 
@@ -96,18 +149,27 @@ def toy_graph(table: np.ndarray, token_mask: np.ndarray, w: np.ndarray,
         helper.make_node("MatMul", ["pooled", HEAD_W], ["xw"]),
         helper.make_node("Add", ["xw", HEAD_B], ["scores"]),
     ]
-    inits = [numpy_helper.from_array(np.asarray(a, np.float32), name) for name, a in
-             ((STATIC_TABLE, table), (STATIC_TOKEN_MASK, token_mask), (HEAD_W, w), (HEAD_B, b))]
-    inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"])
-              for n in ("input_ids", "attention_mask")]
-    outputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT,
-                                             ["batch", "n_experts"])]
+    inits = [
+        numpy_helper.from_array(np.asarray(a, np.float32), name)
+        for name, a in (
+            (STATIC_TABLE, table),
+            (STATIC_TOKEN_MASK, token_mask),
+            (HEAD_W, w),
+            (HEAD_B, b),
+        )
+    ]
+    inputs = [
+        helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"])
+        for n in ("input_ids", "attention_mask")
+    ]
+    outputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", "n_experts"])]
     graph = helper.make_graph(nodes, "toy_router", inputs, outputs, inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
 
 
-def build_toy_router(root: Path, train: dict[str, list[str]] | None = None,
-                     lam: float = LAM, seed: int = 0) -> Path:
+def build_toy_router(
+    root: Path, train: dict[str, list[str]] | None = None, lam: float = LAM, seed: int = 0
+) -> Path:
     """Write a complete toy router directory trained on ``train`` ({expert: texts})."""
     train = TRAIN if train is None else train
     root = Path(root)
@@ -124,9 +186,17 @@ def build_toy_router(root: Path, train: dict[str, list[str]] | None = None,
         stats.append_domain(name, token_moments(ids, np.ones((len(ids), 1)), len(VOCAB)))
     w, b = stats.solve(lam, table.astype(np.float64))
     config = RouterConfig(
-        experts=tuple(names), expert_modes=("pooled",) * len(names), encoder="static",
-        precision="fp32", strategy="mean", target="domain", lam=lam, max_length=MAX_LENGTH,
-        feature_dim=DIM, fingerprint="", package_version=__version__,
+        experts=tuple(names),
+        expert_modes=("pooled",) * len(names),
+        encoder="static",
+        precision="fp32",
+        strategy="mean",
+        target="domain",
+        lam=lam,
+        max_length=MAX_LENGTH,
+        feature_dim=DIM,
+        fingerprint="",
+        package_version=__version__,
     )
     model = toy_graph(table, token_mask, w, b)
     set_metadata(model, graph_metadata(config))
@@ -134,7 +204,8 @@ def build_toy_router(root: Path, train: dict[str, list[str]] | None = None,
     stats.fingerprint = fingerprint(root, "static", "fp32", MAX_LENGTH)
     config = RouterConfig(**{**config.__dict__, "fingerprint": stats.fingerprint})
     stats.save(root / STATS_FILE)
-    config = config.with_files(GRAPH_FILE, sha256_file(root / GRAPH_FILE), STATS_FILE,
-                               sha256_file(root / STATS_FILE))
+    config = config.with_files(
+        GRAPH_FILE, sha256_file(root / GRAPH_FILE), STATS_FILE, sha256_file(root / STATS_FILE)
+    )
     (root / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
     return root

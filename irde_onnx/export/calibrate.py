@@ -17,8 +17,9 @@ from irde_onnx.policy import fit_affine, fit_temperature
 from irde_onnx.ridge import Moments, solve
 
 
-def out_of_fold_scores(folds: Sequence[Moments], fold: np.ndarray, features: np.ndarray,
-                       lam: float) -> np.ndarray:
+def out_of_fold_scores(
+    folds: Sequence[Moments], fold: np.ndarray, features: np.ndarray, lam: float
+) -> np.ndarray:
     """Each row's scores from the head solved without its fold, shape (n, n_targets)."""
     total = folds[0].copy()
     for f in folds[1:]:
@@ -33,8 +34,9 @@ def out_of_fold_scores(folds: Sequence[Moments], fold: np.ndarray, features: np.
     return pred
 
 
-def calibration_settings(kind: str, pred: np.ndarray, y: np.ndarray,
-                         experts: Sequence[str]) -> dict[str, Any]:
+def calibration_settings(
+    kind: str, pred: np.ndarray, y: np.ndarray, experts: Sequence[str]
+) -> dict[str, Any]:
     """``set_policy`` keywords: ``temperature`` (domain) or ``calibration`` (score)."""
     if kind == "domain":
         return {"temperature": fit_temperature(pred, np.argmax(y, axis=1))}

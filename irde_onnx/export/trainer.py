@@ -187,7 +187,8 @@ class RouterTrainer:
         if layers != AUTO:
             if isinstance(layers, str) or not all(type(k) is int for k in layers):
                 raise InvalidInputError(
-                    f"layers must be layer numbers (e.g. (6, 5)) or 'auto', got {layers!r}")
+                    f"layers must be layer numbers (e.g. (6, 5)) or 'auto', got {layers!r}"
+                )
             problem = layers_problem(spec.name, tuple(layers))
             if problem:
                 raise InvalidInputError(problem)
@@ -257,12 +258,14 @@ class RouterTrainer:
                 y = np.asarray(scores, dtype=np.float64)
             if y.shape != (n, len(names)):
                 raise InvalidInputError(
-                    f"scores must have shape ({n}, {len(names)}), got {y.shape}")
+                    f"scores must have shape ({n}, {len(names)}), got {y.shape}"
+                )
             row = bad_target_row(y)
             if row is not None:
                 raise InvalidInputError(
                     f"scores row {row} holds {y[row].tolist()}: every score must be a finite "
-                    f"number of magnitude at most {MAX_TARGET:g}")
+                    f"number of magnitude at most {MAX_TARGET:g}"
+                )
             kind = "score"
         if len(names) < 2:
             raise InvalidInputError(f"a router needs at least 2 experts, got {names}")
@@ -314,8 +317,11 @@ class RouterTrainer:
         fold, selection = self._folds(len(texts), groups, group_name)
         view_arg, layers_arg = self._view_layers(spec)
         views = list(AUTO_VIEWS) if view_arg == AUTO else [str(view_arg)]
-        layer_sets = [tuple(x) for x in AUTO_LAYERS] if layers_arg == AUTO and spec.pooled \
+        layer_sets = (
+            [tuple(x) for x in AUTO_LAYERS]
+            if layers_arg == AUTO and spec.pooled
             else [tuple(layers_arg) if layers_arg != AUTO else ()]
+        )
         auto_strategy = strategy == AUTO
         export_strategy = spec.default_strategy if auto_strategy else strategy
 
@@ -326,18 +332,27 @@ class RouterTrainer:
             view, layers = views[0], layer_sets[0]
             if len(views) * len(layer_sets) > 1:
                 view, layers, encoded, compared = self._choose_features(
-                    work / "probe", spec, precision, kind, names, texts, y, fold, views,
-                    layer_sets)
+                    work / "probe", spec, precision, kind, names, texts, y, fold, views, layer_sets
+                )
                 selection["features"] = compared
             # 1. the graph that ships, exported once with a zero head, loaded once: the
             #    features the head is fit on are the shipped graph's own
-            router, validate = self._export(work / "router", spec, precision, export_strategy,
-                                            kind, names, view=view, layers=layers)
+            router, validate = self._export(
+                work / "router",
+                spec,
+                precision,
+                export_strategy,
+                kind,
+                names,
+                view=view,
+                layers=layers,
+            )
 
             # 2. statistics: per expert (domains) or shared (scores), and per fold
             need_folds = self.lam == AUTO or auto_strategy
-            stats, folds, ids = self._statistics(router, texts, kind, names, y, fold,
-                                                 need_folds, encoded, keep_ids=auto_strategy)
+            stats, folds, ids = self._statistics(
+                router, texts, kind, names, y, fold, need_folds, encoded, keep_ids=auto_strategy
+            )
 
             # 3. lam, then (static, auto) the strategy and k, then the head: solved and
             #    swapped in by the router itself
@@ -348,15 +363,22 @@ class RouterTrainer:
                 lam, cv = float(self.lam), {}
             selection["lam"] = {"value": lam, "chosen": self.lam == AUTO}
             if auto_strategy:
-                chosen, table_ = choose_strategy(ids, y, fold, folds, lam, np.asarray(table),
-                                                 kind)
+                chosen, table_ = choose_strategy(ids, y, fold, folds, lam, np.asarray(table), kind)
                 selection["strategy"] = [c.as_dict() for c in table_]
                 strategy = chosen.setting["strategy"]
                 top_k = int(chosen.setting["top_k_tokens"])
                 if (strategy, top_k) != (export_strategy, self.top_k_tokens):
-                    router, validate = self._export(work / "chosen", spec, precision, strategy,
-                                                    kind, names, view=view, layers=layers,
-                                                    top_k_tokens=top_k)
+                    router, validate = self._export(
+                        work / "chosen",
+                        spec,
+                        precision,
+                        strategy,
+                        kind,
+                        names,
+                        view=view,
+                        layers=layers,
+                        top_k_tokens=top_k,
+                    )
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
@@ -390,46 +412,70 @@ class RouterTrainer:
         self.target_ = kind
         return self
 
-    def _folds(self, n: int, groups: Sequence[Any] | None, group_name: str | None
-               ) -> tuple[np.ndarray, dict[str, Any]]:
+    def _folds(
+        self, n: int, groups: Sequence[Any] | None, group_name: str | None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         """The fold of each row and the start of the selection record."""
         if groups is None:
             fold = fold_ids(n, self.cv_folds, self.random_state)
-            return fold, {"method": "k-fold", "folds": int(fold.max()) + 1,
-                          "seed": self.random_state}
+            return fold, {
+                "method": "k-fold",
+                "folds": int(fold.max()) + 1,
+                "seed": self.random_state,
+            }
         groups = list(groups)
         if len(groups) != n:
             raise InvalidInputError(f"{len(groups)} groups for {n} texts; give one per text")
         fold, method = group_fold_ids(groups, self.cv_folds)
-        return fold, {"method": method, "folds": int(fold.max()) + 1,
-                      "groups": len(set(map(str, groups))),
-                      "group_field": group_name}
+        return fold, {
+            "method": method,
+            "folds": int(fold.max()) + 1,
+            "groups": len(set(map(str, groups))),
+            "group_field": group_name,
+        }
 
-    def _choose_features(self, work: Path, spec: EncoderSpec, precision: str, kind: str,
-                         names: list[str], texts: list[str], y: np.ndarray, fold: np.ndarray,
-                         views: list[str], layer_sets: list[tuple[int, ...]]
-                         ) -> tuple[str, tuple[int, ...], Callable[[int, int], EncodedRows],
-                                    list[dict[str, Any]]]:
+    def _choose_features(
+        self,
+        work: Path,
+        spec: EncoderSpec,
+        precision: str,
+        kind: str,
+        names: list[str],
+        texts: list[str],
+        y: np.ndarray,
+        fold: np.ndarray,
+        views: list[str],
+        layer_sets: list[tuple[int, ...]],
+    ) -> tuple[str, tuple[int, ...], Callable[[int, int], EncodedRows], list[dict[str, Any]]]:
         """Choose the view and layers by the CV squared error; features of the choice."""
         if not spec.pooled:
             raise InvalidInputError(
-                f"view and layers 'auto' need a pooled encoder, not {spec.name}; give a view")
+                f"view and layers 'auto' need a pooled encoder, not {spec.name}; give a view"
+            )
         last = spec.layers or 1
         union = tuple(dict.fromkeys(k for ls in layer_sets for k in (ls or (last,))))
-        probe, _ = self._export(work, spec, precision, spec.default_strategy, kind, names,
-                                view="full", layers=union if union != (last,) else ())
+        probe, _ = self._export(
+            work,
+            spec,
+            precision,
+            spec.default_strategy,
+            kind,
+            names,
+            view="full",
+            layers=union if union != (last,) else (),
+        )
         try:
             viewed = {v: [prepare_text(t, self.max_length, v) for t in texts] for v in views}
             unique = list(dict.fromkeys(t for v in views for t in viewed[v]))
-            rows = probe.encode_rows(unique, batch_size=self.batch_size,
-                                     progress=self.progress).features
+            rows = probe.encode_rows(
+                unique, batch_size=self.batch_size, progress=self.progress
+            ).features
         finally:
             del probe
             shutil.rmtree(work, ignore_errors=True)
         where = {t: i for i, t in enumerate(unique)}
         feats = {v: rows[[where[t] for t in viewed[v]]] for v in views}
-        chosen, table = choose_features(feats, union, layer_sets, spec.feature_dim, y, fold,
-                                        last)
+        chosen, table = choose_features(feats, union, layer_sets, spec.feature_dim, y, fold, last)
         view, layers = chosen.setting["view"], tuple(chosen.setting["layers"])
         x = feats[view][:, block_columns(union, layers or (last,), spec.feature_dim)]
 
@@ -438,40 +484,64 @@ class RouterTrainer:
 
         return view, layers, encoded, [c.as_dict() for c in table]
 
-    def _export(self, work: Path, spec: EncoderSpec, precision: str, strategy: str, kind: str,
-                names: list[str], *, view: str, layers: tuple[int, ...],
-                top_k_tokens: int | None = None) -> tuple[Router, Validator]:
+    def _export(
+        self,
+        work: Path,
+        spec: EncoderSpec,
+        precision: str,
+        strategy: str,
+        kind: str,
+        names: list[str],
+        *,
+        view: str,
+        layers: tuple[int, ...],
+        top_k_tokens: int | None = None,
+    ) -> tuple[Router, Validator]:
         """Write the graph (zero head), tokenizer, config and empty statistics; load them."""
         work.mkdir(parents=True, exist_ok=True)
         top_k = self.top_k_tokens if top_k_tokens is None else top_k_tokens
         _write_tokenizer(minilm_tokenizer_file(), work / TOKENIZER_FILE, self.max_length)
         tokenizer = TextTokenizer(work / TOKENIZER_FILE, self.max_length, view)
-        built: BuiltGraph = spec.builder()(precision, strategy, top_k, tokenizer, len(names),
-                                           layers=layers)
+        built: BuiltGraph = spec.builder()(
+            precision, strategy, top_k, tokenizer, len(names), layers=layers
+        )
         config = RouterConfig(
-            experts=tuple(names), expert_modes=("pooled",) * len(names), encoder=spec.name,
-            precision=precision, strategy=strategy, target=kind, lam=0.0,
-            max_length=self.max_length, feature_dim=spec.feature_dim * max(1, len(layers)),
-            fingerprint="", package_version=__version__, top_k_tokens=top_k, view=view,
+            experts=tuple(names),
+            expert_modes=("pooled",) * len(names),
+            encoder=spec.name,
+            precision=precision,
+            strategy=strategy,
+            target=kind,
+            lam=0.0,
+            max_length=self.max_length,
+            feature_dim=spec.feature_dim * max(1, len(layers)),
+            fingerprint="",
+            package_version=__version__,
+            top_k_tokens=top_k,
+            view=view,
             layers=tuple(layers),
         )
         set_metadata(built.model, graph_metadata(config))
         save_router_graph(built.model, work / GRAPH_FILE)
-        config = replace(config, fingerprint=fingerprint(work, spec.name, precision,
-                                                         self.max_length, view, layers))
+        config = replace(
+            config,
+            fingerprint=fingerprint(work, spec.name, precision, self.max_length, view, layers),
+        )
         (work / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
         # placeholder statistics (no rows) that match the config; set_statistics replaces them
         diagonal = not spec.pooled
         dim = tokenizer.vocab_size if diagonal else config.feature_dim
         placeholder = RouterStats.empty(dim, diagonal=diagonal, fingerprint=config.fingerprint)
         for name in names:
-            placeholder.append(name, "pooled", Moments.zeros(dim, 0, diagonal=diagonal),
-                               np.zeros(dim), 0.0, 0.0)
+            placeholder.append(
+                name, "pooled", Moments.zeros(dim, 0, diagonal=diagonal), np.zeros(dim), 0.0, 0.0
+            )
         placeholder.save(work / STATS_FILE)
         return Router.load(work, threads=self.threads), built.validate
 
-    def _calibration(self, kind: str, names: list[str], y: np.ndarray, folds: list[Moments],
-                     lam: float) -> dict[str, Any]:
+    def _calibration(
+        self, kind: str, names: list[str], y: np.ndarray, folds: list[Moments], lam: float
+    ) -> dict[str, Any]:
         """Calibration settings fit on out-of-fold scores (pooled encoders), else {}."""
         features = getattr(self, "_features", None)
         self._features = None
@@ -484,9 +554,16 @@ class RouterTrainer:
         return calibration_settings(kind, pred, y[self._calibration_rows], names)
 
     def _statistics(
-        self, router: Router, texts: list[str], kind: str, names: list[str], y: np.ndarray,
-        fold: np.ndarray, need_folds: bool,
-        encoded_rows: Callable[[int, int], EncodedRows] | None = None, keep_ids: bool = False,
+        self,
+        router: Router,
+        texts: list[str],
+        kind: str,
+        names: list[str],
+        y: np.ndarray,
+        fold: np.ndarray,
+        need_folds: bool,
+        encoded_rows: Callable[[int, int], EncodedRows] | None = None,
+        keep_ids: bool = False,
     ) -> tuple[RouterStats, list[Moments], list[np.ndarray]]:
         """Per-expert (or shared) and per-fold moments of the rows, each encoded once.
 
@@ -502,19 +579,32 @@ class RouterTrainer:
         k_folds = int(fold.max()) + 1 if need_folds or calibrating else 0
         plan = StatsPlan.for_router(router, kind, n_exp, k_folds)
         # out-of-fold scores for the calibration: the features of a bounded sample of rows
-        sample = calibration_sample(n, self.random_state) if calibrating \
-            else np.zeros(0, dtype=np.int64)
+        sample = (
+            calibration_sample(n, self.random_state) if calibrating else np.zeros(0, dtype=np.int64)
+        )
         kept: list[np.ndarray] = []
         kept_ids: list[np.ndarray] = []
         if self.engine == "ray" and encoded_rows is None and not keep_ids:
             from irde_onnx.distributed import ray_statistics
 
-            partial = ray_statistics(router.path, plan, texts, y, fold, self.batch_size,
-                                     address=self.address, workers=self.workers,
-                                     threads=self.threads, progress=self.progress)
+            partial = ray_statistics(
+                router.path,
+                plan,
+                texts,
+                y,
+                fold,
+                self.batch_size,
+                address=self.address,
+                workers=self.workers,
+                threads=self.threads,
+                progress=self.progress,
+            )
             if len(sample):  # the calibration sample is encoded again, here
-                kept.append(router.encode_rows([texts[i] for i in sample],
-                                               batch_size=self.batch_size).features)
+                kept.append(
+                    router.encode_rows(
+                        [texts[i] for i in sample], batch_size=self.batch_size
+                    ).features
+                )
         else:
             partial = PartialStats.zeros(plan)
             with Progress(n, "encoding", self.progress and encoded_rows is None) as bar:
@@ -523,12 +613,12 @@ class RouterTrainer:
                     if encoded_rows is not None:
                         encoded = encoded_rows(start, stop)
                     else:
-                        encoded = router.encode_rows(texts[start:stop],
-                                                     batch_size=self.batch_size)
+                        encoded = router.encode_rows(texts[start:stop], batch_size=self.batch_size)
                     if keep_ids and encoded.token_ids is not None:
                         kept_ids += encoded.token_ids
-                    partial = partial + encoded_statistics(plan, encoded, y[start:stop],
-                                                           fold[start:stop])
+                    partial = partial + encoded_statistics(
+                        plan, encoded, y[start:stop], fold[start:stop]
+                    )
                     rows = sample[(sample >= start) & (sample < stop)] - start
                     if len(rows) and encoded.features is not None:
                         kept.append(encoded.features[rows])
@@ -543,7 +633,8 @@ class RouterTrainer:
     def _check_fitted(self) -> None:
         if not hasattr(self, "router_"):
             raise InvalidInputError(
-                "this RouterTrainer is not fitted yet: call fit(texts, labels) first")
+                "this RouterTrainer is not fitted yet: call fit(texts, labels) first"
+            )
 
     def predict(self, texts: Sequence[str]) -> list[str]:
         """The chosen expert of each text."""

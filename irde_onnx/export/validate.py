@@ -70,8 +70,9 @@ def validate_pooled(router: Router, w: np.ndarray, b: np.ndarray) -> ValidationR
     return ValidationReport("transformers", metric, value, tol, diff)
 
 
-def validate_static(router: Router, table: np.ndarray, token_mask: np.ndarray, w: np.ndarray,
-                    b: np.ndarray) -> ValidationReport:
+def validate_static(
+    router: Router, table: np.ndarray, token_mask: np.ndarray, w: np.ndarray, b: np.ndarray
+) -> ValidationReport:
     """Graph scores and decisions against :func:`static_scores` (numpy)."""
     cfg = router.config
     worst = 0.0

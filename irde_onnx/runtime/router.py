@@ -61,23 +61,23 @@ ENCODE_CHUNK = 256
 
 def _check_scores(scores: Sequence[float] | np.ndarray, n: int) -> np.ndarray:
     if isinstance(scores, (str, bytes, Mapping)):
-        raise InvalidInputError(
-            f"scores must be a list of numbers, not {type(scores).__name__}")
+        raise InvalidInputError(f"scores must be a list of numbers, not {type(scores).__name__}")
     try:
         y = np.asarray(scores)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"scores must be numbers: {exc}") from exc
     if y.dtype.kind not in "iuf":
         raise InvalidInputError(
-            f"scores must be numbers (int or float), got values of type {y.dtype}")
+            f"scores must be numbers (int or float), got values of type {y.dtype}"
+        )
     y = y.astype(np.float64)
     if y.ndim != 1 or y.shape[0] != n:
         raise InvalidInputError(f"got {y.size} scores for {n} texts; give one score per text")
     row = bad_target_row(y)
     if row is not None:
         raise InvalidInputError(
-            f"scores[{row}] = {y[row]!r} is not a finite number of magnitude at most "
-            f"{MAX_TARGET:g}")
+            f"scores[{row}] = {y[row]!r} is not a finite number of magnitude at most {MAX_TARGET:g}"
+        )
     return y
 
 
@@ -94,12 +94,15 @@ def _check_batch_size(batch_size: object) -> None:
 def _check_head(w: np.ndarray, b: np.ndarray) -> None:
     """Refuse a head that is not finite once stored as float32, as the graph stores it."""
     with np.errstate(over="ignore", invalid="ignore"):
-        ok = np.isfinite(np.asarray(w, np.float32)).all() and \
-            np.isfinite(np.asarray(b, np.float32)).all()
+        ok = (
+            np.isfinite(np.asarray(w, np.float32)).all()
+            and np.isfinite(np.asarray(b, np.float32)).all()
+        )
     if not ok:
         raise InvalidInputError(
             "the re-solved head holds NaN or infinite values (the targets or statistics "
-            "overflow); the router is unchanged")
+            "overflow); the router is unchanged"
+        )
 
 
 def _read_manifest(root: Path) -> bytes | None:
@@ -113,20 +116,23 @@ def _verify(path: Path, expected: str | None, data: bytes | None = None) -> None
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} is missing: {path.parent / CONFIG_FILE} names it; the router folder is "
-            "incomplete (copy it again, or restore a backup)")
+            "incomplete (copy it again, or restore a backup)"
+        )
     if expected is None:
         return
     got = hashlib.sha256(data).hexdigest() if data is not None else sha256_file(path)
     if got != expected:
         raise RouterFormatError(
             f"{path} does not match the sha256 recorded in {path.parent / CONFIG_FILE}: the "
-            "file is damaged or was changed by hand; copy the router again")
+            "file is damaged or was changed by hand; copy the router again"
+        )
 
 
-def _probe(session: ort.InferenceSession, tokenizer: TextTokenizer, config: RouterConfig,
-           graph: Path) -> None:
+def _probe(
+    session: ort.InferenceSession, tokenizer: TextTokenizer, config: RouterConfig, graph: Path
+) -> None:
     """Route one empty prompt: the graph must give one finite score per listed expert."""
-    (_, ids, mask), = tokenizer.batches([""], 1)
+    ((_, ids, mask),) = tokenizer.batches([""], 1)
     try:
         out = session.run(["scores"], {"input_ids": ids, "attention_mask": mask})[0]
     except Exception as exc:  # onnxruntime raises its own exception types
@@ -134,11 +140,13 @@ def _probe(session: ort.InferenceSession, tokenizer: TextTokenizer, config: Rout
     if out.ndim != 2 or out.shape[1] != len(config.experts):
         raise RouterFormatError(
             f"{graph} scores {out.shape[-1]} experts but {graph.parent / CONFIG_FILE} lists "
-            f"{len(config.experts)}; the folder mixes two routers: copy it again")
+            f"{len(config.experts)}; the folder mixes two routers: copy it again"
+        )
     if not np.isfinite(out).all():
         raise RouterFormatError(
             f"{graph} gives NaN or infinite scores (its head is not finite); every prompt "
-            "would go to one expert: retrain the router or restore a good copy")
+            "would go to one expert: retrain the router or restore a good copy"
+        )
 
 
 def stats_mismatch(stats: RouterStats, config: RouterConfig, vocab_size: int) -> str | None:
@@ -156,22 +164,26 @@ def stats_mismatch(stats: RouterStats, config: RouterConfig, vocab_size: int) ->
     return None
 
 
-def _check_stats(stats: RouterStats, config: RouterConfig, tokenizer: TextTokenizer,
-                 path: Path) -> None:
+def _check_stats(
+    stats: RouterStats, config: RouterConfig, tokenizer: TextTokenizer, path: Path
+) -> None:
     cfg_file = path.parent / CONFIG_FILE
     if stats.experts != list(config.experts) or stats.modes != list(config.expert_modes):
         raise RouterFormatError(
-            f"{path} has experts {stats.experts} but {cfg_file} lists {list(config.experts)}")
+            f"{path} has experts {stats.experts} but {cfg_file} lists {list(config.experts)}"
+        )
     problem = stats_mismatch(stats, config, tokenizer.vocab_size)
     if problem == "features":
         dim = config.feature_dim if config.pooled else tokenizer.vocab_size
         raise RouterFormatError(
             f"{path} holds statistics of {stats.dim} features; this {config.encoder} router "
-            f"needs {dim}")
+            f"needs {dim}"
+        )
     if problem == "fingerprint":
         raise RouterFormatError(
             f"{path} was computed by another encoder (fingerprint {stats.fingerprint}) than "
-            f"{cfg_file} names ({config.fingerprint})")
+            f"{cfg_file} names ({config.fingerprint})"
+        )
 
 
 # The static graph is a Gather and a few small MatMuls: splitting that over threads costs
@@ -188,7 +200,10 @@ def session_threads(config: RouterConfig, threads: int | None) -> int | None:
 
 
 def _open_generation(
-    root: Path, config: RouterConfig, tokenizer: TextTokenizer, threads: int | None,
+    root: Path,
+    config: RouterConfig,
+    tokenizer: TextTokenizer,
+    threads: int | None,
     providers: Sequence[str] | None,
 ) -> tuple[ort.InferenceSession, RouterStats]:
     """Open and check the graph and statistics that ``config`` names."""
@@ -246,8 +261,12 @@ class Route:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: ``{"expert", "scores", "top", "confidence"}``."""
-        return {"expert": self.expert, "scores": self.scores, "top": list(self.top),
-                "confidence": self.confidence}
+        return {
+            "expert": self.expert,
+            "scores": self.scores,
+            "top": list(self.top),
+            "confidence": self.confidence,
+        }
 
 
 @dataclass(frozen=True)
@@ -297,7 +316,9 @@ class Router:
 
     @staticmethod
     def _read(
-        root: Path, tokenizer: TextTokenizer | None, threads: int | None,
+        root: Path,
+        tokenizer: TextTokenizer | None,
+        threads: int | None,
         providers: Sequence[str] | None,
     ) -> tuple[RouterConfig, bytes, TextTokenizer, ort.InferenceSession, RouterStats]:
         """Read one complete generation; retried when a save replaces it meanwhile."""
@@ -305,10 +326,14 @@ class Router:
             manifest = _read_manifest(root)
             if manifest is None:
                 raise FileNotFoundError(
-                    f"{root / CONFIG_FILE} is missing: not an irde router directory")
+                    f"{root / CONFIG_FILE} is missing: not an irde router directory"
+                )
             config = RouterConfig.from_json(manifest, str(root / CONFIG_FILE))
-            if tokenizer is None or tokenizer.max_length != config.max_length or \
-                    tokenizer.view != config.view:
+            if (
+                tokenizer is None
+                or tokenizer.max_length != config.max_length
+                or tokenizer.view != config.view
+            ):
                 tokenizer = TextTokenizer(root / TOKENIZER_FILE, config.max_length, config.view)
             try:
                 session, stats = _open_generation(root, config, tokenizer, threads, providers)
@@ -342,8 +367,7 @@ class Router:
         root = check_router_dir(path)
         config, manifest, tokenizer, session, stats = cls._read(root, None, threads, providers)
         try_cleanup(root, manifest)
-        return cls(root, _State(config, session), tokenizer, threads, providers, stats,
-                   manifest)
+        return cls(root, _State(config, session), tokenizer, threads, providers, stats, manifest)
 
     def changed_on_disk(self) -> bool:
         """True when ``router.json`` on disk is not the generation this router was read from.
@@ -367,7 +391,8 @@ class Router:
 
     def _reload(self) -> None:
         config, manifest, tokenizer, session, stats = self._read(
-            self.path, self._tokenizer, self._threads, self._providers)
+            self.path, self._tokenizer, self._threads, self._providers
+        )
         self._tokenizer = tokenizer
         self._stats, self._dense = stats, None
         self._state = _State(config, session)
@@ -400,7 +425,8 @@ class Router:
                     if self._dirty:
                         raise RouterChangedError(
                             f"{self.path} was saved by another process while this router has "
-                            "unsaved changes; load it again and repeat the change")
+                            "unsaved changes; load it again and repeat the change"
+                        )
                     self._reload()
                 yield self
             finally:
@@ -457,10 +483,9 @@ class Router:
     ) -> list[np.ndarray]:
         _check_batch_size(batch_size)
         if batch_size is None:
-            batch_size = INT8_BATCH_SIZE if state.config.precision == "int8" else \
-                DEFAULT_BATCH_SIZE
+            batch_size = INT8_BATCH_SIZE if state.config.precision == "int8" else DEFAULT_BATCH_SIZE
         if len(texts) <= batch_size:  # one call, input order kept: no scatter needed
-            (_, ids, mask), = self._tokenizer.batches(texts, batch_size)
+            ((_, ids, mask),) = self._tokenizer.batches(texts, batch_size)
             return state.session.run(outputs, {"input_ids": ids, "attention_mask": mask})
         results: list[np.ndarray | None] = [None] * len(outputs)
         for idx, ids, mask in self._tokenizer.batches(texts, batch_size):
@@ -494,8 +519,12 @@ class Router:
         return self._run(state, texts, ["features"], batch_size)[0]
 
     def route(
-        self, texts: Sequence[str], top_k: int = 1, batch_size: int | None = None,
-        *, wtp: float | None = _UNSET,
+        self,
+        texts: Sequence[str],
+        top_k: int = 1,
+        batch_size: int | None = None,
+        *,
+        wtp: float | None = _UNSET,
     ) -> list[Route]:
         """Route each text: the expert the router's policy decides (the graph's ``choice``).
 
@@ -522,7 +551,8 @@ class Router:
             wtp = check_wtp(wtp)
             if wtp is not None and state.config.policy.get("costs") is None:
                 raise InvalidInputError(
-                    "wtp needs costs: this router has none (set them with set_costs())")
+                    "wtp needs costs: this router has none (set them with set_costs())"
+                )
         if not texts:
             return []
         in_graph = wtp is _UNSET and _has_decision(state.session)
@@ -546,20 +576,24 @@ class Router:
         ]
 
     @staticmethod
-    def _decide(config: RouterConfig, scores: np.ndarray, wtp: float | None = _UNSET
-                ) -> tuple[np.ndarray, np.ndarray]:
+    def _decide(
+        config: RouterConfig, scores: np.ndarray, wtp: float | None = _UNSET
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The policy's decision from ``scores``, as the graph computes it."""
         policy = Policy.from_dict(config.policy)
         return decide(
-            scores, config.target,
+            scores,
+            config.target,
             costs=policy.cost_vector(config.experts) if policy.costs is not None else None,
             wtp=policy.wtp if wtp is _UNSET else wtp,
-            temperature=policy.temperature, min_confidence=policy.min_confidence,
+            temperature=policy.temperature,
+            min_confidence=policy.min_confidence,
             fallback=None if policy.fallback is None else config.experts.index(policy.fallback),
         )
 
-    def decide(self, scores: np.ndarray, wtp: float | None = _UNSET
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def decide(
+        self, scores: np.ndarray, wtp: float | None = _UNSET
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(choice, confidence)`` for ``scores`` (n, n_experts) of this router.
 
         ``wtp`` overrides the default willingness to pay (None: quality only). Equals the
@@ -571,7 +605,8 @@ class Router:
         config = self.config
         if scores.ndim != 2 or scores.shape[1] != len(config.experts):
             raise InvalidInputError(
-                f"scores must have shape (n, {len(config.experts)}), got {scores.shape}")
+                f"scores must have shape (n, {len(config.experts)}), got {scores.shape}"
+            )
         return self._decide(config, scores, wtp)
 
     # -- statistics -------------------------------------------------------------------------
@@ -586,7 +621,8 @@ class Router:
         if not path.is_file() and self.changed_on_disk():
             raise RouterChangedError(
                 f"{path} was replaced by a newer save of {self.path} (another process); "
-                "call reload() or load the router again")
+                "call reload() or load the router again"
+            )
         return path
 
     @property
@@ -609,8 +645,9 @@ class Router:
             self._dense = self.stats.project(self.embedding_table)
         return self._dense
 
-    def encode_rows(self, texts: Sequence[str], *, batch_size: int | None = None,
-                    progress: bool = False) -> EncodedRows:
+    def encode_rows(
+        self, texts: Sequence[str], *, batch_size: int | None = None, progress: bool = False
+    ) -> EncodedRows:
         """Encode ``texts`` once as rows of this router's statistics.
 
         Pooled encoders: the graph's ``features`` of each prompt; the static encoder: the
@@ -619,18 +656,22 @@ class Router:
         """
         texts = check_texts(texts)
         if not self.config.pooled:
-            return EncodedRows(None, self._tokenizer.content_ids(texts),
-                               self._tokenizer.vocab_size)
+            return EncodedRows(None, self._tokenizer.content_ids(texts), self._tokenizer.vocab_size)
         feats = np.empty((len(texts), self.config.feature_dim), dtype=np.float32)
         with Progress(len(texts), "encoding", progress) as bar:
             for start in range(0, len(texts), ENCODE_CHUNK):
-                chunk = texts[start:start + ENCODE_CHUNK]
-                feats[start:start + len(chunk)] = self.features(chunk, batch_size)
+                chunk = texts[start : start + ENCODE_CHUNK]
+                feats[start : start + len(chunk)] = self.features(chunk, batch_size)
                 bar.update(len(chunk))
         return EncodedRows(feats, None, self.config.feature_dim)
 
-    def _apply(self, stats: RouterStats, dense: RouterStats, lam: float | None = None,
-               policy: Policy | None = None) -> None:
+    def _apply(
+        self,
+        stats: RouterStats,
+        dense: RouterStats,
+        lam: float | None = None,
+        policy: Policy | None = None,
+    ) -> None:
         """Solve the head, open a session with it beside the current one, then swap.
 
         ``policy`` (default: the current one) must fit the new experts; its calibration is
@@ -642,13 +683,21 @@ class Router:
         stats.check_finite("the changed statistics")
         w, b = policy.calibrate_head(*dense.solve(config.lam), stats.experts)
         _check_head(w, b)
-        new_config = replace(config.with_experts(stats.experts, stats.modes),
-                             policy=policy.to_dict())
-        extra = policy.initializers(list(stats.experts), config.target) \
-            if _has_decision(self._state.session) else None
-        session = open_session(self.path / config.graph_file,
-                               session_threads(config, self._threads), self._providers,
-                               head=(w, b), initializers=extra)
+        new_config = replace(
+            config.with_experts(stats.experts, stats.modes), policy=policy.to_dict()
+        )
+        extra = (
+            policy.initializers(list(stats.experts), config.target)
+            if _has_decision(self._state.session)
+            else None
+        )
+        session = open_session(
+            self.path / config.graph_file,
+            session_threads(config, self._threads),
+            self._providers,
+            head=(w, b),
+            initializers=extra,
+        )
         self._stats, self._dense = stats, dense
         self._state = _State(new_config, session, (w, b))  # one atomic reference swap
         self._dirty = True
@@ -682,16 +731,19 @@ class Router:
                 kind = "features" if cfg.pooled else "token counts"
                 raise InvalidInputError(
                     f"the statistics do not fit this router: it needs {kind} of dimension "
-                    f"{dim}; compute them with this router's encode_rows()")
+                    f"{dim}; compute them with this router's encode_rows()"
+                )
             if problem == "fingerprint":
                 raise InvalidInputError(
                     f"the statistics were computed with other features (fingerprint "
-                    f"{stats.fingerprint} vs {cfg.fingerprint}); compute them with this router")
+                    f"{stats.fingerprint} vs {cfg.fingerprint}); compute them with this router"
+                )
             if lam is not None and not (np.isfinite(float(lam)) and float(lam) >= 0):
                 raise InvalidInputError(f"lam must be a finite number >= 0, got {lam}")
             stats = stats.copy()
-            self._apply(stats, stats.project(self.embedding_table),
-                        None if lam is None else float(lam))
+            self._apply(
+                stats, stats.project(self.embedding_table), None if lam is None else float(lam)
+            )
 
     def annotate(self, **extra: Any) -> None:
         """Record JSON-ready metadata in ``router.json``'s ``extra`` (written by ``save()``)."""
@@ -824,8 +876,14 @@ class Router:
 
         """
         current = self.policy.to_dict()
-        given = {"costs": costs, "wtp": wtp, "min_confidence": min_confidence,
-                 "fallback": fallback, "temperature": temperature, "calibration": calibration}
+        given = {
+            "costs": costs,
+            "wtp": wtp,
+            "min_confidence": min_confidence,
+            "fallback": fallback,
+            "temperature": temperature,
+            "calibration": calibration,
+        }
         if costs is not _UNSET and costs is not None:
             given["costs"] = check_costs(costs)
         if min_confidence is not _UNSET:
@@ -841,8 +899,9 @@ class Router:
         with self.lock():
             self._apply(self.stats, self._dense_stats(), policy=policy)
 
-    def merge_stats(self, other: RouterStats | str | os.PathLike, *,
-                    costs: Mapping[str, float] | None = None) -> None:
+    def merge_stats(
+        self, other: RouterStats | str | os.PathLike, *, costs: Mapping[str, float] | None = None
+    ) -> None:
         """Add statistics computed elsewhere (another shard, same encoder) and re-solve.
 
         Args:
@@ -916,8 +975,10 @@ class Router:
 
     def _copy_fixed_files(self, target: Path) -> None:
         """Give ``target`` this router's tokenizer and encoder data (copied once)."""
-        same = all((target / n).is_file() and sha256_file(target / n) ==
-                   sha256_file(self.path / n) for n in (TOKENIZER_FILE, DATA_FILE))
+        same = all(
+            (target / n).is_file() and sha256_file(target / n) == sha256_file(self.path / n)
+            for n in (TOKENIZER_FILE, DATA_FILE)
+        )
         if same:
             return
         # another router lives there: it stops being one until the new router.json lands
@@ -937,15 +998,22 @@ class Router:
             replace_head(model, *state.head)
         from irde_onnx.policy_graph import add_policy
 
-        add_policy(model, state.config.target, Policy.from_dict(state.config.policy),
-                   list(state.config.experts))
+        add_policy(
+            model,
+            state.config.target,
+            Policy.from_dict(state.config.policy),
+            list(state.config.experts),
+        )
         set_metadata(model, graph_metadata(state.config))
         buffer = io.BytesIO()
         self._stats.save(buffer)
-        return write_generation(target, model.SerializeToString(), buffer.getvalue(),
-                                state.config, fresh)
+        return write_generation(
+            target, model.SerializeToString(), buffer.getvalue(), state.config, fresh
+        )
 
     def __repr__(self) -> str:
         cfg = self.config
-        return (f"Router({str(self.path)!r}, encoder={cfg.encoder}, precision={cfg.precision}, "
-                f"experts={list(cfg.experts)})")
+        return (
+            f"Router({str(self.path)!r}, encoder={cfg.encoder}, precision={cfg.precision}, "
+            f"experts={list(cfg.experts)})"
+        )

@@ -44,12 +44,14 @@ def check_texts(texts: Sequence[str]) -> list[str]:
     if isinstance(texts, (Mapping, Set, bytes, bytearray)):
         raise InvalidInputError(
             f"texts must be a list of strings, not a {type(texts).__name__} (its order or "
-            "items would be guessed)")
+            "items would be guessed)"
+        )
     try:
         out = list(texts)
     except TypeError as exc:
         raise InvalidInputError(
-            f"texts must be a list of strings, got {type(texts).__name__}") from exc
+            f"texts must be a list of strings, got {type(texts).__name__}"
+        ) from exc
     for i, t in enumerate(out):
         if not isinstance(t, str):
             raise InvalidInputError(f"texts[{i}] is {type(t).__name__}, not a string")
@@ -62,8 +64,7 @@ class TextTokenizer:
     ``view`` names the input view applied to every text first (:mod:`irde_onnx.views`).
     """
 
-    def __init__(self, path: str | os.PathLike, max_length: int,
-                 view: str = DEFAULT_VIEW) -> None:
+    def __init__(self, path: str | os.PathLike, max_length: int, view: str = DEFAULT_VIEW) -> None:
         try:
             tok = Tokenizer.from_file(str(path))
         except Exception as exc:  # tokenizers raises a bare Exception on bad files
@@ -107,7 +108,7 @@ class TextTokenizer:
         else:
             order = np.argsort(lengths, kind="stable")
         for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             width = max(1, max(lengths[i] for i in idx))
             ids = np.full((len(idx), width), self.pad_id, dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)

@@ -40,8 +40,17 @@ SETTINGS_ENV = "IRDE_SERVE_SETTINGS"
 ROUTE_FIELDS = {"text", "texts", "top_k", "wtp"}
 EXPERT_FIELDS = {"name", "rows"}
 # headers that describe one hop, not the answer: never passed through
-HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "te",
-               "trailer", "upgrade", "proxy-authenticate", "proxy-authorization"}
+HOP_HEADERS = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+}
 
 
 @dataclass
@@ -82,15 +91,22 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     """The request body as a JSON object; 413 past ``limit`` bytes, 400 if not an object."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
-        raise ApiError(413, f"request body of {length} bytes exceeds the limit of {limit} "
-                       "bytes; send less per request or raise --max-body-bytes",
-                       "request_too_large")
+        raise ApiError(
+            413,
+            f"request body of {length} bytes exceeds the limit of {limit} "
+            "bytes; send less per request or raise --max-body-bytes",
+            "request_too_large",
+        )
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise ApiError(413, f"request body exceeds the limit of {limit} bytes; send less "
-                           "per request or raise --max-body-bytes", "request_too_large")
+            raise ApiError(
+                413,
+                f"request body exceeds the limit of {limit} bytes; send less "
+                "per request or raise --max-body-bytes",
+                "request_too_large",
+            )
     try:
         data = json.loads(bytes(body))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -106,13 +122,13 @@ def _check_fields(data: dict[str, Any], allowed: set[str]) -> None:
         raise ApiError(422, f"unknown field(s) {unknown}; allowed: {sorted(allowed)}")
 
 
-def route_request(data: dict[str, Any], experts: list[str], max_texts: int
-                  ) -> tuple[list[str], int, bool]:
+def route_request(
+    data: dict[str, Any], experts: list[str], max_texts: int
+) -> tuple[list[str], int, bool]:
     """Check a ``POST /route`` body; returns (texts, top_k, whether one text was sent)."""
     _check_fields(data, ROUTE_FIELDS)
     if ("text" in data) == ("texts" in data):
-        raise ApiError(422, 'give exactly one of "text" (a string) or "texts" (a list of '
-                       "strings)")
+        raise ApiError(422, 'give exactly one of "text" (a string) or "texts" (a list of strings)')
     single = "text" in data
     if single:
         if not isinstance(data["text"], str):
@@ -121,22 +137,26 @@ def route_request(data: dict[str, Any], experts: list[str], max_texts: int
     else:
         texts = data["texts"]
         if not isinstance(texts, list):
-            raise ApiError(422, f'"texts" must be a list of strings, got '
-                           f"{type(texts).__name__}")
+            raise ApiError(422, f'"texts" must be a list of strings, got {type(texts).__name__}')
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise ApiError(422, f"texts[{i}] is {type(t).__name__}, not a string")
         if not texts:
             raise ApiError(422, '"texts" is empty: give at least one prompt')
         if len(texts) > max_texts:
-            raise ApiError(413, f"{len(texts)} texts exceed the limit of {max_texts} per "
-                           "request; split the request or raise --max-texts",
-                           "request_too_large")
+            raise ApiError(
+                413,
+                f"{len(texts)} texts exceed the limit of {max_texts} per "
+                "request; split the request or raise --max-texts",
+                "request_too_large",
+            )
     top_k = data.get("top_k", 1)
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or \
-            not 1 <= top_k <= len(experts):
-        raise ApiError(422, f'"top_k" must be an integer in 1..{len(experts)} (the number of '
-                       f"experts), got {top_k!r}")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= len(experts):
+        raise ApiError(
+            422,
+            f'"top_k" must be an integer in 1..{len(experts)} (the number of '
+            f"experts), got {top_k!r}",
+        )
     return texts, top_k, single
 
 
@@ -146,12 +166,12 @@ class Server:
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
         self.metrics = ServerMetrics()
-        self.holder = RouterHolder(settings.router, settings.threads,
-                                   on_swap=self._on_swap)
+        self.holder = RouterHolder(settings.router, settings.threads, on_swap=self._on_swap)
         self.metrics.experts.set(len(self.holder.router.experts))
         self.token = os.environ.get(settings.token_env) or None
-        self.backends: Backends | None = load_backends(settings.backends) \
-            if settings.backends else None
+        self.backends: Backends | None = (
+            load_backends(settings.backends) if settings.backends else None
+        )
         self.client: httpx.AsyncClient | None = None
 
     def _on_swap(self, cause: str) -> None:
@@ -159,8 +179,9 @@ class Server:
         self.metrics.experts.set(len(self.holder.router.experts))
 
     # -- plumbing -------------------------------------------------------------------------
-    def endpoint(self, name: str, fn: Callable[[Request], Awaitable[Response]]
-                 ) -> Callable[[Request], Awaitable[Response]]:
+    def endpoint(
+        self, name: str, fn: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
         """Wrap a handler: JSON errors, request counts, latency and error metrics."""
 
         async def handler(request: Request) -> Response:
@@ -174,18 +195,21 @@ class Server:
                 response = ApiError(422, str(exc)).response()
                 self.metrics.errors.labels(name, "invalid_request").inc()
             except RouterBusyError as exc:  # another process holds the folder's lock
-                response = ApiError(503, str(exc), "router_busy",
-                                    headers={"Retry-After": "1"}).response()
+                response = ApiError(
+                    503, str(exc), "router_busy", headers={"Retry-After": "1"}
+                ).response()
                 self.metrics.errors.labels(name, "router_busy").inc()
             except (IrdeError, OSError) as exc:  # the folder, not the request, is at fault
                 log.error("%s failed: %s", name, exc)
-                response = ApiError(500, f"the router folder cannot be used: {exc}",
-                                    "router_error").response()
+                response = ApiError(
+                    500, f"the router folder cannot be used: {exc}", "router_error"
+                ).response()
                 self.metrics.errors.labels(name, "router_error").inc()
             except Exception:
                 log.exception("internal error in %s", name)
-                response = ApiError(500, "internal server error; see the server log",
-                                    "internal_error").response()
+                response = ApiError(
+                    500, "internal server error; see the server log", "internal_error"
+                ).response()
                 self.metrics.errors.labels(name, "internal_error").inc()
             self.metrics.requests.labels(name, str(response.status_code)).inc()
             self.metrics.latency.labels(name).observe(time.perf_counter() - start)
@@ -197,15 +221,23 @@ class Server:
         """Expert changes need ``Authorization: Bearer <token>``; none are allowed unset."""
         env = self.settings.token_env
         if self.token is None:
-            raise ApiError(403, f"expert changes are disabled: start the server with the "
-                           f"environment variable {env} set to a secret token",
-                           "changes_disabled")
+            raise ApiError(
+                403,
+                f"expert changes are disabled: start the server with the "
+                f"environment variable {env} set to a secret token",
+                "changes_disabled",
+            )
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
-                given.strip().encode(), self.token.encode()):
-            raise ApiError(401, f"a valid bearer token is required (the value of {env}): "
-                           "send the header Authorization: Bearer <token>",
-                           "unauthorized", headers={"www-authenticate": "Bearer"})
+            given.strip().encode(), self.token.encode()
+        ):
+            raise ApiError(
+                401,
+                f"a valid bearer token is required (the value of {env}): "
+                "send the header Authorization: Bearer <token>",
+                "unauthorized",
+                headers={"www-authenticate": "Bearer"},
+            )
 
     # -- endpoints --------------------------------------------------------------------------
     async def route(self, request: Request) -> Response:
@@ -214,8 +246,7 @@ class Server:
         router = self.holder.router  # this request uses this router to the end
         texts, top_k, single = route_request(data, router.experts, self.settings.max_texts)
         if "wtp" in data:  # this request's willingness to pay (null: quality only)
-            routes = await run_in_threadpool(partial(router.route, texts, top_k,
-                                                     wtp=data["wtp"]))
+            routes = await run_in_threadpool(partial(router.route, texts, top_k, wtp=data["wtp"]))
         else:
             routes = await run_in_threadpool(router.route, texts, top_k)
         for r in routes:
@@ -226,10 +257,16 @@ class Server:
     async def list_experts(self, request: Request) -> Response:
         """``GET /experts``: what ``irde experts list`` prints, as one object."""
         cfg = self.holder.router.config
-        return JSONResponse({"experts": [
-            {"column": i, "name": name, "mode": mode}
-            for i, (name, mode) in enumerate(zip(cfg.experts, cfg.expert_modes, strict=True))
-        ]})
+        return JSONResponse(
+            {
+                "experts": [
+                    {"column": i, "name": name, "mode": mode}
+                    for i, (name, mode) in enumerate(
+                        zip(cfg.experts, cfg.expert_modes, strict=True)
+                    )
+                ]
+            }
+        )
 
     async def add_expert(self, request: Request) -> Response:
         """``POST /experts`` ``{"name", "rows": [{"text"} or {"text", "score"}]}``."""
@@ -243,10 +280,14 @@ class Server:
             raise ApiError(422, '"rows" must be a list of {"text"} or {"text", "score"}')
         texts, scores = expert_rows(((f"rows[{i}]", r) for i, r in enumerate(rows)), '"rows"')
         if name in self.holder.router.experts:
-            raise ApiError(409, f"expert {name!r} already exists; remove it first or choose "
-                           "another name", "conflict")
+            raise ApiError(
+                409,
+                f"expert {name!r} already exists; remove it first or choose another name",
+                "conflict",
+            )
         router = await run_in_threadpool(
-            self.holder.change, lambda r: r.add_expert(name, texts, scores))
+            self.holder.change, lambda r: r.add_expert(name, texts, scores)
+        )
         return JSONResponse({"experts": router.experts}, status_code=201)
 
     async def remove_expert(self, request: Request) -> Response:
@@ -254,21 +295,24 @@ class Server:
         self.check_token(request)
         name = request.path_params["name"]
         if name not in self.holder.router.experts:
-            raise ApiError(404, f"unknown expert {name!r}; experts: "
-                           f"{self.holder.router.experts}", "not_found")
+            raise ApiError(
+                404, f"unknown expert {name!r}; experts: {self.holder.router.experts}", "not_found"
+            )
         router = await run_in_threadpool(self.holder.change, lambda r: r.remove_expert(name))
         return JSONResponse({"experts": router.experts})
 
     async def healthz(self, request: Request) -> Response:
         """``GET /healthz``: the experts served and how many swaps happened."""
         router = self.holder.router
-        return JSONResponse({"status": "ok", "experts": router.experts,
-                             "generation": self.holder.generation})
+        return JSONResponse(
+            {"status": "ok", "experts": router.experts, "generation": self.holder.generation}
+        )
 
     async def metrics_text(self, request: Request) -> Response:
         """``GET /metrics``: Prometheus text format."""
-        return Response(self.metrics.render(),
-                        media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(
+            self.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
 
     async def chat_completions(self, request: Request) -> Response:
         """``POST /v1/chat/completions``: route, forward, stream the backend's answer back."""
@@ -288,44 +332,66 @@ class Server:
         client = request.client.host if request.client else "-"
 
         def access(status: int) -> None:
-            access_log.info('%s "POST /v1/chat/completions" %d expert=%s model=%s stream=%s '
-                            "%.1fms", client, status, expert, backend.model if backend else "-",
-                            bool(data.get("stream")), 1000 * (time.perf_counter() - start))
+            access_log.info(
+                '%s "POST /v1/chat/completions" %d expert=%s model=%s stream=%s %.1fms',
+                client,
+                status,
+                expert,
+                backend.model if backend else "-",
+                bool(data.get("stream")),
+                1000 * (time.perf_counter() - start),
+            )
 
         try:
             if backend is None:
-                raise ApiError(502, f"no backend for expert {expert!r}: add it to "
-                               f'{self.backends.source} under "experts" (or give a "default")',
-                               "no_backend", headers=decision)
+                raise ApiError(
+                    502,
+                    f"no backend for expert {expert!r}: add it to "
+                    f'{self.backends.source} under "experts" (or give a "default")',
+                    "no_backend",
+                    headers=decision,
+                )
             body = json.dumps({**data, "model": backend.model}).encode("utf-8")
-            upstream = self.client.build_request("POST", backend.chat_url, content=body,
-                                                 headers=backend.headers())
+            upstream = self.client.build_request(
+                "POST", backend.chat_url, content=body, headers=backend.headers()
+            )
             try:
                 answer = await self.client.send(upstream, stream=True)
             except httpx.TimeoutException as exc:
-                raise ApiError(504, f"the backend of expert {expert!r} ({backend.chat_url}) "
-                               f"did not answer within {self.backends.timeout:g} s "
-                               f"({type(exc).__name__})", "backend_timeout",
-                               headers=decision) from exc
+                raise ApiError(
+                    504,
+                    f"the backend of expert {expert!r} ({backend.chat_url}) "
+                    f"did not answer within {self.backends.timeout:g} s "
+                    f"({type(exc).__name__})",
+                    "backend_timeout",
+                    headers=decision,
+                ) from exc
             except httpx.HTTPError as exc:
-                raise ApiError(502, f"the backend of expert {expert!r} ({backend.chat_url}) "
-                               f"cannot be reached: {type(exc).__name__}: {exc}",
-                               "backend_unreachable", headers=decision) from exc
+                raise ApiError(
+                    502,
+                    f"the backend of expert {expert!r} ({backend.chat_url}) "
+                    f"cannot be reached: {type(exc).__name__}: {exc}",
+                    "backend_unreachable",
+                    headers=decision,
+                ) from exc
         except ApiError as exc:
             access(exc.status)
             raise
         headers = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
         headers.update(decision)
         access(answer.status_code)
-        return StreamingResponse(_passthrough(answer, expert), status_code=answer.status_code,
-                                 headers=headers, background=BackgroundTask(answer.aclose))
+        return StreamingResponse(
+            _passthrough(answer, expert),
+            status_code=answer.status_code,
+            headers=headers,
+            background=BackgroundTask(answer.aclose),
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         """Start the reload watcher and the backend client; stop them on shutdown."""
         if self.backends is not None:
-            timeout = httpx.Timeout(self.backends.timeout,
-                                    connect=self.backends.connect_timeout)
+            timeout = httpx.Timeout(self.backends.timeout, connect=self.backends.connect_timeout)
             self.client = httpx.AsyncClient(timeout=timeout, trust_env=False)
         watcher = None
         if self.settings.reload_interval > 0:
@@ -358,8 +424,9 @@ async def _passthrough(answer: httpx.Response, expert: str) -> AsyncIterator[byt
         async for chunk in answer.aiter_raw():
             yield chunk
     except httpx.HTTPError as exc:
-        log.warning("the backend of expert %r failed mid-answer: %s: %s", expert,
-                    type(exc).__name__, exc)
+        log.warning(
+            "the backend of expert %r failed mid-answer: %s: %s", expert, type(exc).__name__, exc
+        )
     finally:
         await answer.aclose()
 
@@ -395,16 +462,23 @@ def create_app(settings: ServeSettings) -> Starlette:
         Route("/route", e("route", server.route), methods=["POST"]),
         Route("/experts", e("experts_list", server.list_experts), methods=["GET"]),
         Route("/experts", e("experts_add", server.add_expert), methods=["POST"]),
-        Route("/experts/{name:path}", e("experts_remove", server.remove_expert),
-              methods=["DELETE"]),
+        Route(
+            "/experts/{name:path}", e("experts_remove", server.remove_expert), methods=["DELETE"]
+        ),
         Route("/healthz", e("healthz", server.healthz), methods=["GET"]),
         Route("/metrics", server.metrics_text, methods=["GET"]),
     ]
     if server.backends is not None:
-        routes.append(Route("/v1/chat/completions",
-                            e("chat_completions", server.chat_completions), methods=["POST"]))
-    app = Starlette(routes=routes, lifespan=server.lifespan,
-                    exception_handlers={HTTPException: _not_found})
+        routes.append(
+            Route(
+                "/v1/chat/completions",
+                e("chat_completions", server.chat_completions),
+                methods=["POST"],
+            )
+        )
+    app = Starlette(
+        routes=routes, lifespan=server.lifespan, exception_handlers={HTTPException: _not_found}
+    )
     app.state.server = server
     return app
 

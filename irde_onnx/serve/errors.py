@@ -16,8 +16,13 @@ class ApiError(Exception):
 
     """
 
-    def __init__(self, status: int, message: str, kind: str = "invalid_request",
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: str = "invalid_request",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message

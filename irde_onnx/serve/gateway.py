@@ -49,8 +49,10 @@ class Backend:
 
     def headers(self) -> dict[str, str]:
         """Request headers: JSON, and the bearer key from ``api_key_env`` when set."""
-        headers = {"content-type": "application/json", "accept": "application/json, "
-                   "text/event-stream"}
+        headers = {
+            "content-type": "application/json",
+            "accept": "application/json, text/event-stream",
+        }
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
         if key:
             headers["authorization"] = f"Bearer {key}"
@@ -78,8 +80,9 @@ def _backend(where: str, value: Any) -> Backend:
         raise InvalidInputError(f'{where} must be an object {{"base_url", "model"}}')
     unknown = sorted(set(value) - _BACKEND_KEYS)
     if unknown:
-        raise InvalidInputError(f"{where}: unknown key(s) {unknown}; allowed "
-                                f"{sorted(_BACKEND_KEYS)}")
+        raise InvalidInputError(
+            f"{where}: unknown key(s) {unknown}; allowed {sorted(_BACKEND_KEYS)}"
+        )
     url, model = value.get("base_url"), value.get("model")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise InvalidInputError(f'{where}: "base_url" must be an http(s) URL, got {url!r}')
@@ -111,20 +114,21 @@ def load_backends(path: str | os.PathLike) -> Backends:
     backends = {name: _backend(f"{path}: experts.{name}", v) for name, v in experts.items()}
     default = _backend(f"{path}: default", data["default"]) if "default" in data else None
     if not backends and default is None:
-        raise InvalidInputError(f'{path}: give "experts" with at least one backend, or a '
-                                '"default"')
+        raise InvalidInputError(f'{path}: give "experts" with at least one backend, or a "default"')
     route_on = data.get("route_on", "last_user")
     if route_on not in ROUTE_ON:
-        raise InvalidInputError(f'{path}: "route_on" must be one of {list(ROUTE_ON)}, '
-                                f"got {route_on!r}")
+        raise InvalidInputError(
+            f'{path}: "route_on" must be one of {list(ROUTE_ON)}, got {route_on!r}'
+        )
     timeouts = {}
     for key, default_value in (("timeout", 60.0), ("connect_timeout", 5.0)):
         value = data.get(key, default_value)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise InvalidInputError(f'{path}: "{key}" must be a number of seconds > 0')
         timeouts[key] = float(value)
-    return Backends(backends, default, route_on, timeouts["timeout"],
-                    timeouts["connect_timeout"], str(path))
+    return Backends(
+        backends, default, route_on, timeouts["timeout"], timeouts["connect_timeout"], str(path)
+    )
 
 
 def _content_text(content: Any) -> str | None:
@@ -132,8 +136,11 @@ def _content_text(content: Any) -> str | None:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        texts = [p.get("text") for p in content if isinstance(p, dict)
-                 and p.get("type") == "text" and isinstance(p.get("text"), str)]
+        texts = [
+            p.get("text")
+            for p in content
+            if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+        ]
         return "\n".join(texts) if texts else None
     return None
 

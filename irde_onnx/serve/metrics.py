@@ -4,8 +4,22 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                   10.0, 30.0)
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
 
 
 class ServerMetrics:
@@ -14,17 +28,34 @@ class ServerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("irde_requests", "HTTP requests by endpoint and status",
-                                ["endpoint", "status"], registry=r)
-        self.latency = Histogram("irde_request_seconds",
-                                 "time to the response headers, by endpoint", ["endpoint"],
-                                 buckets=LATENCY_BUCKETS, registry=r)
-        self.decisions = Counter("irde_decisions", "routing decisions by chosen expert",
-                                 ["expert"], registry=r)
-        self.swaps = Counter("irde_head_swaps", "router swaps: api (a change made here) or "
-                             "reload (the folder changed on disk)", ["cause"], registry=r)
-        self.errors = Counter("irde_errors", "error responses by endpoint and error type",
-                              ["endpoint", "type"], registry=r)
+        self.requests = Counter(
+            "irde_requests",
+            "HTTP requests by endpoint and status",
+            ["endpoint", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "irde_request_seconds",
+            "time to the response headers, by endpoint",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.decisions = Counter(
+            "irde_decisions", "routing decisions by chosen expert", ["expert"], registry=r
+        )
+        self.swaps = Counter(
+            "irde_head_swaps",
+            "router swaps: api (a change made here) or reload (the folder changed on disk)",
+            ["cause"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "irde_errors",
+            "error responses by endpoint and error type",
+            ["endpoint", "type"],
+            registry=r,
+        )
         self.experts = Gauge("irde_experts", "experts of the router in use", registry=r)
 
     def render(self) -> bytes:

@@ -37,18 +37,32 @@ DEMO = ROOT / "models" / "demo"
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 ROUTERS = {
     "static": {"encoder": "static", "precision": "fp16", "strategy": "vote", "lam": 1.0},
-    "fp32": {"encoder": "minilm", "precision": "fp32", "lam": 1.0,
-             "view": "strip_options+tail", "layers": [6, 5]},
+    "fp32": {
+        "encoder": "minilm",
+        "precision": "fp32",
+        "lam": 1.0,
+        "view": "strip_options+tail",
+        "layers": [6, 5],
+    },
     "int8": {"encoder": "minilm", "precision": "int8", "lam": 1.0, "view": "full", "layers": []},
     "policy": {"encoder": "static", "precision": "fp16", "strategy": "vote", "lam": 1.0},
-    "view": {"encoder": "static", "precision": "fp16", "strategy": "vote", "lam": 1.0,
-             "view": "strip_options+tail"},
+    "view": {
+        "encoder": "static",
+        "precision": "fp16",
+        "strategy": "vote",
+        "lam": 1.0,
+        "view": "strip_options+tail",
+    },
 }
 # router.json policies set after training (Router.set_policy); costs in USD per prompt
 POLICIES = {
-    "policy": {"costs": {"chinese": 0.0004, "code": 0.006, "law": 0.03, "math": 0.002,
-                         "medicine": 0.012},
-               "wtp": 0.2, "min_confidence": 0.6, "fallback": "law", "temperature": 0.05},
+    "policy": {
+        "costs": {"chinese": 0.0004, "code": 0.006, "law": 0.03, "math": 0.002, "medicine": 0.012},
+        "wtp": 0.2,
+        "min_confidence": 0.6,
+        "fallback": "law",
+        "temperature": 0.05,
+    },
 }
 # per-call willingness to pay for the policy router (None: quality only)
 WTP_OVERRIDES = [None, 0.01, 1.0]
@@ -58,9 +72,12 @@ LEGACY = {"legacy": "static"}
 TEXT_ARGS = ["Solve 3x + 5 = 20", "What is habeas corpus?"]
 # `irde route ROUTER [TEXT_ARGS] [--input FILE] ARGS`: (router, arguments, with --input)
 CLI_CASES = [
-    ("static", ["--top-k", "2"], True), ("static", TEXT_ARGS, False),
-    ("int8", ["--top-k", "2"], True), ("int8", TEXT_ARGS, False),
-    ("policy", ["--top-k", "2"], True), ("policy", ["--wtp", "0.01"], True),
+    ("static", ["--top-k", "2"], True),
+    ("static", TEXT_ARGS, False),
+    ("int8", ["--top-k", "2"], True),
+    ("int8", TEXT_ARGS, False),
+    ("policy", ["--top-k", "2"], True),
+    ("policy", ["--wtp", "0.01"], True),
     ("policy", [*TEXT_ARGS, "--wtp", "none", "--top-k", "3"], False),
     ("legacy", ["--top-k", "2"], True),
 ]
@@ -117,14 +134,15 @@ HAND_WRITTEN: list[tuple[str, str]] = [
     ("far over the cut, emoji", "😀" * 9000),
     ("far over the cut, rare ideographs", "𠀀" * 9000),
     ("cut falls in astral ideographs", "start" + SPACE * CUT_PADDING + "𠀀" * 20 + " end"),
-    ("cut falls in spaces then surrogates",
-     "start" + SPACE * CUT_PADDING + "\ud800" * 20 + "tail"),
+    ("cut falls in spaces then surrogates", "start" + SPACE * CUT_PADDING + "\ud800" * 20 + "tail"),
     ("surrogates then far over the cut", "\udc00" * 5000 + "medicine " * 2000),
     # input views: option lines and answer cues at the end, a long shared preamble
     ("multiple choice", MC),
     ("multiple choice, answer cue", MC + "\n\nAnswer: \n"),
-    ("multiple choice, chinese",
-     "下列哪项是合同成立的要件？\nA. 要约\nB. 承诺\nC. 对价\nD. 以上都是\n答案："),
+    (
+        "multiple choice, chinese",
+        "下列哪项是合同成立的要件？\nA. 要约\nB. 承诺\nC. 对价\nD. 以上都是\n答案：",
+    ),
     ("multiple choice, parentheses, CRLF", "Pick the statute:\r\n(A) tort\r\n(B) contract\r\n"),
     ("few-shot preamble", "Q: What is 2 + 2?\nA: 4\n" * 80 + "Q: Which court hears appeals?"),
     ("few-shot preamble, emoji", "😀 example line\n" * 60 + "Q: 𠀀 what does this ideograph mean?"),
@@ -148,22 +166,28 @@ def data_prompts(data: Path) -> list[dict]:
     chosen: list[dict] = []
     seen_scripts: set[str] = set()
     for file in files:
-        rows = [json.loads(line) for line in file.read_text(encoding="utf-8").split("\n")
-                if line.strip()]
+        rows = [
+            json.loads(line)
+            for line in file.read_text(encoding="utf-8").split("\n")
+            if line.strip()
+        ]
         picks = set(rng.choice(len(rows), size=min(PER_FILE, len(rows)), replace=False).tolist())
         for i, row in enumerate(rows):
             scripts = {s for s in map(script_of, row["text"]) if s} - seen_scripts
             if scripts or i in picks:
                 seen_scripts |= scripts
-                chosen.append({
-                    "name": f"{file.stem} {row['id']}" + (f" ({', '.join(sorted(scripts))})"
-                                                          if scripts else ""),
-                    "source": f"domains/{file.name}",
-                    "id": row["id"],
-                    "sha256": hashlib.sha256(row["text"].encode("utf-8", "surrogatepass"))
-                    .hexdigest(),
-                    "text": row["text"],
-                })
+                chosen.append(
+                    {
+                        "name": f"{file.stem} {row['id']}"
+                        + (f" ({', '.join(sorted(scripts))})" if scripts else ""),
+                        "source": f"domains/{file.name}",
+                        "id": row["id"],
+                        "sha256": hashlib.sha256(
+                            row["text"].encode("utf-8", "surrogatepass")
+                        ).hexdigest(),
+                        "text": row["text"],
+                    }
+                )
     return chosen
 
 
@@ -187,8 +211,9 @@ def build_routers(folder: Path) -> dict[str, Path]:
     for name, source in LEGACY.items():
         target = folder / name
         if not (target / "router.json").is_file():
-            print(f"copying the {source} router to {target} without decision outputs",
-                  file=sys.stderr)
+            print(
+                f"copying the {source} router to {target} without decision outputs", file=sys.stderr
+            )
             without_decision(out[source], target)
         out[name] = target
     return out
@@ -215,8 +240,7 @@ def without_decision(source: Path, target: Path) -> None:
     config = json.loads((source / "router.json").read_text(encoding="utf-8"))
     model = onnx.load(source / config["files"]["graph"]["name"], load_external_data=False)
     while any(o.name in DECISION_OUTPUTS for o in model.graph.output):
-        model.graph.output.remove(next(o for o in model.graph.output
-                                       if o.name in DECISION_OUTPUTS))
+        model.graph.output.remove(next(o for o in model.graph.output if o.name in DECISION_OUTPUTS))
 
     def policy_node(node: onnx.NodeProto) -> bool:
         return all(o.startswith("policy/") or o in DECISION_OUTPUTS for o in node.output)
@@ -231,8 +255,7 @@ def without_decision(source: Path, target: Path) -> None:
     (target / "router.onnx").write_bytes(graph)
     for name in ("router.onnx.data", "tokenizer.json", config["files"]["stats"]["name"]):
         shutil.copyfile(source / name, target / name)
-    config["files"]["graph"] = {"name": "router.onnx",
-                                "sha256": hashlib.sha256(graph).hexdigest()}
+    config["files"]["graph"] = {"name": "router.onnx", "sha256": hashlib.sha256(graph).hexdigest()}
     config.pop("policy", None)
     (target / "router.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
@@ -242,8 +265,14 @@ def compute(routers: dict[str, Path], prompts: list[dict]) -> dict:
     from irde_onnx.runtime import Router
 
     texts = [p["text"] for p in prompts]
-    result: dict = {"routers": {}, "ids": {}, "scores": {}, "experts": {}, "confidence": {},
-                    "wtp": {}}
+    result: dict = {
+        "routers": {},
+        "ids": {},
+        "scores": {},
+        "experts": {},
+        "confidence": {},
+        "wtp": {},
+    }
     for name, path in routers.items():
         router = Router.load(path, threads=1)
         view = router.config.view
@@ -252,12 +281,16 @@ def compute(routers: dict[str, Path], prompts: list[dict]) -> dict:
             raise SystemExit(f"the {name} router tokenizes differently from others of view {view}")
         routes = router.route(texts, top_k=len(router.experts))
         spec = ROUTERS.get(name) or {"copy_of": LEGACY[name], "without": list(DECISION_OUTPUTS)}
-        result["routers"][name] = {"spec": spec, "experts": router.experts,
-                                   "decision_outputs": decision_outputs(router.graph_path),
-                                   "max_length": router.config.max_length,
-                                   "target": router.config.target, "view": view,
-                                   "layers": list(router.config.layers),
-                                   "policy": router.config.policy}
+        result["routers"][name] = {
+            "spec": spec,
+            "experts": router.experts,
+            "decision_outputs": decision_outputs(router.graph_path),
+            "max_length": router.config.max_length,
+            "target": router.config.target,
+            "view": view,
+            "layers": list(router.config.layers),
+            "policy": router.config.policy,
+        }
         result["scores"][name] = [[r.scores[e] for e in router.experts] for r in routes]
         result["experts"][name] = [r.expert for r in routes]
         result["confidence"][name] = [r.confidence for r in routes]
@@ -265,8 +298,13 @@ def compute(routers: dict[str, Path], prompts: list[dict]) -> dict:
             result["wtp"][name] = []
             for wtp in WTP_OVERRIDES:
                 over = router.route(texts, wtp=wtp)
-                result["wtp"][name].append({"wtp": wtp, "experts": [r.expert for r in over],
-                                            "confidence": [r.confidence for r in over]})
+                result["wtp"][name].append(
+                    {
+                        "wtp": wtp,
+                        "experts": [r.expert for r in over],
+                        "confidence": [r.confidence for r in over],
+                    }
+                )
     return result
 
 
@@ -280,27 +318,41 @@ def decide_cases() -> list[dict]:
         ("domain, quality only", "domain", 5, {}),
         ("domain, temperature 0.3", "domain", 5, {"temperature": 0.3}),
         ("domain, costs and wtp", "domain", 5, {"wtp": 0.5}),
-        ("domain, threshold and fallback", "domain", 5,
-         {"temperature": 2.0, "min_confidence": 0.4, "fallback": 3}),
+        (
+            "domain, threshold and fallback",
+            "domain",
+            5,
+            {"temperature": 2.0, "min_confidence": 0.4, "fallback": 3},
+        ),
         ("domain, 11 experts (pairwise sum)", "domain", 11, {"temperature": 0.7, "wtp": 2.0}),
         ("domain, 150 experts (pairwise halves)", "domain", 150, {"wtp": 10.0}),
         ("score, clip", "score", 4, {}),
-        ("score, costs, wtp, threshold", "score", 4,
-         {"wtp": 0.25, "min_confidence": 0.6, "fallback": 0}),
+        (
+            "score, costs, wtp, threshold",
+            "score",
+            4,
+            {"wtp": 0.25, "min_confidence": 0.6, "fallback": 0},
+        ),
     ]
     for name, target, k, extra in settings:
         scores = (rng.normal(0.5, 0.6, size=(24 if k < 100 else 4, k))).astype(np.float32)
         scores[0, :] = scores[0, 0]  # a tie: the first column wins
         costs = np.round(rng.uniform(0, 0.2, size=k), 4) if "wtp" in extra else None
         choice, confidence = decide(scores, target, costs=costs, **extra)
-        cases.append({
-            "name": name, "target": target, "scores": scores.astype(float).tolist(),
-            "costs": None if costs is None else costs.tolist(), "wtp": extra.get("wtp"),
-            "temperature": extra.get("temperature", 1.0),
-            "min_confidence": extra.get("min_confidence", 0.0),
-            "fallback": extra.get("fallback"),
-            "choice": choice.tolist(), "confidence": confidence.astype(float).tolist(),
-        })
+        cases.append(
+            {
+                "name": name,
+                "target": target,
+                "scores": scores.astype(float).tolist(),
+                "costs": None if costs is None else costs.tolist(),
+                "wtp": extra.get("wtp"),
+                "temperature": extra.get("temperature", 1.0),
+                "min_confidence": extra.get("min_confidence", 0.0),
+                "fallback": extra.get("fallback"),
+                "choice": choice.tolist(),
+                "confidence": confidence.astype(float).tolist(),
+            }
+        )
     return cases
 
 
@@ -331,17 +383,21 @@ def cli_cases(routers: dict[str, Path], prompts: list[dict]) -> dict:
             more = ["--input", str(file)] if with_input else []
             out = subprocess.run(
                 [sys.executable, "-m", "irde_onnx", "route", str(routers[name]), *more, *args],
-                check=True, capture_output=True, text=True, encoding="utf-8")
-            cases.append({"router": name, "args": args, "input": with_input,
-                          "stdout": out.stdout})
+                check=True,
+                capture_output=True,
+                text=True,
+                encoding="utf-8",
+            )
+            cases.append({"router": name, "args": args, "input": with_input, "stdout": out.stdout})
     return {"rows": rows, "cases": cases}
 
 
 def close(a: object, b: object) -> bool:
     """Equal JSON values, floats within CHECK_ATOL (ints, strings, lists, keys: exactly)."""
     if isinstance(a, float) or isinstance(b, float):
-        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and \
-            abs(a - b) <= CHECK_ATOL
+        return (
+            isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(a - b) <= CHECK_ATOL
+        )
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict) and isinstance(b, dict):
@@ -352,11 +408,18 @@ def close(a: object, b: object) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Write golden.json, or with --check compare it with the Python runtime (exit 1 if stale)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--routers", type=Path, default=ROOT / "js" / "test" / "routers",
-                        help="folder for the golden routers (built when missing)")
+    parser.add_argument(
+        "--routers",
+        type=Path,
+        default=ROOT / "js" / "test" / "routers",
+        help="folder for the golden routers (built when missing)",
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="../shared/data")
-    parser.add_argument("--check", action="store_true",
-                        help="compare with the committed golden.json instead of writing it")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="compare with the committed golden.json instead of writing it",
+    )
     args = parser.parse_args(argv)
     routers = build_routers(args.routers)
     hand = [{"name": n, "text": t} for n, t in HAND_WRITTEN]
@@ -364,8 +427,9 @@ def main(argv: list[str] | None = None) -> int:
     got = compute(routers, prompts)
     record = {
         "about": "written by js/test/make_golden.py from the Python runtime; do not edit",
-        "prompts": [{k: v for k, v in p.items() if k != "text" or "source" not in p}
-                    for p in prompts],
+        "prompts": [
+            {k: v for k, v in p.items() if k != "text" or "source" not in p} for p in prompts
+        ],
         **got,
         "decide": decide_cases(),
         "cli": cli_cases(routers, prompts),
@@ -381,19 +445,25 @@ def main(argv: list[str] | None = None) -> int:
     stale = [key for key in ("prompts", "ids", "cli") if golden.get(key) != record[key]]
     stale += [key for key in ("decide", "routers") if not close(golden.get(key), record[key])]
     if stale:
-        print(f"golden.json is stale: {', '.join(stale)} differ; run make_golden.py",
-              file=sys.stderr)
+        print(
+            f"golden.json is stale: {', '.join(stale)} differ; run make_golden.py", file=sys.stderr
+        )
         return 1
     for name in routers:
         diff = np.abs(np.array(golden["scores"][name]) - np.array(record["scores"][name])).max()
-        conf = np.abs(np.array(golden["confidence"][name], float)
-                      - np.array(record["confidence"][name], float)).max()
-        print(f"{name}: max |score - golden| = {diff:.2e}, max |confidence - golden| = "
-              f"{conf:.2e}")
-        if diff > CHECK_ATOL or conf > CHECK_ATOL or \
-                golden["experts"][name] != record["experts"][name]:
-            print(f"golden.json is stale for the {name} router; run make_golden.py",
-                  file=sys.stderr)
+        conf = np.abs(
+            np.array(golden["confidence"][name], float)
+            - np.array(record["confidence"][name], float)
+        ).max()
+        print(f"{name}: max |score - golden| = {diff:.2e}, max |confidence - golden| = {conf:.2e}")
+        if (
+            diff > CHECK_ATOL
+            or conf > CHECK_ATOL
+            or golden["experts"][name] != record["experts"][name]
+        ):
+            print(
+                f"golden.json is stale for the {name} router; run make_golden.py", file=sys.stderr
+            )
             return 1
     if not close(golden.get("wtp"), record["wtp"]):
         print("golden.json is stale for the per-call wtp; run make_golden.py", file=sys.stderr)

@@ -11,8 +11,14 @@ from irde_onnx.decision_metrics import aiq, expected_calibration_error
 from irde_onnx.runtime import Router
 
 COSTS = {"code": 0.002, "law": 0.01, "math": 0.001}
-TEXTS = ["solve the integral of x", "a clause of the contract", "fix the python bug",
-         "the sum of a prime", "appeal to the court", "write a function for the list"]
+TEXTS = [
+    "solve the integral of x",
+    "a clause of the contract",
+    "fix the python bug",
+    "the sum of a prime",
+    "appeal to the court",
+    "write a function for the list",
+]
 
 
 def _run(capsys, *argv):
@@ -24,11 +30,26 @@ def _run(capsys, *argv):
 def test_policy_command_sets_and_clears(toy_router, tmp_path, capsys):
     costs = tmp_path / "costs.json"
     costs.write_text(json.dumps(COSTS))
-    code, out, _ = _run(capsys, "policy", toy_router, "--costs", costs, "--wtp", "0.5",
-                        "--min-confidence", "0.5", "--fallback", "law")
+    code, out, _ = _run(
+        capsys,
+        "policy",
+        toy_router,
+        "--costs",
+        costs,
+        "--wtp",
+        "0.5",
+        "--min-confidence",
+        "0.5",
+        "--fallback",
+        "law",
+    )
     assert code == 0
-    assert json.loads(out)["policy"] == {"costs": COSTS, "wtp": 0.5, "min_confidence": 0.5,
-                                         "fallback": "law"}
+    assert json.loads(out)["policy"] == {
+        "costs": COSTS,
+        "wtp": 0.5,
+        "min_confidence": 0.5,
+        "fallback": "law",
+    }
     assert Router.load(toy_router).policy.fallback == "law"
     code, out, _ = _run(capsys, "info", toy_router)
     assert json.loads(out)["policy"]["wtp"] == 0.5
@@ -37,15 +58,27 @@ def test_policy_command_sets_and_clears(toy_router, tmp_path, capsys):
     data.write_text('{"text": "the patient heart"}\n{"text": "a dose"}\n')
     code, _, err = _run(capsys, "experts", "add", toy_router, "medicine", "--data", data)
     assert code == 2 and "cost" in err and len(err.strip().splitlines()) == 1
-    code, out, _ = _run(capsys, "experts", "add", toy_router, "medicine", "--data", data,
-                        "--cost", "0.003")
+    code, out, _ = _run(
+        capsys, "experts", "add", toy_router, "medicine", "--data", data, "--cost", "0.003"
+    )
     assert code == 0 and Router.load(toy_router).policy.costs["medicine"] == 0.003
     code, _, err = _run(capsys, "experts", "remove", toy_router, "law")
     assert code == 2 and "fallback" in err
     code, _, _ = _run(capsys, "experts", "remove", toy_router, "law", "--fallback", "math")
     assert code == 0 and Router.load(toy_router).policy.fallback == "math"
-    code, out, _ = _run(capsys, "policy", toy_router, "--costs", "none", "--wtp", "none",
-                        "--min-confidence", "0", "--fallback", "none")
+    code, out, _ = _run(
+        capsys,
+        "policy",
+        toy_router,
+        "--costs",
+        "none",
+        "--wtp",
+        "none",
+        "--min-confidence",
+        "0",
+        "--fallback",
+        "none",
+    )
     assert code == 0 and json.loads(out)["policy"] == {}
     code, _, err = _run(capsys, "policy", toy_router, "--min-confidence", "0.5")
     assert code == 2 and "fallback" in err
@@ -55,9 +88,14 @@ def test_eval_json_with_costs_and_labels(toy_router, tmp_path, capsys):
     rng = np.random.default_rng(0)
     rows = []
     for text in TEXTS * 3:
-        rows.append({"text": text, "task": "t",
-                     "scores": {e: float(rng.integers(0, 2)) for e in COSTS},
-                     "costs": {e: c * float(rng.uniform(0.5, 1.5)) for e, c in COSTS.items()}})
+        rows.append(
+            {
+                "text": text,
+                "task": "t",
+                "scores": {e: float(rng.integers(0, 2)) for e in COSTS},
+                "costs": {e: c * float(rng.uniform(0.5, 1.5)) for e, c in COSTS.items()},
+            }
+        )
     data = tmp_path / "scored.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     path = tmp_path / "s"
@@ -82,11 +120,16 @@ def test_eval_json_with_costs_and_labels(toy_router, tmp_path, capsys):
     assert m["cost"] == pytest.approx(c[n, choice].mean())
     assert m["ece"] == pytest.approx(expected_calibration_error(conf, y[n, choice]))
     pts = m["cost_curve"]["points"]
-    assert m["aiq"] == pytest.approx(aiq([p["cost"] for p in pts], [p["quality"] for p in pts],
-                                         c.mean(0).min(), c.mean(0).max()))
+    assert m["aiq"] == pytest.approx(
+        aiq([p["cost"] for p in pts], [p["quality"] for p in pts], c.mean(0).min(), c.mean(0).max())
+    )
     labelled = tmp_path / "labels.jsonl"
-    labelled.write_text("".join(json.dumps({"text": t, "expert": e}) + "\n" for t, e in zip(
-        TEXTS, ["math", "law", "code", "math", "law", "code"], strict=True)))
+    labelled.write_text(
+        "".join(
+            json.dumps({"text": t, "expert": e}) + "\n"
+            for t, e in zip(TEXTS, ["math", "law", "code", "math", "law", "code"], strict=True)
+        )
+    )
     (toy_router / "router.json").write_text(json.dumps({**text, "target": "domain"}))
     code, out, _ = _run(capsys, "eval", toy_router, "--data", labelled, "--json")
     m = json.loads(out)
@@ -108,8 +151,9 @@ def test_route_wtp_overrides_the_default_like_the_api(toy_router, tmp_path, caps
         assert code == 0
         loaded = Router.load(toy_router)  # no --wtp: the graph's own decision
         want = loaded.route(TEXTS) if arg is None else loaded.route(TEXTS, wtp=wtp)
-        assert [json.loads(line) for line in out.splitlines()] == \
-            [json.loads(json.dumps(r.to_dict())) for r in want]
+        assert [json.loads(line) for line in out.splitlines()] == [
+            json.loads(json.dumps(r.to_dict())) for r in want
+        ]
     with pytest.raises(SystemExit) as exc:  # argparse: exit 2, one line naming --wtp
         main(["route", str(toy_router), TEXTS[0], "--wtp", "cheap"])
     assert exc.value.code == 2 and "--wtp" in capsys.readouterr().err

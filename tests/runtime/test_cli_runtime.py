@@ -11,8 +11,11 @@ from irde_onnx.runtime import Router
 
 def _hashes(folder):
     """sha256 of every file of a router folder but the (empty) lock file."""
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()
-            if p.name != ".irde.lock"}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in folder.iterdir()
+        if p.name != ".irde.lock"
+    }
 
 
 def _run(capsys, *argv):
@@ -40,13 +43,13 @@ def test_route_and_info(toy_router_dir, tmp_path, capsys):
 def test_experts_and_stats_commands(toy_router, tmp_path, capsys):
     rows = tmp_path / "med.jsonl"
     rows.write_text('{"text": "the patient heart"}\n{"text": "a dose"}\n')
-    assert main(["experts", "add", str(toy_router), "medicine", "--data", str(rows),
-                 "--quiet"]) == 0
+    assert (
+        main(["experts", "add", str(toy_router), "medicine", "--data", str(rows), "--quiet"]) == 0
+    )
     assert json.loads(capsys.readouterr().out)["experts"][-1] == "medicine"
     scored = tmp_path / "scored.jsonl"
     scored.write_text('{"text": "solve x", "score": 1}\n{"text": "a court", "score": 0}\n')
-    assert main(["experts", "add", str(toy_router), "llm", "--data", str(scored),
-                 "--quiet"]) == 0
+    assert main(["experts", "add", str(toy_router), "llm", "--data", str(scored), "--quiet"]) == 0
     assert main(["experts", "remove", str(toy_router), "law"]) == 0
     capsys.readouterr()
     assert main(["experts", "list", str(toy_router)]) == 0
@@ -58,8 +61,9 @@ def test_experts_and_stats_commands(toy_router, tmp_path, capsys):
 
 def test_eval_labels_on_the_toy_router(toy_router_dir, tmp_path, capsys):
     rows = tmp_path / "rows.jsonl"
-    rows.write_text('{"text": "solve x", "expert": "math"}\n'
-                    '{"text": "a court appeal", "expert": "law"}\n')
+    rows.write_text(
+        '{"text": "solve x", "expert": "math"}\n{"text": "a court appeal", "expert": "law"}\n'
+    )
     code, out, _ = _run(capsys, "eval", str(toy_router_dir), "--data", str(rows), "--quiet")
     metrics = json.loads(out)
     assert code == 0 and metrics["kind"] == "label" and 0 <= metrics["accuracy"] <= 1
@@ -84,8 +88,12 @@ def test_user_errors_exit_2_with_one_line(toy_router, tmp_path, capsys, argv, me
     rows.write_text('{"text": "a"}\n')
     mixed = tmp_path / "mixed.jsonl"
     mixed.write_text('{"text": "a", "score": 1}\n{"text": "b"}\n')
-    names = {"r": str(toy_router), "rows": str(rows), "mixed": str(mixed),
-             "missing": str(tmp_path / "missing")}
+    names = {
+        "r": str(toy_router),
+        "rows": str(rows),
+        "mixed": str(mixed),
+        "missing": str(tmp_path / "missing"),
+    }
     before = _hashes(toy_router)
     code = main([a.format(**names) for a in argv])
     err = capsys.readouterr().err

@@ -38,10 +38,17 @@ def reference(scores, target, costs, wtp, temperature, min_confidence, fallback)
 def policy_session(target, policy, experts):
     """A graph whose input is ``scores`` followed by the policy nodes."""
     inputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", "n"])]
-    outputs = [helper.make_tensor_value_info("choice", TensorProto.INT64, ["batch"]),
-               helper.make_tensor_value_info("confidence", TensorProto.FLOAT, ["batch"])]
-    graph = helper.make_graph(policy_nodes(target), "policy", inputs, outputs,
-                              policy_initializers(policy, experts, target))
+    outputs = [
+        helper.make_tensor_value_info("choice", TensorProto.INT64, ["batch"]),
+        helper.make_tensor_value_info("confidence", TensorProto.FLOAT, ["batch"]),
+    ]
+    graph = helper.make_graph(
+        policy_nodes(target),
+        "policy",
+        inputs,
+        outputs,
+        policy_initializers(policy, experts, target),
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
@@ -58,26 +65,38 @@ def test_graph_choice_equals_numpy_reference_on_random_policies(target):
         temperature = float(10 ** rng.uniform(-1, 1))
         fallback = int(rng.integers(n_exp))
         min_conf = float(rng.uniform(0, 0.9)) if trial % 3 else 0.0
-        policy = Policy(costs=dict(zip(experts, costs.tolist(), strict=True)), wtp=wtp,
-                        min_confidence=min_conf, fallback=experts[fallback],
-                        temperature=temperature)
+        policy = Policy(
+            costs=dict(zip(experts, costs.tolist(), strict=True)),
+            wtp=wtp,
+            min_confidence=min_conf,
+            fallback=experts[fallback],
+            temperature=temperature,
+        )
         sess = policy_session(target, policy, experts)
         choice, conf = sess.run(None, {"scores": scores})
-        want_c, want_conf = reference(scores, target, policy.cost_vector(experts), wtp,
-                                      temperature, min_conf, fallback)
+        want_c, want_conf = reference(
+            scores, target, policy.cost_vector(experts), wtp, temperature, min_conf, fallback
+        )
         np.testing.assert_allclose(conf, want_conf, rtol=1e-5, atol=1e-6)
         assert (choice == want_c).mean() >= 0.99  # float32 vs float64 near-ties only
-        np_c, np_conf = decide(scores, target, costs=policy.cost_vector(experts), wtp=wtp,
-                               temperature=temperature, min_confidence=min_conf,
-                               fallback=fallback)
+        np_c, np_conf = decide(
+            scores,
+            target,
+            costs=policy.cost_vector(experts),
+            wtp=wtp,
+            temperature=temperature,
+            min_confidence=min_conf,
+            fallback=fallback,
+        )
         np.testing.assert_array_equal(choice, np_c)  # same float32 arithmetic: exact
         np.testing.assert_allclose(conf, np_conf, rtol=1e-6, atol=1e-7)
 
 
 def test_threshold_edges_and_confidence_ranges():
     experts = ["a", "b", "c"]
-    scores = np.array([[0.2, 0.5, 0.1], [1.7, -0.3, 0.2], [-0.5, -0.2, -0.9],
-                       [0.5, 0.5, 0.5]], np.float32)
+    scores = np.array(
+        [[0.2, 0.5, 0.1], [1.7, -0.3, 0.2], [-0.5, -0.2, -0.9], [0.5, 0.5, 0.5]], np.float32
+    )
     for target, conf_expected in (("score", [0.5, 1.0, 0.0, 0.5]), ("domain", None)):
         sess = policy_session(target, Policy(), experts)
         choice, conf = sess.run(None, {"scores": scores})
@@ -120,16 +139,29 @@ def _saved_with_policy(path, **settings):
 
 def test_route_equals_graph_choice_and_wtp_override(toy_router):
     rng = np.random.default_rng(1)
-    texts = ["solve the integral", "a contract clause", "python bug in my loop", "the patient",
-             "what is x", "the court of law", "write a function", ""] * 3
+    texts = [
+        "solve the integral",
+        "a contract clause",
+        "python bug in my loop",
+        "the patient",
+        "what is x",
+        "the court of law",
+        "write a function",
+        "",
+    ] * 3
     for trial in range(6):
-        costs = {e: float(c) for e, c in zip(["code", "law", "math"], rng.uniform(0, 1, 3),
-                                             strict=True)}
+        costs = {
+            e: float(c) for e, c in zip(["code", "law", "math"], rng.uniform(0, 1, 3), strict=True)
+        }
         wtp = float(10 ** rng.uniform(-1, 1))
-        router = _saved_with_policy(toy_router, costs=costs, wtp=wtp,
-                                    temperature=float(10 ** rng.uniform(-1, 0.5)),
-                                    min_confidence=float(rng.uniform(0, 0.6)),
-                                    fallback=["code", "law", "math"][trial % 3])
+        router = _saved_with_policy(
+            toy_router,
+            costs=costs,
+            wtp=wtp,
+            temperature=float(10 ** rng.uniform(-1, 0.5)),
+            min_confidence=float(rng.uniform(0, 0.6)),
+            fallback=["code", "law", "math"][trial % 3],
+        )
         assert router.graph_path.is_file()
         routes = router.route(texts)  # the graph's choice
         scores = router.scores(texts)
@@ -159,8 +191,9 @@ def test_settings_swap_in_without_save(toy_router):
 
 def test_settings_survive_add_remove_save_load_and_merge(toy_router, tmp_path):
     costs = {"code": 0.002, "law": 0.01, "math": 0.003}
-    router = _saved_with_policy(toy_router, costs=costs, wtp=0.05, min_confidence=0.4,
-                                fallback="law")
+    router = _saved_with_policy(
+        toy_router, costs=costs, wtp=0.05, min_confidence=0.4, fallback="law"
+    )
     with pytest.raises(InvalidInputError, match="cost"):
         router.add_expert("medicine", ["the patient heart"])
     assert router.experts == ["code", "law", "math"]
@@ -173,8 +206,12 @@ def test_settings_survive_add_remove_save_load_and_merge(toy_router, tmp_path):
     router.save()
     again = Router.load(toy_router)
     assert again.policy == router.policy
-    assert again.policy.to_dict() == {"costs": {"code": 0.002, "math": 0.003, "medicine": 0.004},
-                                      "wtp": 0.05, "min_confidence": 0.4, "fallback": "math"}
+    assert again.policy.to_dict() == {
+        "costs": {"code": 0.002, "math": 0.003, "medicine": 0.004},
+        "wtp": 0.05,
+        "min_confidence": 0.4,
+        "fallback": "math",
+    }
     texts = ["the patient dose", "solve x"]
     assert [r.expert for r in again.route(texts)] == [r.expert for r in router.route(texts)]
     # merging statistics of the same experts keeps the settings
@@ -225,7 +262,8 @@ def test_router_without_policy_routes_by_argmax(toy_router):
     routes = router.route(texts)
     assert [r.expert for r in routes] == [router.experts[k] for k in scores.argmax(1)]
     assert router.policy == Policy() and "policy" not in json.loads(
-        (toy_router / CONFIG_FILE).read_text())
+        (toy_router / CONFIG_FILE).read_text()
+    )
 
 
 def test_affine_calibration_folds_into_the_head(toy_router):
@@ -237,7 +275,8 @@ def test_affine_calibration_folds_into_the_head(toy_router):
     texts = ["solve the integral", "a contract clause"]
     raw = router.scores(texts)
     router.set_policy(calibration={"code": [2.0, 0.1], "law": [0.5, -0.2]})
-    np.testing.assert_allclose(router.scores(texts),
-                               raw * [2.0, 0.5, 1.0] + [0.1, -0.2, 0.0], atol=1e-5)
+    np.testing.assert_allclose(
+        router.scores(texts), raw * [2.0, 0.5, 1.0] + [0.1, -0.2, 0.0], atol=1e-5
+    )
     router.remove_expert("code")  # its calibration goes with it; the others stay
     assert router.policy.calibration == {"law": [0.5, -0.2]}

@@ -42,8 +42,11 @@ def test_stats_round_trip_without_pickle(toy_router_dir, tmp_path):
     router = Router.load(toy_router_dir)
     stats = router.stats
     with np.load(toy_router_dir / STATS_FILE, allow_pickle=False) as data:
-        assert all(data[k].dtype == np.float64 for k in data.files
-                   if k not in ("experts", "modes", "fingerprint"))
+        assert all(
+            data[k].dtype == np.float64
+            for k in data.files
+            if k not in ("experts", "modes", "fingerprint")
+        )
         assert list(data["experts"]) == router.experts
     w, b = stats.solve(router.config.lam, router.embedding_table)
     np.testing.assert_allclose(w, router.head[0], atol=1e-6)  # the file holds float32
@@ -117,6 +120,6 @@ def test_prepare_text_reads_utf16_and_cuts_by_code_points():
 
     assert prepare_text("a\ud800b", 8) == "a\ufffdb"  # lone high surrogate
     assert prepare_text("\udc00\ud800", 8) == "\ufffd\ufffd"  # reversed pair: both lone
-    assert prepare_text("\ud83d\ude00", 8) == "\U0001F600"  # a pair is its code point
-    assert prepare_text("\U0001F600" * 1000, 4) == "\U0001F600" * (4 * MAX_CHARS_PER_TOKEN)
+    assert prepare_text("\ud83d\ude00", 8) == "\U0001f600"  # a pair is its code point
+    assert prepare_text("\U0001f600" * 1000, 4) == "\U0001f600" * (4 * MAX_CHARS_PER_TOKEN)
     assert prepare_text("plain text", 8) == "plain text"

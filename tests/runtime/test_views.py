@@ -16,25 +16,32 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "views.json"
 MC = "Which planet is largest?\nA. Mars\nB. Jupiter\nC. Venus\nD. Earth"
 
 
-@pytest.mark.parametrize(("view", "text", "expected"), [
-    ("full", MC, MC),
-    ("strip_options", MC, "Which planet is largest?"),
-    ("strip_options", MC + "\nAnswer:", "Which planet is largest?"),
-    ("strip_options", MC + "\n\nAnswer: \n", "Which planet is largest?"),
-    ("strip_options", "题目\nA. 甲\nB. 乙\n答案：", "题目"),
-    ("strip_options", "题目\nA. 甲\nB. 乙答案：", "题目"),
-    ("strip_options", "Pick one:\n(A) red\n(B) blue", "Pick one:"),
-    ("strip_options", "Choose\r\nA) yes\r\nB) no\r\n", "Choose"),
-    # one option line is not a list of options; options alone are kept
-    ("strip_options", "Only one\nA. alone", "Only one\nA. alone"),
-    ("strip_options", "A. only\nB. options", "A. only\nB. options"),
-    # options not at the end, or letters beyond J, stay
-    ("strip_options", "Q\nA. one\nB. two\nthen a question?", "Q\nA. one\nB. two\nthen a question?"),
-    ("strip_options", "K. no\nL. neither", "K. no\nL. neither"),
-    ("strip_options", "", ""),
-    ("tail", "short", "short"),
-    ("head_tail", "short", "short"),
-])
+@pytest.mark.parametrize(
+    ("view", "text", "expected"),
+    [
+        ("full", MC, MC),
+        ("strip_options", MC, "Which planet is largest?"),
+        ("strip_options", MC + "\nAnswer:", "Which planet is largest?"),
+        ("strip_options", MC + "\n\nAnswer: \n", "Which planet is largest?"),
+        ("strip_options", "题目\nA. 甲\nB. 乙\n答案：", "题目"),
+        ("strip_options", "题目\nA. 甲\nB. 乙答案：", "题目"),
+        ("strip_options", "Pick one:\n(A) red\n(B) blue", "Pick one:"),
+        ("strip_options", "Choose\r\nA) yes\r\nB) no\r\n", "Choose"),
+        # one option line is not a list of options; options alone are kept
+        ("strip_options", "Only one\nA. alone", "Only one\nA. alone"),
+        ("strip_options", "A. only\nB. options", "A. only\nB. options"),
+        # options not at the end, or letters beyond J, stay
+        (
+            "strip_options",
+            "Q\nA. one\nB. two\nthen a question?",
+            "Q\nA. one\nB. two\nthen a question?",
+        ),
+        ("strip_options", "K. no\nL. neither", "K. no\nL. neither"),
+        ("strip_options", "", ""),
+        ("tail", "short", "short"),
+        ("head_tail", "short", "short"),
+    ],
+)
 def test_view_outputs(view, text, expected):
     assert apply_view(view, text, 256) == expected
 
@@ -45,7 +52,7 @@ def test_tail_keeps_whole_last_lines_within_the_budget():
     text = "no newline at all in this long text"
     assert apply_view("tail", text, 4) == text[-budget:]
     # code points, not UTF-16 units: an emoji counts once
-    assert apply_view("tail", "ab\U0001F600cd\U0001F600ef", 2) == "\U0001F600cd\U0001F600ef"
+    assert apply_view("tail", "ab\U0001f600cd\U0001f600ef", 2) == "\U0001f600cd\U0001f600ef"
 
 
 def test_head_tail_keeps_a_quarter_head_and_the_tail():
@@ -60,15 +67,16 @@ def test_views_compose_left_to_right():
     text = "preamble " * 5 + "\nthe question?\nA. yes\nB. no"
     assert apply_view("strip_options+tail", text, 8) == "the question?"
     assert apply_view("tail+strip_options", text, 8) == apply_view(
-        "strip_options", apply_view("tail", text, 8), 8)
+        "strip_options", apply_view("tail", text, 8), 8
+    )
 
 
 def test_prepare_text_applies_the_view_between_surrogates_and_the_cut():
     # the view sees well-formed text (a lone surrogate is U+FFFD already)
     assert prepare_text("lone \ud800 x\nA. a\nB. b", 256, "strip_options") == "lone \ufffd x"
     long = "x" * (10 * 2 * MAX_CHARS_PER_TOKEN)
-    assert prepare_text(long, 2, "full") == long[:2 * MAX_CHARS_PER_TOKEN]
-    assert prepare_text(long, 2, "tail") == long[-2 * TAIL_CHARS_PER_TOKEN:]
+    assert prepare_text(long, 2, "full") == long[: 2 * MAX_CHARS_PER_TOKEN]
+    assert prepare_text(long, 2, "tail") == long[-2 * TAIL_CHARS_PER_TOKEN :]
 
 
 def test_fixture_file_matches_python():
@@ -119,13 +127,16 @@ def test_a_router_applies_its_view(toy_router):
     assert read_config(toy_router).view == "strip_options"
 
 
-@pytest.mark.parametrize(("fields", "match"), [
-    ({"view": "strip"}, "unknown view"),
-    ({"view": 3}, "'view' must be a string"),
-    ({"layers": [6, 5]}, "no layers to pool"),
-    ({"layers": "6"}, "'layers' must be a list"),
-    ({"selection": []}, "'selection' must be an object"),
-])
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"view": "strip"}, "unknown view"),
+        ({"view": 3}, "'view' must be a string"),
+        ({"layers": [6, 5]}, "no layers to pool"),
+        ({"layers": "6"}, "'layers' must be a list"),
+        ({"selection": []}, "'selection' must be an object"),
+    ],
+)
 def test_bad_new_fields_are_refused(toy_router, fields, match):
     _edit_config(toy_router, **fields)
     with pytest.raises(RouterFormatError, match=match):
@@ -133,9 +144,18 @@ def test_bad_new_fields_are_refused(toy_router, fields, match):
 
 
 def test_layers_must_match_feature_dim():
-    base = dict(experts=("a", "b"), expert_modes=("pooled", "pooled"), encoder="minilm",
-                precision="int8", strategy="mean", target="domain", lam=1.0, max_length=16,
-                fingerprint="", package_version="0")
+    base = dict(
+        experts=("a", "b"),
+        expert_modes=("pooled", "pooled"),
+        encoder="minilm",
+        precision="int8",
+        strategy="mean",
+        target="domain",
+        lam=1.0,
+        max_length=16,
+        fingerprint="",
+        package_version="0",
+    )
     RouterConfig(**base, feature_dim=768, layers=(6, 5)).check()
     with pytest.raises(RouterFormatError, match="feature_dim"):
         RouterConfig(**base, feature_dim=384, layers=(6, 5)).check()
