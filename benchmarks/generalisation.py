@@ -38,7 +38,6 @@ from splits import (
     in_source_split,
     load_scored,
     onehot,
-    read_rows,
 )
 
 from irde_onnx.export.selection import block_columns, fold_moments
@@ -283,25 +282,10 @@ def routerdc_variants(
 
 def load_domain_rows(folder: Path, limit: int | None) -> tuple[Labelled, list[str]]:
     """Domain rows (duplicates dropped as splits.load_domains does) and each row's subset."""
-    from splits import limit_rows, source_of
+    from splits import labelled_domains, load_domain_records
 
-    rows: list[dict[str, Any]] = []
-    for path in sorted(folder.glob("*.jsonl")):
-        rows += limit_rows(read_rows(path), lambda r: f"{r['domain']}|{source_of(r)}", limit)
-    seen: set[str] = set()
-    kept = []
-    for r in rows:
-        if r["text"] not in seen:
-            seen.add(r["text"])
-            kept.append(r)
-    data = Labelled(
-        [str(r["id"]) for r in kept],
-        [r["text"] for r in kept],
-        [r["domain"] for r in kept],
-        [source_of(r) for r in kept],
-        duplicates_dropped=len(rows) - len(kept),
-    )
-    return data, [str(r["source"]) for r in kept]
+    kept, dropped = load_domain_records(folder, limit)
+    return labelled_domains(kept, dropped), [str(r["source"]) for r in kept]
 
 
 def domain_variants(

@@ -180,7 +180,11 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
         t_import = time.perf_counter() - t0
         t1 = time.perf_counter()
-        router = Router.load(spec["router"], threads=threads)
+        # the static router runs as users get it: the runtime's own thread choice (one
+        # intra-op thread for its tiny graph, README) within any budget; MiniLM routers take
+        # the budget as their intra-op threads
+        static = spec["engine"] == "static"
+        router = Router.load(spec["router"], threads=None if static else threads)
         t_load = time.perf_counter() - t1
 
         def route(batch: list[str], batch_size: int | None = None) -> list[Any]:
@@ -526,6 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     start = time.perf_counter()
     load_before = os.getloadavg()
+    from irde_onnx.defaults import default_layers, default_view
     from irde_onnx.export.encoders import minilm_tokenizer_file
 
     texts = load_texts(args.data)
@@ -579,7 +584,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "`SentenceTransformer.encode([prompt])` + `Ridge.predict` + argmax. Throughput: "
             f"{args.n_batch} prompts in batches of {BATCH} (64-token prompts, and the real "
             "mix of prompt lengths), best of 3. int8 routers are called with batch_size=32 for "
-            "throughput (their default is 1 prompt per call, see README). Routers fit on "
+            "throughput (their default is 1 prompt per call, see README). The static router "
+            "is loaded with the runtime's default threads (one intra-op thread for its graph) "
+            "at every budget; the other engines use the budget's threads. MiniLM routers have "
+            f"the trainer's defaults (view {default_view('minilm')}, layers "
+            f"{','.join(map(str, default_layers('minilm')))}). Routers fit on "
             f"{len(rows)} RouterDC train prompts, 7 experts.",
             "",
             tables(results, {k: v for k, v in routers.items()}, venvs),

@@ -94,8 +94,9 @@ def source_of(row: dict[str, Any]) -> str:
     return str(row["source"]).split("/", 1)[0]
 
 
-def load_domains(folder: Path, limit: int | None = None) -> Labelled:
-    """Every ``domains/*.jsonl`` row; exact duplicate texts are kept once (first seen)."""
+def load_domain_records(folder: Path, limit: int | None = None) -> tuple[list[dict], int]:
+    """Every ``domains/*.jsonl`` row, exact duplicate texts kept once (first seen); and how
+    many duplicates were dropped."""
     rows: list[dict[str, Any]] = []
     for path in sorted(folder.glob("*.jsonl")):
         rows += limit_rows(read_rows(path), lambda r: f"{r['domain']}|{source_of(r)}", limit)
@@ -105,13 +106,23 @@ def load_domains(folder: Path, limit: int | None = None) -> Labelled:
         if r["text"] not in seen:
             seen.add(r["text"])
             kept.append(r)
+    return kept, len(rows) - len(kept)
+
+
+def labelled_domains(kept: list[dict], dropped: int = 0) -> Labelled:
+    """Domain rows (from :func:`load_domain_records`) as labelled prompts."""
     return Labelled(
         [str(r["id"]) for r in kept],
         [r["text"] for r in kept],
         [r["domain"] for r in kept],
         [source_of(r) for r in kept],
-        duplicates_dropped=len(rows) - len(kept),
+        duplicates_dropped=dropped,
     )
+
+
+def load_domains(folder: Path, limit: int | None = None) -> Labelled:
+    """Every ``domains/*.jsonl`` row; exact duplicate texts are kept once (first seen)."""
+    return labelled_domains(*load_domain_records(folder, limit))
 
 
 def onehot(labels: Sequence[str], classes: Sequence[str]) -> np.ndarray:
