@@ -240,7 +240,10 @@ def build_routers(
         if name not in ROUTER_SPECS:
             continue
         t0 = time.perf_counter()
-        tr = RouterTrainer(**ROUTER_SPECS[name], lam=1.0, progress=False)
+        # view full: an N-token prompt is N tokens for every engine (a view that strips
+        # options or keeps the tail would shorten the router's input, not its speed);
+        # the pooled layers are the trainer's default
+        tr = RouterTrainer(**ROUTER_SPECS[name], lam=1.0, progress=False, view="full")
         tr.fit(texts, scores=scores, experts=experts)
         path = tr.save(work / name)
         out[name] = {
@@ -530,7 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     start = time.perf_counter()
     load_before = os.getloadavg()
-    from irde_onnx.defaults import default_layers, default_view
+    from irde_onnx.defaults import default_layers
     from irde_onnx.export.encoders import minilm_tokenizer_file
 
     texts = load_texts(args.data)
@@ -586,9 +589,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "mix of prompt lengths), best of 3. int8 routers are called with batch_size=32 for "
             "throughput (their default is 1 prompt per call, see README). The static router "
             "is loaded with the runtime's default threads (one intra-op thread for its graph) "
-            "at every budget; the other engines use the budget's threads. MiniLM routers have "
-            f"the trainer's defaults (view {default_view('minilm')}, layers "
-            f"{','.join(map(str, default_layers('minilm')))}). Routers fit on "
+            "at every budget; the other engines use the budget's threads. Every router reads "
+            "the text as it is (view full), so an N-token prompt costs N tokens in every "
+            "engine; MiniLM routers pool the trainer's default layers "
+            f"({','.join(map(str, default_layers('minilm')))}). Routers fit on "
             f"{len(rows)} RouterDC train prompts, 7 experts.",
             "",
             tables(results, {k: v for k, v in routers.items()}, venvs),
