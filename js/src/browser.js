@@ -30,6 +30,9 @@ export {
   prepareText,
   viewNames,
 } from "./core.js";
+import { MissingBackendError } from "./errors.js";
+
+export { MissingBackendError };
 export { ort };
 
 function configure({ wasmPaths, threads } = {}) {

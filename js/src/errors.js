@@ -30,3 +30,15 @@ export class FileNotFoundError extends IrdeError {
     this.code = "ENOENT";
   }
 }
+/**
+ * The onnxruntime package a back-end needs is not installed (they are optional peer
+ * dependencies: onnxruntime-node for Node.js, onnxruntime-web for browsers and the wasm
+ * back-end); the message names the install command.
+ */
+export class MissingBackendError extends IrdeError {
+  constructor(message, options) {
+    super(message, options);
+    this.name = "MissingBackendError";
+    this.code = "IRDE_MISSING_BACKEND";
+  }
+}

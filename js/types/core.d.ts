@@ -80,8 +80,11 @@ export interface RouterConfig {
   readonly [key: string]: unknown;
 }
 
-/** Base class of the errors that a caller's input or files can cause. */
-export class IrdeError extends Error {}
+/** Base class of the errors that a caller's input or files can cause (`name` is set as a
+ * string in each class, so it survives minification). */
+export class IrdeError extends Error {
+  constructor(message?: string, options?: { cause?: unknown });
+}
 /** An argument is not valid; the message names the fix. */
 export class InvalidInputError extends IrdeError {}
 /** A router folder is incomplete, corrupt or of an unknown format version. */
@@ -89,6 +92,13 @@ export class RouterFormatError extends IrdeError {}
 /** A file or folder that a router needs does not exist (code "ENOENT"). */
 export class FileNotFoundError extends IrdeError {
   readonly code: "ENOENT";
+}
+/**
+ * The onnxruntime package a back-end needs is not installed (onnxruntime-node and
+ * onnxruntime-web are optional peer dependencies); the message names the install command.
+ */
+export class MissingBackendError extends IrdeError {
+  readonly code: "IRDE_MISSING_BACKEND";
 }
 
 /** Characters kept per token of max_length before tokenizing (the shared text rule). */
