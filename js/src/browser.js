@@ -1,7 +1,7 @@
 // Browser host: Router.fromUrl(baseUrl) or Router.fromBytes(files) on onnxruntime-web (wasm).
 // Nothing is fetched but the router folder the page points at and the wasm files it serves.
 
-import * as ort from "onnxruntime-web";
+import * as ort from "onnxruntime-web/wasm";
 
 import {
   CONFIG_FILE,
@@ -35,6 +35,10 @@ import { MissingBackendError } from "./errors.js";
 export { MissingBackendError };
 export { ort };
 
+/** The file onnxruntime-web/wasm fetches at its first session (bundlers may add a hash). */
+const WASM_FILE = "ort-wasm-simd-threaded.wasm";
+const WASM_URL = /\/ort-wasm-simd-threaded[^/?#]*\.wasm(?:[?#]|$)/;
+
 function configure({ wasmPaths, threads } = {}) {
   if (wasmPaths !== undefined) {
     // onnxruntime-web resolves its .wasm/.mjs files from here; it must be an absolute URL
@@ -45,6 +49,40 @@ function configure({ wasmPaths, threads } = {}) {
       throw new InvalidInputError(`threads must be an integer >= 1, got ${threads}`);
     }
     ort.env.wasm.numThreads = threads;
+  }
+}
+
+/**
+ * When onnxruntime-web could not start because its wasm file was not served, a
+ * FileNotFoundError naming the file and the URL the browser asked for (from the page's resource
+ * timing), instead of onnxruntime's "no available backend found"; otherwise null.
+ */
+function wasmFileError(err) {
+  const message = String(err?.message ?? err);
+  if (!/no available backend found/.test(message) || !/\[wasm\]/.test(message)) return null;
+  const entries = globalThis.performance?.getEntriesByType?.("resource") ?? [];
+  const entry = entries.filter((e) => WASM_URL.test(e.name)).at(-1);
+  const status = entry?.responseStatus; // 0: a network or CORS failure (Chromium, Firefox)
+  const served = entry && status >= 200 && status < 300;
+  if (served || (!entry && !/fetching of the wasm failed/.test(message))) return null;
+  const paths = ort.env.wasm.wasmPaths;
+  const where = entry ? `${entry.name}${status ? ` (HTTP ${status})` : ""}`
+    : typeof paths === "string" ? `${paths}${WASM_FILE} (wasmPaths)`
+      : "the URL onnxruntime-web computes from the script that bundles it";
+  return new FileNotFoundError(
+    `onnxruntime-web's wasm file ${WASM_FILE} could not be loaded from ${where}: serve it there (copy ` +
+    `node_modules/onnxruntime-web/dist/${WASM_FILE}), or pass wasmPaths: the absolute URL of ` +
+    `the folder that serves it. onnxruntime-web said: ${message.split("\n")[0]}`, { cause: err });
+}
+
+async function createSession(graphBytes, data) {
+  try {
+    return await ort.InferenceSession.create(graphBytes, {
+      externalData: [{ path: DATA_FILE, data }],
+      logSeverityLevel: 3,
+    });
+  } catch (err) {
+    throw wasmFileError(err) ?? err;
   }
 }
 
@@ -74,7 +112,8 @@ export class Router extends CoreRouter {
    * tokenizer.json).
    * @param {string|URL} baseUrl the folder's URL; a relative URL resolves against the page
    * @param {{wasmPaths?: string, threads?: number, fetch?: typeof fetch}} [options]
-   *   wasmPaths: where onnxruntime-web's .wasm files are served (a folder URL ending in /)
+   *   wasmPaths: the folder URL (ending in /) that serves ort-wasm-simd-threaded.wasm, when
+   *   it is not where the bundle expects it
    */
   static async fromUrl(baseUrl, options = {}) {
     configure(options);
@@ -123,10 +162,7 @@ export class Router extends CoreRouter {
       source,
       backend: "wasm",
       RouterClass: Router,
-      openSession: () => ort.InferenceSession.create(graphBytes, {
-        externalData: [{ path: DATA_FILE, data }],
-        logSeverityLevel: 3,
-      }),
+      openSession: () => createSession(graphBytes, data),
     });
   }
 }

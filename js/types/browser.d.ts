@@ -9,10 +9,14 @@ export {
 export type {
   Decision, DecideSettings, PolicySettings, Route, RouteOptions, RouterConfig,
 } from "./core.js";
-export * as ort from "onnxruntime-web";
+export * as ort from "onnxruntime-web/wasm";
 
 export interface BrowserOptions {
-  /** Where onnxruntime-web's .wasm and .mjs files are served: a folder URL ending in "/". */
+  /**
+   * The folder URL (ending in "/") that serves ort-wasm-simd-threaded.wasm, when it is not
+   * where the bundle expects it (Vite emits it as an asset; with esbuild copy it beside the
+   * bundle).
+   */
   wasmPaths?: string;
   /** wasm threads (more than 1 needs a cross-origin isolated page). */
   threads?: number;

@@ -1,0 +1,169 @@
+// The two browser recipes users copy, examples/vite and examples/esbuild, built as a user
+// builds them (npm pack, then one `npm install` of the tarball, onnxruntime-web, vite and
+// esbuild into a temporary project, from npm's cache when it holds them), served from
+// 127.0.0.1 and opened in headless Chromium: each page routes golden prompts with the golden
+// static router as Python does; without the wasm file the page shows a FileNotFoundError that
+// names it (the class name survives minification).
+
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
+
+import { chromium } from "playwright-core";
+
+import { JS_ROOT, REPO, ROUTERS, SCORE_ATOL, golden, skipUnlessReady } from "./helpers.mjs";
+
+const run = promisify(execFile);
+const pkg = JSON.parse(readFileSync(path.join(JS_ROOT, "package.json"), "utf8"));
+const EXAMPLES = path.join(REPO, "examples");
+const CANDIDATES = [
+  process.env.CHROMIUM_PATH, "/usr/bin/chromium-headless-shell", "/usr/bin/chromium",
+  "/usr/lib/chromium/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome",
+].filter(Boolean);
+const executablePath = CANDIDATES.find((p) => existsSync(p));
+const ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+  "--disable-component-update", "--disable-sync"];
+// golden prompts typed into the page (plain text the textarea keeps as it is)
+const PROMPTS = ["ascii math", "special tokens", "chinese", "code", "emoji"]
+  .map((name) => golden.prompts.findIndex((p) => p.name === name));
+const ROUTER = "static";
+
+function browserSkip() {
+  const ready = skipUnlessReady();
+  if (ready.skip) return ready;
+  if (!executablePath) {
+    const why = "no Chromium found: apt-get install chromium-headless-shell (or set CHROMIUM_PATH)";
+    if (process.env.CI) throw new Error(why);
+    return { skip: why };
+  }
+  return {};
+}
+
+const TYPES = {
+  ".html": "text/html; charset=utf-8", ".js": "text/javascript", ".mjs": "text/javascript",
+  ".wasm": "application/wasm", ".json": "application/json",
+};
+
+/** Serve dist/ with the router folder at /router/; withoutWasm: every .wasm is a 404. */
+async function serve(dist, router, { withoutWasm = false } = {}) {
+  const server = http.createServer(async (req, res) => {
+    const urlPath = decodeURIComponent(new URL(req.url, "http://localhost").pathname);
+    const [root, rest] = urlPath.startsWith("/router/") ? [router, urlPath.slice(8)] : [dist, urlPath.slice(1)];
+    const file = path.resolve(root, rest || "index.html");
+    if (!file.startsWith(root + path.sep) || (withoutWasm && file.endsWith(".wasm"))) {
+      res.writeHead(404).end();
+      return;
+    }
+    try {
+      const body = await readFile(file);
+      res.writeHead(200, { "content-type": TYPES[path.extname(file)] ?? "application/octet-stream" }).end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { server, url: `http://127.0.0.1:${server.address().port}/` };
+}
+
+describe("browser recipes: examples/vite and examples/esbuild in headless Chromium",
+  { ...browserSkip(), timeout: 600_000 }, () => {
+    let work;
+    let browser;
+    const dists = {};
+    const servers = [];
+
+    before(async () => {
+      const started = Date.now();
+      work = await mkdtemp(path.join(os.tmpdir(), "irde-bundlers-"));
+      const { stdout } = await run("npm", ["pack", "--silent", "--pack-destination", work], { cwd: JS_ROOT });
+      const tarball = path.join(work, stdout.trim().split("\n").at(-1));
+      await writeFile(path.join(work, "package.json"),
+        JSON.stringify({ name: "irde-recipes", private: true, type: "module" }));
+      const dev = pkg.devDependencies;
+      // one install for both recipes; no install scripts (esbuild's only checks its binary)
+      await run("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", "--ignore-scripts",
+        tarball, `onnxruntime-web@${dev["onnxruntime-web"]}`, `vite@${dev.vite}`, `esbuild@${dev.esbuild}`],
+      { cwd: work });
+      const installed = Date.now();
+      for (const name of ["vite", "esbuild"]) {
+        await cp(path.join(EXAMPLES, name), path.join(work, name), {
+          recursive: true, filter: (src) => !/[/\\](node_modules|dist)$/.test(src),
+        });
+      }
+      await run(process.execPath, [path.join(work, "node_modules", "vite", "bin", "vite.js"), "build",
+        "--logLevel", "warn"], { cwd: path.join(work, "vite") });
+      await run(process.execPath, ["build.mjs"], { cwd: path.join(work, "esbuild") });
+      for (const name of ["vite", "esbuild"]) dists[name] = path.join(work, name, "dist");
+      console.log(`# recipes: npm install ${((installed - started) / 1000).toFixed(1)} s, ` +
+        `vite and esbuild builds ${((Date.now() - installed) / 1000).toFixed(1)} s`);
+      browser = await chromium.launch({ executablePath, headless: true, args: ARGS });
+    });
+    after(async () => {
+      await browser?.close();
+      await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+      if (work) await rm(work, { recursive: true, force: true });
+    });
+
+    async function openPage(name, options) {
+      const { server, url } = await serve(dists[name], path.join(ROUTERS, ROUTER), options);
+      servers.push(server);
+      const page = await browser.newPage();
+      const requests = [];
+      page.on("request", (r) => requests.push(r.url()));
+      await page.goto(url);
+      await page.waitForSelector("body[data-state]", { timeout: 120_000 });
+      return { page, url, requests };
+    }
+
+    for (const name of ["vite", "esbuild"]) {
+      it(`${name}: the built page routes golden prompts as Python does`, async () => {
+        const { page, url, requests } = await openPage(name);
+        assert.equal(await page.getAttribute("body", "data-state"), "ready", await page.textContent("#result"));
+        const experts = golden.routers[ROUTER].experts;
+        for (const i of PROMPTS) {
+          await page.fill("#prompt", golden.prompts[i].text);
+          await page.click("#route");
+          await page.waitForSelector("body[data-state=routed], body[data-state=error]");
+          const route = JSON.parse(await page.textContent("#result"));
+          const what = golden.prompts[i].name;
+          assert.equal(route.expert, golden.experts[ROUTER][i], what);
+          experts.forEach((e, j) => assert.ok(Math.abs(route.scores[e] - golden.scores[ROUTER][i][j]) <= SCORE_ATOL,
+            `${what}: ${e} ${route.scores[e]} vs ${golden.scores[ROUTER][i][j]}`));
+          assert.ok(Math.abs(route.confidence - golden.confidence[ROUTER][i]) <= SCORE_ATOL, what);
+        }
+        // the wasm-only build of onnxruntime-web (not the 28 MB JSEP file), from this origin only
+        const wasm = requests.filter((u) => u.endsWith(".wasm"));
+        assert.equal(wasm.length, 1, wasm.join());
+        assert.match(wasm[0], /\/ort-wasm-simd-threaded(-[\w-]+)?\.wasm$/);
+        assert.deepEqual(requests.filter((u) => !u.startsWith(url)), []);
+        await page.close();
+      });
+
+      it(`${name}: without the wasm file, a FileNotFoundError naming it`, async () => {
+        const { page, url } = await openPage(name, { withoutWasm: true });
+        assert.equal(await page.getAttribute("body", "data-state"), "error");
+        const text = await page.textContent("#result");
+        const file = name === "vite" ? "assets/ort-wasm-simd-threaded-[\\w-]+\\.wasm" : "ort-wasm-simd-threaded\\.wasm";
+        assert.match(text, new RegExp(`^FileNotFoundError: onnxruntime-web's wasm file ort-wasm-simd-threaded\\.wasm ` +
+          `could not be loaded from ${url.replace(/[.]/g, "\\.")}${file} \\(HTTP 404\\): serve it there`));
+        await page.close();
+      });
+    }
+  });
+
+describe("the recipes' package.json", () => {
+  for (const name of ["vite", "esbuild"]) {
+    it(`examples/${name} installs this version's tarball and the peer range of onnxruntime-web`, () => {
+      const example = JSON.parse(readFileSync(path.join(EXAMPLES, name, "package.json"), "utf8"));
+      assert.equal(example.dependencies["irde-onnx"], `file:../${pkg.name}-${pkg.version}.tgz`);
+      assert.equal(example.dependencies["onnxruntime-web"], pkg.peerDependencies["onnxruntime-web"]);
+      assert.equal(example.devDependencies[name].replace(/^\^/, ""), pkg.devDependencies[name]);
+    });
+  }
+});
