@@ -3,13 +3,15 @@
 // esbuild into a temporary project, from npm's cache when it holds them), served from
 // 127.0.0.1 and opened in headless Chromium: each page routes golden prompts with the golden
 // static router as Python does; without the wasm file the page shows a FileNotFoundError that
-// names it (the class name survives minification).
+// names it (the class name survives minification). And TypeScript with
+// moduleResolution "bundler" (Vite's and Next's templates) finds Router.load and Router.fromUrl.
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import http from "node:http";
+import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -164,6 +166,18 @@ describe("the recipes' package.json", () => {
       assert.equal(example.dependencies["irde-onnx"], `file:../${pkg.name}-${pkg.version}.tgz`);
       assert.equal(example.dependencies["onnxruntime-web"], pkg.peerDependencies["onnxruntime-web"]);
       assert.equal(example.devDependencies[name].replace(/^\^/, ""), pkg.devDependencies[name]);
+    });
+  }
+});
+
+describe("TypeScript with moduleResolution bundler", () => {
+  const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
+  for (const config of ["tsconfig.bundler.json", "tsconfig.bundler-browser.json", "tsconfig.bundler-node.json"]) {
+    it(`test/types/${config} compiles (tsc --noEmit exits 0)`, async () => {
+      const result = await run(process.execPath, [tsc, "-p", path.join(JS_ROOT, "test", "types", config)])
+        .then(({ stdout }) => ({ code: 0, stdout }), (err) => err);
+      assert.equal(result.stdout, "");
+      assert.equal(result.code, 0);
     });
   }
 });

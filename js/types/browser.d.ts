@@ -7,31 +7,11 @@ export {
   TextTokenizer, applyView, checkView, decide, prepareText, viewNames,
 } from "./core.js";
 export type {
-  Decision, DecideSettings, PolicySettings, Route, RouteOptions, RouterConfig,
+  BrowserOptions, Decision, DecideSettings, PolicySettings, Route, RouteOptions, RouterConfig,
+  RouterFiles,
 } from "./core.js";
+import type { BrowserOptions, RouterFiles } from "./core.js";
 export * as ort from "onnxruntime-web/wasm";
-
-export interface BrowserOptions {
-  /**
-   * The folder URL (ending in "/") that serves ort-wasm-simd-threaded.wasm, when it is not
-   * where the bundle expects it (Vite emits it as an asset; with esbuild copy it beside the
-   * bundle).
-   */
-  wasmPaths?: string;
-  /** wasm threads (more than 1 needs a cross-origin isolated page). */
-  threads?: number;
-}
-
-export interface RouterFiles {
-  /** router.json text. */
-  routerJson: string;
-  /** The graph file named by router.json (router.onnx for format_version 1). */
-  graph: Uint8Array | ArrayBuffer;
-  /** router.onnx.data, the encoder weights. */
-  data: Uint8Array | ArrayBuffer;
-  /** tokenizer.json, as text or parsed. */
-  tokenizer: string | object;
-}
 
 export class Router extends CoreRouter {
   /** Load the router folder served at baseUrl (relative URLs resolve against the page). */

@@ -56,6 +56,29 @@ export interface Decision {
   confidence: number[];
 }
 
+/** Options of the browser build's Router.fromUrl and Router.fromBytes. */
+export interface BrowserOptions {
+  /**
+   * The folder URL (ending in "/") that serves ort-wasm-simd-threaded.wasm, when it is not
+   * where the bundle expects it (Vite emits it as an asset; with esbuild copy it beside the
+   * bundle).
+   */
+  wasmPaths?: string;
+  /** wasm threads (more than 1 needs a cross-origin isolated page). */
+  threads?: number;
+}
+
+export interface RouterFiles {
+  /** router.json text. */
+  routerJson: string;
+  /** The graph file named by router.json (router.onnx for format_version 1). */
+  graph: Uint8Array | ArrayBuffer;
+  /** router.onnx.data, the encoder weights. */
+  data: Uint8Array | ArrayBuffer;
+  /** tokenizer.json, as text or parsed. */
+  tokenizer: string | object;
+}
+
 /** router.json, as written by the Python package. */
 export interface RouterConfig {
   readonly format_version: 1 | 2;
