@@ -52,16 +52,27 @@ function configure({ wasmPaths, threads } = {}) {
   }
 }
 
+/** The page's last resource timing entry of onnxruntime-web's wasm file, or undefined. */
+async function wasmEntry() {
+  // the entry is queued when the response has ended, which can be after onnxruntime gave up
+  for (let wait = 0; wait <= 400; wait += 100) {
+    if (wait) await new Promise((resolve) => setTimeout(resolve, 100));
+    const entries = globalThis.performance?.getEntriesByType?.("resource") ?? [];
+    const entry = entries.filter((e) => WASM_URL.test(e.name)).at(-1);
+    if (entry) return entry;
+  }
+  return undefined;
+}
+
 /**
  * When onnxruntime-web could not start because its wasm file was not served, a
  * FileNotFoundError naming the file and the URL the browser asked for (from the page's resource
  * timing), instead of onnxruntime's "no available backend found"; otherwise null.
  */
-function wasmFileError(err) {
+async function wasmFileError(err) {
   const message = String(err?.message ?? err);
   if (!/no available backend found/.test(message) || !/\[wasm\]/.test(message)) return null;
-  const entries = globalThis.performance?.getEntriesByType?.("resource") ?? [];
-  const entry = entries.filter((e) => WASM_URL.test(e.name)).at(-1);
+  const entry = await wasmEntry();
   const status = entry?.responseStatus; // 0: a network or CORS failure (Chromium, Firefox)
   const served = entry && status >= 200 && status < 300;
   if (served || (!entry && !/fetching of the wasm failed/.test(message))) return null;
@@ -82,7 +93,7 @@ async function createSession(graphBytes, data) {
       logSeverityLevel: 3,
     });
   } catch (err) {
-    throw wasmFileError(err) ?? err;
+    throw (await wasmFileError(err)) ?? err;
   }
 }
 

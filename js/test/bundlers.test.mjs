@@ -3,18 +3,19 @@
 // esbuild into a temporary project, from npm's cache when it holds them), served from
 // 127.0.0.1 and opened in headless Chromium: each page routes golden prompts with the golden
 // static router as Python does; without the wasm file the page shows a FileNotFoundError that
-// names it (the class name survives minification). And TypeScript with
+// names it (the class name survives minification). The Vite page also runs on Vite's dev server. And TypeScript with
 // moduleResolution "bundler" (Vite's and Next's templates) finds Router.load and Router.fromUrl.
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import http from "node:http";
 import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 
 import { chromium } from "playwright-core";
@@ -73,31 +74,41 @@ async function serve(dist, router, { withoutWasm = false } = {}) {
   return { server, url: `http://127.0.0.1:${server.address().port}/` };
 }
 
+/** Pack the package and install it with these packages into a new temporary project. */
+async function installProject(prefix, packages) {
+  const work = await mkdtemp(path.join(os.tmpdir(), prefix));
+  const { stdout } = await run("npm", ["pack", "--silent", "--pack-destination", work], { cwd: JS_ROOT });
+  const tarball = path.join(work, stdout.trim().split("\n").at(-1));
+  await writeFile(path.join(work, "package.json"), JSON.stringify({ name: prefix.replace(/-$/, ""), private: true }));
+  // one install for the recipes; no install scripts (esbuild's only checks its binary)
+  await run("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", "--ignore-scripts", tarball,
+    ...packages.map((name) => `${name}@${pkg.devDependencies[name]}`)], { cwd: work });
+  return work;
+}
+
+/**
+ * Copy examples/NAME into the project, without its package.json: the project one folder up
+ * holds the dependencies, and Vite's dev server serves files under the nearest package root.
+ */
+async function copyExample(name, to) {
+  await cp(path.join(EXAMPLES, name), to, {
+    recursive: true, filter: (src) => !/[/\\](node_modules|dist|package\.json)$/.test(src),
+  });
+}
+
 describe("browser recipes: examples/vite and examples/esbuild in headless Chromium",
   { ...browserSkip(), timeout: 600_000 }, () => {
     let work;
     let browser;
+    let viteDev;
     const dists = {};
     const servers = [];
 
     before(async () => {
       const started = Date.now();
-      work = await mkdtemp(path.join(os.tmpdir(), "irde-bundlers-"));
-      const { stdout } = await run("npm", ["pack", "--silent", "--pack-destination", work], { cwd: JS_ROOT });
-      const tarball = path.join(work, stdout.trim().split("\n").at(-1));
-      await writeFile(path.join(work, "package.json"),
-        JSON.stringify({ name: "irde-recipes", private: true, type: "module" }));
-      const dev = pkg.devDependencies;
-      // one install for both recipes; no install scripts (esbuild's only checks its binary)
-      await run("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", "--ignore-scripts",
-        tarball, `onnxruntime-web@${dev["onnxruntime-web"]}`, `vite@${dev.vite}`, `esbuild@${dev.esbuild}`],
-      { cwd: work });
+      work = await installProject("irde-recipes-", ["onnxruntime-web", "vite", "esbuild"]);
       const installed = Date.now();
-      for (const name of ["vite", "esbuild"]) {
-        await cp(path.join(EXAMPLES, name), path.join(work, name), {
-          recursive: true, filter: (src) => !/[/\\](node_modules|dist)$/.test(src),
-        });
-      }
+      for (const name of ["vite", "esbuild"]) await copyExample(name, path.join(work, name));
       await run(process.execPath, [path.join(work, "node_modules", "vite", "bin", "vite.js"), "build",
         "--logLevel", "warn"], { cwd: path.join(work, "vite") });
       await run(process.execPath, ["build.mjs"], { cwd: path.join(work, "esbuild") });
@@ -108,6 +119,7 @@ describe("browser recipes: examples/vite and examples/esbuild in headless Chromi
     });
     after(async () => {
       await browser?.close();
+      await viteDev?.close();
       await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
       if (work) await rm(work, { recursive: true, force: true });
     });
@@ -157,6 +169,28 @@ describe("browser recipes: examples/vite and examples/esbuild in headless Chromi
         await page.close();
       });
     }
+
+    it("vite: the dev server (`vite`, no config) serves a page that routes as Python does", async () => {
+      const root = path.join(work, "vite");
+      await mkdir(path.join(root, "public"));
+      await symlink(path.join(ROUTERS, ROUTER), path.join(root, "public", "router"));
+      const vite = await import(pathToFileURL(path.join(work, "node_modules", "vite", "dist", "node", "index.js")).href);
+      viteDev = await vite.createServer({ root, logLevel: "warn", server: { host: "127.0.0.1", port: 0 } });
+      await viteDev.listen();
+      const page = await browser.newPage();
+      await page.goto(viteDev.resolvedUrls.local[0]);
+      await page.waitForSelector("body[data-state]", { timeout: 120_000 });
+      assert.equal(await page.getAttribute("body", "data-state"), "ready", await page.textContent("#result"));
+      const i = PROMPTS[0];
+      await page.fill("#prompt", golden.prompts[i].text);
+      await page.click("#route");
+      await page.waitForSelector("body[data-state=routed], body[data-state=error]");
+      const route = JSON.parse(await page.textContent("#result"));
+      assert.equal(route.expert, golden.experts[ROUTER][i]);
+      golden.routers[ROUTER].experts.forEach((e, j) =>
+        assert.ok(Math.abs(route.scores[e] - golden.scores[ROUTER][i][j]) <= SCORE_ATOL, e));
+      await page.close();
+    });
   });
 
 describe("the recipes' package.json", () => {
