@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from "node:fs/promises";
 import http from "node:http";
 import { createRequire } from "node:module";
 import os from "node:os";
@@ -189,6 +189,28 @@ describe("browser recipes: examples/vite and examples/esbuild in headless Chromi
       assert.equal(route.expert, golden.experts[ROUTER][i]);
       golden.routers[ROUTER].experts.forEach((e, j) =>
         assert.ok(Math.abs(route.scores[e] - golden.scores[ROUTER][i][j]) <= SCORE_ATOL, e));
+      await page.close();
+      await viteDev.close();
+      viteDev = null;
+    });
+
+    // last: it takes onnxruntime-web out of the project
+    it("without onnxruntime-web (an optional peer), esbuild's build and Vite's page name it", async () => {
+      const modules = path.join(work, "node_modules");
+      await rename(path.join(modules, "onnxruntime-web"), path.join(modules, ".onnxruntime-web-hidden"));
+      const esbuildErr = await run(process.execPath, ["build.mjs"], { cwd: path.join(work, "esbuild") })
+        .then(() => null, (e) => e);
+      assert.ok(esbuildErr, "esbuild built without onnxruntime-web");
+      assert.match(esbuildErr.stderr, /Could not resolve "onnxruntime-web\/wasm"/);
+      // Vite builds (warning IMPORT_IS_UNDEFINED) with a stub that throws when the page loads
+      await run(process.execPath, [path.join(modules, "vite", "bin", "vite.js"), "build", "--logLevel", "silent"],
+        { cwd: path.join(work, "vite") });
+      const { server, url } = await serve(dists.vite, path.join(ROUTERS, ROUTER));
+      servers.push(server);
+      const page = await browser.newPage();
+      const thrown = new Promise((resolve) => page.once("pageerror", (e) => resolve(e.message)));
+      await page.goto(url);
+      assert.match(await thrown, /Could not resolve "onnxruntime-web\/wasm" imported by "irde-onnx"/);
       await page.close();
     });
   });
