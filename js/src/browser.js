@@ -1,5 +1,9 @@
 // Browser host: Router.fromUrl(baseUrl) or Router.fromBytes(files) on onnxruntime-web (wasm).
-// Nothing is fetched but the router folder the page points at and the wasm files it serves.
+// Nothing is fetched but the router folder the page points at and the wasm file it serves.
+// onnxruntime-web/wasm is the wasm-only build: one file to serve, ort-wasm-simd-threaded.wasm
+// (14 MB), where the bare "onnxruntime-web" (JSEP, for WebGPU) fetches the 28 MB
+// ort-wasm-simd-threaded.jsep.wasm. Bundled builds find it from import.meta.url: Vite emits it
+// as an asset; with esbuild copy it beside the bundle; wasmPaths overrides both.
 
 import * as ort from "onnxruntime-web/wasm";
 
@@ -73,9 +77,11 @@ async function wasmFileError(err) {
   const message = String(err?.message ?? err);
   if (!/no available backend found/.test(message) || !/\[wasm\]/.test(message)) return null;
   const entry = await wasmEntry();
-  const status = entry?.responseStatus; // 0: a network or CORS failure (Chromium, Firefox)
-  const served = entry && status >= 200 && status < 300;
-  if (served || (!entry && !/fetching of the wasm failed/.test(message))) return null;
+  // an HTTP status tells; without one (no entry, a network error or a cross-origin response:
+  // 0, or no responseStatus in this browser) only onnxruntime's own words do
+  const status = entry?.responseStatus;
+  const missing = status > 0 ? status < 200 || status >= 300 : /fetching of the wasm failed/.test(message);
+  if (!missing) return null;
   const paths = ort.env.wasm.wasmPaths;
   const where = entry ? `${entry.name}${status ? ` (HTTP ${status})` : ""}`
     : typeof paths === "string" ? `${paths}${WASM_FILE} (wasmPaths)`
