@@ -1,7 +1,11 @@
 // Browser host: Router.fromUrl(baseUrl) or Router.fromBytes(files) on onnxruntime-web (wasm).
-// Nothing is fetched but the router folder the page points at and the wasm files it serves.
+// Nothing is fetched but the router folder the page points at and the wasm file it serves.
+// onnxruntime-web/wasm is the wasm-only build: one file to serve, ort-wasm-simd-threaded.wasm
+// (14 MB), where the bare "onnxruntime-web" (JSEP, for WebGPU) fetches the 28 MB
+// ort-wasm-simd-threaded.jsep.wasm. Bundled builds find it from import.meta.url: Vite emits it
+// as an asset; with esbuild copy it beside the bundle; wasmPaths overrides both.
 
-import * as ort from "onnxruntime-web";
+import * as ort from "onnxruntime-web/wasm";
 
 import {
   CONFIG_FILE,
@@ -30,7 +34,14 @@ export {
   prepareText,
   viewNames,
 } from "./core.js";
+import { MissingBackendError } from "./errors.js";
+
+export { MissingBackendError };
 export { ort };
+
+/** The file onnxruntime-web/wasm fetches at its first session (bundlers may add a hash). */
+const WASM_FILE = "ort-wasm-simd-threaded.wasm";
+const WASM_URL = /\/ort-wasm-simd-threaded[^/?#]*\.wasm(?:[?#]|$)/;
 
 function configure({ wasmPaths, threads } = {}) {
   if (wasmPaths !== undefined) {
@@ -42,6 +53,53 @@ function configure({ wasmPaths, threads } = {}) {
       throw new InvalidInputError(`threads must be an integer >= 1, got ${threads}`);
     }
     ort.env.wasm.numThreads = threads;
+  }
+}
+
+/** The page's last resource timing entry of onnxruntime-web's wasm file, or undefined. */
+async function wasmEntry() {
+  // the entry is queued when the response has ended, which can be after onnxruntime gave up
+  for (let wait = 0; wait <= 400; wait += 100) {
+    if (wait) await new Promise((resolve) => setTimeout(resolve, 100));
+    const entries = globalThis.performance?.getEntriesByType?.("resource") ?? [];
+    const entry = entries.filter((e) => WASM_URL.test(e.name)).at(-1);
+    if (entry) return entry;
+  }
+  return undefined;
+}
+
+/**
+ * When onnxruntime-web could not start because its wasm file was not served, a
+ * FileNotFoundError naming the file and the URL the browser asked for (from the page's resource
+ * timing), instead of onnxruntime's "no available backend found"; otherwise null.
+ */
+async function wasmFileError(err) {
+  const message = String(err?.message ?? err);
+  if (!/no available backend found/.test(message) || !/\[wasm\]/.test(message)) return null;
+  const entry = await wasmEntry();
+  // an HTTP status tells; without one (no entry, a network error or a cross-origin response:
+  // 0, or no responseStatus in this browser) only onnxruntime's own words do
+  const status = entry?.responseStatus;
+  const missing = status > 0 ? status < 200 || status >= 300 : /fetching of the wasm failed/.test(message);
+  if (!missing) return null;
+  const paths = ort.env.wasm.wasmPaths;
+  const where = entry ? `${entry.name}${status ? ` (HTTP ${status})` : ""}`
+    : typeof paths === "string" ? `${paths}${WASM_FILE} (wasmPaths)`
+      : "the URL onnxruntime-web computes from the script that bundles it";
+  return new FileNotFoundError(
+    `onnxruntime-web's wasm file ${WASM_FILE} could not be loaded from ${where}: serve it there (copy ` +
+    `node_modules/onnxruntime-web/dist/${WASM_FILE}), or pass wasmPaths: the absolute URL of ` +
+    `the folder that serves it. onnxruntime-web said: ${message.split("\n")[0]}`, { cause: err });
+}
+
+async function createSession(graphBytes, data) {
+  try {
+    return await ort.InferenceSession.create(graphBytes, {
+      externalData: [{ path: DATA_FILE, data }],
+      logSeverityLevel: 3,
+    });
+  } catch (err) {
+    throw (await wasmFileError(err)) ?? err;
   }
 }
 
@@ -71,7 +129,8 @@ export class Router extends CoreRouter {
    * tokenizer.json).
    * @param {string|URL} baseUrl the folder's URL; a relative URL resolves against the page
    * @param {{wasmPaths?: string, threads?: number, fetch?: typeof fetch}} [options]
-   *   wasmPaths: where onnxruntime-web's .wasm files are served (a folder URL ending in /)
+   *   wasmPaths: the folder URL (ending in /) that serves ort-wasm-simd-threaded.wasm, when
+   *   it is not where the bundle expects it
    */
   static async fromUrl(baseUrl, options = {}) {
     configure(options);
@@ -120,10 +179,7 @@ export class Router extends CoreRouter {
       source,
       backend: "wasm",
       RouterClass: Router,
-      openSession: () => ort.InferenceSession.create(graphBytes, {
-        externalData: [{ path: DATA_FILE, data }],
-        logSeverityLevel: 3,
-      }),
+      openSession: () => createSession(graphBytes, data),
     });
   }
 }

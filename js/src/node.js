@@ -1,5 +1,7 @@
 // Node.js host: Router.load(dir) on onnxruntime-node (native CPU), or on onnxruntime-web's
-// wasm backend with { backend: "wasm" } (the numbers a browser computes).
+// wasm backend with { backend: "wasm" } (the numbers a browser computes). Both are optional
+// peer dependencies, imported when a router is loaded: a missing one is a MissingBackendError
+// that names the install command.
 
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
@@ -14,7 +16,9 @@ import {
   parseConfig,
   routerFromParts,
 } from "./core.js";
+import { MissingBackendError } from "./errors.js";
 
+export { MissingBackendError };
 export {
   DEFAULT_VIEW,
   FileNotFoundError,
@@ -33,6 +37,24 @@ export {
 } from "./core.js";
 
 const BACKENDS = ["node", "wasm"];
+// package.json's peerDependencies range of onnxruntime-node and onnxruntime-web (a test keeps
+// them equal)
+const ONNXRUNTIME_RANGE = "~1.30.0";
+
+/** Import an optional peer (a literal import() per package, so bundlers still see it). */
+async function importBackend(name, load, why) {
+  try {
+    return await load();
+  } catch (err) {
+    // only the package itself missing; a broken install of it keeps its own error
+    if (err?.code === "ERR_MODULE_NOT_FOUND" && String(err.message).includes(`'${name}'`)) {
+      throw new MissingBackendError(
+        `${name} is not installed: npm install ${name}@${ONNXRUNTIME_RANGE} (${why}; irde-onnx ` +
+        "leaves it to you as an optional peer dependency)", { cause: err });
+    }
+    throw err;
+  }
+}
 
 async function isFile(file) {
   try {
@@ -93,13 +115,15 @@ export class Router extends CoreRouter {
     let ort;
     let openSession;
     if (backend === "node") {
-      ort = await import("onnxruntime-node");
+      ort = await importBackend("onnxruntime-node", () => import("onnxruntime-node"),
+        "Router.load's default back-end");
       const options = { interOpNumThreads: 1, logSeverityLevel: 3 };
       if (threads !== undefined) options.intraOpNumThreads = threads;
       // from the path: onnxruntime finds router.onnx.data beside the graph itself
       openSession = () => ort.InferenceSession.create(graphPath, options);
     } else {
-      ort = await import("onnxruntime-web");
+      ort = await importBackend("onnxruntime-web", () => import("onnxruntime-web"),
+        'the back-end "wasm"');
       if (threads !== undefined) ort.env.wasm.numThreads = threads;
       const data = new Uint8Array(await readFile(path.join(root, DATA_FILE)));
       openSession = () => ort.InferenceSession.create(graphBytes, {

@@ -3,31 +3,15 @@ import { Router as CoreRouter } from "./core.js";
 
 export {
   DEFAULT_VIEW, FileNotFoundError, FORMAT_VERSIONS, InvalidInputError, IrdeError,
-  MAX_CHARS_PER_TOKEN, RouterFormatError, TAIL_CHARS_PER_TOKEN, TextTokenizer, applyView,
-  checkView, decide, prepareText, viewNames,
+  MAX_CHARS_PER_TOKEN, MissingBackendError, RouterFormatError, TAIL_CHARS_PER_TOKEN,
+  TextTokenizer, applyView, checkView, decide, prepareText, viewNames,
 } from "./core.js";
 export type {
-  Decision, DecideSettings, PolicySettings, Route, RouteOptions, RouterConfig,
+  BrowserOptions, Decision, DecideSettings, PolicySettings, Route, RouteOptions, RouterConfig,
+  RouterFiles,
 } from "./core.js";
-export * as ort from "onnxruntime-web";
-
-export interface BrowserOptions {
-  /** Where onnxruntime-web's .wasm and .mjs files are served: a folder URL ending in "/". */
-  wasmPaths?: string;
-  /** wasm threads (more than 1 needs a cross-origin isolated page). */
-  threads?: number;
-}
-
-export interface RouterFiles {
-  /** router.json text. */
-  routerJson: string;
-  /** The graph file named by router.json (router.onnx for format_version 1). */
-  graph: Uint8Array | ArrayBuffer;
-  /** router.onnx.data, the encoder weights. */
-  data: Uint8Array | ArrayBuffer;
-  /** tokenizer.json, as text or parsed. */
-  tokenizer: string | object;
-}
+import type { BrowserOptions, RouterFiles } from "./core.js";
+export * as ort from "onnxruntime-web/wasm";
 
 export class Router extends CoreRouter {
   /** Load the router folder served at baseUrl (relative URLs resolve against the page). */

@@ -56,6 +56,29 @@ export interface Decision {
   confidence: number[];
 }
 
+/** Options of the browser build's Router.fromUrl and Router.fromBytes. */
+export interface BrowserOptions {
+  /**
+   * The folder URL (ending in "/") that serves ort-wasm-simd-threaded.wasm, when it is not
+   * where the bundle expects it (Vite emits it as an asset; with esbuild copy it beside the
+   * bundle).
+   */
+  wasmPaths?: string;
+  /** wasm threads (more than 1 needs a cross-origin isolated page). */
+  threads?: number;
+}
+
+export interface RouterFiles {
+  /** router.json text. */
+  routerJson: string;
+  /** The graph file named by router.json (router.onnx for format_version 1). */
+  graph: Uint8Array | ArrayBuffer;
+  /** router.onnx.data, the encoder weights. */
+  data: Uint8Array | ArrayBuffer;
+  /** tokenizer.json, as text or parsed. */
+  tokenizer: string | object;
+}
+
 /** router.json, as written by the Python package. */
 export interface RouterConfig {
   readonly format_version: 1 | 2;
@@ -80,8 +103,11 @@ export interface RouterConfig {
   readonly [key: string]: unknown;
 }
 
-/** Base class of the errors that a caller's input or files can cause. */
-export class IrdeError extends Error {}
+/** Base class of the errors that a caller's input or files can cause (`name` is set as a
+ * string in each class, so it survives minification). */
+export class IrdeError extends Error {
+  constructor(message?: string, options?: { cause?: unknown });
+}
 /** An argument is not valid; the message names the fix. */
 export class InvalidInputError extends IrdeError {}
 /** A router folder is incomplete, corrupt or of an unknown format version. */
@@ -89,6 +115,13 @@ export class RouterFormatError extends IrdeError {}
 /** A file or folder that a router needs does not exist (code "ENOENT"). */
 export class FileNotFoundError extends IrdeError {
   readonly code: "ENOENT";
+}
+/**
+ * The onnxruntime package a back-end needs is not installed (onnxruntime-node and
+ * onnxruntime-web are optional peer dependencies); the message names the install command.
+ */
+export class MissingBackendError extends IrdeError {
+  readonly code: "IRDE_MISSING_BACKEND";
 }
 
 /** Characters kept per token of max_length before tokenizing (the shared text rule). */

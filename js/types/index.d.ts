@@ -3,8 +3,8 @@ import { Router as CoreRouter } from "./core.js";
 
 export {
   DEFAULT_VIEW, FileNotFoundError, FORMAT_VERSIONS, InvalidInputError, IrdeError,
-  MAX_CHARS_PER_TOKEN, RouterFormatError, TAIL_CHARS_PER_TOKEN, TextTokenizer, applyView,
-  checkView, decide, prepareText, viewNames,
+  MAX_CHARS_PER_TOKEN, MissingBackendError, RouterFormatError, TAIL_CHARS_PER_TOKEN,
+  TextTokenizer, applyView, checkView, decide, prepareText, viewNames,
 } from "./core.js";
 export type {
   Decision, DecideSettings, PolicySettings, Route, RouteOptions, RouterConfig,
