@@ -12,10 +12,13 @@ first write to its commit: so a file a running save is about to commit is never 
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -29,7 +32,7 @@ from irde_onnx.config import (
     RouterConfig,
     sha256_file,
 )
-from irde_onnx.errors import InvalidInputError, RouterBusyError
+from irde_onnx.errors import InvalidInputError, IrdeError, RouterBusyError, RouterFileError
 
 LOCK_FILE = ".irde.lock"
 LOCK_TIMEOUT = 600.0
@@ -58,6 +61,86 @@ def _step(name: str) -> None:
         _save_hook(name)
 
 
+# what to do about an operating system error, by errno (the message names path and cause)
+_FIXES = {
+    errno.EACCES: "the folder is not writable for this user: copy the router to a folder you "
+    "can write, or run as its owner",
+    errno.EPERM: "the folder is not writable for this user: copy the router to a folder you "
+    "can write, or run as its owner",
+    errno.EROFS: "the file system is read-only: copy the router to a writable folder",
+    errno.ENOSPC: "the disk is full: free some space and try again (the router on disk is "
+    "unchanged)",
+    errno.EDQUOT: "the disk quota is exceeded: free some space and try again (the router on "
+    "disk is unchanged)",
+    errno.ELOOP: "a symlink stands where irde expects a file: remove it",
+}
+
+
+def os_error_message(exc: OSError, action: str = "use") -> str:
+    """One line naming the path, the cause and the fix of an operating system error."""
+    path = exc.filename if exc.filename is not None else "a file"
+    cause = exc.strerror or str(exc) or type(exc).__name__
+    name = errno.errorcode.get(exc.errno, "") if exc.errno is not None else ""
+    fix = _FIXES.get(exc.errno, "check the path and its permissions")
+    return f"cannot {action} {path}: {cause}{f' ({name})' if name else ''}; {fix}"
+
+
+@contextmanager
+def file_errors(action: str) -> Iterator[None]:
+    """Raise the operating system's errors (but a missing file) as :class:`RouterFileError`.
+
+    ``FileNotFoundError`` passes unchanged (it is documented as such), as do the package's
+    own errors.
+    """
+    try:
+        yield
+    except (FileNotFoundError, IrdeError):
+        raise
+    except OSError as exc:
+        raise RouterFileError(
+            os_error_message(exc, action),
+            exc.errno,
+            None if exc.filename is None else str(exc.filename),
+        ) from exc
+
+
+def check_lock_path(root: str | os.PathLike) -> None:
+    """Refuse a lock path (``.irde.lock``) that exists and is not a regular file.
+
+    A symlink there could make the lock open (and with filelock < 3.20.1 truncate) a file
+    outside the folder; a directory or a fifo would make the lock fail or hang. Nothing is
+    opened: the path is only ``lstat``-ed.
+
+    Raises:
+        RouterFileError: naming the path, what it is, and the fix (remove it).
+
+    """
+    path = Path(root) / LOCK_FILE
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise RouterFileError(os_error_message(exc, "check"), exc.errno, str(path)) from exc
+    if stat.S_ISREG(mode):
+        return
+    kind = (
+        "a symlink"
+        if stat.S_ISLNK(mode)
+        else "a directory"
+        if stat.S_ISDIR(mode)
+        else "a fifo"
+        if stat.S_ISFIFO(mode)
+        else "not a regular file"
+    )
+    raise RouterFileError(
+        f"{path} is {kind}, not the folder's lock file: irde never opens it, as it could "
+        f"point outside the folder; remove it (rm {path}) and irde creates a plain lock file",
+        errno.ELOOP if stat.S_ISLNK(mode) else errno.EINVAL,
+        str(path),
+    )
+
+
 def folder_lock(root: str | os.PathLike, timeout: float = LOCK_TIMEOUT) -> FileLock:
     """The inter-process lock of a router folder (``.irde.lock`` inside it).
 
@@ -68,9 +151,18 @@ def folder_lock(root: str | os.PathLike, timeout: float = LOCK_TIMEOUT) -> FileL
 
 
 def acquire(lock: FileLock, root: str | os.PathLike, timeout: float = LOCK_TIMEOUT) -> None:
-    """Acquire ``lock``, raising :class:`RouterBusyError` after ``timeout`` seconds."""
+    """Acquire ``lock``, raising :class:`RouterBusyError` after ``timeout`` seconds.
+
+    Raises:
+        RouterBusyError: another process holds the lock for longer than ``timeout``.
+        RouterFileError: the lock path is not a regular file (:func:`check_lock_path`), or
+            the lock file cannot be created (a read-only folder, a full disk).
+
+    """
+    check_lock_path(root)
     try:
-        lock.acquire(timeout=timeout)
+        with file_errors("lock"):
+            lock.acquire(timeout=timeout)
     except Timeout as exc:
         raise RouterBusyError(
             f"{Path(root) / LOCK_FILE} is held by another process for more than "
@@ -143,6 +235,13 @@ def write_generation(
         The committed configuration (format_version 2, with ``files``).
 
     """
+    with file_errors("save the router to"):
+        return _write_generation(root, graph, stats, config, fresh)
+
+
+def _write_generation(
+    root: Path, graph: bytes, stats: bytes, config: RouterConfig, fresh: bool
+) -> RouterConfig:
     _step("graph")
     names = (GRAPH_FILE, STATS_FILE) if fresh else (None, None)
     graph_name, graph_sha = _write_generation_file(root, "router", ".onnx", graph, names[0])
@@ -196,6 +295,10 @@ def try_cleanup(root: Path, manifest: bytes) -> None:
 
     Best effort, for loaders: a busy lock (a save is running) or a read-only folder skips it.
     """
+    try:
+        check_lock_path(root)
+    except RouterFileError:
+        return  # never open a lock path that is not a plain file
     lock = folder_lock(root, timeout=0)
     try:
         lock.acquire()

@@ -32,7 +32,9 @@ from irde_onnx.errors import InvalidInputError, RouterChangedError, RouterFormat
 from irde_onnx.folder import (
     LOCK_TIMEOUT,
     acquire,
+    check_lock_path,
     check_output_folder,
+    file_errors,
     folder_lock,
     try_cleanup,
     write_generation,
@@ -365,7 +367,9 @@ class Router:
 
         """
         root = check_router_dir(path)
-        config, manifest, tokenizer, session, stats = cls._read(root, None, threads, providers)
+        check_lock_path(root)
+        with file_errors("read the router file"):
+            config, manifest, tokenizer, session, stats = cls._read(root, None, threads, providers)
         try_cleanup(root, manifest)
         return cls(root, _State(config, session), tokenizer, threads, providers, stats, manifest)
 
@@ -963,11 +967,13 @@ class Router:
             return self.path
         with self._lock:
             check_output_folder(target, overwrite)
-            target.mkdir(parents=True, exist_ok=True)
+            with file_errors("save the router to"):
+                target.mkdir(parents=True, exist_ok=True)
             lock = folder_lock(target)
             acquire(lock, target)
             try:
-                self._copy_fixed_files(target)
+                with file_errors("save the router to"):
+                    self._copy_fixed_files(target)
                 self._write(target, fresh=not (target / CONFIG_FILE).is_file())
             finally:
                 lock.release()
