@@ -18,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 from irde_onnx._version import __version__
 from irde_onnx.config import (
     CONFIG_FILE,
+    DATA_FILE,
     GRAPH_FILE,
     HEAD_B,
     HEAD_W,
@@ -205,7 +206,15 @@ def build_toy_router(
     config = RouterConfig(**{**config.__dict__, "fingerprint": stats.fingerprint})
     stats.save(root / STATS_FILE)
     config = config.with_files(
-        GRAPH_FILE, sha256_file(root / GRAPH_FILE), STATS_FILE, sha256_file(root / STATS_FILE)
+        {
+            name_role: (name, sha256_file(root / name))
+            for name_role, name in (
+                ("graph", GRAPH_FILE),
+                ("stats", STATS_FILE),
+                ("data", DATA_FILE),
+                ("tokenizer", TOKENIZER_FILE),
+            )
+        }
     )
     (root / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
     return root
