@@ -41,6 +41,7 @@ from irde_onnx.folder import (
     write_generation,
     write_temporary,
 )
+from irde_onnx.graph_rules import check_graph
 from irde_onnx.policy import (
     Policy,
     check_costs,
@@ -198,6 +199,14 @@ def _open_generation(
     graph, stats_path = root / config.graph_file, root / config.stats_file
     threads = session_threads(config, threads)
     stats = RouterStats.load(files["stats"], str(stats_path))
+    check_graph(
+        files["graph"],
+        str(graph),
+        config.encoder,
+        config.feature_dim,
+        len(config.experts),
+        tokenizer.vocab_size,
+    )
     try:
         session = open_session(graph, threads, providers)
     except InvalidInputError:
