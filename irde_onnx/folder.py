@@ -366,6 +366,24 @@ def _write_generation(
     return committed
 
 
+def record_files(root: Path, config: RouterConfig) -> RouterConfig:
+    """``config`` naming the files ``root`` holds for it now, each with its sha256.
+
+    For a router written file by file (a trainer's fresh export, a test's toy router): the
+    graph and statistics under ``config``'s names (``router.onnx`` and ``stats.npz`` unless
+    named), the encoder's weights and the tokenizer.
+    """
+    names = {
+        "graph": config.graph_file,
+        "stats": config.stats_file,
+        "data": DATA_FILE,
+        "tokenizer": TOKENIZER_FILE,
+    }
+    return config.with_files(
+        {role: (name, sha256_file(root / name)) for role, name in names.items()}
+    )
+
+
 def _fixed_file_name(role: str) -> str:
     return {"data": DATA_FILE, "tokenizer": TOKENIZER_FILE}[role]
 

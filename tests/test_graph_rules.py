@@ -5,6 +5,8 @@ The MiniLM encoder is exported once per precision and process (``export_minilm``
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from irde_onnx.graph_rules import ALLOWED_OPS, graph_problem, summarize_graph
@@ -69,3 +71,40 @@ def test_the_toy_router_keeps_the_static_rules(toy_router_dir):
     data = router.graph_path.read_bytes()
     ops = {op for _, op in summarize_graph(data).ops}
     assert ops <= ALLOWED_OPS["static"]
+
+
+def test_the_issue_s_11_kb_graph_asking_for_gigabytes_is_refused_at_load(
+    static_router_dir, tmp_path
+):
+    import hashlib
+    import json
+    import shutil
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    from irde_onnx.errors import RouterFormatError
+    from irde_onnx.runtime import Router
+
+    root = Path(shutil.copytree(static_router_dir, tmp_path / "router"))
+    config = json.loads((root / "router.json").read_text())
+    graph = root / config["files"]["graph"]["name"]
+    assert graph.stat().st_size < 12_000
+    model = onnx.load(str(graph), load_external_data=False)
+    scores = next(n for n in model.graph.node if "scores" in n.output)
+    scores.output[list(scores.output).index("scores")] = "scores_raw"
+    shape = helper.make_tensor("s", TensorProto.INT64, [1], [500_000_000])
+    model.graph.node.extend(
+        [
+            helper.make_node("Constant", [], ["huge_shape"], value=shape),
+            helper.make_node("ConstantOfShape", ["huge_shape"], ["huge"]),
+            helper.make_node("ReduceSum", ["huge"], ["huge_sum"], keepdims=0),
+            helper.make_node("Add", ["scores_raw", "huge_sum"], ["scores"]),
+        ]
+    )
+    data = model.SerializeToString()
+    graph.write_bytes(data)
+    config["files"]["graph"]["sha256"] = hashlib.sha256(data).hexdigest()
+    (root / "router.json").write_text(json.dumps(config))
+    with pytest.raises(RouterFormatError, match="ConstantOfShape a constant size"):
+        Router.load(root)

@@ -18,7 +18,6 @@ from onnx import TensorProto, helper, numpy_helper
 from irde_onnx._version import __version__
 from irde_onnx.config import (
     CONFIG_FILE,
-    DATA_FILE,
     GRAPH_FILE,
     HEAD_B,
     HEAD_W,
@@ -28,8 +27,8 @@ from irde_onnx.config import (
     TOKENIZER_FILE,
     RouterConfig,
     fingerprint,
-    sha256_file,
 )
+from irde_onnx.folder import record_files
 from irde_onnx.graph_file import save_router_graph
 from irde_onnx.metadata import graph_metadata, set_metadata
 from irde_onnx.runtime.tokenize import TextTokenizer
@@ -205,16 +204,6 @@ def build_toy_router(
     stats.fingerprint = fingerprint(root, "static", "fp32", MAX_LENGTH)
     config = RouterConfig(**{**config.__dict__, "fingerprint": stats.fingerprint})
     stats.save(root / STATS_FILE)
-    config = config.with_files(
-        {
-            name_role: (name, sha256_file(root / name))
-            for name_role, name in (
-                ("graph", GRAPH_FILE),
-                ("stats", STATS_FILE),
-                ("data", DATA_FILE),
-                ("tokenizer", TOKENIZER_FILE),
-            )
-        }
-    )
+    config = record_files(root, config)
     (root / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
     return root
