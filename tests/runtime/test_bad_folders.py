@@ -6,12 +6,6 @@ same error type, and neither may change a file outside the folder.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
-from pathlib import Path
-
 import pytest
 
 from irde_onnx import errors
@@ -19,75 +13,9 @@ from irde_onnx.encoders import ENCODERS
 from irde_onnx.graph_rules import ALLOWED_OPS, SIZE_INPUTS, SLACK_BYTES
 from irde_onnx.runtime import Router
 
-FIXTURES = Path(__file__).resolve().parents[2] / "conformance" / "bad_folders"
-RECORD = json.loads((FIXTURES / "cases.json").read_text(encoding="utf-8"))
+from ..bad_folders import RECORD, prepare
+
 CASES = [c for c in RECORD["cases"] if "python" in c.get("hosts", ["python"])]
-FIXED = {"config": "router.json", "data": "router.onnx.data", "tokenizer": "tokenizer.json"}
-
-
-def _file(root: Path, role: str) -> Path:
-    if role in FIXED:
-        return root / FIXED[role]
-    return root / json.loads((root / "router.json").read_text())["files"][role]["name"]
-
-
-def _edit(root: Path, edit) -> None:  # noqa: ANN001
-    path = root / "router.json"
-    data = json.loads(path.read_text(encoding="utf-8"))
-    edit(data)
-    path.write_text(json.dumps(data), encoding="utf-8")
-
-
-def _walk(data: dict, dotted: str) -> tuple[dict, str]:
-    *parents, last = dotted.split(".")
-    for key in parents:
-        data = data[key]
-    return data, last
-
-
-def apply_step(root: Path, outside: Path, step: dict) -> None:
-    """One step of a case (see conformance/make_bad_folders.py)."""
-    if "flip" in step:
-        path = _file(root, step["flip"])
-        data = bytearray(path.read_bytes())
-        data[step["at"]] ^= 1
-        path.write_bytes(bytes(data))
-    elif "replace_text" in step:
-        path = _file(root, step["replace_text"])
-        text = path.read_text(encoding="utf-8")
-        assert step["old"] in text
-        path.write_text(text.replace(step["old"], step["new"], 1), encoding="utf-8")
-    elif "set" in step:
-
-        def set_field(data: dict) -> None:
-            parent, key = _walk(data, step["set"])
-            parent[key] = step["value"]
-
-        _edit(root, set_field)
-    elif "delete" in step:
-
-        def delete_field(data: dict) -> None:
-            parent, key = _walk(data, step["delete"])
-            del parent[key]
-
-        _edit(root, delete_field)
-    elif "put" in step:
-        shutil.copyfile(FIXTURES / step["from"], _file(root, step["put"]))
-    elif "rehash" in step:
-        sha = hashlib.sha256(_file(root, step["rehash"]).read_bytes()).hexdigest()
-        _edit(root, lambda data: data["files"][step["rehash"]].update(sha256=sha))
-    elif "symlink_outside" in step or "symlink_inside" in step:
-        path = _file(root, step.get("symlink_outside") or step["symlink_inside"])
-        target = outside / path.name if "symlink_outside" in step else root / f".real.{path.name}"
-        os.replace(path, target)
-        path.symlink_to(target)
-    elif "remove" in step:
-        _file(root, step["remove"]).unlink()
-    elif "symlink_lock" in step:
-        (root / ".irde.lock").unlink(missing_ok=True)
-        (root / ".irde.lock").symlink_to(outside / "precious.txt")
-    else:
-        raise AssertionError(f"unknown step {step}")
 
 
 def test_the_rules_in_the_fixtures_are_this_package_s():
@@ -103,12 +31,7 @@ def test_the_rules_in_the_fixtures_are_this_package_s():
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_each_broken_folder_is_refused_with_its_error_type(case, tmp_path):
-    root = Path(shutil.copytree(FIXTURES / "good", tmp_path / "router"))
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "precious.txt").write_text("precious\n")
-    for step in case["steps"]:
-        apply_step(root, outside, step)
+    root, outside = prepare(case, tmp_path)
     before = {p.name: p.read_bytes() for p in outside.iterdir()}
     if case["error"] is None:
         router = Router.load(root)
