@@ -25,8 +25,13 @@ export interface RouterFiles {
   graph: Uint8Array | ArrayBuffer;
   /** router.onnx.data, the encoder weights. */
   data: Uint8Array | ArrayBuffer;
-  /** tokenizer.json, as text or parsed. */
-  tokenizer: string | object;
+  /**
+   * tokenizer.json as it is on disk (bytes or its exact text); parsed only for routers whose
+   * router.json records no sha256 for it (format_version 1 and 2).
+   */
+  tokenizer: Uint8Array | ArrayBuffer | string | object;
+  /** The statistics file named by router.json: required when it records their sha256. */
+  stats?: Uint8Array | ArrayBuffer;
 }
 
 export class Router extends CoreRouter {

@@ -58,7 +58,7 @@ export interface Decision {
 
 /** router.json, as written by the Python package. */
 export interface RouterConfig {
-  readonly format_version: 1 | 2;
+  readonly format_version: 1 | 2 | 3;
   readonly experts: string[];
   readonly expert_modes: ("pooled" | "own")[];
   readonly encoder: "minilm" | "static";
@@ -70,7 +70,8 @@ export interface RouterConfig {
   readonly feature_dim: number;
   readonly fingerprint: string;
   readonly package_version: string;
-  readonly files?: Record<"graph" | "stats", { name: string; sha256?: string }>;
+  /** The files with their sha256: graph and stats (version 2), also data and tokenizer (3). */
+  readonly files?: Partial<Record<"graph" | "stats" | "data" | "tokenizer", { name: string; sha256: string }>>;
   /** The input view applied before tokenizing ("full" when router.json has none). */
   readonly view: string;
   /** Pooled encoder layers, e.g. [6, 5] ([]: the last layer alone). */
