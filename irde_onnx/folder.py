@@ -252,18 +252,18 @@ def inside_file(root: Path, name: str) -> Path:
     path = root / name
     real_root = os.path.realpath(root)
     real = os.path.realpath(path)
-    if os.path.commonpath([real_root, real]) != real_root:
-        raise RouterFormatError(
-            f"{path} is a symlink to {real}, outside the router folder: a router reads only "
-            "its own files; replace the link with the file itself"
-        )
-    try:
+    try:  # a missing file (or a symlink to one) first, as the Node.js host's realpath does
         mode = os.stat(real).st_mode
     except FileNotFoundError:
         raise FileNotFoundError(
             f"{path} is missing: {root / CONFIG_FILE} names it; the router folder is "
             "incomplete (copy it again, or restore a backup)"
         ) from None
+    if os.path.commonpath([real_root, real]) != real_root:
+        raise RouterFormatError(
+            f"{path} is a symlink to {real}, outside the router folder: a router reads only "
+            "its own files; replace the link with the file itself"
+        )
     if not stat.S_ISREG(mode):
         raise RouterFormatError(f"{path} is not a regular file; copy the router folder again")
     return path
