@@ -13,7 +13,9 @@ Trains a static router on the demo prompts, then, in one run:
 - routes random text (surrogates, control characters, huge strings, mixed scripts): errors,
   non-finite scores;
 - measures the peak memory of routing ten 1 MB prompts, against tokenizing them uncut (the
-  tokenizer alone, as before the cut) in the same run.
+  tokenizer alone, as before the cut) in the same run;
+- loads every broken folder of ``conformance/bad_folders`` (tampered files, symlinks out of
+  the folder, a symlinked lock, ...) through the API and the CLI.
 
 Writes its section of BENCHMARKS.md.
 
@@ -23,6 +25,8 @@ Writes its section of BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import random
 import shutil
@@ -103,6 +107,74 @@ def bad_input_figures(router_dir: Path, work: Path) -> tuple[str, dict]:
         "unchanged": unchanged,
     }
     return table, figures
+
+
+# -- broken folders (conformance/bad_folders) and the symlinked lock ----------------------------
+def folder_figures(work: Path) -> dict:
+    """Every case of ``conformance/bad_folders`` through the API and ``irde route``.
+
+    Per case: the error type of ``Router.load`` (documented: the case's), the CLI's exit code
+    and stderr (2 and one line for a refusal), and whether the file outside the folder that
+    the case's symlinks point to kept its bytes. The symlinked-lock case also runs
+    ``irde experts add``.
+    """
+    from irde_onnx.cli import main as cli_main
+    from tests import bad_folders
+
+    rows, api_ok, cli_ok, unchanged = [], 0, 0, 0
+    for k, case in enumerate(bad_folders.CASES):
+        root, outside = bad_folders.prepare(case, work / f"folder{k}")
+        before = {p.name: p.read_bytes() for p in outside.iterdir()}
+        try:
+            Router.load(root)
+            got = None
+        except Exception as exc:  # noqa: BLE001 - the type is the figure
+            got = type(exc).__name__
+        api_ok += got == case["error"]
+        argvs = [["route", str(root), "solve the equation"]]
+        if any("symlink_lock" in step for step in case["steps"]):
+            rows_file = work / f"folder{k}" / "rows.jsonl"
+            rows_file.write_text('{"text": "a patient"}\n', encoding="utf-8")
+            argvs.append(["experts", "add", str(root), "medicine", "--data", str(rows_file)])
+        cli = []
+        for argv in argvs:
+            err = io.StringIO()
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+                code = cli_main(argv)
+            lines = err.getvalue().count("\n")
+            want = 0 if case["error"] is None else 2
+            cli_ok += code == want and (code == 0 or lines == 1)
+            cli.append(f"{argv[0]}: exit {code}" + ("" if lines <= 1 else f", {lines} lines"))
+        same = {p.name: p.read_bytes() for p in outside.iterdir()} == before
+        unchanged += same
+        rows.append([case["name"], got or "loads", "; ".join(cli), "yes" if same else "NO"])
+    return {
+        "table": markdown_table(
+            ["broken folder", "Router.load", "CLI", "file outside unchanged"], rows
+        ),
+        "cases": len(bad_folders.CASES),
+        "api_ok": api_ok,
+        "cli_ok": cli_ok,
+        "cli_runs": sum(len(r[2].split("; ")) for r in rows),
+        "unchanged": unchanged,
+    }
+
+
+def folder_report(folders: dict) -> str:
+    """The broken-folder part of the section (``folder_figures``)."""
+    f = folders
+    return f"""
+**Broken router folders.** {f["cases"]} cases of `conformance/bad_folders` (the fixtures the
+Python and Node tests share: a tampered file of each role, missing hashes, traversal names,
+symlinks out of the folder, out-of-range fields, graphs that ask for gigabytes with a matching
+hash, a symlinked `.irde.lock`): {f["api_ok"]}/{f["cases"]} loads ended as documented (the
+error type of the case, or a load for the good ones), {f["cli_ok"]}/{f["cli_runs"]} command
+lines exited as documented (2 with one line on stderr for a refusal), and in
+{f["unchanged"]}/{f["cases"]} cases the file outside the folder that the symlinks point to
+kept its bytes.
+
+{f["table"]}
+"""
 
 
 # -- kills --------------------------------------------------------------------------------------
@@ -395,7 +467,9 @@ def main(argv: list[str] | None = None) -> int:
         fuzz = fuzz_figures(router_dir, args.fuzz)
         print("memory ...", file=sys.stderr)
         memory = memory_figures(router_dir)
-    markdown = report(bad, kills, swaps, procs, fuzz, memory)
+        print("broken folders ...", file=sys.stderr)
+        folders = folder_figures(work / "folders")
+    markdown = report(bad, kills, swaps, procs, fuzz, memory) + folder_report(folders)
     print(markdown)
     if not args.no_write:
         write_section("reliability", markdown)

@@ -12,6 +12,7 @@ from irde_onnx.errors import (
     MissingExtraError,
     RouterBusyError,
     RouterChangedError,
+    RouterFileError,
     RouterFormatError,
 )
 from irde_onnx.runtime import Route, Router
@@ -26,5 +27,6 @@ __all__ = [
     "Router",
     "RouterBusyError",
     "RouterChangedError",
+    "RouterFileError",
     "RouterFormatError",
 ]

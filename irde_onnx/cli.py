@@ -725,6 +725,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"irde {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except OSError as exc:  # permissions, a full disk, a symlink loop: path and cause, no traceback
+        from irde_onnx.folder import os_error_message
+
+        print(f"irde {args.command}: error: {os_error_message(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("irde: interrupted", file=sys.stderr)
         return 130

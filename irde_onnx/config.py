@@ -18,13 +18,19 @@ from irde_onnx.errors import InvalidInputError, RouterFormatError
 from irde_onnx.policy import Policy
 from irde_onnx.views import DEFAULT_VIEW, check_view
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 GRAPH_FILE = "router.onnx"
 DATA_FILE = "router.onnx.data"
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "router.json"
 STATS_FILE = "stats.npz"
+# The files router.json records with their sha256 (``files``), by format_version: version 2
+# records the graph and the statistics, version 3 every file a load reads. Version 1 records
+# none (router.onnx and stats.npz, unverified).
+FILE_ROLES = {2: ("graph", "stats"), 3: ("graph", "stats", "data", "tokenizer")}
+# the roles whose file names are fixed (the encoder's weights and the tokenizer)
+FIXED_ROLE_NAMES = {"data": DATA_FILE, "tokenizer": TOKENIZER_FILE}
 REQUIRED_FILES = (GRAPH_FILE, DATA_FILE, TOKENIZER_FILE, CONFIG_FILE, STATS_FILE)
 # files every router folder holds under these fixed names (the graph and statistics are named
 # by router.json from format_version 2 on; version 1 means GRAPH_FILE and STATS_FILE)
@@ -61,10 +67,12 @@ class RouterConfig:
         feature_dim: d, the width of the head's input.
         fingerprint: identifies the encoder, tokenizer and precision that made the statistics.
         package_version: irde-onnx version that wrote the router.
-        format_version: layout version of the directory (1 or 2; saves write 2).
+        format_version: layout version of the directory (1, 2 or 3; saves write 3).
         extra: free-form metadata (training summary, lam search).
-        files: ``{"graph": {"name", "sha256"}, "stats": {"name", "sha256"}}``: the files of
-            this generation (format_version 2); empty means ``router.onnx`` and ``stats.npz``.
+        files: ``{role: {"name", "sha256"}}`` for the roles of :data:`FILE_ROLES`: the files
+            of this generation with their sha256 (version 3: graph, stats, data, tokenizer;
+            version 2: graph and stats); empty (version 1) means ``router.onnx`` and
+            ``stats.npz``, unverified.
         policy: the decision settings (costs, default willingness to pay, confidence
             threshold and fallback, calibration; see :class:`irde_onnx.policy.Policy`);
             empty means none of them.
@@ -114,22 +122,39 @@ class RouterConfig:
         return self.files["stats"]["name"] if self.files else STATS_FILE
 
     def file_hash(self, role: str) -> str | None:
-        """The sha256 router.json records for ``role`` (``graph`` or ``stats``), if any."""
-        return self.files[role].get("sha256") if self.files else None
+        """The sha256 router.json records for ``role`` (graph, stats, data, tokenizer), if any."""
+        entry = self.files.get(role)
+        return entry["sha256"] if entry else None
+
+    def verified_files(self) -> dict[str, tuple[str, str | None]]:
+        """``{role: (file name, recorded sha256 or None)}`` of every file a load reads.
+
+        Version 3 records a sha256 for each; version 2 for the graph and statistics only;
+        version 1 for none.
+        """
+        return {
+            "graph": (self.graph_file, self.file_hash("graph")),
+            "stats": (self.stats_file, self.file_hash("stats")),
+            "data": (DATA_FILE, self.file_hash("data")),
+            "tokenizer": (TOKENIZER_FILE, self.file_hash("tokenizer")),
+        }
 
     def with_experts(self, experts: list[str], modes: list[str]) -> RouterConfig:
         """A copy with another expert list."""
         return replace(self, experts=tuple(experts), expert_modes=tuple(modes))
 
-    def with_files(self, graph: str, graph_sha: str, stats: str, stats_sha: str) -> RouterConfig:
-        """A format_version 2 copy naming the graph and statistics files with their hashes."""
+    def with_files(self, files: dict[str, tuple[str, str]]) -> RouterConfig:
+        """A copy of the current format_version naming every file with its sha256.
+
+        ``files``: ``{role: (name, sha256)}`` for each role of ``FILE_ROLES[FORMAT_VERSION]``.
+        """
+        roles = FILE_ROLES[FORMAT_VERSION]
+        if set(files) != set(roles):
+            raise ValueError(f"with_files needs the roles {roles}, got {sorted(files)}")
         return replace(
             self,
             format_version=FORMAT_VERSION,
-            files={
-                "graph": {"name": graph, "sha256": graph_sha},
-                "stats": {"name": stats, "sha256": stats_sha},
-            },
+            files={role: {"name": files[role][0], "sha256": files[role][1]} for role in roles},
         )
 
     def to_json(self) -> str:
@@ -179,6 +204,7 @@ class RouterConfig:
             raise RouterFormatError(f"{source} lacks the field(s) {', '.join(missing)}")
         kwargs = {k: v for k, v in data.items() if k in known}
         _check_types(kwargs, source)
+        _check_files(data.get("files"), version, source)
         kwargs["experts"] = tuple(kwargs["experts"])
         kwargs["expert_modes"] = tuple(kwargs["expert_modes"])
         if "layers" in kwargs:
@@ -354,23 +380,49 @@ def _check_types(data: dict[str, Any], source: str) -> None:
         not isinstance(data["layers"], list) or not all(is_int(k) for k in data["layers"])
     ):
         raise fail("layers", "a list of layer numbers")
-    if "files" in data:
-        files = data["files"]
-        want = '{"graph": {"name", "sha256"}, "stats": {"name", "sha256"}}'
-        if not isinstance(files, dict) or set(files) != {"graph", "stats"}:
-            raise fail("files", want)
-        for role, entry in files.items():
-            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-                raise fail("files", want)
-            name = entry["name"]
-            if not _FILE_NAME.fullmatch(name) or name in FIXED_FILES:
-                raise RouterFormatError(
-                    f"{source}: files.{role}.name {name!r} is not a plain file name of the "
-                    "router folder"
-                )
-            sha = entry.get("sha256")
-            if sha is not None and (not isinstance(sha, str) or not _SHA256.fullmatch(sha)):
-                raise RouterFormatError(f"{source}: files.{role}.sha256 must be 64 hex digits")
+
+
+def _check_files(files: object, version: int, source: str) -> None:
+    """Raise :class:`RouterFormatError` unless ``files`` names what ``version`` requires.
+
+    Version 3: exactly graph, stats, data and tokenizer, each a plain file name of the folder
+    with its sha256 (data and tokenizer under their fixed names). Version 2: graph and stats
+    with their sha256, which every version 2 save wrote. Version 1: no ``files``.
+    """
+    if version not in FILE_ROLES:
+        if files is not None:
+            raise RouterFormatError(
+                f"{source}: format_version {version} has no 'files'; remove it or set the "
+                f"format_version the files were written with"
+            )
+        return
+    roles = FILE_ROLES[version]
+    want = "{" + ", ".join(f'"{r}": {{"name", "sha256"}}' for r in roles) + "}"
+    if not isinstance(files, dict) or set(files) != set(roles):
+        raise RouterFormatError(
+            f"{source}: format_version {version} needs the field 'files' = {want}, got "
+            f"{files!r:.80}; the folder is incomplete or was edited by hand: copy it again"
+        )
+    for role in roles:
+        entry = files[role]
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise RouterFormatError(f"{source}: files.{role} must be {{'name', 'sha256'}}")
+        name = entry["name"]
+        fixed = FIXED_ROLE_NAMES.get(role)
+        if fixed is not None and name != fixed:
+            raise RouterFormatError(f"{source}: files.{role}.name must be {fixed!r}")
+        if fixed is None and (not _FILE_NAME.fullmatch(name) or name in FIXED_FILES):
+            raise RouterFormatError(
+                f"{source}: files.{role}.name {name!r} is not a plain file name of the "
+                "router folder"
+            )
+        sha = entry.get("sha256")
+        if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+            raise RouterFormatError(
+                f"{source}: files.{role}.sha256 must be the file's sha256 (64 lower-case hex "
+                f"digits), got {sha!r:.80}; a format_version {version} router.json records "
+                "one for each file: copy the router folder again from a good copy"
+            )
 
 
 def sha256_file(path: str | os.PathLike) -> str:

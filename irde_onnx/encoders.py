@@ -36,6 +36,12 @@ class EncoderSpec:
             see :func:`irde_onnx.export.encoders.build_minilm` for its signature.
         layers: pooled encoders: the number of layers whose hidden states can be pooled
             (the last one by default); 0 when there are none to choose.
+        token_weights: weights the encoder holds per vocabulary entry (its embedding row);
+            None: the router's ``feature_dim`` + 1 (a static table row and its token mask).
+        fixed_weights: weights the encoder holds beside the per-token ones (its layers).
+            With ``token_weights`` they bound the bytes a graph of this encoder may declare
+            (:mod:`irde_onnx.graph_rules`), counted at 4 bytes a weight (fp32, the widest
+            precision).
 
     """
 
@@ -47,6 +53,8 @@ class EncoderSpec:
     statistics: str
     build: str
     layers: int = 0
+    token_weights: int | None = None
+    fixed_weights: int = 0
 
     @property
     def pooled(self) -> bool:
@@ -97,6 +105,10 @@ ENCODERS: dict[str, EncoderSpec] = {
             statistics=FEATURE_ROWS,
             build="irde_onnx.export.encoders:build_minilm",
             layers=6,
+            # BERT-L6-H384: 384 per word embedding; position and type embeddings, the
+            # embedding LayerNorm and 6 layers: 10,844,928 (the fp32 encoder: 90,261,504 bytes)
+            token_weights=384,
+            fixed_weights=10_844_928,
         ),
         EncoderSpec(
             name="static",

@@ -29,3 +29,22 @@ class RouterChangedError(IrdeError):
 
 class RouterBusyError(IrdeError):
     """Another process holds the router folder's lock for longer than the timeout."""
+
+
+class RouterFileError(IrdeError, OSError):
+    """A file of a router folder cannot be read or written; the message names path and fix.
+
+    Causes: no permission (a read-only folder), a full disk, a symlink loop, or a lock path
+    that is not a regular file.
+
+    It is an :class:`OSError` too, so code written for the operating system's errors keeps
+    catching it; ``errno`` and ``filename`` are those of the underlying error, when there is one.
+    """
+
+    def __init__(self, message: str, errno: int | None = None, filename: str | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+        self.filename = filename
+
+    def __str__(self) -> str:
+        return str(self.args[0])

@@ -12,10 +12,15 @@ first write to its commit: so a file a running save is about to commit is never 
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import re
+import stat
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -23,13 +28,21 @@ from filelock import FileLock, Timeout
 from irde_onnx.config import (
     CONFIG_FILE,
     DATA_FILE,
+    FILE_ROLES,
+    FORMAT_VERSION,
     GRAPH_FILE,
     STATS_FILE,
     TOKENIZER_FILE,
     RouterConfig,
     sha256_file,
 )
-from irde_onnx.errors import InvalidInputError, RouterBusyError
+from irde_onnx.errors import (
+    InvalidInputError,
+    IrdeError,
+    RouterBusyError,
+    RouterFileError,
+    RouterFormatError,
+)
 
 LOCK_FILE = ".irde.lock"
 LOCK_TIMEOUT = 600.0
@@ -58,6 +71,86 @@ def _step(name: str) -> None:
         _save_hook(name)
 
 
+# what to do about an operating system error, by errno (the message names path and cause)
+_FIXES = {
+    errno.EACCES: "the folder is not writable for this user: copy the router to a folder you "
+    "can write, or run as its owner",
+    errno.EPERM: "the folder is not writable for this user: copy the router to a folder you "
+    "can write, or run as its owner",
+    errno.EROFS: "the file system is read-only: copy the router to a writable folder",
+    errno.ENOSPC: "the disk is full: free some space and try again (the router on disk is "
+    "unchanged)",
+    errno.EDQUOT: "the disk quota is exceeded: free some space and try again (the router on "
+    "disk is unchanged)",
+    errno.ELOOP: "a symlink stands where irde expects a file: remove it",
+}
+
+
+def os_error_message(exc: OSError, action: str = "use") -> str:
+    """One line naming the path, the cause and the fix of an operating system error."""
+    path = exc.filename if exc.filename is not None else "a file"
+    cause = exc.strerror or str(exc) or type(exc).__name__
+    name = errno.errorcode.get(exc.errno, "") if exc.errno is not None else ""
+    fix = _FIXES.get(exc.errno, "check the path and its permissions")
+    return f"cannot {action} {path}: {cause}{f' ({name})' if name else ''}; {fix}"
+
+
+@contextmanager
+def file_errors(action: str) -> Iterator[None]:
+    """Raise the operating system's errors (but a missing file) as :class:`RouterFileError`.
+
+    ``FileNotFoundError`` passes unchanged (it is documented as such), as do the package's
+    own errors.
+    """
+    try:
+        yield
+    except (FileNotFoundError, IrdeError):
+        raise
+    except OSError as exc:
+        raise RouterFileError(
+            os_error_message(exc, action),
+            exc.errno,
+            None if exc.filename is None else str(exc.filename),
+        ) from exc
+
+
+def check_lock_path(root: str | os.PathLike) -> None:
+    """Refuse a lock path (``.irde.lock``) that exists and is not a regular file.
+
+    A symlink there could make the lock open (and with filelock < 3.20.1 truncate) a file
+    outside the folder; a directory or a fifo would make the lock fail or hang. Nothing is
+    opened: the path is only ``lstat``-ed.
+
+    Raises:
+        RouterFileError: naming the path, what it is, and the fix (remove it).
+
+    """
+    path = Path(root) / LOCK_FILE
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise RouterFileError(os_error_message(exc, "check"), exc.errno, str(path)) from exc
+    if stat.S_ISREG(mode):
+        return
+    kind = (
+        "a symlink"
+        if stat.S_ISLNK(mode)
+        else "a directory"
+        if stat.S_ISDIR(mode)
+        else "a fifo"
+        if stat.S_ISFIFO(mode)
+        else "not a regular file"
+    )
+    raise RouterFileError(
+        f"{path} is {kind}, not the folder's lock file: irde never opens it, as it could "
+        f"point outside the folder; remove it (rm {path}) and irde creates a plain lock file",
+        errno.ELOOP if stat.S_ISLNK(mode) else errno.EINVAL,
+        str(path),
+    )
+
+
 def folder_lock(root: str | os.PathLike, timeout: float = LOCK_TIMEOUT) -> FileLock:
     """The inter-process lock of a router folder (``.irde.lock`` inside it).
 
@@ -68,9 +161,18 @@ def folder_lock(root: str | os.PathLike, timeout: float = LOCK_TIMEOUT) -> FileL
 
 
 def acquire(lock: FileLock, root: str | os.PathLike, timeout: float = LOCK_TIMEOUT) -> None:
-    """Acquire ``lock``, raising :class:`RouterBusyError` after ``timeout`` seconds."""
+    """Acquire ``lock``, raising :class:`RouterBusyError` after ``timeout`` seconds.
+
+    Raises:
+        RouterBusyError: another process holds the lock for longer than ``timeout``.
+        RouterFileError: the lock path is not a regular file (:func:`check_lock_path`), or
+            the lock file cannot be created (a read-only folder, a full disk).
+
+    """
+    check_lock_path(root)
     try:
-        lock.acquire(timeout=timeout)
+        with file_errors("lock"):
+            lock.acquire(timeout=timeout)
     except Timeout as exc:
         raise RouterBusyError(
             f"{Path(root) / LOCK_FILE} is held by another process for more than "
@@ -106,6 +208,98 @@ def write_temporary(root: Path, name: str, data: bytes) -> Path:
     return Path(tmp)
 
 
+# sha256 of large files (the encoder's weights) already read by this process, keyed by the
+# file's identity and its size, mtime and ctime (the inode change time, which no user can set
+# back): a reload or a save of an unchanged folder does not read 90 MB again.
+_HASH_CACHE: dict[tuple[object, ...], str] = {}
+_HASH_CACHE_LOCK = threading.Lock()
+_HASH_CACHE_SIZE = 64
+
+
+def cached_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read once per process while its size, mtime and ctime stay."""
+    st = os.stat(path)
+    key = (
+        os.path.realpath(path),
+        st.st_dev,
+        st.st_ino,
+        st.st_size,
+        st.st_mtime_ns,
+        st.st_ctime_ns,
+    )
+    with _HASH_CACHE_LOCK:
+        got = _HASH_CACHE.get(key)
+    if got is None:
+        got = sha256_file(path)
+        with _HASH_CACHE_LOCK:
+            if len(_HASH_CACHE) >= _HASH_CACHE_SIZE:
+                _HASH_CACHE.clear()
+            _HASH_CACHE[key] = got
+    return got
+
+
+def inside_file(root: Path, name: str) -> Path:
+    """``root / name`` if it is a regular file whose real path is inside ``root``.
+
+    A symlink is followed only to a file inside the folder: one that leaves it (``/etc``,
+    another router) is refused, as are directories and fifos (a fifo would block a read).
+
+    Raises:
+        FileNotFoundError: the file (or a symlink's target) does not exist.
+        RouterFormatError: the path leaves the folder or is not a regular file.
+
+    """
+    path = root / name
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    try:  # a missing file (or a symlink to one) first, as the Node.js host's realpath does
+        mode = os.stat(real).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{path} is missing: {root / CONFIG_FILE} names it; the router folder is "
+            "incomplete (copy it again, or restore a backup)"
+        ) from None
+    if os.path.commonpath([real_root, real]) != real_root:
+        raise RouterFormatError(
+            f"{path} is a symlink to {real}, outside the router folder: a router reads only "
+            "its own files; replace the link with the file itself"
+        )
+    if not stat.S_ISREG(mode):
+        raise RouterFormatError(f"{path} is not a regular file; copy the router folder again")
+    return path
+
+
+def verify_generation(root: Path, config: RouterConfig) -> dict[str, bytes]:
+    """Check every file ``config`` names in ``root``; return the graph and statistics bytes.
+
+    Each file must be a regular file inside the folder (:func:`inside_file`) with the sha256
+    router.json records (format_version 3: every file; 2: the graph and the statistics; 1:
+    none). The encoder's weights are hashed once per process (:func:`cached_sha256`).
+
+    Raises:
+        FileNotFoundError: a file is missing.
+        RouterFormatError: a file leaves the folder, or its bytes do not match.
+
+    """
+    out: dict[str, bytes] = {}
+    for role, (name, expected) in config.verified_files().items():
+        path = inside_file(root, name)
+        if role in ("graph", "stats"):
+            out[role] = path.read_bytes()
+        if expected is None:
+            continue
+        if role in out:
+            got = hashlib.sha256(out[role]).hexdigest()
+        else:
+            got = cached_sha256(path)
+        if got != expected:
+            raise RouterFormatError(
+                f"{path} does not match the sha256 recorded in {root / CONFIG_FILE}: the file "
+                "is damaged or was changed by hand; copy the router folder again"
+            )
+    return out
+
+
 def _write_generation_file(
     root: Path, stem: str, suffix: str, data: bytes, name: str | None = None
 ) -> tuple[str, str]:
@@ -113,8 +307,6 @@ def _write_generation_file(
 
     A file of that name already holding ``data`` is left as it is (never rewritten).
     """
-    import hashlib
-
     sha = hashlib.sha256(data).hexdigest()
     name = name or f"{stem}.{sha[:16]}{suffix}"
     target = root / name
@@ -140,15 +332,26 @@ def write_generation(
     ``router.onnx`` and ``stats.npz`` of a freshly trained router.
 
     Returns:
-        The committed configuration (format_version 2, with ``files``).
+        The committed configuration (the current format_version, every file's sha256).
 
     """
+    with file_errors("save the router to"):
+        return _write_generation(root, graph, stats, config, fresh)
+
+
+def _write_generation(
+    root: Path, graph: bytes, stats: bytes, config: RouterConfig, fresh: bool
+) -> RouterConfig:
     _step("graph")
     names = (GRAPH_FILE, STATS_FILE) if fresh else (None, None)
     graph_name, graph_sha = _write_generation_file(root, "router", ".onnx", graph, names[0])
     _step("stats")
     stats_name, stats_sha = _write_generation_file(root, "stats", ".npz", stats, names[1])
-    committed = config.with_files(graph_name, graph_sha, stats_name, stats_sha)
+    files = {"graph": (graph_name, graph_sha), "stats": (stats_name, stats_sha)}
+    for role in FILE_ROLES[FORMAT_VERSION]:
+        if role not in files:
+            files[role] = (_fixed_file_name(role), _fixed_file_hash(root, config, role))
+    committed = config.with_files(files)
     _step("manifest")
     tmp = write_temporary(root, CONFIG_FILE, committed.to_json().encode("utf-8"))
     _step("commit")
@@ -161,6 +364,45 @@ def write_generation(
     _step("cleanup")
     remove_stale(root, committed)
     return committed
+
+
+def record_files(root: Path, config: RouterConfig) -> RouterConfig:
+    """``config`` naming the files ``root`` holds for it now, each with its sha256.
+
+    For a router written file by file (a trainer's fresh export, a test's toy router): the
+    graph and statistics under ``config``'s names (``router.onnx`` and ``stats.npz`` unless
+    named), the encoder's weights and the tokenizer.
+    """
+    names = {
+        "graph": config.graph_file,
+        "stats": config.stats_file,
+        "data": DATA_FILE,
+        "tokenizer": TOKENIZER_FILE,
+    }
+    return config.with_files(
+        {role: (name, sha256_file(root / name)) for role, name in names.items()}
+    )
+
+
+def _fixed_file_name(role: str) -> str:
+    return {"data": DATA_FILE, "tokenizer": TOKENIZER_FILE}[role]
+
+
+def _fixed_file_hash(root: Path, config: RouterConfig, role: str) -> str:
+    """The sha256 of a file a save never rewrites, checked against the one already recorded.
+
+    A router loaded from a format_version 3 folder knows the hash its encoder and tokenizer
+    had; a save refuses to record another one (the file changed after the load).
+    """
+    path = inside_file(root, _fixed_file_name(role))
+    got = cached_sha256(path)
+    expected = config.file_hash(role)
+    if expected is not None and got != expected:
+        raise RouterFormatError(
+            f"{path} changed since the router was read (its sha256 is not the one recorded); "
+            "the save is refused: copy the router folder again from a good copy"
+        )
+    return got
 
 
 def stale_files(root: Path, config: RouterConfig) -> list[str]:
@@ -196,6 +438,10 @@ def try_cleanup(root: Path, manifest: bytes) -> None:
 
     Best effort, for loaders: a busy lock (a save is running) or a read-only folder skips it.
     """
+    try:
+        check_lock_path(root)
+    except RouterFileError:
+        return  # never open a lock path that is not a plain file
     lock = folder_lock(root, timeout=0)
     try:
         lock.acquire()

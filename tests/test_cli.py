@@ -64,7 +64,7 @@ def test_train_route_info(cli_router, capsys):
     info = json.loads(out)
     assert code == 0 and info["experts"] == ["chinese", "code", "law", "math", "medicine"]
     assert info["encoder"] == "static" and info["precision"] == "fp16"
-    assert info["format_version"] == 2 and info["total_bytes"] > 20_000_000
+    assert info["format_version"] == 3 and info["total_bytes"] > 20_000_000
 
 
 def test_route_input_file_keeps_ids(cli_router, tmp_path, capsys):

@@ -77,7 +77,7 @@ def test_lock_makes_a_change_and_its_save_one_step(copy):
     assert Router.load(copy).experts == ["chinese", "code", "math", "medicine"]
 
 
-def test_version_1_folders_load_and_save_as_version_2(copy):
+def test_version_1_folders_load_and_save_as_version_3(copy):
     cfg = json.loads((copy / CONFIG_FILE).read_text())
     cfg["format_version"] = 1
     cfg.pop("files")
@@ -88,7 +88,8 @@ def test_version_1_folders_load_and_save_as_version_2(copy):
     (copy / "notes.txt").write_text("mine")  # not the router's: never removed
     router.save()
     cfg = json.loads((copy / CONFIG_FILE).read_text())
-    assert cfg["format_version"] == 2 and set(cfg["files"]) == {"graph", "stats"}
+    assert cfg["format_version"] == 3
+    assert set(cfg["files"]) == {"graph", "stats", "data", "tokenizer"}
     names = {cfg["files"]["graph"]["name"], cfg["files"]["stats"]["name"]}
     assert sorted(os.listdir(copy)) == sorted(
         {LOCK_FILE, CONFIG_FILE, TOKENIZER_FILE, DATA_FILE, "notes.txt", *names}

@@ -27,8 +27,8 @@ from irde_onnx.config import (
     TOKENIZER_FILE,
     RouterConfig,
     fingerprint,
-    sha256_file,
 )
+from irde_onnx.folder import record_files
 from irde_onnx.graph_file import save_router_graph
 from irde_onnx.metadata import graph_metadata, set_metadata
 from irde_onnx.runtime.tokenize import TextTokenizer
@@ -204,8 +204,6 @@ def build_toy_router(
     stats.fingerprint = fingerprint(root, "static", "fp32", MAX_LENGTH)
     config = RouterConfig(**{**config.__dict__, "fingerprint": stats.fingerprint})
     stats.save(root / STATS_FILE)
-    config = config.with_files(
-        GRAPH_FILE, sha256_file(root / GRAPH_FILE), STATS_FILE, sha256_file(root / STATS_FILE)
-    )
+    config = record_files(root, config)
     (root / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
     return root

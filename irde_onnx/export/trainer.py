@@ -36,6 +36,7 @@ from irde_onnx.export.selection import (
     choose_strategy,
 )
 from irde_onnx.export.validate import ValidationReport
+from irde_onnx.folder import record_files
 from irde_onnx.graph_file import save_router_graph
 from irde_onnx.metadata import graph_metadata, set_metadata
 from irde_onnx.partial_stats import PartialStats, StatsPlan, encoded_statistics
@@ -527,7 +528,6 @@ class RouterTrainer:
             config,
             fingerprint=fingerprint(work, spec.name, precision, self.max_length, view, layers),
         )
-        (work / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
         # placeholder statistics (no rows) that match the config; set_statistics replaces them
         diagonal = not spec.pooled
         dim = tokenizer.vocab_size if diagonal else config.feature_dim
@@ -537,6 +537,8 @@ class RouterTrainer:
                 name, "pooled", Moments.zeros(dim, 0, diagonal=diagonal), np.zeros(dim), 0.0, 0.0
             )
         placeholder.save(work / STATS_FILE)
+        config = record_files(work, config)
+        (work / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
         return Router.load(work, threads=self.threads), built.validate
 
     def _calibration(

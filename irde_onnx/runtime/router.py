@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -32,12 +31,17 @@ from irde_onnx.errors import InvalidInputError, RouterChangedError, RouterFormat
 from irde_onnx.folder import (
     LOCK_TIMEOUT,
     acquire,
+    check_lock_path,
     check_output_folder,
+    file_errors,
     folder_lock,
+    inside_file,
     try_cleanup,
+    verify_generation,
     write_generation,
     write_temporary,
 )
+from irde_onnx.graph_rules import check_graph
 from irde_onnx.policy import (
     Policy,
     check_costs,
@@ -107,25 +111,9 @@ def _check_head(w: np.ndarray, b: np.ndarray) -> None:
 
 def _read_manifest(root: Path) -> bytes | None:
     try:
-        return (root / CONFIG_FILE).read_bytes()
+        return inside_file(root, CONFIG_FILE).read_bytes()
     except FileNotFoundError:
         return None
-
-
-def _verify(path: Path, expected: str | None, data: bytes | None = None) -> None:
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} is missing: {path.parent / CONFIG_FILE} names it; the router folder is "
-            "incomplete (copy it again, or restore a backup)"
-        )
-    if expected is None:
-        return
-    got = hashlib.sha256(data).hexdigest() if data is not None else sha256_file(path)
-    if got != expected:
-        raise RouterFormatError(
-            f"{path} does not match the sha256 recorded in {path.parent / CONFIG_FILE}: the "
-            "file is damaged or was changed by hand; copy the router again"
-        )
 
 
 def _probe(
@@ -205,15 +193,20 @@ def _open_generation(
     tokenizer: TextTokenizer,
     threads: int | None,
     providers: Sequence[str] | None,
+    files: dict[str, bytes],
 ) -> tuple[ort.InferenceSession, RouterStats]:
-    """Open and check the graph and statistics that ``config`` names."""
+    """Open and check the graph and statistics ``config`` names (their verified ``files``)."""
     graph, stats_path = root / config.graph_file, root / config.stats_file
     threads = session_threads(config, threads)
-    _verify(graph, config.file_hash("graph"))
-    _verify(stats_path, None)
-    stats_bytes = stats_path.read_bytes()
-    _verify(stats_path, config.file_hash("stats"), stats_bytes)
-    stats = RouterStats.load(stats_bytes, str(stats_path))
+    stats = RouterStats.load(files["stats"], str(stats_path))
+    check_graph(
+        files["graph"],
+        str(graph),
+        config.encoder,
+        config.feature_dim,
+        len(config.experts),
+        tokenizer.vocab_size,
+    )
     try:
         session = open_session(graph, threads, providers)
     except InvalidInputError:
@@ -329,14 +322,17 @@ class Router:
                     f"{root / CONFIG_FILE} is missing: not an irde router directory"
                 )
             config = RouterConfig.from_json(manifest, str(root / CONFIG_FILE))
-            if (
-                tokenizer is None
-                or tokenizer.max_length != config.max_length
-                or tokenizer.view != config.view
-            ):
-                tokenizer = TextTokenizer(root / TOKENIZER_FILE, config.max_length, config.view)
             try:
-                session, stats = _open_generation(root, config, tokenizer, threads, providers)
+                files = verify_generation(root, config)
+                if (
+                    tokenizer is None
+                    or tokenizer.max_length != config.max_length
+                    or tokenizer.view != config.view
+                ):
+                    tokenizer = TextTokenizer(root / TOKENIZER_FILE, config.max_length, config.view)
+                session, stats = _open_generation(
+                    root, config, tokenizer, threads, providers, files
+                )
             except (FileNotFoundError, RouterFormatError):
                 if _read_manifest(root) != manifest:
                     continue  # another process committed a new generation: read that one
@@ -365,7 +361,9 @@ class Router:
 
         """
         root = check_router_dir(path)
-        config, manifest, tokenizer, session, stats = cls._read(root, None, threads, providers)
+        check_lock_path(root)
+        with file_errors("read the router file"):
+            config, manifest, tokenizer, session, stats = cls._read(root, None, threads, providers)
         try_cleanup(root, manifest)
         return cls(root, _State(config, session), tokenizer, threads, providers, stats, manifest)
 
@@ -963,11 +961,13 @@ class Router:
             return self.path
         with self._lock:
             check_output_folder(target, overwrite)
-            target.mkdir(parents=True, exist_ok=True)
+            with file_errors("save the router to"):
+                target.mkdir(parents=True, exist_ok=True)
             lock = folder_lock(target)
             acquire(lock, target)
             try:
-                self._copy_fixed_files(target)
+                with file_errors("save the router to"):
+                    self._copy_fixed_files(target)
                 self._write(target, fresh=not (target / CONFIG_FILE).is_file())
             finally:
                 lock.release()

@@ -13,9 +13,11 @@ import {
   FileNotFoundError,
   InvalidInputError,
   Router as CoreRouter,
+  RouterFormatError,
   TOKENIZER_FILE,
   parseConfig,
   routerFromParts,
+  sha256Hex,
 } from "./core.js";
 
 export {
@@ -119,14 +121,14 @@ async function fetchOk(url, fetchImpl) {
 function asBytes(data) {
   if (data instanceof Uint8Array) return data;
   if (data instanceof ArrayBuffer) return new Uint8Array(data);
-  throw new InvalidInputError("graph must be a Uint8Array or ArrayBuffer");
+  throw new InvalidInputError("the graph, data and statistics must be Uint8Array or ArrayBuffer");
 }
 
 /** A router in the browser (onnxruntime-web, wasm). */
 export class Router extends CoreRouter {
   /**
-   * Load the router folder served at baseUrl (router.json, the graph, router.onnx.data,
-   * tokenizer.json).
+   * Load the router folder served at baseUrl (router.json, the graph, the statistics,
+   * router.onnx.data, tokenizer.json); every file's sha256 is checked against router.json.
    * @param {string|URL} baseUrl the folder's URL; a relative URL resolves against the page
    * @param {{wasmPaths?: string, threads?: number, fetch?: typeof fetch}} [options]
    *   wasmPaths: the folder URL (ending in /) that serves ort-wasm-simd-threaded.wasm, when
@@ -140,46 +142,77 @@ export class Router extends CoreRouter {
     const configUrl = new URL(CONFIG_FILE, base).href;
     const configText = await (await fetchOk(configUrl, fetchImpl)).text();
     const parsed = parseConfig(configText, configUrl);
-    const [graph, tokenizerText, data] = await Promise.all([
-      fetchOk(new URL(parsed.graph.name, base).href, fetchImpl).then((r) => r.arrayBuffer()),
-      fetchOk(new URL(TOKENIZER_FILE, base).href, fetchImpl).then((r) => r.text()),
-      fetchOk(new URL(DATA_FILE, base).href, fetchImpl).then((r) => r.arrayBuffer()),
+    const get = (name) => fetchOk(new URL(name, base).href, fetchImpl).then((r) => r.arrayBuffer());
+    // the statistics are fetched only to check their sha256 (the JS host never reads them)
+    const [graph, stats, tokenizer, data] = await Promise.all([
+      get(parsed.graph.name),
+      parsed.stats.sha256 ? get(parsed.stats.name) : null,
+      get(TOKENIZER_FILE),
+      get(DATA_FILE),
     ]);
-    return Router.#build(parsed, new Uint8Array(graph), tokenizerText, new Uint8Array(data),
-      base.replace(/\/$/, ""));
+    return Router.#build(parsed, {
+      graph: new Uint8Array(graph), stats: stats && new Uint8Array(stats),
+      tokenizer: new Uint8Array(tokenizer), data: new Uint8Array(data),
+    }, base.replace(/\/$/, ""));
   }
 
   /**
-   * Build a router from the bytes of its files (e.g. picked by the user or cached).
+   * Build a router from the bytes of its files (e.g. picked by the user or cached). Every
+   * file router.json records a sha256 for must be given as it is on disk: `stats` for
+   * format_version 2 and 3, `tokenizer` as bytes (or its exact text) for 3.
    * @param {{routerJson: string, graph: Uint8Array|ArrayBuffer,
-   *   data: Uint8Array|ArrayBuffer, tokenizer: string|object}} files
+   *   data: Uint8Array|ArrayBuffer, tokenizer: Uint8Array|ArrayBuffer|string|object,
+   *   stats?: Uint8Array|ArrayBuffer}} files
    * @param {{wasmPaths?: string, threads?: number, source?: string}} [options]
    */
   static async fromBytes(files, options = {}) {
     configure(options);
     const source = options.source ?? "router";
     const parsed = parseConfig(String(files.routerJson), `${source}/${CONFIG_FILE}`);
-    return Router.#build(parsed, asBytes(files.graph), files.tokenizer, asBytes(files.data), source);
+    if (parsed.stats.sha256 && files.stats == null) {
+      throw new InvalidInputError(
+        `${source}/${CONFIG_FILE} records the sha256 of ${parsed.stats.name}: give its bytes ` +
+        "as files.stats, so that they are checked as every host checks them",
+      );
+    }
+    let { tokenizer } = files;
+    if (typeof tokenizer === "string") tokenizer = new TextEncoder().encode(tokenizer);
+    else if (tokenizer instanceof ArrayBuffer || tokenizer instanceof Uint8Array) tokenizer = asBytes(tokenizer);
+    else if (parsed.files.tokenizer.sha256) {
+      throw new InvalidInputError(
+        `${source}/${CONFIG_FILE} records the sha256 of ${TOKENIZER_FILE}: give it as bytes or ` +
+        "text (not parsed), so that it is checked as every host checks it",
+      );
+    }
+    return Router.#build(parsed, {
+      graph: asBytes(files.graph), stats: files.stats == null ? null : asBytes(files.stats),
+      tokenizer, data: asBytes(files.data),
+    }, source);
   }
 
-  static async #build(parsed, graphBytes, tokenizer, data, source) {
+  static async #build(parsed, { graph, stats, tokenizer, data }, source) {
     let tokenizerJson = tokenizer;
-    if (typeof tokenizer === "string") {
+    if (tokenizer instanceof Uint8Array) {
       try {
-        tokenizerJson = JSON.parse(tokenizer);
+        tokenizerJson = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(tokenizer));
       } catch (err) {
-        throw new InvalidInputError(`${source}/${TOKENIZER_FILE} is not valid JSON: ${err.message}`);
+        throw new RouterFormatError(`${source}/${TOKENIZER_FILE} is not a readable tokenizer.json: ${err.message}`);
       }
     }
+    const hash = (bytes) => (bytes instanceof Uint8Array ? sha256Hex(bytes) : null);
+    const [graphSha, statsSha, tokenizerSha, dataSha] = await Promise.all(
+      [graph, stats, tokenizer, data].map(hash),
+    );
     return routerFromParts({
       parsed,
-      graphBytes,
+      graphBytes: graph,
+      digests: { graph: graphSha, stats: statsSha, tokenizer: tokenizerSha, data: dataSha },
       tokenizerJson,
       ort,
       source,
       backend: "wasm",
       RouterClass: Router,
-      openSession: () => createSession(graphBytes, data),
+      openSession: () => createSession(graph, data),
     });
   }
 }

@@ -15,7 +15,10 @@ export { checkWtp, decide, parsePolicy } from "./policy.js";
 
 /** A prompt is cut to maxLength * MAX_CHARS_PER_TOKEN code points (the Python runtime's rule). */
 export const MAX_CHARS_PER_TOKEN = 32;
-export const FORMAT_VERSIONS = [1, 2];
+export const FORMAT_VERSIONS = [1, 2, 3];
+// The files router.json records with their sha256, by format_version (Python's FILE_ROLES):
+// version 2 the graph and statistics, version 3 every file a load reads; version 1 none.
+export const FILE_ROLES = { 2: ["graph", "stats"], 3: ["graph", "stats", "data", "tokenizer"] };
 export const CONFIG_FILE = "router.json";
 export const GRAPH_FILE = "router.onnx";
 export const DATA_FILE = "router.onnx.data";
@@ -30,8 +33,19 @@ const ENCODERS = ["minilm", "static"];
 const PRECISIONS = { minilm: ["int8", "fp32"], static: ["fp16", "fp32"] };
 const STRATEGIES = { minilm: ["mean"], static: ["vote", "mean", "entropy_top_k"] };
 const EXPERT_MODES = ["pooled", "own"];
-// per encoder: the width of its features, and the layers a pooled encoder can pool (0: none)
-const ENCODER_SPECS = { minilm: { featureDim: 384, layers: 6 }, static: { featureDim: 384, layers: 0 } };
+// per encoder: the width of its features, the layers a pooled encoder can pool (0: none), and
+// the weights it holds per vocabulary entry (null: feature_dim + 1) and beside them (Python's
+// EncoderSpec token_weights and fixed_weights, which bound the bytes a graph may declare)
+export const ENCODER_SPECS = {
+  minilm: { featureDim: 384, layers: 6, tokenWeights: 384, fixedWeights: 10844928 },
+  static: { featureDim: 384, layers: 0, tokenWeights: null, fixedWeights: 0 },
+};
+const TARGETS = ["domain", "score"];
+const MAX_NAME_LENGTH = 200;
+const FIXED_ROLE_NAMES = { data: "router.onnx.data", tokenizer: "tokenizer.json" };
+// a generation file name (Python's config._FILE_NAME): plain, no folder part, not hidden
+const FILE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+const FIXED_FILES = ["router.json", "tokenizer.json", "router.onnx.data"];
 const REQUIRED_FIELDS = [
   "experts", "expert_modes", "encoder", "precision", "strategy", "target", "lam",
   "max_length", "feature_dim", "fingerprint", "package_version",
@@ -132,6 +146,8 @@ export class TextTokenizer {
     this.maxLength = maxLength;
     this.budget = Math.max(0, maxLength - prefix.length - suffix.length);
     this.padId = this.tokenizer.token_to_id("[PAD]") ?? 0;
+    // Python's Tokenizer.get_vocab_size(): the vocabulary with the added tokens
+    this.vocabSize = this.tokenizer.get_vocab(true).size;
     // Rust lowercases one code point at a time (Σ -> σ everywhere); String.toLowerCase
     // applies Final_Sigma (Σ -> ς at a word's end), its only context rule: lower Σ first
     this.lowerSigma = lowercases(json.normalizer);
@@ -151,15 +167,142 @@ export class TextTokenizer {
 
 // --- router.json --------------------------------------------------------------------------
 
-function isPlainFileName(name) {
-  return typeof name === "string" && name.length > 0 && !/[\\/]/.test(name) &&
-    name !== "." && name !== "..";
+/** Why `name` cannot name an expert, or null (Python's config.expert_name_problem). */
+export function expertNameProblem(name) {
+  if (typeof name !== "string") return `must be a string, not ${name === null ? "null" : typeof name}`;
+  if (!name || name !== name.trim()) return "must be non-empty without leading or trailing white space";
+  if ([...name].length > MAX_NAME_LENGTH) return `is longer than ${MAX_NAME_LENGTH} characters`;
+  const bad = name.match(/[\p{Cc}\p{Cs}\u2028\u2029]/u);
+  if (bad) {
+    return `contains the control character U+${bad[0].codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
+  }
+  return null;
+}
+
+const isInt = (v) => Number.isInteger(v) && typeof v === "number";
+
+/**
+ * The top-level keys of JSON object text whose value holds a number written as a float
+ * (`256.0`, `1e3`). JSON.parse reads them as integers; Python's json reads floats, which
+ * router.json refuses where it wants an integer: this lets the JS host refuse them alike.
+ */
+export function floatLiteralKeys(text) {
+  const keys = new Set();
+  let depth = 0;
+  let key = null;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (ch === '"') {
+      let j = i + 1;
+      while (j < text.length && text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
+      if (depth === 1) {
+        let k = j + 1;
+        while (/\s/.test(text[k] ?? "")) k++;
+        if (text[k] === ":") {
+          try {
+            key = JSON.parse(text.slice(i, j + 1));
+          } catch {
+            key = null;
+          }
+        }
+      }
+      i = j;
+    } else if (ch === "{" || ch === "[") depth++;
+    else if (ch === "}" || ch === "]") depth--;
+    else if (/[-0-9]/.test(ch)) {
+      let j = i;
+      while (j < text.length && /[-+0-9.eE]/.test(text[j])) j++;
+      if (/[.eE]/.test(text.slice(i, j)) && key !== null) keys.add(key);
+      i = j - 1;
+    }
+  }
+  return keys;
+}
+
+// The field types and ranges of Python's config._check_types, in its order.
+function checkFieldTypes(data, source, floats) {
+  const fail = (name, want) => badField(source, name, want, data[name]);
+  const isInt = (v, name) => Number.isInteger(v) && typeof v === "number" && !floats.has(name);
+  for (const name of ["experts", "expert_modes"]) {
+    const v = data[name];
+    if (!Array.isArray(v) || !v.every((x) => typeof x === "string")) throw fail(name, "a list of strings");
+  }
+  for (const name of ["encoder", "precision", "strategy", "target", "fingerprint", "package_version"]) {
+    if (typeof data[name] !== "string") throw fail(name, "a string");
+  }
+  const { lam } = data;
+  if (typeof lam !== "number" || !Number.isFinite(lam) || lam < 0) throw fail("lam", "a finite number >= 0");
+  if (!isInt(data.max_length, "max_length") || data.max_length < 2 || data.max_length > 1000000) {
+    throw fail("max_length", "an integer in 2..1000000");
+  }
+  if (!isInt(data.feature_dim, "feature_dim") || data.feature_dim < 1) {
+    throw fail("feature_dim", "an integer >= 1");
+  }
+  if ("top_k_tokens" in data && (!isInt(data.top_k_tokens, "top_k_tokens") || data.top_k_tokens < 1)) {
+    throw fail("top_k_tokens", "an integer >= 1");
+  }
+  const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+  for (const name of ["extra", "policy", "selection"]) {
+    if (name in data && !isObject(data[name])) throw fail(name, "an object");
+  }
+}
+
+// router.json `files` (Python's config._check_files): what each format_version requires
+function checkFiles(files, version, source) {
+  const roles = FILE_ROLES[version];
+  if (!roles) {
+    if (files !== undefined) {
+      throw new RouterFormatError(
+        `${source}: format_version ${version} has no 'files'; remove it or set the ` +
+        "format_version the files were written with",
+      );
+    }
+    return { graph: { name: GRAPH_FILE, sha256: null }, stats: { name: STATS_FILE, sha256: null },
+      data: { name: DATA_FILE, sha256: null }, tokenizer: { name: TOKENIZER_FILE, sha256: null } };
+  }
+  const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+  const keys = isObject(files) ? Object.keys(files).sort() : null;
+  if (!keys || JSON.stringify(keys) !== JSON.stringify([...roles].sort())) {
+    const want = `{${roles.map((r) => `"${r}": {"name", "sha256"}`).join(", ")}}`;
+    throw new RouterFormatError(
+      `${source}: format_version ${version} needs the field 'files' = ${want}; the folder is ` +
+      "incomplete or was edited by hand: copy it again",
+    );
+  }
+  const out = {
+    data: { name: DATA_FILE, sha256: null }, tokenizer: { name: TOKENIZER_FILE, sha256: null },
+  };
+  for (const role of roles) {
+    const entry = files[role];
+    if (!isObject(entry) || typeof entry.name !== "string") {
+      throw new RouterFormatError(`${source}: files.${role} must be {'name', 'sha256'}`);
+    }
+    const fixed = FIXED_ROLE_NAMES[role];
+    if (fixed !== undefined && entry.name !== fixed) {
+      throw new RouterFormatError(`${source}: files.${role}.name must be '${fixed}'`);
+    }
+    if (fixed === undefined && (!FILE_NAME.test(entry.name) || FIXED_FILES.includes(entry.name))) {
+      throw new RouterFormatError(
+        `${source}: files.${role}.name ${pyRepr(entry.name)} is not a plain file name of the router folder`,
+      );
+    }
+    if (typeof entry.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(entry.sha256)) {
+      throw new RouterFormatError(
+        `${source}: files.${role}.sha256 must be the file's sha256 (64 lower-case hex digits); ` +
+        `a format_version ${version} router.json records one for each file: copy the router ` +
+        "folder again from a good copy",
+      );
+    }
+    out[role] = { name: entry.name, sha256: entry.sha256 };
+  }
+  return out;
 }
 
 /**
- * Parse and check router.json text (format_version 1 or 2).
- * @returns {{config: object, graph: {name: string, sha256: string|null},
- *   stats: {name: string, sha256: string|null}}}
+ * Parse and check router.json text (format_version 1, 2 or 3) with Python's rules.
+ * @returns {{config: object, policy: object, graph: {name: string, sha256: string|null},
+ *   stats: {name: string, sha256: string|null}, files: Record<string,
+ *   {name: string, sha256: string|null}>}} files: graph, stats, data and tokenizer
  */
 export function parseConfig(text, source = CONFIG_FILE) {
   let data;
@@ -171,15 +314,22 @@ export function parseConfig(text, source = CONFIG_FILE) {
   if (data === null || typeof data !== "object" || Array.isArray(data)) {
     throw new RouterFormatError(`${source} must hold a JSON object`);
   }
+  const floats = floatLiteralKeys(text);
   const version = data.format_version;
-  if (!FORMAT_VERSIONS.includes(version)) {
+  if (!isInt(version) || floats.has("format_version") || !FORMAT_VERSIONS.includes(version)) {
     throw new RouterFormatError(
-      `${source} has format_version ${JSON.stringify(version ?? null)}; this irde-onnx reads ` +
-      `versions ${FORMAT_VERSIONS.join(" and ")}. Upgrade irde-onnx or train the router again.`,
+      `${source} has format_version ${pyRepr(version ?? null)}; this irde-onnx reads ` +
+      `versions ${FORMAT_VERSIONS.join(", ")}. Upgrade irde-onnx or train the router again.`,
     );
   }
   const missing = REQUIRED_FIELDS.filter((f) => !(f in data));
   if (missing.length) throw new RouterFormatError(`${source} lacks the field(s) ${missing.join(", ")}`);
+  checkFieldTypes(data, source, floats);
+  if ("view" in data && typeof data.view !== "string") throw badField(source, "view", "a string", data.view);
+  if ("layers" in data && (!Array.isArray(data.layers) || !data.layers.every(isInt) || floats.has("layers"))) {
+    throw badField(source, "layers", "a list of layer numbers", data.layers);
+  }
+  const files = checkFiles(data.files, version, source);
   const { experts, expert_modes: modes, encoder, precision, strategy } = data;
   if (!ENCODERS.includes(encoder)) {
     throw new RouterFormatError(`${source}: unknown encoder ${JSON.stringify(encoder)}; known: ${ENCODERS}`);
@@ -190,41 +340,31 @@ export function parseConfig(text, source = CONFIG_FILE) {
   if (!STRATEGIES[encoder].includes(strategy)) {
     throw new RouterFormatError(`${source}: unknown strategy ${JSON.stringify(strategy)}`);
   }
-  if (!Array.isArray(experts) || !Array.isArray(modes) || !experts.length ||
-      experts.length !== modes.length || !experts.every((e) => typeof e === "string")) {
+  if (!TARGETS.includes(data.target)) {
+    throw new RouterFormatError(`${source}: unknown target ${pyRepr(data.target)}; known: ${TARGETS}`);
+  }
+  if (!experts.length || experts.length !== modes.length) {
     throw new RouterFormatError(`${source}: experts and expert_modes must be non-empty and match`);
   }
   if (new Set(experts).size !== experts.length) {
     throw new RouterFormatError(`${source}: duplicate expert names`);
   }
+  for (const name of experts) {
+    const problem = expertNameProblem(name);
+    if (problem) throw new RouterFormatError(`${source}: expert name ${pyRepr(name)} ${problem}`);
+  }
   if (!modes.every((m) => EXPERT_MODES.includes(m))) {
     throw new RouterFormatError(`${source}: expert_modes must be in ${EXPERT_MODES}`);
-  }
-  if (!Number.isInteger(data.max_length) || data.max_length < 2) {
-    throw new RouterFormatError(`${source}: max_length must be an integer >= 2`);
   }
   const view = checkConfigView(data, source);
   const layers = checkConfigLayers(data, source);
   const policy = checkConfigPolicy(data, experts, source);
-  const files = { graph: { name: GRAPH_FILE, sha256: null }, stats: { name: STATS_FILE, sha256: null } };
-  if (version >= 2) {
-    for (const key of ["graph", "stats"]) {
-      const entry = data.files?.[key];
-      if (!entry || !isPlainFileName(entry.name)) {
-        throw new RouterFormatError(
-          `${source}: format_version 2 needs files.${key}.name, a file name in the router folder`,
-        );
-      }
-      if (entry.sha256 != null && !/^[0-9a-f]{64}$/i.test(entry.sha256)) {
-        throw new RouterFormatError(`${source}: files.${key}.sha256 is not a SHA-256 hex digest`);
-      }
-      files[key] = { name: entry.name, sha256: entry.sha256 ? entry.sha256.toLowerCase() : null };
-    }
-  }
   return {
     config: Object.freeze({ ...data, experts: [...experts], view, layers, policy: data.policy ?? {} }),
     policy,
-    ...files,
+    graph: files.graph,
+    stats: files.stats,
+    files,
   };
 }
 
@@ -295,16 +435,179 @@ export async function sha256Hex(bytes) {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** Raise unless the graph's bytes have the SHA-256 that router.json names. */
-export async function checkSha256(bytes, expected, source) {
-  if (!expected) return;
-  const got = await sha256Hex(bytes);
-  if (got !== expected) {
-    throw new RouterFormatError(
-      `${source} does not match the sha256 in ${CONFIG_FILE} (a partial copy or a file ` +
-      "changed after the save?); copy the router folder again from a good copy",
-    );
+/**
+ * Raise unless every file has the SHA-256 router.json records (Python's verify_generation):
+ * format_version 3 every file, 2 the graph and statistics, 1 none.
+ * @param {ReturnType<typeof parseConfig>} parsed
+ * @param {Record<string, string>} digests lower-case hex SHA-256 per role (graph, stats,
+ *   data, tokenizer), computed by the host from the bytes it uses
+ */
+export function checkDigests(parsed, digests, source) {
+  for (const role of ["graph", "stats", "data", "tokenizer"]) {
+    const { name, sha256 } = parsed.files[role];
+    if (!sha256) continue;
+    if (digests[role] !== sha256) {
+      throw new RouterFormatError(
+        `${source}/${name} does not match the sha256 recorded in ${CONFIG_FILE}: the file is ` +
+        "damaged or was changed by hand; copy the router folder again",
+      );
+    }
   }
+}
+
+// --- what a router graph may hold (Python's irde_onnx/graph_rules.py, rule for rule) ------
+
+const STATIC_OPS = [
+  "Add", "ArgMax", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Div", "Gather",
+  "GatherElements", "Identity", "Less", "Log", "MatMul", "Max", "Min", "Mul", "Neg", "OneHot",
+  "ReduceL2", "ReduceSum", "ScatterElements", "Shape", "Softmax", "Squeeze", "Sub", "TopK",
+  "Unsqueeze", "Where",
+];
+const MINILM_OPS = [
+  ...STATIC_OPS, "DequantizeLinear", "DynamicQuantizeLinear", "Equal", "Erf", "Expand",
+  "LayerNormalization", "MatMulInteger", "Reshape", "Slice", "Sqrt", "Transpose",
+];
+/** The operators the exporters of each encoder write. */
+export const ALLOWED_OPS = { minilm: [...MINILM_OPS].sort(), static: [...STATIC_OPS].sort() };
+/** Operator -> the input positions that give the size of the tensor it makes. */
+export const SIZE_INPUTS = {
+  ConstantOfShape: [0], Expand: [1], OneHot: [1], Range: [0, 1, 2], Tile: [1],
+};
+export const SLACK_BYTES = 1 << 20;
+const ELEMENT_BYTES = { 1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2 };
+
+// Every field of a protobuf message: onField(field, wire, value); value is a varint's number
+// or the [start, end) span of a length-delimited field (fixed-width fields are skipped).
+function walkFields(bytes, start, end, onField) {
+  let pos = start;
+  while (pos < end) {
+    let tag;
+    [tag, pos] = readVarint(bytes, pos);
+    const field = Math.floor(tag / 8);
+    const wire = tag % 8;
+    if (wire === 0) {
+      let value;
+      [value, pos] = readVarint(bytes, pos);
+      onField(field, wire, value);
+    } else if (wire === 1) pos += 8;
+    else if (wire === 5) pos += 4;
+    else if (wire === 2) {
+      let length;
+      [length, pos] = readVarint(bytes, pos);
+      if (pos + length > end) throw new RangeError("truncated field");
+      onField(field, wire, [pos, pos + length]);
+      pos += length;
+    } else throw new RangeError(`unknown wire type ${wire}`);
+  }
+  if (pos !== end) throw new RangeError("truncated message");
+}
+
+function tensorBytes(bytes, span, summary) {
+  let count = 1;
+  let dtype = 1;
+  walkFields(bytes, span[0], span[1], (field, wire, value) => {
+    if (field === 1 && wire === 0) count *= value;
+    else if (field === 1 && wire === 2) {
+      let pos = value[0];
+      while (pos < value[1]) {
+        let dim;
+        [dim, pos] = readVarint(bytes, pos);
+        count *= dim;
+      }
+    } else if (field === 2 && wire === 0) dtype = value;
+  });
+  if (!(dtype in ELEMENT_BYTES)) {
+    summary.problems.push(`a tensor of ONNX data type ${dtype}, which no exporter writes`);
+    return 0;
+  }
+  return count * ELEMENT_BYTES[dtype];
+}
+
+/** Operators, constant names and declared weight bytes of router.onnx (no weights read). */
+export function summarizeGraph(bytes) {
+  const decoder = new TextDecoder();
+  const text = (span) => decoder.decode(bytes.subarray(span[0], span[1]));
+  const summary = { ops: [], sizeInputs: [], constants: new Set(), tensorBytes: 0, problems: [] };
+  const node = (span) => {
+    const inputs = [];
+    const outputs = [];
+    let op = "";
+    let domain = "";
+    walkFields(bytes, span[0], span[1], (field, wire, value) => {
+      if (wire !== 2) return;
+      if (field === 1) inputs.push(text(value));
+      else if (field === 2) outputs.push(text(value));
+      else if (field === 4) op = text(value);
+      else if (field === 7) domain = text(value);
+      else if (field === 5) {
+        walkFields(bytes, value[0], value[1], (f, w, v) => {
+          if (w !== 2) return;
+          if (f === 5 || f === 10) summary.tensorBytes += tensorBytes(bytes, v, summary);
+          else if ([6, 11, 22, 23].includes(f)) {
+            summary.problems.push(`a ${op || "node"} with a subgraph or sparse tensor`);
+          }
+        });
+      }
+    });
+    summary.ops.push([domain, op]);
+    if (op === "Constant") outputs.forEach((o) => summary.constants.add(o));
+    for (const position of SIZE_INPUTS[op] ?? []) {
+      if (position < inputs.length && inputs[position]) summary.sizeInputs.push([op, inputs[position]]);
+    }
+  };
+  walkFields(bytes, 0, bytes.length, (field, wire, value) => {
+    if (field === 25 && wire === 2) summary.problems.push("local functions");
+    if (field !== 7 || wire !== 2) return;
+    walkFields(bytes, value[0], value[1], (g, gw, gv) => {
+      if (gw !== 2) return;
+      if (g === 1) node(gv);
+      else if (g === 5) {
+        summary.tensorBytes += tensorBytes(bytes, gv, summary);
+        walkFields(bytes, gv[0], gv[1], (t, tw, tv) => {
+          if (t === 8 && tw === 2) summary.constants.add(text(tv));
+        });
+      } else if (g === 15) summary.problems.push("sparse initializers");
+    });
+  });
+  return summary;
+}
+
+/** The most bytes a router graph's initializers and constants may declare (Python's rule). */
+export function weightBound(encoder, featureDim, nExperts, vocabSize) {
+  const spec = ENCODER_SPECS[encoder];
+  const perToken = spec.tokenWeights ?? featureDim + 1;
+  return 4 * (perToken * vocabSize + spec.fixedWeights + (featureDim + 1) * nExperts) + SLACK_BYTES;
+}
+
+/** Why the graph bytes break the rules, or null (Python's graph_rules.graph_problem). */
+export function graphProblem(bytes, encoder, featureDim, nExperts, vocabSize) {
+  let summary;
+  try {
+    summary = summarizeGraph(bytes);
+  } catch (err) {
+    return `is not a readable ONNX file (${err.message})`;
+  }
+  if (summary.problems.length) return `holds ${summary.problems[0]}`;
+  const allowed = ALLOWED_OPS[encoder];
+  for (const [domain, op] of summary.ops) {
+    if (!["", "ai.onnx"].includes(domain) || !allowed.includes(op)) {
+      const name = domain ? `${domain}:${op}` : op;
+      return `uses the operator '${name}', which no exporter of the ${encoder} encoder writes ` +
+        `(allowed: ${allowed.join(", ")})`;
+    }
+  }
+  for (const [op, name] of summary.sizeInputs) {
+    if (summary.constants.has(name)) {
+      return `gives ${op} a constant size ('${name}'); the exported graphs take every such ` +
+        "size from the input's shape";
+    }
+  }
+  const bound = weightBound(encoder, featureDim, nExperts, vocabSize);
+  if (summary.tensorBytes > bound) {
+    return `declares ${summary.tensorBytes} bytes of weights and constants; a ${encoder} ` +
+      `router with ${nExperts} experts needs at most ${bound}`;
+  }
+  return null;
 }
 
 // --- the graph's metadata -----------------------------------------------------------------
@@ -593,22 +896,33 @@ export class Router {
 }
 
 /**
- * Build a router from the contents of its files (any host).
+ * Build a router from the contents of its files (any host), with Python's checks: every
+ * file's sha256, then the graph's rules, then the graph's expert list.
  * @param {object} parts
  * @param {ReturnType<typeof parseConfig>} parts.parsed router.json, parsed and checked
- * @param {Uint8Array} parts.graphBytes the graph file's bytes (for the sha256 and metadata checks)
+ * @param {Uint8Array} parts.graphBytes the graph file's bytes (for the rules and metadata)
+ * @param {Record<string, string>} parts.digests sha256 per role (graph, stats, data,
+ *   tokenizer) of the bytes the host read
  * @param {object} parts.tokenizerJson parsed tokenizer.json
  * @param {(graph: {name: string}) => Promise<object>} parts.openSession opens the session
  * @param {object} parts.ort the onnxruntime module (for Tensor)
  */
-export async function routerFromParts({ parsed, graphBytes, tokenizerJson, openSession, ort,
-  source, backend, RouterClass = Router }) {
+export async function routerFromParts({ parsed, graphBytes, digests, tokenizerJson, openSession,
+  ort, source, backend, RouterClass = Router }) {
   const { config, graph, policy } = parsed;
   const graphSource = `${source}/${graph.name}`;
-  await checkSha256(graphBytes, graph.sha256, graphSource);
-  checkGraphAgainstConfig(graphBytes, config, graphSource);
+  checkDigests(parsed, digests, source);
   const tokenizer = new TextTokenizer(tokenizerJson, config.max_length, `${source}/${TOKENIZER_FILE}`,
     config.view);
+  const problem = graphProblem(graphBytes, config.encoder, config.feature_dim, config.experts.length,
+    tokenizer.vocabSize);
+  if (problem !== null) {
+    throw new RouterFormatError(
+      `${graphSource} ${problem}: it is not a graph irde exports; train or export the router ` +
+      "again, or restore a good copy",
+    );
+  }
+  checkGraphAgainstConfig(graphBytes, config, graphSource);
   let session;
   try {
     session = await openSession(graph);

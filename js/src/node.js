@@ -3,7 +3,9 @@
 // peer dependencies, imported when a router is loaded: a missing one is a MissingBackendError
 // that names the install command.
 
-import { readFile, stat } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { readFile, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 
 import {
@@ -12,6 +14,7 @@ import {
   FileNotFoundError,
   InvalidInputError,
   Router as CoreRouter,
+  RouterFormatError,
   TOKENIZER_FILE,
   parseConfig,
   routerFromParts,
@@ -64,6 +67,54 @@ async function isFile(file) {
   }
 }
 
+/**
+ * `root/name` if it is a regular file whose real path is inside the folder (Python's
+ * folder.inside_file): a symlink that leaves the folder, a directory or a fifo is refused.
+ */
+async function insideFile(root, name) {
+  const file = path.join(root, name);
+  const realRoot = await realpath(root);
+  let real;
+  try {
+    real = await realpath(file);
+  } catch (err) {
+    if (err.code !== "ENOENT") throw err;
+    throw new FileNotFoundError(
+      `${file} is missing: ${path.join(root, CONFIG_FILE)} names it; the router folder is ` +
+      "incomplete (copy it again, or restore a backup)",
+    );
+  }
+  const rel = path.relative(realRoot, real);
+  if (rel === ".." || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)) {
+    throw new RouterFormatError(
+      `${file} is a symlink to ${real}, outside the router folder: a router reads only its ` +
+      "own files; replace the link with the file itself",
+    );
+  }
+  if (!(await stat(real)).isFile()) {
+    throw new RouterFormatError(`${file} is not a regular file; copy the router folder again`);
+  }
+  return file;
+}
+
+const sha256 = (bytes) => createHash("sha256").update(bytes).digest("hex");
+
+// sha256 of large files already read by this process, keyed by the file's identity, size,
+// mtime and ctime (Python's folder.cached_sha256): a reload does not read 90 MB again
+const hashCache = new Map();
+
+async function cachedSha256(file) {
+  const info = await stat(file, { bigint: true });
+  const key = [await realpath(file), info.dev, info.ino, info.size, info.mtimeNs, info.ctimeNs].join("|");
+  if (!hashCache.has(key)) {
+    const hash = createHash("sha256");
+    for await (const chunk of createReadStream(file)) hash.update(chunk);
+    if (hashCache.size >= 64) hashCache.clear();
+    hashCache.set(key, hash.digest("hex"));
+  }
+  return hashCache.get(key);
+}
+
 function checkThreads(threads) {
   if (threads === undefined || threads === null) return undefined;
   if (!Number.isInteger(threads) || threads < 1) {
@@ -99,19 +150,37 @@ export class Router extends CoreRouter {
     if (!(await isFile(configPath))) {
       throw new FileNotFoundError(`${configPath} is missing: not an irde router directory`);
     }
-    const parsed = parseConfig(await readFile(configPath, "utf8"), configPath);
-    const needed = [parsed.graph.name, DATA_FILE, TOKENIZER_FILE, parsed.stats.name];
-    for (const name of needed) {
+    // Python's check_router_dir: the files under fixed names first
+    for (const name of [TOKENIZER_FILE, DATA_FILE]) {
       if (!(await isFile(path.join(root, name)))) {
         throw new FileNotFoundError(
-          `${path.join(root, name)} is missing: ${root} is not a complete irde router ` +
-          `(it needs ${[CONFIG_FILE, ...needed].join(", ")})`,
+          `${path.join(root, name)} is missing: ${root} is not a complete irde router (it ` +
+          `needs ${CONFIG_FILE}, ${TOKENIZER_FILE}, ${DATA_FILE} and the graph and statistics it names)`,
         );
       }
     }
-    const graphPath = path.join(root, parsed.graph.name);
+    await insideFile(root, CONFIG_FILE);
+    const parsed = parseConfig(await readFile(configPath, "utf8"), configPath);
+    const { files } = parsed;
+    const roles = ["graph", "stats", "data", "tokenizer"];
+    for (const role of roles) await insideFile(root, files[role].name);
+    const graphPath = path.join(root, files.graph.name);
     const graphBytes = new Uint8Array(await readFile(graphPath));
-    const tokenizerJson = JSON.parse(await readFile(path.join(root, TOKENIZER_FILE), "utf8"));
+    const tokenizerBytes = await readFile(path.join(root, TOKENIZER_FILE));
+    const digests = {
+      graph: sha256(graphBytes),
+      tokenizer: sha256(tokenizerBytes),
+      stats: files.stats.sha256 ? await cachedSha256(path.join(root, files.stats.name)) : null,
+      data: files.data.sha256 ? await cachedSha256(path.join(root, DATA_FILE)) : null,
+    };
+    let tokenizerJson;
+    try {
+      tokenizerJson = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(tokenizerBytes));
+    } catch (err) {
+      throw new RouterFormatError(
+        `${path.join(root, TOKENIZER_FILE)} is not a readable tokenizer.json: ${err.message}`,
+      );
+    }
     let ort;
     let openSession;
     if (backend === "node") {
@@ -132,7 +201,7 @@ export class Router extends CoreRouter {
       });
     }
     return routerFromParts({
-      parsed, graphBytes, tokenizerJson, openSession, ort, source: root, backend,
+      parsed, graphBytes, digests, tokenizerJson, openSession, ort, source: root, backend,
       RouterClass: Router,
     });
   }

@@ -1,4 +1,4 @@
-// The router's checks and errors, the text rule, and router.json format_version 2.
+// The router's checks and errors, the text rule, and router.json format_version 2 and 3.
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -88,10 +88,10 @@ describe("Router", ready, () => {
   });
 
   it("refuses an unknown format_version", async () => {
-    const dir = await copyRouter("v3");
-    await editConfig(dir, (c) => { c.format_version = 3; });
+    const dir = await copyRouter("v4");
+    await editConfig(dir, (c) => { c.format_version = 4; });
     await assert.rejects(Router.load(dir), (e) => e instanceof RouterFormatError &&
-      /has format_version 3; this irde-onnx reads versions 1 and 2/.test(e.message));
+      /has format_version 4; this irde-onnx reads versions 1, 2, 3/.test(e.message));
   });
 
   it("refuses a router.json that names other experts than the graph", async () => {
@@ -126,10 +126,12 @@ describe("Router", ready, () => {
 
     await editConfig(dir, (c) => { c.files.graph.sha256 = "0".repeat(64); });
     await assert.rejects(Router.load(dir), (e) => e instanceof RouterFormatError &&
-      /router\.3\.onnx does not match the sha256 in router\.json/.test(e.message));
-    await editConfig(dir, (c) => { c.files.graph = { name: "../router.onnx" }; });
-    await assert.rejects(Router.load(dir), /needs files\.graph\.name, a file name in the router folder/);
+      /router\.3\.onnx does not match the sha256 recorded in router\.json/.test(e.message));
+    await editConfig(dir, (c) => { c.files.graph = { name: "../router.onnx", sha256: "0".repeat(64) }; });
+    await assert.rejects(Router.load(dir), /files\.graph\.name '\.\.\/router\.onnx' is not a plain file name/);
     await editConfig(dir, (c) => { c.files.graph = { name: "router.9.onnx" }; });
+    await assert.rejects(Router.load(dir), /files\.graph\.sha256 must be the file's sha256/);
+    await editConfig(dir, (c) => { c.files.graph = { name: "router.9.onnx", sha256: "0".repeat(64) }; });
     await assert.rejects(Router.load(dir), /router\.9\.onnx is missing/);
   });
 

@@ -75,13 +75,18 @@ export interface RouterFiles {
   graph: Uint8Array | ArrayBuffer;
   /** router.onnx.data, the encoder weights. */
   data: Uint8Array | ArrayBuffer;
-  /** tokenizer.json, as text or parsed. */
-  tokenizer: string | object;
+  /**
+   * tokenizer.json as it is on disk (bytes or its exact text); parsed only for routers whose
+   * router.json records no sha256 for it (format_version 1 and 2).
+   */
+  tokenizer: Uint8Array | ArrayBuffer | string | object;
+  /** The statistics file named by router.json: required when it records their sha256. */
+  stats?: Uint8Array | ArrayBuffer;
 }
 
 /** router.json, as written by the Python package. */
 export interface RouterConfig {
-  readonly format_version: 1 | 2;
+  readonly format_version: 1 | 2 | 3;
   readonly experts: string[];
   readonly expert_modes: ("pooled" | "own")[];
   readonly encoder: "minilm" | "static";
@@ -93,7 +98,8 @@ export interface RouterConfig {
   readonly feature_dim: number;
   readonly fingerprint: string;
   readonly package_version: string;
-  readonly files?: Record<"graph" | "stats", { name: string; sha256?: string }>;
+  /** The files with their sha256: graph and stats (version 2), also data and tokenizer (3). */
+  readonly files?: Partial<Record<"graph" | "stats" | "data" | "tokenizer", { name: string; sha256: string }>>;
   /** The input view applied before tokenizing ("full" when router.json has none). */
   readonly view: string;
   /** Pooled encoder layers, e.g. [6, 5] ([]: the last layer alone). */

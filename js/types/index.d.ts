@@ -20,7 +20,7 @@ export interface LoadOptions {
 export class Router extends CoreRouter {
   /**
    * Load a router folder written by `irde train` or RouterTrainer.save
-   * (router.json format_version 1 or 2).
+   * (router.json format_version 1, 2 or 3).
    */
   static load(dir: string, options?: LoadOptions): Promise<Router>;
 }

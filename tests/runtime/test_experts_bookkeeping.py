@@ -94,7 +94,8 @@ def test_save_in_place_commits_a_new_generation(toy_router):
     in_memory = router.scores(MEDICINE)
     assert router.save() == toy_router
     manifest = json.loads((toy_router / "router.json").read_text())
-    assert manifest["format_version"] == 2
+    assert manifest["format_version"] == 3
+    assert manifest["files"]["data"] == {"name": DATA_FILE, "sha256": data_hash}
     graph = toy_router / manifest["files"]["graph"]["name"]
     assert graph == router.graph_path != old_graph and not old_graph.exists()
     assert manifest["files"]["graph"]["sha256"] == _sha(graph)
