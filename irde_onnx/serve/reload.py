@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +30,9 @@ class RouterHolder:
         path: the router folder.
         threads: onnxruntime intra-op threads of each loaded router.
         on_swap: called with ``"reload"`` or ``"api"`` after each swap (for metrics).
+        on_reload_failure: called once for each new failure to load a changed folder (for
+            metrics); the same broken ``router.json`` is retried at every check but counted
+            and logged once.
 
     """
 
@@ -36,36 +41,72 @@ class RouterHolder:
         path: str | os.PathLike,
         threads: int | None = None,
         on_swap: Callable[[str], None] | None = None,
+        on_reload_failure: Callable[[], None] | None = None,
     ) -> None:
         self.path = Path(path)
         self.threads = threads
         self._on_swap = on_swap or (lambda cause: None)
+        self._on_reload_failure = on_reload_failure or (lambda: None)
         self._lock = threading.Lock()  # serialises loads and changes; routing never takes it
         self.router = Router.load(self.path, threads=threads)
-        self.generation = 0
+        self.swaps = 0
+        self.reload_error: str | None = None  # why the folder on disk cannot be served
+        self.reload_error_at: float | None = None  # time.time() of the first such failure
+        self._failed: tuple[bytes | None, str] | None = None
+
+    @property
+    def generation(self) -> str:
+        """The served generation: the first 16 hex digits of its ``router.json``'s sha256."""
+        return manifest_id(self.router._manifest)
+
+    @property
+    def stale(self) -> bool:
+        """True while the folder on disk cannot be loaded, so an older router is served."""
+        return self.reload_error is not None
 
     def _swap(self, router: Router, cause: str) -> None:
         self.router = router  # one reference assignment: requests see the old or the new one
-        self.generation += 1
+        self.swaps += 1
+        self.reload_error = self.reload_error_at = self._failed = None
         self._on_swap(cause)
 
     def _reload_locked(self) -> bool:
         if not self.router.changed_on_disk():
+            self.reload_error = self.reload_error_at = self._failed = None  # put back as served
             return False
         try:
             router = Router.load(self.path, threads=self.threads)
         except (IrdeError, OSError) as exc:
-            # a broken or vanished folder: keep routing with the router we have and try
-            # again at the next check
-            log.warning("router folder changed but cannot be loaded: %s", exc)
+            # a broken or vanished folder: keep routing with the router we have, say so in
+            # /healthz, and try again at the next check
+            self._failed_to_reload(exc)
             return False
         self._swap(router, "reload")
         log.info("reloaded %s: experts %s", self.path, router.experts)
         return True
 
+    def _failed_to_reload(self, exc: Exception) -> None:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        try:
+            on_disk = (self.path / "router.json").read_bytes()
+        except OSError:
+            on_disk = None
+        if self._failed != (on_disk, message):  # a new failure, not the same one retried
+            self._failed = (on_disk, message)
+            self._on_reload_failure()
+            log.warning(
+                "%s changed on disk but cannot be loaded; still serving generation %s: %s",
+                self.path,
+                self.generation,
+                message,
+            )
+        if self.reload_error is None:
+            self.reload_error_at = time.time()
+        self.reload_error = message
+
     def reload_if_changed(self) -> bool:
         """Load the folder anew if ``router.json`` changed since the last load; True if so."""
-        if not self.router.changed_on_disk():
+        if not self.router.changed_on_disk() and self.reload_error is None:
             return False
         with self._lock:
             return self._reload_locked()
@@ -85,3 +126,8 @@ class RouterHolder:
                 router.save()
             self._swap(router, "api")
             return router
+
+
+def manifest_id(manifest: bytes | None) -> str:
+    """A short name of a generation: 16 hex digits of its ``router.json``'s sha256."""
+    return hashlib.sha256(manifest or b"").hexdigest()[:16]
