@@ -26,6 +26,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from irde_onnx.config import expert_name_problem
 from irde_onnx.data import expert_rows
 from irde_onnx.errors import InvalidInputError, IrdeError, RouterBusyError
 from irde_onnx.runtime import Router
@@ -39,6 +40,7 @@ log = logging.getLogger("irde.serve")
 access_log = logging.getLogger("irde.access")
 
 SETTINGS_ENV = "IRDE_SERVE_SETTINGS"
+MAX_MESSAGE = 1000  # characters of an error message: a request's value is never echoed whole
 _PLAIN = re.compile(r"[A-Za-z0-9._:/@+-]{1,200}")
 ROUTE_FIELDS = {"text", "texts", "top_k", "wtp"}
 EXPERT_FIELDS = {"name", "rows"}
@@ -231,7 +233,7 @@ class Server:
                 response = exc.response()
                 self.metrics.errors.labels(name, exc.kind).inc()
             except InvalidInputError as exc:  # the router refused the input, as in the CLI
-                response = ApiError(422, str(exc)).response()
+                response = ApiError(422, shorten(str(exc), MAX_MESSAGE)).response()
                 self.metrics.errors.labels(name, "invalid_request").inc()
             except RouterBusyError as exc:  # another process holds the folder's lock
                 response = ApiError(
@@ -318,6 +320,9 @@ class Server:
         name, rows = data.get("name"), data.get("rows")
         if not isinstance(name, str) or not name.strip():
             raise ApiError(422, '"name" must be a non-empty string')
+        problem = expert_name_problem(name)
+        if problem:  # here, so the message quotes the name cut short
+            raise ApiError(422, f"the expert name {shorten(repr(name))} {problem}")
         if not isinstance(rows, list):
             raise ApiError(422, '"rows" must be a list of {"text"} or {"text", "score"}')
         texts, scores = expert_rows(((f"rows[{i}]", r) for i, r in enumerate(rows)), '"rows"')
