@@ -202,6 +202,7 @@ class Server:
             settings.threads,
             on_swap=self._on_swap,
             on_reload_failure=self.metrics.reload_failures.inc,
+            retry_first=max(settings.reload_interval, 0.05),
         )
         self.metrics.experts.set(len(self.holder.router.experts))
         self.token = read_token(settings.token_env)

@@ -15,6 +15,8 @@ from irde_onnx.runtime import Router
 
 log = logging.getLogger("irde.serve")
 
+RETRY_MAX = 30.0  # seconds: longest wait between retries of a folder that fails to load
+
 
 class RouterHolder:
     """Holds the current :class:`Router` and replaces it as a whole.
@@ -31,8 +33,10 @@ class RouterHolder:
         threads: onnxruntime intra-op threads of each loaded router.
         on_swap: called with ``"reload"`` or ``"api"`` after each swap (for metrics).
         on_reload_failure: called once for each new failure to load a changed folder (for
-            metrics); the same broken ``router.json`` is retried at every check but counted
-            and logged once.
+            metrics); the same broken ``router.json`` is retried, but counted and logged once.
+        retry_first: seconds before the first retry of a folder that failed to load; the
+            wait doubles while the failure stays the same, up to ``RETRY_MAX`` (a broken
+            graph is not loaded anew every second); a new ``router.json`` is tried at once.
 
     """
 
@@ -42,6 +46,7 @@ class RouterHolder:
         threads: int | None = None,
         on_swap: Callable[[str], None] | None = None,
         on_reload_failure: Callable[[], None] | None = None,
+        retry_first: float = 1.0,
     ) -> None:
         self.path = Path(path)
         self.threads = threads
@@ -53,6 +58,9 @@ class RouterHolder:
         self.reload_error: str | None = None  # why the folder on disk cannot be served
         self.reload_error_at: float | None = None  # time.time() of the first such failure
         self._failed: tuple[bytes | None, str] | None = None
+        self._retry_first = retry_first
+        self._retry_wait = 0.0
+        self._retry_at = 0.0
 
     @property
     def generation(self) -> str:
@@ -93,6 +101,7 @@ class RouterHolder:
             on_disk = None
         if self._failed != (on_disk, message):  # a new failure, not the same one retried
             self._failed = (on_disk, message)
+            self._retry_wait = self._retry_first
             self._on_reload_failure()
             log.warning(
                 "%s changed on disk but cannot be loaded; still serving generation %s: %s",
@@ -100,13 +109,28 @@ class RouterHolder:
                 self.generation,
                 message,
             )
+        else:
+            self._retry_wait = min(RETRY_MAX, 2 * self._retry_wait)
+        self._retry_at = time.monotonic() + self._retry_wait
         if self.reload_error is None:
             self.reload_error_at = time.time()
         self.reload_error = message
 
+    def _wait_to_retry(self) -> bool:
+        """True while the same broken ``router.json`` is waiting for its next retry."""
+        if self.reload_error is None or time.monotonic() >= self._retry_at:
+            return False
+        try:
+            on_disk = (self.path / "router.json").read_bytes()
+        except OSError:
+            on_disk = None
+        return self._failed is not None and on_disk == self._failed[0]
+
     def reload_if_changed(self) -> bool:
         """Load the folder anew if ``router.json`` changed since the last load; True if so."""
         if not self.router.changed_on_disk() and self.reload_error is None:
+            return False
+        if self._wait_to_retry():
             return False
         with self._lock:
             return self._reload_locked()
