@@ -89,10 +89,10 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     are refused with 400, never forwarded and never a 500.
     """
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
+    if length is not None and length.isdigit() and (len(length) > 18 or int(length) > limit):
         raise ApiError(
             413,
-            f"request body of {shorten(length)} bytes exceeds the limit of {limit} "
+            f"request body of {shorten(length, 20)} bytes exceeds the limit of {limit} "
             "bytes; send less per request or raise --max-body-bytes",
             "request_too_large",
         )
@@ -128,6 +128,13 @@ def shorten(value: object, limit: int = 80) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}... ({len(text)} characters)"
+
+
+def quoted(name: str, limit: int = 80) -> str:
+    """A name from the request for a message: ``repr`` (control characters escaped), cut."""
+    if len(name) <= limit:
+        return repr(name)
+    return f"{name[:limit]!r}... ({len(name)} characters)"
 
 
 def _check_fields(data: dict[str, Any], allowed: set[str]) -> None:
@@ -323,7 +330,7 @@ class Server:
             raise ApiError(422, '"name" must be a non-empty string')
         problem = expert_name_problem(name)
         if problem:  # here, so the message quotes the name cut short
-            raise ApiError(422, f"the expert name {shorten(repr(name))} {problem}")
+            raise ApiError(422, f"the expert name {quoted(name)} {problem}")
         if not isinstance(rows, list):
             raise ApiError(422, '"rows" must be a list of {"text"} or {"text", "score"}')
         texts, scores = expert_rows(((f"rows[{i}]", r) for i, r in enumerate(rows)), '"rows"')
@@ -339,8 +346,7 @@ class Server:
             if name in router.experts:
                 raise ApiError(
                     409,
-                    f"expert {shorten(name)} already exists; remove it first or choose "
-                    "another name",
+                    f"expert {quoted(name)} already exists; remove it first or choose another name",
                     "conflict",
                 )
             router.add_expert(name, texts, scores)
@@ -358,7 +364,7 @@ class Server:
             if name not in router.experts:
                 raise ApiError(
                     404,
-                    f"unknown expert {shorten(name)}; experts: {shorten(router.experts, 400)}",
+                    f"unknown expert {quoted(name)}; experts: {shorten(router.experts, 400)}",
                     "not_found",
                 )
             router.remove_expert(name)
@@ -530,9 +536,9 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     detail = exc.detail if isinstance(exc, HTTPException) else "internal server error"
     if status == 404:
-        detail = f"no endpoint {shorten(request.url.path)}; see the README for the endpoints"
+        detail = f"no endpoint {quoted(request.url.path)}; see the README for the endpoints"
     elif status == 405:
-        detail = f"{shorten(request.method)} is not allowed on {shorten(request.url.path)}"
+        detail = f"{quoted(request.method)} is not allowed on {quoted(request.url.path)}"
     kind = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
     return ApiError(status, str(detail), kind).response()
 
