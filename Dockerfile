@@ -21,6 +21,9 @@ RUN pip install ".[serve]" && rm -rf /src \
 USER irde
 WORKDIR /home/irde
 EXPOSE 8000
+# /healthz answers 200 while the server routes; its "status" is "degraded" when the mounted
+# folder changed but cannot be loaded (the last good router is still served). The check
+# fails then, so `docker ps` shows the container unhealthy while it keeps answering.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \
-    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"
+    CMD python -c "import json, sys, urllib.request; h = json.load(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)); sys.exit(h['status'] != 'ok')"
 ENTRYPOINT ["irde", "serve", "/router", "--host", "0.0.0.0", "--port", "8000"]

@@ -16,10 +16,18 @@ Trains a static router on the demo prompts, then, in one run:
   tokenizer alone, as before the cut) in the same run;
 - loads every broken folder of ``conformance/bad_folders`` (tampered files, symlinks out of
   the folder, a symlinked lock, ...) through the API and the CLI.
+- tries the server cases of issue 16 against ``irde serve`` and its gateway on 127.0.0.1
+  (bad bodies, stale expert changes, a broken folder, slow and many clients, backends that
+  fail mid-answer, headers): how each ended, whether it was refused as documented, and
+  whether every file of the router folder kept its sha256.
 
-Writes its section of BENCHMARKS.md.
+Writes its sections of BENCHMARKS.md (``reliability``, ``reliability-server`` and
+``reliability-folders``); ``--only server`` or ``--only folders`` runs and writes those cases
+alone (about a minute each).
 
     python benchmarks/reliability.py [--random-kills 40] [--process-trials 3] [--fuzz 2000]
+    python benchmarks/reliability.py --only server
+    python benchmarks/reliability.py --only folders
 """
 
 from __future__ import annotations
@@ -374,6 +382,325 @@ def memory_figures(router_dir: Path) -> dict:
     return out
 
 
+# -- server (issue 16) --------------------------------------------------------------------------
+TOKEN = "bench-token"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+
+
+def _raw(port: int, data: bytes, read: bool = True, timeout: float = 10) -> tuple[bytes, float]:
+    """Send ``data`` on a fresh connection; (what came back until the server closed, seconds)."""
+    import socket
+
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        answer = b""
+        while read and (chunk := sock.recv(65536)):
+            answer += chunk
+    return answer, time.monotonic() - start
+
+
+def _server_cases(root: Path, url: str, app, backend_url: str) -> list[tuple]:  # noqa: ANN001
+    """(case, outcome, as documented, files unchanged) for each case against one server."""
+    import httpx
+
+    port = int(url.rsplit(":", 1)[1])
+    client = httpx.Client(base_url=url, timeout=30)
+    out: list[tuple[str, str, bool, bool]] = []
+    hashes = [bad_inputs.folder_hashes(root)]
+
+    def add(case: str, outcome: str, ok: bool) -> None:
+        """One row; files compared with the folder as it was after the previous case."""
+        now = bad_inputs.folder_hashes(root)
+        out.append((case, outcome, ok, now == hashes[0]))
+        hashes[0] = now
+
+    def status(case: str, resp: httpx.Response, want: int, words: str = "") -> None:
+        ok = resp.status_code == want and words in resp.text and len(resp.content) < 2000
+        add(case, f"{resp.status_code}, {len(resp.content)} B", ok)
+
+    deep = "[" * 100_000 + "]" * 100_000
+    for path in ("/route", "/experts", "/v1/chat/completions"):
+        resp = client.post(path, content=deep, headers=AUTH)
+        status(f"100k nested [ on {path}", resp, 400, "nested too deeply")
+    resp = client.post("/route", content='{"text": "a", "top_k": ' + "9" * 5000 + "}")
+    status("top_k of 5,000 digits", resp, 400, "not valid JSON")
+    body = '{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN}'
+    resp = client.post("/v1/chat/completions", content=body)
+    status("NaN in a gateway body", resp, 400, "NaN")
+    resp = client.post(
+        "/experts", json={"name": "x", "rows": [{"text": "a", "label": "y"}]}, headers=AUTH
+    )
+    status("unknown key in rows", resp, 422, "unknown key")
+    answer, _ = _raw(
+        port,
+        b"DELETE /experts/" + b"n" * 100_000 + b" HTTP/1.1\r\nhost: x\r\nconnection: close\r\n"
+        b"authorization: Bearer " + TOKEN.encode() + b"\r\n\r\n",
+    )
+    ok = answer.startswith(b"HTTP/1.1 404") and len(answer) < 1000
+    add("DELETE of a 100 KB name", f"{answer[9:12].decode()}, {len(answer)} B", ok)
+    expert = Router.load(root).experts[0]
+    resp = client.post("/experts", json={"name": expert, "rows": [{"text": "a"}]}, headers=AUTH)
+    status("POST of an existing name", resp, 409, "already exists")
+    status("DELETE of a missing name", client.delete("/experts/nobody", headers=AUTH), 404)
+
+    # a change saved by another process that this server has not reloaded (interval 0)
+    other = Router.load(root)
+    with other.lock():
+        other.add_expert("alpha", ["balance the equation", "molar mass of water"])
+        other.save()
+    hashes[0] = bad_inputs.folder_hashes(root)
+    resp = client.post("/experts", json={"name": "alpha", "rows": [{"text": "a"}]}, headers=AUTH)
+    status("POST of a name only the folder has", resp, 409, "already exists")
+    with other.lock():
+        other.remove_expert("alpha")
+        other.save()
+    hashes[0] = bad_inputs.folder_hashes(root)
+    resp = client.delete("/experts/alpha", headers=AUTH)
+    status("DELETE of a name only the server's list has", resp, 404, "unknown expert")
+
+    # slow and many clients (header and body timeouts of 1 s, 8 connections)
+    answer, waited = _raw(port, b"POST /route HTTP/1.1\r\nhost: x\r\n")
+    add("partial headers", f"closed after {waited:.1f} s", answer == b"" and waited < 3)
+    start = time.monotonic()
+    cut = False
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"POST /route HTTP/1.1\r\nhost: x\r\ncontent-length: 9999\r\n\r\n")
+        sock.settimeout(0.05)
+        while time.monotonic() - start < 10 and not cut:
+            try:
+                sock.sendall(b" ")
+                cut = sock.recv(100) == b""
+            except TimeoutError:
+                pass
+            except OSError:
+                cut = True
+    waited = time.monotonic() - start
+    add("body trickled a byte per 50 ms", f"closed after {waited:.1f} s", cut)
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(8)]
+    for sock in idle:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+    time.sleep(0.2)  # let the server accept them
+    with httpx.Client(base_url=url, timeout=10) as fresh:
+        resp = fresh.get("/healthz")
+    for sock in idle:
+        sock.close()
+    status("a 9th connection past --max-connections 8", resp, 503, "--max-connections")
+    before = _errors(client)
+    _raw(port, b"POST /route HTTP/1.1\r\nhost: x\r\ncontent-length: 99\r\n\r\n{", read=False)
+    deadline = time.monotonic() + 10
+    while '"499"' not in client.get("/metrics").text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = '"499"' in client.get("/metrics").text and _errors(client) == before
+    add("client leaves mid-body", "499, not an error" if left else "counted", left)
+
+    # the gateway against backends that fail mid-answer
+    for case, prompt, want in (
+        ("backend dies after two SSE events", "die", "error event, then abort"),
+        ("backend cuts JSON at half its length", "cut", "abort"),
+        ("backend stalls past timeout", "stall", "error event, then abort"),
+    ):
+        got = b""
+        try:
+            with client.stream(
+                "POST",
+                "/v1/chat/completions",
+                json={"messages": [{"role": "user", "content": prompt}], "stream": prompt != "cut"},
+            ) as resp:
+                for part in resp.iter_raw():
+                    got += part
+            outcome, ok = "ended normally", False
+        except httpx.RemoteProtocolError:
+            event = b"backend_failed" in got
+            outcome = ("error event, then abort" if event else "abort") + ": client raised"
+            ok = outcome.startswith(want)
+        add(case, outcome, ok)
+    with httpx.Client(base_url=url, timeout=30) as plain:
+        del plain.headers["accept-encoding"]
+        resp = plain.post(
+            "/v1/chat/completions", json={"messages": [{"role": "user", "content": "h"}]}
+        )
+    ok = "content-encoding" not in resp.headers and resp.json()["asked"] == "identity"
+    add("client without Accept-Encoding", f"upstream asked {resp.json()['asked']}", ok)
+    cookies = resp.headers.get_list("set-cookie")
+    ok = (
+        cookies == ["a=1", "b=2"]
+        and "x-hop" not in resp.headers
+        and len(resp.headers.get_list("date")) == 1
+        and len(resp.headers.get_list("server")) == 1
+    )
+    add("backend's Connection-named header, 2 cookies, own date", f"{len(cookies)} cookies", ok)
+    client.close()
+    return out
+
+
+def _errors(client) -> float:  # noqa: ANN001
+    return sum(
+        float(line.split()[-1])
+        for line in client.get("/metrics").text.splitlines()
+        if line.startswith("irde_errors_total{")
+    )
+
+
+def _misbehaving_backend():  # noqa: ANN202
+    """A socket-level backend: 'die', 'cut', 'stall' or a normal answer with odd headers."""
+    from tests.test_gateway_failures import COMPLETION, RawBackend, _chunk, _event
+
+    def respond(conn, request: dict) -> None:  # noqa: ANN001
+        prompt = request["body"]["messages"][-1]["content"]
+        events = (
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\n"
+        )
+        if prompt == "die":
+            conn.sendall(events + _chunk(_event("a ")) + _chunk(_event("b ")))
+        elif prompt == "cut":
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+                % len(COMPLETION)
+                + COMPLETION[: len(COMPLETION) // 2]
+            )
+        elif prompt == "stall":
+            conn.sendall(events + _chunk(_event("a ")))
+            backend.release.wait(30)
+        else:
+            asked = request["headers"].get("accept-encoding", ["(none)"])[0]
+            body = json.dumps({"asked": asked}).encode()
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                b"connection: close, x-hop\r\nx-hop: 1\r\nset-cookie: a=1\r\nset-cookie: b=2\r\n"
+                b"date: Thu, 01 Jan 1970 00:00:00 GMT\r\nserver: stub\r\n"
+                b"content-length: %d\r\n\r\n" % len(body) + body
+            )
+
+    backend = RawBackend(respond)
+    return backend
+
+
+def server_figures(router_dir: Path, work: Path) -> dict:
+    """The server cases of issue 16: each tried once, how it ended, files kept."""
+    import os
+
+    from irde_onnx.serve import ServeSettings, create_app
+    from tests.test_serve_hardening import guarded
+
+    root = copy_router(router_dir, work / "router")
+    backend = _misbehaving_backend()
+    backends = work / "backends.json"
+    backends.write_text(
+        json.dumps({"default": {"base_url": backend.url, "model": "m"}, "timeout": 1})
+    )
+    os.environ["IRDE_TOKEN"] = TOKEN
+    rows = []
+    try:
+        settings = ServeSettings(router=str(root), backends=str(backends), reload_interval=0)
+        app = create_app(settings)
+        with guarded(app, header_timeout=1, body_timeout=1, max_connections=8) as url:
+            rows += _server_cases(root, url, app, backend.url)
+        rows += _broken_folder_cases(router_dir, work)
+        rows += _cli_cases(root)
+    finally:
+        backend.close()
+        os.environ.pop("IRDE_TOKEN", None)
+    return {"rows": rows}
+
+
+def _broken_folder_cases(router_dir: Path, work: Path) -> list[tuple[str, str, bool, object]]:
+    import httpx
+
+    from irde_onnx.serve import ServeSettings, create_app
+    from tests.test_serve_hardening import guarded
+
+    root = copy_router(router_dir, work / "broken")
+    manifest = (root / "router.json").read_bytes()
+    app = create_app(ServeSettings(router=str(root), reload_interval=0.05))
+    with guarded(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        (root / "router.json.tmp").write_bytes(b"{x\n")
+        (root / "router.json.tmp").replace(root / "router.json")
+        deadline = time.monotonic() + 10
+        while client.get("/healthz").json()["status"] != "degraded":
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        health = client.get("/healthz")
+        routed = client.post("/route", json={"text": "Solve 3x + 5 = 20"}).status_code
+        failures = [
+            line
+            for line in client.get("/metrics").text.splitlines()
+            if line.startswith("irde_reload_failures_total ")
+        ]
+        body = health.json()
+        ok = (
+            health.status_code == 200
+            and body["status"] == "degraded"
+            and body["stale"]
+            and "router.json" in (body["reload_error"] or "")
+            and routed == 200
+            and failures == ["irde_reload_failures_total 1.0"]
+        )
+        counted = failures[0] if failures else "no metric"
+        outcome = f"healthz {health.status_code} {body['status']}, routes {routed}, {counted}"
+        (root / "router.json").write_bytes(manifest)
+    return [("router.json replaced by '{x'", outcome, ok, "n/a (the case)")]
+
+
+def _cli_cases(root: Path) -> list[tuple[str, str, bool, object]]:
+    before = bad_inputs.folder_hashes(root)
+    res = subprocess.run(
+        [sys.executable, "-m", "irde_onnx", "serve", str(root), "--port", "0"],
+        env={**__import__("os").environ, "IRDE_TOKEN": "secret\n"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    one_line = res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    ok = res.returncode == 2 and one_line and "white space" in res.stderr
+    outcome = f"exit {res.returncode}, {res.stderr.count(chr(10))} line"
+    return [
+        (
+            "IRDE_TOKEN with a trailing newline",
+            outcome,
+            ok,
+            bad_inputs.folder_hashes(root) == before,
+        )
+    ]
+
+
+def server_report(figures: dict) -> str:
+    rows = figures["rows"]
+    refused = sum(ok for _, _, ok, _ in rows)
+    kept = [same for *_, same in rows if isinstance(same, bool)]
+    table = markdown_table(
+        ["server case", "outcome", "as documented", "files unchanged"],
+        [
+            [
+                case,
+                outcome.replace("|", "\\|"),
+                "yes" if ok else "NO",
+                same if isinstance(same, str) else ("yes" if same else "NO"),
+            ]
+            for case, outcome, ok, same in rows
+        ],
+    )
+    return f"""### Server and gateway cases (issue 16)
+
+{header(command_line())}
+{len(rows)} cases tried against `irde serve` (guarded protocol with `--header-timeout 1
+--body-timeout 1 --max-connections 8`, the gateway's `timeout` 1 s) and a backend written on
+sockets to fail as told: **{refused}/{len(rows)}** ended as the README documents, and in
+**{sum(kept)}/{len(kept)}** cases that should leave the folder alone every file kept its
+sha256 (compared with the folder after the previous case; in the two stale-list cases
+another process saves first, and the comparison starts from its save; the broken-folder
+case changes `router.json` on purpose). The `--workers 2` cases (stale workers, respawn with
+backoff) run in `tests/test_serve_workers.py`.
+
+{table}
+"""
+
+
 def report(
     bad: tuple[str, dict], kills: dict, swaps: dict, procs: dict, fuzz: dict, memory: dict
 ) -> str:
@@ -451,10 +778,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--process-trials", type=int, default=3)
     parser.add_argument("--fuzz", type=int, default=2000)
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--only", choices=["server", "folders"], help="run (and write) only these cases"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="irde-reliability-") as tmp:
         work = Path(tmp)
         router_dir = train_static(work / "router")
+        if args.only != "folders":
+            print("server ...", file=sys.stderr)
+            server = server_report(server_figures(router_dir, work / "server"))
+            print(server)
+            if not args.no_write:
+                write_section("reliability-server", server)
+        if args.only != "server":
+            print("broken folders ...", file=sys.stderr)
+            folders = folder_report(folder_figures(work / "folders"))
+            print(folders)
+            if not args.no_write:
+                write_section("reliability-folders", folders)
+        if args.only:
+            return 0
         print("bad inputs ...", file=sys.stderr)
         bad = bad_input_figures(router_dir, work / "bad")
         print("kills ...", file=sys.stderr)
@@ -467,9 +811,7 @@ def main(argv: list[str] | None = None) -> int:
         fuzz = fuzz_figures(router_dir, args.fuzz)
         print("memory ...", file=sys.stderr)
         memory = memory_figures(router_dir)
-        print("broken folders ...", file=sys.stderr)
-        folders = folder_figures(work / "folders")
-    markdown = report(bad, kills, swaps, procs, fuzz, memory) + folder_report(folders)
+    markdown = report(bad, kills, swaps, procs, fuzz, memory)
     print(markdown)
     if not args.no_write:
         write_section("reliability", markdown)

@@ -339,6 +339,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="how often router.json is checked for changes (default 1; 0: never)",
     )
     p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="close a connection whose request headers are not complete this long after it "
+        "opened or after its previous response (default 10)",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="close a connection whose request body is not complete this long after its "
+        "headers, however it trickles (default 30)",
+    )
+    p.add_argument(
+        "--keep-alive",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="close a connection idle this long between requests (default 5)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=positive_int,
+        default=512,
+        metavar="N",
+        help="open connections per worker; more get 503 and are closed (default 512)",
+    )
+    p.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
 
@@ -636,12 +666,15 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from irde_onnx.serve import ServeSettings, create_app
+    from irde_onnx.serve import ServeSettings
 
     if not 0 <= args.port <= 65535:
         raise _UsageError(f"--port {args.port} is not a TCP port (0..65535)")
     if args.reload_interval < 0:
         raise _UsageError("--reload-interval must be >= 0")
+    for flag in ("keep_alive", "header_timeout", "body_timeout"):
+        if not getattr(args, flag) > 0:  # also refuses nan
+            raise _UsageError(f"--{flag.replace('_', '-')} must be a number of seconds > 0")
     settings = ServeSettings(
         router=str(args.router),
         threads=args.threads,
@@ -651,42 +684,23 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         reload_interval=args.reload_interval,
         backends=args.backends,
     )
-    import copy
+    from irde_onnx.serve.runner import RunOptions, serve
 
-    import uvicorn
-    from uvicorn.config import LOGGING_CONFIG
-
-    log_config = copy.deepcopy(LOGGING_CONFIG)  # irde.access and irde.serve beside uvicorn's
-    log_config["loggers"]["irde"] = {
-        "handlers": ["default"],
-        "level": args.log_level.upper(),
-        "propagate": False,
-    }
-    app = create_app(settings)  # loads the router and backends: errors before listening
+    options = RunOptions(
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        keep_alive=args.keep_alive,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        max_connections=args.max_connections,
+    )
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(
             f"irde serve: listening on {args.host}, reachable from other machines", file=sys.stderr
         )
-    if args.workers > 1:
-        import os
-
-        from irde_onnx.serve.app import SETTINGS_ENV
-
-        del app
-        os.environ[SETTINGS_ENV] = settings.to_json()
-        uvicorn.run(
-            "irde_onnx.serve.app:app_from_environment",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            log_level=args.log_level,
-            log_config=log_config,
-        )
-    else:
-        uvicorn.run(
-            app, host=args.host, port=args.port, log_level=args.log_level, log_config=log_config
-        )
+    serve(settings, options)  # loads the router and backends: errors before listening
     return 0
 
 

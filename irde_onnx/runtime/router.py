@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -366,6 +367,14 @@ class Router:
             config, manifest, tokenizer, session, stats = cls._read(root, None, threads, providers)
         try_cleanup(root, manifest)
         return cls(root, _State(config, session), tokenizer, threads, providers, stats, manifest)
+
+    @property
+    def generation(self) -> str:
+        """The generation read or last saved: 16 hex digits of its ``router.json``'s sha256.
+
+        Unsaved changes keep the generation they started from.
+        """
+        return hashlib.sha256(self._manifest or b"").hexdigest()[:16]
 
     def changed_on_disk(self) -> bool:
         """True when ``router.json`` on disk is not the generation this router was read from.

@@ -8,6 +8,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -21,36 +22,29 @@ from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from irde_onnx.config import expert_name_problem
 from irde_onnx.data import expert_rows
 from irde_onnx.errors import InvalidInputError, IrdeError, RouterBusyError
 from irde_onnx.runtime import Router
 from irde_onnx.serve.errors import ApiError
 from irde_onnx.serve.gateway import Backends, load_backends, prompt_text
 from irde_onnx.serve.metrics import ServerMetrics
+from irde_onnx.serve.proxy import QuietAborts, answer_headers, passthrough, upstream_headers
 from irde_onnx.serve.reload import RouterHolder
 
 log = logging.getLogger("irde.serve")
 access_log = logging.getLogger("irde.access")
 
 SETTINGS_ENV = "IRDE_SERVE_SETTINGS"
+MAX_MESSAGE = 1000  # characters of an error message: a request's value is never echoed whole
+_PLAIN = re.compile(r"[A-Za-z0-9._:/@+-]{1,200}")
 ROUTE_FIELDS = {"text", "texts", "top_k", "wtp"}
 EXPERT_FIELDS = {"name", "rows"}
-# headers that describe one hop, not the answer: never passed through
-HOP_HEADERS = {
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "content-length",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
-}
+ROW_FIELDS = {"text", "score"}
 
 
 @dataclass
@@ -88,12 +82,17 @@ class ServeSettings:
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
-    """The request body as a JSON object; 413 past ``limit`` bytes, 400 if not an object."""
+    """The request body as a JSON object; 413 past ``limit`` bytes, 400 if not an object.
+
+    Strict JSON: ``NaN`` and ``Infinity`` (which Python's parser accepts and no other JSON
+    parser does), nesting deeper than Python can parse and integers of more than 4300 digits
+    are refused with 400, never forwarded and never a 500.
+    """
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
+    if length is not None and length.isdigit() and (len(length) > 18 or int(length) > limit):
         raise ApiError(
             413,
-            f"request body of {length} bytes exceeds the limit of {limit} "
+            f"request body of {shorten(length, 20)} bytes exceeds the limit of {limit} "
             "bytes; send less per request or raise --max-body-bytes",
             "request_too_large",
         )
@@ -108,12 +107,34 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
                 "request_too_large",
             )
     try:
-        data = json.loads(bytes(body))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"the request body is not valid JSON: {exc}") from exc
+        data = json.loads(bytes(body), parse_constant=_refuse_constant)
+    except RecursionError as exc:
+        raise ApiError(400, "the request body is JSON nested too deeply to parse") from exc
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, int digit limit
+        message = shorten(str(exc), 200)
+        raise ApiError(400, f"the request body is not valid JSON: {message}") from exc
     if not isinstance(data, dict):
         raise ApiError(400, "the request body must be a JSON object")
     return data
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number; send a finite number or null")
+
+
+def shorten(value: object, limit: int = 80) -> str:
+    """``repr(value)`` (a string as it is) cut to ``limit`` characters for an error message."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
+def quoted(name: str, limit: int = 80) -> str:
+    """A name from the request for a message: ``repr`` (control characters escaped), cut."""
+    if len(name) <= limit:
+        return repr(name)
+    return f"{name[:limit]!r}... ({len(name)} characters)"
 
 
 def _check_fields(data: dict[str, Any], allowed: set[str]) -> None:
@@ -155,9 +176,26 @@ def route_request(
         raise ApiError(
             422,
             f'"top_k" must be an integer in 1..{len(experts)} (the number of '
-            f"experts), got {top_k!r}",
+            f"experts), got {shorten(top_k)}",
         )
     return texts, top_k, single
+
+
+def read_token(env: str) -> str | None:
+    """The bearer token of expert changes from ``env`` (None: unset or empty, changes off).
+
+    Raises:
+        InvalidInputError: the value has leading or trailing white space (a newline from
+            ``$(cat secret)`` or a copied space): clients would never match it.
+
+    """
+    token = os.environ.get(env) or None
+    if token is not None and token != token.strip():
+        raise InvalidInputError(
+            f"the token in {env} has leading or trailing white space (a newline or a "
+            f"space); set {env} to the token alone, e.g. {env}=\"$(tr -d '[:space:]' < file)\""
+        )
+    return token
 
 
 class Server:
@@ -166,9 +204,15 @@ class Server:
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
         self.metrics = ServerMetrics()
-        self.holder = RouterHolder(settings.router, settings.threads, on_swap=self._on_swap)
+        self.holder = RouterHolder(
+            settings.router,
+            settings.threads,
+            on_swap=self._on_swap,
+            on_reload_failure=self.metrics.reload_failures.inc,
+            retry_first=max(settings.reload_interval, 0.05),
+        )
         self.metrics.experts.set(len(self.holder.router.experts))
-        self.token = os.environ.get(settings.token_env) or None
+        self.token = read_token(settings.token_env)
         self.backends: Backends | None = (
             load_backends(settings.backends) if settings.backends else None
         )
@@ -188,17 +232,25 @@ class Server:
             start = time.perf_counter()
             try:
                 response = await fn(request)
+            except ClientDisconnect:
+                # the client left before sending its whole request: nothing to answer, and
+                # not an error of this server (status 499, as nginx logs it)
+                self.metrics.requests.labels(name, "499").inc()
+                return Response(status_code=499)
             except ApiError as exc:
                 response = exc.response()
                 self.metrics.errors.labels(name, exc.kind).inc()
             except InvalidInputError as exc:  # the router refused the input, as in the CLI
-                response = ApiError(422, str(exc)).response()
+                response = ApiError(422, shorten(str(exc), MAX_MESSAGE)).response()
                 self.metrics.errors.labels(name, "invalid_request").inc()
             except RouterBusyError as exc:  # another process holds the folder's lock
                 response = ApiError(
                     503, str(exc), "router_busy", headers={"Retry-After": "1"}
                 ).response()
                 self.metrics.errors.labels(name, "router_busy").inc()
+            except RecursionError:  # a value nested too deeply for a check or for json.dumps
+                response = ApiError(400, "the request is nested too deeply").response()
+                self.metrics.errors.labels(name, "invalid_request").inc()
             except (IrdeError, OSError) as exc:  # the folder, not the request, is at fault
                 log.error("%s failed: %s", name, exc)
                 response = ApiError(
@@ -276,40 +328,76 @@ class Server:
         name, rows = data.get("name"), data.get("rows")
         if not isinstance(name, str) or not name.strip():
             raise ApiError(422, '"name" must be a non-empty string')
+        problem = expert_name_problem(name)
+        if problem:  # here, so the message quotes the name cut short
+            raise ApiError(422, f"the expert name {quoted(name)} {problem}")
         if not isinstance(rows, list):
             raise ApiError(422, '"rows" must be a list of {"text"} or {"text", "score"}')
         texts, scores = expert_rows(((f"rows[{i}]", r) for i, r in enumerate(rows)), '"rows"')
-        if name in self.holder.router.experts:
-            raise ApiError(
-                409,
-                f"expert {name!r} already exists; remove it first or choose another name",
-                "conflict",
-            )
-        router = await run_in_threadpool(
-            self.holder.change, lambda r: r.add_expert(name, texts, scores)
-        )
+        for i, row in enumerate(rows):
+            if not set(row) <= ROW_FIELDS:
+                unknown = shorten(sorted(set(row) - ROW_FIELDS))
+                raise ApiError(
+                    422, f"rows[{i}]: unknown key(s) {unknown}; allowed: {sorted(ROW_FIELDS)}"
+                )
+
+        def add(router: Router) -> None:
+            # checked on the folder as it is now, under its lock: a replica's list may be stale
+            if name in router.experts:
+                raise ApiError(
+                    409,
+                    f"expert {quoted(name)} already exists; remove it first or choose another name",
+                    "conflict",
+                )
+            router.add_expert(name, texts, scores)
+
+        router = await run_in_threadpool(self.holder.change, add)
         return JSONResponse({"experts": router.experts}, status_code=201)
 
     async def remove_expert(self, request: Request) -> Response:
         """``DELETE /experts/{name}``."""
         self.check_token(request)
         name = request.path_params["name"]
-        if name not in self.holder.router.experts:
-            raise ApiError(
-                404, f"unknown expert {name!r}; experts: {self.holder.router.experts}", "not_found"
-            )
-        router = await run_in_threadpool(self.holder.change, lambda r: r.remove_expert(name))
+
+        def remove(router: Router) -> None:
+            # checked on the folder as it is now, under its lock: a replica's list may be stale
+            if name not in router.experts:
+                raise ApiError(
+                    404,
+                    f"unknown expert {quoted(name)}; experts: {shorten(router.experts, 400)}",
+                    "not_found",
+                )
+            router.remove_expert(name)
+
+        router = await run_in_threadpool(self.holder.change, remove)
         return JSONResponse({"experts": router.experts})
 
     async def healthz(self, request: Request) -> Response:
-        """``GET /healthz``: the experts served and how many swaps happened."""
-        router = self.holder.router
+        """``GET /healthz``: 200 while this process routes, with ``status`` ok or degraded.
+
+        ``degraded``: the folder on disk cannot be loaded, so an older router is served;
+        ``reload_error`` says why.
+        """
+        holder = self.holder
+        router = holder.router  # read once: the fields below describe one router
+        stale, error, since = holder.stale, holder.reload_error, holder.reload_error_at
+        self.metrics.stale.set(int(stale))
         return JSONResponse(
-            {"status": "ok", "experts": router.experts, "generation": self.holder.generation}
+            {
+                "status": "degraded" if stale else "ok",
+                "experts": router.experts,
+                "generation": router.generation,
+                "stale": stale,
+                "reload_error": error,
+                "stale_since": since,
+                "swaps": holder.swaps,
+                "pid": os.getpid(),
+            }
         )
 
     async def metrics_text(self, request: Request) -> Response:
         """``GET /metrics``: Prometheus text format."""
+        self.metrics.stale.set(int(self.holder.stale))
         return Response(
             self.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
@@ -336,8 +424,8 @@ class Server:
                 '%s "POST /v1/chat/completions" %d expert=%s model=%s stream=%s %.1fms',
                 client,
                 status,
-                expert,
-                backend.model if backend else "-",
+                log_value(expert),
+                log_value(backend.model) if backend else "-",
                 bool(data.get("stream")),
                 1000 * (time.perf_counter() - start),
             )
@@ -353,7 +441,10 @@ class Server:
                 )
             body = json.dumps({**data, "model": backend.model}).encode("utf-8")
             upstream = self.client.build_request(
-                "POST", backend.chat_url, content=body, headers=backend.headers()
+                "POST",
+                backend.chat_url,
+                content=body,
+                headers=upstream_headers(backend.headers(), request),
             )
             try:
                 answer = await self.client.send(upstream, stream=True)
@@ -377,19 +468,26 @@ class Server:
         except ApiError as exc:
             access(exc.status)
             raise
-        headers = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
-        headers.update(decision)
         access(answer.status_code)
-        return StreamingResponse(
-            _passthrough(answer, expert),
+
+        def failed(what: str) -> None:
+            self.metrics.errors.labels("chat_completions", "backend_failed").inc()
+
+        response = StreamingResponse(
+            passthrough(answer, expert, failed),
             status_code=answer.status_code,
-            headers=headers,
+            headers=decision,
             background=BackgroundTask(answer.aclose),
         )
+        response.raw_headers.extend(answer_headers(answer))
+        return response
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         """Start the reload watcher and the backend client; stop them on shutdown."""
+        quiet = QuietAborts()
+        for name in ("uvicorn.error", "uvicorn.asgi"):  # configured by now: filters stay
+            logging.getLogger(name).addFilter(quiet)
         if self.backends is not None:
             timeout = httpx.Timeout(self.backends.timeout, connect=self.backends.connect_timeout)
             self.client = httpx.AsyncClient(timeout=timeout, trust_env=False)
@@ -405,6 +503,8 @@ class Server:
                     await watcher
             if self.client is not None:
                 await self.client.aclose()
+            for name in ("uvicorn.error", "uvicorn.asgi"):
+                logging.getLogger(name).removeFilter(quiet)
 
     async def _watch(self, interval: float) -> None:
         while True:
@@ -415,20 +515,14 @@ class Server:
                 log.exception("checking %s for changes failed", self.holder.path)
 
 
-async def _passthrough(answer: httpx.Response, expert: str) -> AsyncIterator[bytes]:
-    """The backend's bytes as they arrive; a backend that stalls mid-answer ends the stream.
+def log_value(value: str) -> str:
+    """``value`` for a ``key=value`` log field: a plain word as it is, anything else quoted.
 
-    The backend connection is closed however the stream ends (also when the client leaves).
+    JSON quoting keeps a name with spaces, ``=`` or quotes from adding fields to the line.
     """
-    try:
-        async for chunk in answer.aiter_raw():
-            yield chunk
-    except httpx.HTTPError as exc:
-        log.warning(
-            "the backend of expert %r failed mid-answer: %s: %s", expert, type(exc).__name__, exc
-        )
-    finally:
-        await answer.aclose()
+    if _PLAIN.fullmatch(value):
+        return value
+    return json.dumps(value)
 
 
 def expert_header(expert: str) -> str:
@@ -442,9 +536,9 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     detail = exc.detail if isinstance(exc, HTTPException) else "internal server error"
     if status == 404:
-        detail = f"no endpoint {request.url.path}; see the README for the endpoints"
+        detail = f"no endpoint {quoted(request.url.path)}; see the README for the endpoints"
     elif status == 405:
-        detail = f"{request.method} is not allowed on {request.url.path}"
+        detail = f"{quoted(request.method)} is not allowed on {quoted(request.url.path)}"
     kind = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
     return ApiError(status, str(detail), kind).response()
 

@@ -23,7 +23,7 @@ LATENCY_BUCKETS = (
 
 
 class ServerMetrics:
-    """Requests, latency, decisions per expert, head swaps and errors."""
+    """Requests, latency, decisions per expert, head swaps, errors and reload failures."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -57,6 +57,17 @@ class ServerMetrics:
             registry=r,
         )
         self.experts = Gauge("irde_experts", "experts of the router in use", registry=r)
+        self.reload_failures = Counter(
+            "irde_reload_failures",
+            "changed router folders that could not be loaded (each broken router.json once; "
+            "the older router stays in use)",
+            registry=r,
+        )
+        self.stale = Gauge(
+            "irde_router_stale",
+            "1 while the folder on disk cannot be loaded and an older router is served",
+            registry=r,
+        )
 
     def render(self) -> bytes:
         """The Prometheus text exposition format."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from irde_onnx.errors import IrdeError
 from irde_onnx.runtime import Router
 
 log = logging.getLogger("irde.serve")
+
+RETRY_MAX = 30.0  # seconds: longest wait between retries of a folder that fails to load
 
 
 class RouterHolder:
@@ -28,6 +31,11 @@ class RouterHolder:
         path: the router folder.
         threads: onnxruntime intra-op threads of each loaded router.
         on_swap: called with ``"reload"`` or ``"api"`` after each swap (for metrics).
+        on_reload_failure: called once for each new failure to load a changed folder (for
+            metrics); the same broken ``router.json`` is retried, but counted and logged once.
+        retry_first: seconds before the first retry of a folder that failed to load; the
+            wait doubles while the failure stays the same, up to ``RETRY_MAX`` (a broken
+            graph is not loaded anew every second); a new ``router.json`` is tried at once.
 
     """
 
@@ -36,36 +44,92 @@ class RouterHolder:
         path: str | os.PathLike,
         threads: int | None = None,
         on_swap: Callable[[str], None] | None = None,
+        on_reload_failure: Callable[[], None] | None = None,
+        retry_first: float = 1.0,
     ) -> None:
         self.path = Path(path)
         self.threads = threads
         self._on_swap = on_swap or (lambda cause: None)
+        self._on_reload_failure = on_reload_failure or (lambda: None)
         self._lock = threading.Lock()  # serialises loads and changes; routing never takes it
         self.router = Router.load(self.path, threads=threads)
-        self.generation = 0
+        self.swaps = 0
+        self.reload_error: str | None = None  # why the folder on disk cannot be served
+        self.reload_error_at: float | None = None  # time.time() of the first such failure
+        self._failed: tuple[bytes | None, str] | None = None
+        self._retry_first = retry_first
+        self._retry_wait = 0.0
+        self._retry_at = 0.0
+
+    @property
+    def generation(self) -> str:
+        """The served generation: the first 16 hex digits of its ``router.json``'s sha256."""
+        return self.router.generation
+
+    @property
+    def stale(self) -> bool:
+        """True while the folder on disk cannot be loaded, so an older router is served."""
+        return self.reload_error is not None
 
     def _swap(self, router: Router, cause: str) -> None:
         self.router = router  # one reference assignment: requests see the old or the new one
-        self.generation += 1
+        self.swaps += 1
+        self.reload_error = self.reload_error_at = self._failed = None
         self._on_swap(cause)
 
     def _reload_locked(self) -> bool:
         if not self.router.changed_on_disk():
+            self.reload_error = self.reload_error_at = self._failed = None  # put back as served
             return False
         try:
             router = Router.load(self.path, threads=self.threads)
         except (IrdeError, OSError) as exc:
-            # a broken or vanished folder: keep routing with the router we have and try
-            # again at the next check
-            log.warning("router folder changed but cannot be loaded: %s", exc)
+            # a broken or vanished folder: keep routing with the router we have, say so in
+            # /healthz, and try again at the next check
+            self._failed_to_reload(exc)
             return False
         self._swap(router, "reload")
         log.info("reloaded %s: experts %s", self.path, router.experts)
         return True
 
+    def _failed_to_reload(self, exc: Exception) -> None:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        try:
+            on_disk = (self.path / "router.json").read_bytes()
+        except OSError:
+            on_disk = None
+        if self._failed != (on_disk, message):  # a new failure, not the same one retried
+            self._failed = (on_disk, message)
+            self._retry_wait = self._retry_first
+            self._on_reload_failure()
+            log.warning(
+                "%s changed on disk but cannot be loaded; still serving generation %s: %s",
+                self.path,
+                self.generation,
+                message,
+            )
+        else:
+            self._retry_wait = min(RETRY_MAX, 2 * self._retry_wait)
+        self._retry_at = time.monotonic() + self._retry_wait
+        if self.reload_error is None:
+            self.reload_error_at = time.time()
+        self.reload_error = message
+
+    def _wait_to_retry(self) -> bool:
+        """True while the same broken ``router.json`` is waiting for its next retry."""
+        if self.reload_error is None or time.monotonic() >= self._retry_at:
+            return False
+        try:
+            on_disk = (self.path / "router.json").read_bytes()
+        except OSError:
+            on_disk = None
+        return self._failed is not None and on_disk == self._failed[0]
+
     def reload_if_changed(self) -> bool:
         """Load the folder anew if ``router.json`` changed since the last load; True if so."""
-        if not self.router.changed_on_disk():
+        if not self.router.changed_on_disk() and self.reload_error is None:
+            return False
+        if self._wait_to_retry():
             return False
         with self._lock:
             return self._reload_locked()
