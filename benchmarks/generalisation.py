@@ -558,6 +558,29 @@ def json_ready(out: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def from_json(data: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`json_ready`: the JSON as :func:`report_section` takes it."""
+
+    def variant(key: str) -> tuple[str, tuple[int, ...]]:
+        view, layers = key.split("|")
+        return view, tuple(int(x) for x in layers.split(",") if x)
+
+    return {
+        "variants": {(r["view"], tuple(r["layers"])): r for r in data["variants"]},
+        "rules": {
+            "values": {
+                n: {variant(k): x for k, x in vals.items()}
+                for n, vals in data["rules"]["values"].items()
+            },
+            "picks": {n: variant(k) for n, k in data["rules"]["picks"].items()},
+        },
+        "protocol_picks": {n: variant(k) for n, k in data["protocol_picks"].items()},
+        "default_rule": data["default_rule"],
+        "default": variant(data["default"]),
+        "encoded": data["encoded"],
+    }
+
+
 def _pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.2f}"
 

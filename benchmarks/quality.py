@@ -44,8 +44,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 STATIC_STRATEGIES = get_encoder("static").strategies
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; write BENCHMARKS.md's section, charts and quality.json."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also the settings the report renders the committed results with)."""
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -104,7 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="file to write the section into (default BENCHMARKS.md)",
     )
     parser.add_argument("--no-write", action="store_true", help="print only")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; write BENCHMARKS.md's section, charts and quality.json."""
+    args = build_parser().parse_args(argv)
     start = time.perf_counter()
     cache = FeatureCache(args.cache)
     out: dict[str, Any] = {}

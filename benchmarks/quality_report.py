@@ -339,6 +339,20 @@ def plain(obj: Any) -> Any:
     return obj
 
 
+def from_plain(obj: Any) -> Any:
+    """The inverse of :func:`plain` for ``quality.json``: result rows back to dataclasses."""
+    if isinstance(obj, dict) and {"name", "kind", "metrics", "cv", "note"} <= set(obj):
+        fields = {k: obj[k] for k in ("name", "kind", "metrics", "cv", "note")}
+        if "variant" in obj:
+            return Result(**fields, extra=obj["variant"])
+        return LabelResult(**fields, unseen=obj.get("unseen"))
+    if isinstance(obj, dict):
+        return {k: from_plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [from_plain(v) for v in obj]
+    return obj
+
+
 def report(
     out: dict[str, Any], args: argparse.Namespace, seconds: float, charts: list[Path]
 ) -> str:

@@ -159,6 +159,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         from sklearn.linear_model import Ridge
 
         torch.set_num_threads(threads)
+        intra_op = threads
         t_import = time.perf_counter() - t0
         t1 = time.perf_counter()
         model = SentenceTransformer(spec["model"], device="cpu")
@@ -177,6 +178,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
             return np.argmax(ridge.predict(emb), axis=1)
     else:
         from irde_onnx.runtime import Router
+        from irde_onnx.runtime.router import session_threads
 
         t_import = time.perf_counter() - t0
         t1 = time.perf_counter()
@@ -185,6 +187,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         # the budget as their intra-op threads
         static = spec["engine"] == "static"
         router = Router.load(spec["router"], threads=None if static else threads)
+        intra_op = session_threads(router.config, None if static else threads)
         t_load = time.perf_counter() - t1
 
         def route(batch: list[str], batch_size: int | None = None) -> list[Any]:
@@ -208,6 +211,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "engine": engine,
         "threads": threads,
+        "intra_op_threads": intra_op,
         "import_s": t_import,
         "load_s": t_load,
         "rss_start_mb": rss_start,
@@ -308,6 +312,12 @@ def _mb(n: float) -> str:
     return f"{n / 2**20:.1f}"
 
 
+def threads_cell(r: dict[str, Any]) -> str:
+    """The threads an engine ran: the budget, or e.g. "1 (budget 2)" when it used fewer."""
+    intra = r.get("intra_op_threads", r["threads"])
+    return str(r["threads"]) if intra == r["threads"] else f"{intra} (budget {r['threads']})"
+
+
 def tables(results: list[dict[str, Any]], routers: dict[str, Any], venvs: dict[str, Any]) -> str:
     """Markdown tables of one run."""
     by = {(r["engine"], r["threads"]): r for r in results}
@@ -321,7 +331,7 @@ def tables(results: list[dict[str, Any]], routers: dict[str, Any], venvs: dict[s
     for r in results:
         lat = r["latency_ms"]
         rows.append(
-            [r["engine"], r["threads"]]
+            [r["engine"], threads_cell(r)]
             + [f"{lat[str(n)]['p50']:.2f} / {lat[str(n)]['p99']:.2f}" for n in LENGTHS]
             + [f"{r['throughput']['64']:.0f}", f"{r['throughput']['mixed']:.0f}"]
         )
@@ -335,7 +345,7 @@ def tables(results: list[dict[str, Any]], routers: dict[str, Any], venvs: dict[s
             r = by.get((engine, t))
             if r is None:
                 continue
-            cells = [engine, t]
+            cells = [engine, threads_cell(r)]
             for n in LENGTHS:
                 p50 = peer["latency_ms"][str(n)]["p50"] / r["latency_ms"][str(n)]["p50"]
                 cells.append(f"{p50:.1f}x")
@@ -376,7 +386,7 @@ def tables(results: list[dict[str, Any]], routers: dict[str, Any], venvs: dict[s
         mem_rows.append(
             [
                 r["engine"],
-                r["threads"],
+                threads_cell(r),
                 f"{r['import_s'] * 1000:.0f}",
                 f"{r['load_s'] * 1000:.0f}",
                 f"{r['rss_start_mb']:.0f}",

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import time
 
+import httpx
 import pytest
 
 from .conftest import ROOT
@@ -41,7 +42,6 @@ def test_container_serves_a_router(request):
         print(f"skipping the Dockerfile smoke test: {reason}")
         pytest.skip(f"Dockerfile smoke test: {reason}")
     static_router_dir = request.getfixturevalue("static_router_dir")
-    httpx = pytest.importorskip("httpx")
     build = subprocess.run(
         ["docker", "build", "-t", IMAGE, str(ROOT)], capture_output=True, text=True, timeout=1800
     )

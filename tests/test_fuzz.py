@@ -60,6 +60,27 @@ def test_route_arbitrary_text(router, texts, top_k, batch_size):
         assert r.scores[r.expert] == max(r.scores.values())
 
 
+def _valid_top_k(value, n_experts):
+    return type(value) is int and 1 <= value <= n_experts
+
+
+def _valid_batch_size(value):
+    return value is None or (type(value) is int and value >= 1)
+
+
+def _valid_texts(value):
+    return isinstance(value, list) and all(isinstance(t, str) for t in value)
+
+
+def _check_argument(call, valid):
+    """A valid argument routes; any other raises InvalidInputError (no other error)."""
+    if valid:
+        call()
+    else:
+        with pytest.raises(InvalidInputError):
+            call()
+
+
 @settings(max_examples=60, deadline=None, derandomize=True)
 @given(
     value=st.one_of(
@@ -72,12 +93,32 @@ def test_route_arbitrary_text(router, texts, top_k, batch_size):
     )
 )
 def test_route_arguments_fail_only_with_the_documented_error(router, value):
-    for kwargs in ({"top_k": value}, {"batch_size": value}):
-        try:
-            router.route(["hello"], **kwargs)
-        except InvalidInputError:
-            pass
-    try:
-        router.route(value)
-    except InvalidInputError:
-        pass
+    n = len(router.experts)
+    _check_argument(lambda: router.route(["hello"], top_k=value), _valid_top_k(value, n))
+    _check_argument(lambda: router.route(["hello"], batch_size=value), _valid_batch_size(value))
+    _check_argument(lambda: router.route(value), _valid_texts(value))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"top_k": -3},
+        {"top_k": 0},
+        {"top_k": 6},
+        {"top_k": True},
+        {"top_k": 2.0},
+        {"batch_size": 0},
+        {"batch_size": -1},
+        {"batch_size": 1.5},
+    ],
+)
+def test_out_of_range_arguments_raise(router, kwargs):
+    assert len(router.experts) == 5
+    with pytest.raises(InvalidInputError):
+        router.route(["hello"], **kwargs)
+
+
+@pytest.mark.parametrize("texts", [None, "one string", b"bytes", 3, ["ok", None], {"a": 1}])
+def test_texts_that_are_not_a_list_of_strings_raise(router, texts):
+    with pytest.raises(InvalidInputError):
+        router.route(texts)

@@ -9,19 +9,17 @@ import logging
 import shutil
 import time
 
+# starlette, httpx and openai are in the dev extra: a missing one is a broken install
+import httpx
+import openai
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 
-pytest.importorskip("starlette")
-httpx = pytest.importorskip("httpx")
-openai = pytest.importorskip("openai")
-
-from starlette.applications import Starlette  # noqa: E402
-from starlette.requests import Request  # noqa: E402
-from starlette.responses import JSONResponse, Response, StreamingResponse  # noqa: E402
-from starlette.routing import Route  # noqa: E402
-
-from irde_onnx.runtime import Router  # noqa: E402
-from irde_onnx.serve import ServeSettings, create_app  # noqa: E402
+from irde_onnx.runtime import Router
+from irde_onnx.serve import ServeSettings, create_app
 
 from .serve_helpers import free_port, running  # noqa: E402
 

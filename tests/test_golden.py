@@ -24,9 +24,11 @@ PROBES = [
     "A 54-year-old man presents with crushing chest pain.",
     "",
 ]
-# Scores are float32 from onnxruntime; the static graph is plain fp32 arithmetic, the int8
-# MiniLM graph goes through onnxruntime's quantised kernels (a kernel change moves it a bit).
-SCORE_ATOL = {"static": 1e-5, "minilm": 1e-3}
+# Scores are float32 from onnxruntime, stored rounded to 7 decimals. The static graph is
+# plain fp32 arithmetic; the int8 MiniLM graph goes through onnxruntime's quantised kernels,
+# which make_golden.py holds to 1e-6 across hosts: 1e-5 leaves room for another CPU's
+# kernels, and a silent change of the export (a re-quantisation moves scores by ~1e-2) fails.
+SCORE_ATOL = {"static": 1e-6, "minilm": 1e-5}
 
 
 def dump(data):
@@ -62,7 +64,7 @@ def _check(name, router_dir):
     got = _snapshot(router_dir)
     if os.environ.get("IRDE_UPDATE_GOLDEN"):
         data = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
-        data[name] = {"score_atol": SCORE_ATOL[name], "probes": PROBES, **got}
+        data[name] = {"probes": PROBES, **got}
         GOLDEN.write_text(dump(data), encoding="utf-8")
         pytest.skip(f"wrote the golden values of {name}")
     want = json.loads(GOLDEN.read_text())[name]
@@ -70,7 +72,9 @@ def _check(name, router_dir):
     assert got["experts"] == want["experts"]
     assert got["ids"] == want["ids"], "the shipped tokenizer changed"
     assert got["lam"] == pytest.approx(want["lam"], rel=1e-9)
-    np.testing.assert_allclose(got["scores"], want["scores"], atol=want["score_atol"], rtol=0)
+    diff = np.abs(np.array(got["scores"]) - np.array(want["scores"])).max()
+    print(f"{name}: max |score - golden| = {diff:.2e}")
+    np.testing.assert_allclose(got["scores"], want["scores"], atol=SCORE_ATOL[name], rtol=0)
     assert np.argmax(got["scores"], 1).tolist() == np.argmax(want["scores"], 1).tolist()
 
 

@@ -1,6 +1,7 @@
 """kill -9 during save(): the folder always loads as the old or the new router, never a mix."""
 
 import random
+import statistics
 import time
 
 import pytest
@@ -47,10 +48,14 @@ def test_kill_at_each_save_step(crash_setup):
 
 def test_kill_at_random_times(crash_setup):
     pristine, target, saver, old, new = crash_setup
-    restore(pristine, target)
-    start = time.perf_counter()
-    assert saver.run("step none") == "exit 0"
-    duration = time.perf_counter() - start
+    # one save's time, as the median of a few: a single run on a busy machine may be an outlier
+    durations = []
+    for _ in range(3):
+        restore(pristine, target)
+        start = time.perf_counter()
+        assert saver.run("step none") == "exit 0"
+        durations.append(time.perf_counter() - start)
+    duration = statistics.median(durations)
     rng = random.Random(7)
     outcomes = []
     for _ in range(RANDOM_RUNS):

@@ -7,15 +7,14 @@ import json
 import shutil
 import time
 
+# starlette and httpx are in the dev extra: a missing one is a broken install, not a skip
+import httpx
 import pytest
 
-pytest.importorskip("starlette")
-httpx = pytest.importorskip("httpx")
+from irde_onnx.runtime import Router
+from irde_onnx.serve import ServeSettings, create_app
 
-from irde_onnx.runtime import Router  # noqa: E402
-from irde_onnx.serve import ServeSettings, create_app  # noqa: E402
-
-from .serve_helpers import CHEMISTRY, running  # noqa: E402
+from .serve_helpers import CHEMISTRY, running
 
 TOKEN = "s3cret-token"
 
@@ -243,11 +242,16 @@ def test_route_takes_a_per_request_wtp(serve, router_dir):
     client = serve()
     text = "Solve 3x + 5 = 20 and explain the steps"
     assert "costs" in error_of(client.post("/route", json={"text": text, "wtp": 1.0}), 422)
+    served = client.get("/healthz").json()["generation"]
     router = Router.load(router_dir)
     with router.lock():
         router.set_costs({e: 0.01 * (i + 1) for i, e in enumerate(router.experts)})
         router.save()
-    time.sleep(0.5)  # the server reloads the folder (reload_interval 0.1 s)
+    # the server reloads the folder (reload_interval 0.1 s): wait for the new generation
+    deadline = time.monotonic() + 10
+    while client.get("/healthz").json()["generation"] == served:
+        assert time.monotonic() < deadline, "the change was not picked up within 10 s"
+        time.sleep(0.05)
     for wtp in (0.001, 0.1, None):
         got = client.post("/route", json={"text": text, "wtp": wtp}).json()
         want = Router.load(router_dir).route([text], wtp=wtp)[0].to_dict()

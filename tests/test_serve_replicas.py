@@ -10,12 +10,11 @@ import sys
 import threading
 import time
 
-import pytest
+# httpx and starlette are in the dev extra: a missing one is a broken install, not a skip
+import httpx
+import starlette  # noqa: F401
 
-httpx = pytest.importorskip("httpx")
-pytest.importorskip("starlette")
-
-from .serve_helpers import CHEMISTRY, free_port  # noqa: E402
+from .serve_helpers import CHEMISTRY, free_port
 
 RELOAD_INTERVAL = 0.2
 RELOAD_WITHIN = 5.0  # stated time: a change is served by every replica within this

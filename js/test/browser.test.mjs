@@ -110,7 +110,7 @@ describe("demo page in headless Chromium", { ...browserSkip(), timeout: 300_000 
     await page.close();
   });
 
-  it("static router: scores within 1e-5 of Python, identical decisions", async () => {
+  it(`static router: scores within ${SCORE_ATOL} of Python, identical decisions`, async () => {
     const texts = await goldenTexts();
     const page = await openPage("static");
     const routes = await routeInPage(page, texts, 1);

@@ -27,6 +27,8 @@ describe("onnxruntime-node", ready, () => {
       // routers saved before the policy lack the outputs: JS decides as Python does then
       assert.equal(router.hasDecision, want.decision_outputs);
       const ids = router.encode(texts);
+      assert.equal(ids.length, golden.prompts.length, "one id list per golden prompt");
+      assert.equal(golden.ids[want.view].length, golden.prompts.length);
       ids.forEach((got, i) => assert.deepEqual(got, golden.ids[want.view][i], `ids of ${golden.prompts[i].name}`));
       const routes = await router.route(texts, { topK: router.experts.length });
       const { maxDiff, maxConfDiff, flips } = compareRoutes(name, routes, router.experts);

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from irde_onnx.cli import main
-from irde_onnx.decision_metrics import aiq, expected_calibration_error
+from irde_onnx.decision_metrics import accuracy_at_coverage, aiq, expected_calibration_error
 from irde_onnx.runtime import Router
 
 COSTS = {"code": 0.002, "law": 0.01, "math": 0.001}
@@ -131,16 +131,25 @@ def test_eval_json_with_costs_and_labels(toy_router, tmp_path, capsys):
         aiq([p["cost"] for p in pts], [p["quality"] for p in pts], c.mean(0).min(), c.mean(0).max())
     )
     labelled = tmp_path / "labels.jsonl"
+    labels = ["math", "law", "code", "math", "law", "code"]
     labelled.write_text(
         "".join(
-            json.dumps({"text": t, "expert": e}) + "\n"
-            for t, e in zip(TEXTS, ["math", "law", "code", "math", "law", "code"], strict=True)
+            json.dumps({"text": t, "expert": e}) + "\n" for t, e in zip(TEXTS, labels, strict=True)
         )
     )
     (toy_router / "router.json").write_text(json.dumps({**text, "target": "domain"}))
     code, out, _ = _run(capsys, "eval", toy_router, "--data", labelled, "--json")
     m = json.loads(out)
-    assert code == 0 and {"accuracy", "ece", "at_coverage"} <= set(m)
+    assert code == 0
+    # the same rows through router.route: its decisions and confidences give every figure
+    routes = Router.load(toy_router).route(list(TEXTS))
+    correct = np.array([r.expert == e for r, e in zip(routes, labels, strict=True)], float)
+    conf = np.array([r.confidence for r in routes])
+    assert m["accuracy"] == pytest.approx(correct.mean())
+    assert m["ece"] == pytest.approx(expected_calibration_error(conf, correct))
+    assert m["at_coverage"] == pytest.approx(
+        {f"{c:g}": accuracy_at_coverage(conf, correct, c) for c in (0.5, 0.8, 0.9, 1.0)}
+    )
     code, _, err = _run(capsys, "eval", toy_router, "--data", labelled, "--plot", path / "x.png")
     assert code == 2 and "--plot" in err
 

@@ -60,13 +60,22 @@ def test_experts_and_stats_commands(toy_router, tmp_path, capsys):
 
 
 def test_eval_labels_on_the_toy_router(toy_router_dir, tmp_path, capsys):
+    # the last label is deliberately wrong for its text, so accuracy is neither 0 nor 1
+    texts, labels = ["solve x", "a court appeal", "a court appeal"], ["math", "law", "math"]
     rows = tmp_path / "rows.jsonl"
     rows.write_text(
-        '{"text": "solve x", "expert": "math"}\n{"text": "a court appeal", "expert": "law"}\n'
+        "".join(
+            json.dumps({"text": t, "expert": e}) + "\n" for t, e in zip(texts, labels, strict=True)
+        )
     )
     code, out, _ = _run(capsys, "eval", str(toy_router_dir), "--data", str(rows), "--quiet")
     metrics = json.loads(out)
-    assert code == 0 and metrics["kind"] == "label" and 0 <= metrics["accuracy"] <= 1
+    assert code == 0 and metrics["kind"] == "label"
+    # what router.route decides on the same rows
+    routes = Router.load(toy_router_dir).route(texts)
+    right = [r.expert == e for r, e in zip(routes, labels, strict=True)]
+    assert right == [True, True, False]
+    assert metrics["accuracy"] == pytest.approx(sum(right) / len(right))
 
 
 @pytest.mark.parametrize(
