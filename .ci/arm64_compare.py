@@ -9,7 +9,7 @@ Three commands, each run by .ci/arm64 (``route`` on x86 and, under qemu, on aarc
 ``prompts`` resolves js/test/golden.json's prompts and picks, per router, the prompts routed
 under emulation: every one for the static router; for the MiniLM routers the short ones, up
 to a token budget (QEMU runs float SIMD in software: the fp32 encoder costs about 400 times
-its x86 time under emulation, the int8 one about 100 times). ``route`` needs only the
+its x86 time under emulation, the int8 one about 150 times). ``route`` needs only the
 runtime (irde_onnx, numpy): it runs on the arm64 sysroot's Python.
 ``compare`` reads ``DIR/x86.json`` and every ``DIR/<host>-<cpu>.json`` written by ``route``
 (Python) or .ci/arm64_route.mjs (Node) and checks them against x86: the static router's

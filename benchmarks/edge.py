@@ -56,7 +56,7 @@ GOLDEN_ROUTERS = ROOT / "js" / "test" / "routers"
 ARM64 = ROOT / "build" / "arm64"  # .ci/arm64's cache: sysroot, site-packages
 ARM64_CPU = "neoverse-n1"
 # prompts timed per router under emulation (QEMU runs float SIMD in software: fp32 MiniLM is
-# about 400x slower than on x86, int8 about 100x)
+# about 400x slower than on x86, int8 about 150x)
 ARM64_PROMPTS = {"static": 30, "fp32": 3, "int8": 10}
 ARM64_PROMPTS_DEFAULT = 5
 # sentences for --synthetic prompts (no ../shared/data): any tokenizer cuts them to 64 tokens
