@@ -118,8 +118,13 @@ class ExpertRidge:
     Experts with no rows at all predict ``prior``.
     """
 
-    def __init__(self, d: int, n_experts: int, lam: float, prior: float | np.ndarray = 0.5):
+    def __init__(self, d: int, n_experts: int, lam: float, prior: float | np.ndarray = 0.5,
+                 kappa: float | None = None):
+        """``kappa`` set: each column's lam is kappa * trace(Sxx_e)/d of its own (weighted)
+        moments, so the penalty keeps its place in the trainer's grid as rows and weights
+        change; None: lam fixed."""
         self.d, self.E, self.lam = d, n_experts, lam
+        self.kappa = kappa
         self.prior = np.broadcast_to(np.asarray(prior, float), (n_experts,)).copy()
         self.base_n = 0.0
         self.base_sx = np.zeros(d)
@@ -201,7 +206,9 @@ class ExpertRidge:
                 self.chol[e] = None
                 continue
             m = sx / n
-            sxx = g - n * np.outer(m, m) + self.lam * np.eye(self.d)
+            sxx = g - n * np.outer(m, m)
+            lam = self.lam if self.kappa is None else self.kappa * max(np.trace(sxx), 1e-12) / self.d
+            sxx[np.diag_indices(self.d)] += lam
             c = cho_factor(sxx, lower=True, check_finite=False)
             self.W[:, e] = cho_solve(c, sxy - m * sy, check_finite=False)
             self.b[e] = sy / n - m @ self.W[:, e]
