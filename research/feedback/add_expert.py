@@ -13,6 +13,8 @@ Rules for the new column (all linear in x, so each folds into head.W / head.b):
                (with intercept: the offset is learned), lam by LOO. Large lam -> the prior.
   stack-prior  prior = ridge of y on the 6 columns' predictions (7 numbers, lam by LOO);
                then a ridge on the residual with lam by LOO
+  *+gate2se    the same gate with a margin: the gain estimate minus 2 standard errors (over
+               the n rows) must be positive
   *+gate       include the new LLM only if its estimated routing gain on the n rows is
                positive: mean_i 1[loo_pred_i > max_j p_j(x_i)] * (y_i - max_j p_j(x_i)), with
                p_j the existing columns' predictions (the product has no true scores of the
@@ -38,7 +40,7 @@ from research.feedback.common import (
 
 NS = (25, 50, 100, 200, 400)
 RULES = ("plain", "loo", "mean-prior", "stack-prior", "plain+gate", "loo+gate", "mean-prior+gate",
-         "stack-prior+gate")
+         "stack-prior+gate", "plain+gate2se", "mean-prior+gate2se")
 LOO_GRID = np.logspace(-4, 4, 17)  # times trace(Sxx)/d of the n rows
 
 
@@ -91,9 +93,10 @@ def new_column(rule: str, x: np.ndarray, y: np.ndarray, p_old: np.ndarray, lam: 
     raise ValueError(rule)
 
 
-def gain_estimate(loo_pred: np.ndarray, y: np.ndarray, p_old: np.ndarray) -> float:
+def gain_estimate(loo_pred: np.ndarray, y: np.ndarray, p_old: np.ndarray, margin: float = 0.0) -> float:
     best_old = p_old.max(1)
-    return float(np.mean((loo_pred > best_old) * (y - best_old)))
+    g = (loo_pred > best_old) * (y - best_old)
+    return float(g.mean() - margin * g.std(ddof=1) / np.sqrt(len(g)))
 
 
 def main() -> None:
@@ -102,6 +105,8 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--seeds", type=int, default=len(SEEDS))
     ap.add_argument("--out", type=Path, default=HERE / "results.json")
+    ap.add_argument("--rules", nargs="+", default=list(RULES), choices=RULES)
+    ap.add_argument("--key", default="add_expert")
     args = ap.parse_args()
     start = time.time()
     tr = routerdc(args.data, args.cache, "train")
@@ -112,7 +117,8 @@ def main() -> None:
     full7 = task_mean(te.y[np.arange(len(te.y)), np.argmax(te.x @ w7 + b7, 1)], te.tasks)
     log(f"7-LLM router: lam {lam7:.4g}, test_id {100 * full7:.2f}")
     res: dict = {"lam7": lam7, "full7": full7, "per_llm": {}}
-    deltas = {r: np.zeros((E, len(NS), args.seeds)) for r in RULES}
+    rules = tuple(args.rules)
+    deltas = {r: np.zeros((E, len(NS), args.seeds)) for r in rules}
     for k, name in enumerate(tr.experts):
         old = [j for j in range(E) if j != k]
         lam6 = cv_lam(tr.x, tr.y[:, old])
@@ -125,9 +131,10 @@ def main() -> None:
         for a, n in enumerate(NS):
             for s in range(args.seeds):
                 idx = np.random.default_rng(1000 * s + n).choice(len(tr.x), n, replace=False)
-                for rule in RULES:
+                for rule in rules:
                     pred, loo = new_column(rule, tr.x[idx], tr.y[idx, k], p_tr[idx], lam6)
-                    if rule.endswith("+gate") and gain_estimate(loo, tr.y[idx, k], p_tr[idx]) <= 0:
+                    margin = 2.0 if rule.endswith("+gate2se") else 0.0
+                    if "+gate" in rule and gain_estimate(loo, tr.y[idx, k], p_tr[idx], margin) <= 0:
                         deltas[rule][k, a, s] = 0.0
                         continue
                     new = pred(te.x, p_te)
@@ -136,14 +143,15 @@ def main() -> None:
                     deltas[rule][k, a, s] = task_mean(ys[np.arange(len(ys)), pick], te.tasks) - without
         res["per_llm"][name] = info
         log(f"{name}: without {100 * without:.2f} (removal costs {100 * (full7 - without):.2f}); "
-            + ", ".join(f"{r} {(100 * deltas[r][k].mean(1)).round(2).tolist()}" for r in RULES[:4]))
+            + ", ".join(f"{r} {(100 * deltas[r][k].mean(1)).round(2).tolist()}" for r in rules))
     summary = {}
-    for rule in RULES:
+    for rule in rules:
         d = 100 * deltas[rule]  # points
         m = d.mean(2)  # (E, NS)
         ge50 = [i for i, n in enumerate(NS) if n >= 50]
         summary[rule] = {
-            "mean_delta_points": {tr.experts[k]: {str(n): float(m[k, i]) for i, n in enumerate(NS)} for k in range(E)},
+            "n": list(NS),
+            "mean_delta_points_by_n": {tr.experts[k]: [float(m[k, i]) for i in range(len(NS))] for k in range(E)},
             "worst_mean_delta_n>=50": float(m[:, ge50].min()),
             "worst_mean_delta_all_n": float(m.min()),
             "worst_single_seed_n>=50": float(d[:, ge50].min()),
@@ -156,7 +164,7 @@ def main() -> None:
     res["rules"] = summary
     res["seeds"] = args.seeds
     res["seconds"] = time.time() - start
-    write_results(args.out, "add_expert", res)
+    write_results(args.out, args.key, res)
     log(f"done in {time.time() - start:.0f} s")
 
 
