@@ -15,6 +15,10 @@ Rules for the new column (all linear in x, so each folds into head.W / head.b):
                then a ridge on the residual with lam by LOO
   *+gate2se    the same gate with a margin: the gain estimate minus 2 standard errors (over
                the n rows) must be positive
+  *+lcb        route with the new column's lower confidence bound: prediction minus
+               sigma * width(x), sigma the LOO rms residual on the n rows, width(x) =
+               sqrt(1/n + (x-m)^T (Sxx + lam I)^-1 (x-m)) of the residual stage (its n rows'
+               own LinUCB width): the column is trusted only near prompts like its n rows
   *+gate       include the new LLM only if its estimated routing gain on the n rows is
                positive: mean_i 1[loo_pred_i > max_j p_j(x_i)] * (y_i - max_j p_j(x_i)), with
                p_j the existing columns' predictions (the product has no true scores of the
@@ -40,7 +44,7 @@ from research.feedback.common import (
 
 NS = (25, 50, 100, 200, 400)
 RULES = ("plain", "loo", "mean-prior", "stack-prior", "plain+gate", "loo+gate", "mean-prior+gate",
-         "stack-prior+gate", "plain+gate2se", "mean-prior+gate2se")
+         "stack-prior+gate", "plain+gate2se", "mean-prior+gate2se", "mean-prior+lcb", "mean-prior+lcb+gate2se")
 LOO_GRID = np.logspace(-4, 4, 17)  # times trace(Sxx)/d of the n rows
 
 
@@ -72,6 +76,15 @@ def dual_ridge_loo(x: np.ndarray, y: np.ndarray, lams: np.ndarray | None, fixed:
     w = xc.T @ alpha
     b = my - mx @ w
     loo_pred = y - loo_res
+    sigma = float(np.sqrt(np.mean(loo_res**2)))
+    kinv_xc = u @ ((u.T @ xc) / (s + lam)[:, None])  # (K + lam I)^-1 Xc, (n, d)
+
+    def width(xf):
+        z = xf - mx
+        q = (np.einsum("ij,ij->i", z, z) - np.einsum("ij,ij->i", z @ xc.T, z @ kinv_xc.T)) / lam
+        return np.sqrt(1.0 / n + np.maximum(q, 0.0))
+
+    dual_ridge_loo.last = (sigma, width)
     return w, b, lam, loo_pred
 
 
@@ -84,6 +97,9 @@ def new_column(rule: str, x: np.ndarray, y: np.ndarray, p_old: np.ndarray, lam: 
     if base == "mean-prior":
         prior = p_old.mean(1)
         w, b, _, loo = dual_ridge_loo(x, y - prior, LOO_GRID)
+        if "+lcb" in rule:
+            sigma, width = dual_ridge_loo.last
+            return (lambda xf, pf: pf.mean(1) + xf @ w + b - sigma * width(xf)), loo + prior
         return (lambda xf, pf: pf.mean(1) + xf @ w + b), loo + prior
     if base == "stack-prior":
         c, c0, _, _ = dual_ridge_loo(p_old, y, LOO_GRID)
