@@ -13,6 +13,9 @@ Rules for the new column (all linear in x, so each folds into head.W / head.b):
                (with intercept: the offset is learned), lam by LOO. Large lam -> the prior.
   stack-prior  prior = ridge of y on the 6 columns' predictions (7 numbers, lam by LOO);
                then a ridge on the residual with lam by LOO
+  kappa        ridge on the n rows with the router's lam *relative* to the data: lam =
+               kappa * trace(Sxx_n)/d, kappa = the router's lam / (trace(Sxx_train)/d)
+  mean-prior-kappa  mean-prior with that lam instead of LOO
   *+gate2se    the same gate with a margin: the gain estimate minus 2 standard errors (over
                the n rows) must be positive
   *+lcb        route with the new column's lower confidence bound: prediction minus
@@ -44,11 +47,13 @@ from research.feedback.common import (
 
 NS = (25, 50, 100, 200, 400)
 RULES = ("plain", "loo", "mean-prior", "stack-prior", "plain+gate", "loo+gate", "mean-prior+gate",
-         "stack-prior+gate", "plain+gate2se", "mean-prior+gate2se", "mean-prior+lcb", "mean-prior+lcb+gate2se")
+         "stack-prior+gate", "plain+gate2se", "mean-prior+gate2se", "mean-prior+lcb", "mean-prior+lcb+gate2se",
+         "kappa", "kappa+gate", "kappa+gate2se", "mean-prior-kappa", "mean-prior-kappa+lcb")
 LOO_GRID = np.logspace(-4, 4, 17)  # times trace(Sxx)/d of the n rows
 
 
-def dual_ridge_loo(x: np.ndarray, y: np.ndarray, lams: np.ndarray | None, fixed: float | None = None):
+def dual_ridge_loo(x: np.ndarray, y: np.ndarray, lams: np.ndarray | None, fixed: float | None = None,
+                   kappa: float | None = None):
     """Ridge with unpenalised intercept on few rows via the n x n kernel.
 
     lam is ``fixed`` or chosen from ``lams * trace(Sxx)/d`` by leave-one-out squared error.
@@ -61,7 +66,7 @@ def dual_ridge_loo(x: np.ndarray, y: np.ndarray, lams: np.ndarray | None, fixed:
     s = np.maximum(s, 0.0)
     uy = u.T @ yc
     scale = max(s.sum() / d, 1e-12)
-    cands = [fixed] if fixed is not None else list(scale * lams)
+    cands = [fixed] if fixed is not None else [kappa * scale] if kappa is not None else list(scale * lams)
     best = None
     for lam in cands:
         f = s / (s + lam)
@@ -88,12 +93,23 @@ def dual_ridge_loo(x: np.ndarray, y: np.ndarray, lams: np.ndarray | None, fixed:
     return w, b, lam, loo_pred
 
 
-def new_column(rule: str, x: np.ndarray, y: np.ndarray, p_old: np.ndarray, lam: float):
+def new_column(rule: str, x: np.ndarray, y: np.ndarray, p_old: np.ndarray, lam: float,
+               kappa: float | None = None):
     """Fit the new column on n rows. Returns (predict(x_feats, p_old_feats) -> (m,), loo_pred)."""
     base = rule.split("+")[0]
     if base in ("plain", "loo"):
         w, b, _, loo = dual_ridge_loo(x, y, LOO_GRID, lam if base == "plain" else None)
         return (lambda xf, pf: xf @ w + b), loo
+    if base == "kappa":
+        w, b, _, loo = dual_ridge_loo(x, y, None, kappa=kappa)
+        return (lambda xf, pf: xf @ w + b), loo
+    if base == "mean-prior-kappa":
+        prior = p_old.mean(1)
+        w, b, _, loo = dual_ridge_loo(x, y - prior, None, kappa=kappa)
+        if "+lcb" in rule:
+            sigma, width = dual_ridge_loo.last
+            return (lambda xf, pf: pf.mean(1) + xf @ w + b - sigma * width(xf)), loo + prior
+        return (lambda xf, pf: pf.mean(1) + xf @ w + b), loo + prior
     if base == "mean-prior":
         prior = p_old.mean(1)
         w, b, _, loo = dual_ridge_loo(x, y - prior, LOO_GRID)
@@ -138,6 +154,8 @@ def main() -> None:
     for k, name in enumerate(tr.experts):
         old = [j for j in range(E) if j != k]
         lam6 = cv_lam(tr.x, tr.y[:, old])
+        xc = tr.x - tr.x.mean(0)
+        kappa = lam6 / (np.einsum("ij,ij->", xc, xc) / tr.x.shape[1])
         w6, b6 = ridge(tr.x, tr.y[:, old], lam6)
         p_te = te.x @ w6 + b6
         p_tr = tr.x @ w6 + b6
@@ -148,7 +166,7 @@ def main() -> None:
             for s in range(args.seeds):
                 idx = np.random.default_rng(1000 * s + n).choice(len(tr.x), n, replace=False)
                 for rule in rules:
-                    pred, loo = new_column(rule, tr.x[idx], tr.y[idx, k], p_tr[idx], lam6)
+                    pred, loo = new_column(rule, tr.x[idx], tr.y[idx, k], p_tr[idx], lam6, kappa)
                     margin = 2.0 if rule.endswith("+gate2se") else 0.0
                     if "+gate" in rule and gain_estimate(loo, tr.y[idx, k], p_tr[idx], margin) <= 0:
                         deltas[rule][k, a, s] = 0.0

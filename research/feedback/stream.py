@@ -125,7 +125,9 @@ def start_rows(start: str, tr, seed: int):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stream", choices=["dc-id", "dc-ood", "routerbench"])
+    ap.add_argument("stream", choices=["dc-id", "dc-ood", "routerbench", "dc-train"],
+                    help="dc-train replays routerdc7 train itself: for choosing exploration "
+                    "settings without test rows (its 'offline' figure is in-sample)")
     ap.add_argument("--start", default="100", help="100 (labelled train rows), none, or train")
     ap.add_argument("--policy", nargs="+", default=["greedy"])
     ap.add_argument("--omega", nargs="+", default=["1"], help="numbers or preq")
@@ -135,6 +137,9 @@ def main() -> None:
                     help="fixed: the start's CV lam throughout; relative: each column's lam = "
                     "kappa * trace(Sxx)/d with kappa from the start's CV (none: %s)" % NONE_KAPPA)
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--order", choices=["shuffled", "tasks"], default="shuffled",
+                    help="tasks: the stream comes task by task (a seeded task order, shuffled "
+                    "within each task): drift, for the half-life option")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--out", type=Path, default=HERE / "results.json")
@@ -145,14 +150,15 @@ def main() -> None:
         tr, te = routerbench(args.data, args.cache, "train"), routerbench(args.data, args.cache, "test")
     else:
         tr = routerdc(args.data, args.cache, "train")
-        te = routerdc(args.data, args.cache, "test_id" if args.stream == "dc-id" else "test_ood")
+        te = tr if args.stream == "dc-train" else routerdc(
+            args.data, args.cache, "test_id" if args.stream == "dc-id" else "test_ood")
     E = tr.y.shape[1]
     # the full-information offline router: every train row, lam by CV
     lam_off = cv_lam(tr.x, tr.y)
     w_off, b_off = ridge(tr.x, tr.y, lam_off)
     mean_cost = None if tr.costs is None else tr.costs.mean(0)
     out: dict = {"stream": args.stream, "start": args.start, "batch": args.batch, "seeds": args.seeds,
-                 "lam_rule": args.lam_rule,
+                 "lam_rule": args.lam_rule, "order": args.order,
                  "lam_offline": lam_off, "runs": {}}
     results: dict = {}
     for s in range(args.seeds):
@@ -169,6 +175,10 @@ def main() -> None:
         else:
             bx, by, lam = start_rows(args.start, tr, s)
             perm = rng.permutation(len(te.x))
+            if args.order == "tasks":
+                names = list(dict.fromkeys(te.tasks.tolist()))
+                rank = {t: i for i, t in enumerate(rng.permutation(names))}
+                perm = perm[np.argsort([rank[t] for t in te.tasks[perm]], kind="stable")]
             xs, ys = te.x[perm], te.y[perm]
             cost = None
         half = len(xs) // 2

@@ -59,7 +59,7 @@ def main() -> None:
             print(f"| {rule} | " + " | ".join(cells) + " |")
     for key in sorted(k for k in r if k.startswith(("dc-", "routerbench"))):
         streams(r, key)
-    for key in ("add_expert", "add_expert_lcb", "add_expert_run1_8rules"):
+    for key in ("add_expert", "add_expert_lcb", "add_expert_kappa", "add_expert_run1_8rules"):
         if key not in r:
             continue
         print(f"\n#### {key}: worst loss (points, mean over seeds) over the 7 LLMs\n")
