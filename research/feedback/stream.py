@@ -137,6 +137,8 @@ def main() -> None:
                     help="fixed: the start's CV lam throughout; relative: each column's lam = "
                     "kappa * trace(Sxx)/d with kappa from the start's CV (none: %s)" % NONE_KAPPA)
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--prior", type=float, nargs="+", default=[0.5],
+                    help="predicted quality of an expert with no rows (start none); >0.5 is optimistic")
     ap.add_argument("--order", choices=["shuffled", "tasks"], default="shuffled",
                     help="tasks: the stream comes task by task (a seeded task order, shuffled "
                     "within each task): drift, for the half-life option")
@@ -202,14 +204,14 @@ def main() -> None:
         results.setdefault("offline", []).append(off)
         for pol in args.policy:
             for om in args.omega:
-                for hl in args.half_life:
-                    name = f"{pol} omega={om} half-life={hl}"
+                for hl, prior in [(h, p) for h in args.half_life for p in args.prior]:
+                    name = f"{pol} omega={om} half-life={hl}" + (f" prior={prior}" if len(args.prior) > 1 else "")
                     t1 = time.time()
                     rew, picks, model, used = run_stream(
                         xs, ys, bx, by, lam=lam, policy=pol,
                         omega=om if om == "preq" else float(om),
                         half_life=None if hl == "none" else float(hl), batch=args.batch, seed=s,
-                        basis_x=tr.x, cost=cost, kappa=kappa)
+                        basis_x=tr.x, cost=cost, kappa=kappa, prior=prior)
                     r = {"last_half": float(rew[half:].mean()), "all": float(rew.mean()),
                          "seconds": time.time() - t1}
                     if om == "preq":
