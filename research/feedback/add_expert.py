@@ -41,19 +41,49 @@ from pathlib import Path
 import numpy as np
 
 from research.feedback.common import (
-    DEFAULT_CACHE, DEFAULT_DATA, HERE, SEEDS, cv_lam, log, mean_ci, ridge, routerdc, task_mean,
+    DEFAULT_CACHE,
+    DEFAULT_DATA,
+    HERE,
+    SEEDS,
+    cv_lam,
+    log,
+    mean_ci,
+    ridge,
+    routerdc,
+    task_mean,
     write_results,
 )
 
 NS = (25, 50, 100, 200, 400)
-RULES = ("plain", "loo", "mean-prior", "stack-prior", "plain+gate", "loo+gate", "mean-prior+gate",
-         "stack-prior+gate", "plain+gate2se", "mean-prior+gate2se", "mean-prior+lcb", "mean-prior+lcb+gate2se",
-         "kappa", "kappa+gate", "kappa+gate2se", "mean-prior-kappa", "mean-prior-kappa+lcb")
+RULES = (
+    "plain",
+    "loo",
+    "mean-prior",
+    "stack-prior",
+    "plain+gate",
+    "loo+gate",
+    "mean-prior+gate",
+    "stack-prior+gate",
+    "plain+gate2se",
+    "mean-prior+gate2se",
+    "mean-prior+lcb",
+    "mean-prior+lcb+gate2se",
+    "kappa",
+    "kappa+gate",
+    "kappa+gate2se",
+    "mean-prior-kappa",
+    "mean-prior-kappa+lcb",
+)
 LOO_GRID = np.logspace(-4, 4, 17)  # times trace(Sxx)/d of the n rows
 
 
-def dual_ridge_loo(x: np.ndarray, y: np.ndarray, lams: np.ndarray | None, fixed: float | None = None,
-                   kappa: float | None = None):
+def dual_ridge_loo(
+    x: np.ndarray,
+    y: np.ndarray,
+    lams: np.ndarray | None,
+    fixed: float | None = None,
+    kappa: float | None = None,
+):
     """Ridge with unpenalised intercept on few rows via the n x n kernel.
 
     lam is ``fixed`` or chosen from ``lams * trace(Sxx)/d`` by leave-one-out squared error.
@@ -66,7 +96,13 @@ def dual_ridge_loo(x: np.ndarray, y: np.ndarray, lams: np.ndarray | None, fixed:
     s = np.maximum(s, 0.0)
     uy = u.T @ yc
     scale = max(s.sum() / d, 1e-12)
-    cands = [fixed] if fixed is not None else [kappa * scale] if kappa is not None else list(scale * lams)
+    cands = (
+        [fixed]
+        if fixed is not None
+        else [kappa * scale]
+        if kappa is not None
+        else list(scale * lams)
+    )
     best = None
     for lam in cands:
         f = s / (s + lam)
@@ -93,8 +129,14 @@ def dual_ridge_loo(x: np.ndarray, y: np.ndarray, lams: np.ndarray | None, fixed:
     return w, b, lam, loo_pred
 
 
-def new_column(rule: str, x: np.ndarray, y: np.ndarray, p_old: np.ndarray, lam: float,
-               kappa: float | None = None):
+def new_column(
+    rule: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    p_old: np.ndarray,
+    lam: float,
+    kappa: float | None = None,
+):
     """Fit the new column on n rows. Returns (predict(x_feats, p_old_feats) -> (m,), loo_pred)."""
     base = rule.split("+")[0]
     if base in ("plain", "loo"):
@@ -125,14 +167,18 @@ def new_column(rule: str, x: np.ndarray, y: np.ndarray, p_old: np.ndarray, lam: 
     raise ValueError(rule)
 
 
-def gain_estimate(loo_pred: np.ndarray, y: np.ndarray, p_old: np.ndarray, margin: float = 0.0) -> float:
+def gain_estimate(
+    loo_pred: np.ndarray, y: np.ndarray, p_old: np.ndarray, margin: float = 0.0
+) -> float:
     best_old = p_old.max(1)
     g = (loo_pred > best_old) * (y - best_old)
     return float(g.mean() - margin * g.std(ddof=1) / np.sqrt(len(g)))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--seeds", type=int, default=len(SEEDS))
@@ -174,10 +220,14 @@ def main() -> None:
                     new = pred(te.x, p_te)
                     pick = np.argmax(np.column_stack([p_te, new]), 1)
                     ys = np.column_stack([te.y[:, old], te.y[:, k]])
-                    deltas[rule][k, a, s] = task_mean(ys[np.arange(len(ys)), pick], te.tasks) - without
+                    deltas[rule][k, a, s] = (
+                        task_mean(ys[np.arange(len(ys)), pick], te.tasks) - without
+                    )
         res["per_llm"][name] = info
-        log(f"{name}: without {100 * without:.2f} (removal costs {100 * (full7 - without):.2f}); "
-            + ", ".join(f"{r} {(100 * deltas[r][k].mean(1)).round(2).tolist()}" for r in rules))
+        log(
+            f"{name}: without {100 * without:.2f} (removal costs {100 * (full7 - without):.2f}); "
+            + ", ".join(f"{r} {(100 * deltas[r][k].mean(1)).round(2).tolist()}" for r in rules)
+        )
     summary = {}
     for rule in rules:
         d = 100 * deltas[rule]  # points
@@ -185,16 +235,26 @@ def main() -> None:
         ge50 = [i for i, n in enumerate(NS) if n >= 50]
         summary[rule] = {
             "n": list(NS),
-            "mean_delta_points_by_n": {tr.experts[k]: [float(m[k, i]) for i in range(len(NS))] for k in range(E)},
+            "mean_delta_points_by_n": {
+                tr.experts[k]: [float(m[k, i]) for i in range(len(NS))] for k in range(E)
+            },
             "worst_mean_delta_n>=50": float(m[:, ge50].min()),
             "worst_mean_delta_all_n": float(m.min()),
             "worst_single_seed_n>=50": float(d[:, ge50].min()),
-            "dolphin-2.9_delta_by_n": {str(n): mean_ci(d[tr.experts.index("dolphin-2.9-llama3-8b"), i]) for i, n in enumerate(NS)},
+            "dolphin-2.9_delta_by_n": {
+                str(n): mean_ci(d[tr.experts.index("dolphin-2.9-llama3-8b"), i])
+                for i, n in enumerate(NS)
+            },
             "meets_target": bool(m[:, ge50].min() >= -0.2),
         }
-        log(f"{rule:18s} worst mean delta (n>=50) {summary[rule]['worst_mean_delta_n>=50']:+.2f}, "
+        log(
+            f"{rule:18s} worst mean delta (n>=50) {summary[rule]['worst_mean_delta_n>=50']:+.2f}, "
             f"all n {summary[rule]['worst_mean_delta_all_n']:+.2f}, worst seed {summary[rule]['worst_single_seed_n>=50']:+.2f}; "
-            f"dolphin-2.9 " + " ".join(f"{n}:{summary[rule]['dolphin-2.9_delta_by_n'][str(n)]['mean']:+.2f}" for n in NS))
+            f"dolphin-2.9 "
+            + " ".join(
+                f"{n}:{summary[rule]['dolphin-2.9_delta_by_n'][str(n)]['mean']:+.2f}" for n in NS
+            )
+        )
     res["rules"] = summary
     res["seeds"] = args.seeds
     res["seconds"] = time.time() - start

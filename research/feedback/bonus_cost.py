@@ -36,16 +36,23 @@ def graph(d: int, k: int | None, E: int, rng):
     if k is None:
         nodes.append(helper.make_node("Identity", ["f"], ["zc"]))
     else:
-        inits += [numpy_helper.from_array(rng.normal(size=d).astype(np.float32), "mu"),
-                  numpy_helper.from_array(rng.normal(size=(d, k)).astype(np.float32), "P")]
-        nodes += [helper.make_node("Sub", ["f", "mu"], ["fc"]), helper.make_node("MatMul", ["fc", "P"], ["zc"])]
+        inits += [
+            numpy_helper.from_array(rng.normal(size=d).astype(np.float32), "mu"),
+            numpy_helper.from_array(rng.normal(size=(d, k)).astype(np.float32), "P"),
+        ]
+        nodes += [
+            helper.make_node("Sub", ["f", "mu"], ["fc"]),
+            helper.make_node("MatMul", ["fc", "P"], ["zc"]),
+        ]
     a = rng.normal(size=(kk + 1, kk + 1))
     a = (a @ a.T / kk).astype(np.float32)
     stack = np.concatenate([a] * E, axis=1)  # (k+1, E*(k+1))
-    inits += [numpy_helper.from_array(stack, "Ainv"),
-              numpy_helper.from_array(np.ones((1, 1), np.float32), "one"),
-              numpy_helper.from_array(np.array([-1, E, kk + 1], np.int64), "shape3"),
-              numpy_helper.from_array(np.array([2], np.int64), "ax")]
+    inits += [
+        numpy_helper.from_array(stack, "Ainv"),
+        numpy_helper.from_array(np.ones((1, 1), np.float32), "one"),
+        numpy_helper.from_array(np.array([-1, E, kk + 1], np.int64), "shape3"),
+        numpy_helper.from_array(np.array([2], np.int64), "ax"),
+    ]
     nodes += [
         helper.make_node("Shape", ["f"], ["fs"], start=0, end=1),
         helper.make_node("Concat", ["fs", "one_i"], ["ones_shape"], axis=0),
@@ -59,10 +66,17 @@ def graph(d: int, k: int | None, E: int, rng):
         helper.make_node("Abs", ["s"], ["sa"]),
         helper.make_node("Sqrt", ["sa"], ["width"]),
     ]
-    inits += [numpy_helper.from_array(np.array([1], np.int64), "one_i"),
-              numpy_helper.from_array(np.array([1], np.int64), "one_ax")]
-    g = helper.make_graph(nodes, "bonus", [helper.make_tensor_value_info("f", TensorProto.FLOAT, ["b", d])],
-                          [helper.make_tensor_value_info("width", TensorProto.FLOAT, ["b", E])], inits)
+    inits += [
+        numpy_helper.from_array(np.array([1], np.int64), "one_i"),
+        numpy_helper.from_array(np.array([1], np.int64), "one_ax"),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "bonus",
+        [helper.make_tensor_value_info("f", TensorProto.FLOAT, ["b", d])],
+        [helper.make_tensor_value_info("width", TensorProto.FLOAT, ["b", E])],
+        inits,
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(m)
     nbytes = sum(np.prod(t.dims) * 4 for t in inits if t.data_type == TensorProto.FLOAT)
@@ -70,7 +84,9 @@ def graph(d: int, k: int | None, E: int, rng):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--d", type=int, default=768)
     ap.add_argument("--reps", type=int, default=2000)
     ap.add_argument("--out", type=Path, default=HERE / "results.json")
@@ -98,11 +114,17 @@ def main() -> None:
             kk = args.d if k is None else k
             flops = (2 * args.d * k if k else 0) + E * (2 * (kk + 1) ** 2 + 2 * (kk + 1))
             name = f"E={E} {'full' if k is None else f'k={k}'}"
-            out[name] = {"bytes_float32": nbytes, "flops": flops, "p50_ms_batch1_1thread": p50,
-                         "share_of_route_64tok": p50 / ROUTE_MS["64 tok"],
-                         "share_of_route_16tok": p50 / ROUTE_MS["16 tok"]}
-            print(f"{name}: {nbytes / 1e6:.3f} MB, {flops / 1e6:.3f} Mflop, p50 {p50:.4f} ms "
-                  f"({100 * p50 / ROUTE_MS['64 tok']:.1f}% of route at 64 tok, {100 * p50 / ROUTE_MS['16 tok']:.1f}% at 16)")
+            out[name] = {
+                "bytes_float32": nbytes,
+                "flops": flops,
+                "p50_ms_batch1_1thread": p50,
+                "share_of_route_64tok": p50 / ROUTE_MS["64 tok"],
+                "share_of_route_16tok": p50 / ROUTE_MS["16 tok"],
+            }
+            print(
+                f"{name}: {nbytes / 1e6:.3f} MB, {flops / 1e6:.3f} Mflop, p50 {p50:.4f} ms "
+                f"({100 * p50 / ROUTE_MS['64 tok']:.1f}% of route at 64 tok, {100 * p50 / ROUTE_MS['16 tok']:.1f}% at 16)"
+            )
     write_results(args.out, "bonus_cost", out)
 
 

@@ -118,8 +118,14 @@ class ExpertRidge:
     Experts with no rows at all predict ``prior``.
     """
 
-    def __init__(self, d: int, n_experts: int, lam: float, prior: float | np.ndarray = 0.5,
-                 kappa: float | None = None):
+    def __init__(
+        self,
+        d: int,
+        n_experts: int,
+        lam: float,
+        prior: float | np.ndarray = 0.5,
+        kappa: float | None = None,
+    ):
         """``kappa`` set: each column's lam is kappa * trace(Sxx_e)/d of its own (weighted)
         moments, so the penalty keeps its place in the trainer's grid as rows and weights
         change; None: lam fixed."""
@@ -207,7 +213,9 @@ class ExpertRidge:
                 continue
             m = sx / n
             sxx = g - n * np.outer(m, m)
-            lam = self.lam if self.kappa is None else self.kappa * max(np.trace(sxx), 1e-12) / self.d
+            lam = (
+                self.lam if self.kappa is None else self.kappa * max(np.trace(sxx), 1e-12) / self.d
+            )
             sxx[np.diag_indices(self.d)] += lam
             c = cho_factor(sxx, lower=True, check_finite=False)
             self.W[:, e] = cho_solve(c, sxy - m * sy, check_finite=False)
@@ -287,8 +295,11 @@ def mean_ci(a) -> dict:
     """Mean and a 95% interval over seeds: mean ± t(4 d.f.) = 2.776 × s.e. (exact for 5 seeds)."""
     a = np.asarray(a, float)
     se = a.std(ddof=1) / np.sqrt(len(a)) if len(a) > 1 else 0.0
-    return {"mean": float(a.mean()), "ci95": [float(a.mean() - 2.776 * se), float(a.mean() + 2.776 * se)],
-            "per_seed": [float(v) for v in a]}
+    return {
+        "mean": float(a.mean()),
+        "ci95": [float(a.mean() - 2.776 * se), float(a.mean() + 2.776 * se)],
+        "per_seed": [float(v) for v in a],
+    }
 
 
 def write_results(path: Path, key: str, value) -> None:

@@ -42,8 +42,10 @@ def default_router(cache: Path, threads: int | None):
         from irde_onnx.export import RouterTrainer
 
         tr = RouterTrainer(progress=False, lam=1.0, validate=False, threads=threads)
-        tr.fit(["what is two plus two", "a contract clause", "solve for x", "the law of torts"],
-               ["math", "law", "math", "law"])
+        tr.fit(
+            ["what is two plus two", "a contract clause", "solve for x", "the law of torts"],
+            ["math", "law", "math", "law"],
+        )
         tr.save(folder)
     return Router.load(folder, threads=threads)
 
@@ -77,7 +79,9 @@ def load_part(cache: Path, part: str) -> dict[str, np.ndarray]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--dc-test-cap", type=int, default=1000)
@@ -99,7 +103,9 @@ def main() -> None:
         x = np.empty((len(texts), router.config.feature_dim), np.float32)
         for i in range(0, len(texts), 512):
             x[i : i + 512] = router.features(texts[i : i + 512], batch_size=32)
-            log(f"{part}: {i + len(texts[i:i+512])}/{len(texts)} in {time.perf_counter() - start:.0f} s")
+            log(
+                f"{part}: {i + len(texts[i : i + 512])}/{len(texts)} in {time.perf_counter() - start:.0f} s"
+            )
         ids = np.array([str(r["id"]) for r in rows], dtype=np.str_)
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, x=x, ids=ids)

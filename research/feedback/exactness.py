@@ -35,7 +35,9 @@ def fresh_ridge(x, y, w, lam):
     n = w.sum()
     mx, my = w @ x / n, w @ y / n
     xc, yc = x - mx, y - my
-    coef = np.linalg.solve((xc * w[:, None]).T @ xc + lam * np.eye(x.shape[1]), (xc * w[:, None]).T @ yc)
+    coef = np.linalg.solve(
+        (xc * w[:, None]).T @ xc + lam * np.eye(x.shape[1]), (xc * w[:, None]).T @ yc
+    )
     return coef, my - mx @ coef
 
 
@@ -48,7 +50,16 @@ class FeedbackStats:
         self.gamma = 1.0 if half_life is None else 0.5 ** (1.0 / half_life)
         E = len(experts)
         groups = ["pooled"] if mode == "pooled" else self.experts
-        z = lambda m: {"n": 0.0, "sx": np.zeros(d), "g": np.zeros((d, d)), "sxy": np.zeros((d, m)), "sy": np.zeros(m)}
+
+        def z(m):
+            return {
+                "n": 0.0,
+                "sx": np.zeros(d),
+                "g": np.zeros((d, d)),
+                "sxy": np.zeros((d, m)),
+                "sy": np.zeros(m),
+            }
+
         m = E if mode == "pooled" else 1
         self.train = {g: z(m) for g in groups}
         self.fb = {g: z(m) for g in groups}
@@ -138,7 +149,7 @@ def check(seed=0, d=12, E=4, n_train=60, n_fb=300, half_life=50.0, omega=0.1, la
     for kind in ("score rows (subsets)", "bandit rows"):
         st = FeedbackStats(d, experts, "own", lam, omega, half_life)
         for i in range(n_train):
-            st.train_row(xt[i], dict(zip(experts, yt[i])))
+            st.train_row(xt[i], dict(zip(experts, yt[i], strict=True)))
         has = np.zeros((n_fb, E), bool)
         yf = rng.uniform(size=(n_fb, E))
         for t in range(n_fb):
@@ -164,7 +175,9 @@ def check(seed=0, d=12, E=4, n_train=60, n_fb=300, half_life=50.0, omega=0.1, la
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--tol", type=float, default=1e-9)
     args = ap.parse_args()

@@ -34,8 +34,18 @@ from pathlib import Path
 import numpy as np
 
 from research.feedback.common import (
-    DEFAULT_CACHE, DEFAULT_DATA, HERE, ExpertRidge, SubspaceWidth, cv_lam, log, mean_ci,
-    ridge, routerbench, routerdc, task_mean, write_results,
+    DEFAULT_CACHE,
+    DEFAULT_DATA,
+    HERE,
+    ExpertRidge,
+    SubspaceWidth,
+    cv_lam,
+    log,
+    mean_ci,
+    ridge,
+    routerbench,
+    routerdc,
+    write_results,
 )
 
 PREQ = (1.0, 0.3, 0.1, 0.03)
@@ -44,8 +54,23 @@ NONE_KAPPA = 3.16  # the kappa 5-fold CV picks on all routerdc7 train rows (lam 
 WTP = 0.02
 
 
-def run_stream(xs, ys, base_x, base_y, *, lam, policy, omega, half_life, batch, seed,
-               basis_x, cost=None, prior=0.5, kappa=None):
+def run_stream(
+    xs,
+    ys,
+    base_x,
+    base_y,
+    *,
+    lam,
+    policy,
+    omega,
+    half_life,
+    batch,
+    seed,
+    basis_x,
+    cost=None,
+    prior=0.5,
+    kappa=None,
+):
     """One stream. Returns (rewards (n,), picks (n,), final acting ExpertRidge, chosen omegas)."""
     rng = np.random.default_rng(seed)
     n, E = ys.shape
@@ -92,7 +117,7 @@ def run_stream(xs, ys, base_x, base_y, *, lam, policy, omega, half_life, batch, 
         out = ys[sl][np.arange(len(x)), pick]
         rewards[sl], picks[sl] = out, pick
         # prequential error of every candidate on the revealed outcomes, before folding
-        for i, (om, m) in enumerate(models):
+        for i, (_om, m) in enumerate(models):
             err[i] += np.sum((m.predict(x)[np.arange(len(x)), pick] - out) ** 2)
         w = gamma ** (len(x) - 1 - np.arange(len(x)))
         for om, m in models:
@@ -124,24 +149,42 @@ def start_rows(start: str, tr, seed: int):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stream", choices=["dc-id", "dc-ood", "routerbench", "dc-train"],
-                    help="dc-train replays routerdc7 train itself: for choosing exploration "
-                    "settings without test rows (its 'offline' figure is in-sample)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "stream",
+        choices=["dc-id", "dc-ood", "routerbench", "dc-train"],
+        help="dc-train replays routerdc7 train itself: for choosing exploration "
+        "settings without test rows (its 'offline' figure is in-sample)",
+    )
     ap.add_argument("--start", default="100", help="100 (labelled train rows), none, or train")
     ap.add_argument("--policy", nargs="+", default=["greedy"])
     ap.add_argument("--omega", nargs="+", default=["1"], help="numbers or preq")
     ap.add_argument("--half-life", nargs="+", default=["none"])
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--lam-rule", choices=["fixed", "relative"], default="fixed",
-                    help="fixed: the start's CV lam throughout; relative: each column's lam = "
-                    "kappa * trace(Sxx)/d with kappa from the start's CV (none: %s)" % NONE_KAPPA)
+    ap.add_argument(
+        "--lam-rule",
+        choices=["fixed", "relative"],
+        default="fixed",
+        help="fixed: the start's CV lam throughout; relative: each column's lam = "
+        "kappa * trace(Sxx)/d with kappa from the start's CV (none: %s)" % NONE_KAPPA,
+    )
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--prior", type=float, nargs="+", default=[0.5],
-                    help="predicted quality of an expert with no rows (start none); >0.5 is optimistic")
-    ap.add_argument("--order", choices=["shuffled", "tasks"], default="shuffled",
-                    help="tasks: the stream comes task by task (a seeded task order, shuffled "
-                    "within each task): drift, for the half-life option")
+    ap.add_argument(
+        "--prior",
+        type=float,
+        nargs="+",
+        default=[0.5],
+        help="predicted quality of an expert with no rows (start none); >0.5 is optimistic",
+    )
+    ap.add_argument(
+        "--order",
+        choices=["shuffled", "tasks"],
+        default="shuffled",
+        help="tasks: the stream comes task by task (a seeded task order, shuffled "
+        "within each task): drift, for the half-life option",
+    )
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--out", type=Path, default=HERE / "results.json")
@@ -149,19 +192,33 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.time()
     if args.stream == "routerbench":
-        tr, te = routerbench(args.data, args.cache, "train"), routerbench(args.data, args.cache, "test")
+        tr, te = (
+            routerbench(args.data, args.cache, "train"),
+            routerbench(args.data, args.cache, "test"),
+        )
     else:
         tr = routerdc(args.data, args.cache, "train")
-        te = tr if args.stream == "dc-train" else routerdc(
-            args.data, args.cache, "test_id" if args.stream == "dc-id" else "test_ood")
-    E = tr.y.shape[1]
+        te = (
+            tr
+            if args.stream == "dc-train"
+            else routerdc(
+                args.data, args.cache, "test_id" if args.stream == "dc-id" else "test_ood"
+            )
+        )
     # the full-information offline router: every train row, lam by CV
     lam_off = cv_lam(tr.x, tr.y)
     w_off, b_off = ridge(tr.x, tr.y, lam_off)
     mean_cost = None if tr.costs is None else tr.costs.mean(0)
-    out: dict = {"stream": args.stream, "start": args.start, "batch": args.batch, "seeds": args.seeds,
-                 "lam_rule": args.lam_rule, "order": args.order,
-                 "lam_offline": lam_off, "runs": {}}
+    out: dict = {
+        "stream": args.stream,
+        "start": args.start,
+        "batch": args.batch,
+        "seeds": args.seeds,
+        "lam_rule": args.lam_rule,
+        "order": args.order,
+        "lam_offline": lam_off,
+        "runs": {},
+    }
     results: dict = {}
     for s in range(args.seeds):
         rng = np.random.default_rng(s)
@@ -189,8 +246,15 @@ def main() -> None:
             kappa = NONE_KAPPA if bx is None else kappa_of(bx, lam)
         if args.stream == "routerbench":
             off_pick = np.argmax(te.x @ w_off + b_off - mean_cost / WTP, 1)
-            off = {"utility": float(np.mean(te.y[np.arange(len(te.y)), off_pick] - te.costs[np.arange(len(te.y)), off_pick] / WTP)),
-                   "quality": float(np.mean(te.y[np.arange(len(te.y)), off_pick]))}
+            off = {
+                "utility": float(
+                    np.mean(
+                        te.y[np.arange(len(te.y)), off_pick]
+                        - te.costs[np.arange(len(te.y)), off_pick] / WTP
+                    )
+                ),
+                "quality": float(np.mean(te.y[np.arange(len(te.y)), off_pick])),
+            }
         else:
             off_pick = np.argmax(xs @ w_off + b_off, 1)
             off_r = ys[np.arange(len(ys)), off_pick]
@@ -205,27 +269,53 @@ def main() -> None:
         for pol in args.policy:
             for om in args.omega:
                 for hl, prior in [(h, p) for h in args.half_life for p in args.prior]:
-                    name = f"{pol} omega={om} half-life={hl}" + (f" prior={prior}" if len(args.prior) > 1 else "")
+                    name = f"{pol} omega={om} half-life={hl}" + (
+                        f" prior={prior}" if len(args.prior) > 1 else ""
+                    )
                     t1 = time.time()
                     rew, picks, model, used = run_stream(
-                        xs, ys, bx, by, lam=lam, policy=pol,
+                        xs,
+                        ys,
+                        bx,
+                        by,
+                        lam=lam,
+                        policy=pol,
                         omega=om if om == "preq" else float(om),
-                        half_life=None if hl == "none" else float(hl), batch=args.batch, seed=s,
-                        basis_x=tr.x, cost=cost, kappa=kappa, prior=prior)
-                    r = {"last_half": float(rew[half:].mean()), "all": float(rew.mean()),
-                         "seconds": time.time() - t1}
+                        half_life=None if hl == "none" else float(hl),
+                        batch=args.batch,
+                        seed=s,
+                        basis_x=tr.x,
+                        cost=cost,
+                        kappa=kappa,
+                        prior=prior,
+                    )
+                    r = {
+                        "last_half": float(rew[half:].mean()),
+                        "all": float(rew.mean()),
+                        "seconds": time.time() - t1,
+                    }
                     if om == "preq":
                         r["omega_used_last"] = used[-1]
-                        r["omega_used_share"] = {str(c): float(np.mean(np.array(used) == c)) for c in PREQ}
+                        r["omega_used_share"] = {
+                            str(c): float(np.mean(np.array(used) == c)) for c in PREQ
+                        }
                     if args.stream == "routerbench":
                         p = np.argmax(model.predict(te.x) - cost / WTP, 1)
-                        r["utility"] = float(np.mean(te.y[np.arange(len(te.y)), p] - te.costs[np.arange(len(te.y)), p] / WTP))
+                        r["utility"] = float(
+                            np.mean(
+                                te.y[np.arange(len(te.y)), p]
+                                - te.costs[np.arange(len(te.y)), p] / WTP
+                            )
+                        )
                         r["quality"] = float(np.mean(te.y[np.arange(len(te.y)), p]))
                         r["delta_utility_vs_offline"] = r["utility"] - off["utility"]
                     else:
                         r["delta_vs_offline"] = r["last_half"] - off["last_half"]
                     results.setdefault(name, []).append(r)
-                    log(f"seed {s} {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in r.items() if isinstance(v, float)))
+                    log(
+                        f"seed {s} {name}: "
+                        + ", ".join(f"{k} {v:.4f}" for k, v in r.items() if isinstance(v, float))
+                    )
     summary = {}
     for name, runs in results.items():
         keys = [k for k in runs[0] if isinstance(runs[0][k], float)]
@@ -235,7 +325,14 @@ def main() -> None:
             summary[name]["ahead_on_every_seed"] = bool(all(r[d] > 0 for r in runs))
             if "omega_used_last" in runs[0]:
                 summary[name]["omega_used_last"] = [r["omega_used_last"] for r in runs]
-        log(f"{name}: " + ", ".join(f"{k} {v['mean']:.4f} [{v['ci95'][0]:.4f}, {v['ci95'][1]:.4f}]" for k, v in summary[name].items() if isinstance(v, dict) and k != "seconds"))
+        log(
+            f"{name}: "
+            + ", ".join(
+                f"{k} {v['mean']:.4f} [{v['ci95'][0]:.4f}, {v['ci95'][1]:.4f}]"
+                for k, v in summary[name].items()
+                if isinstance(v, dict) and k != "seconds"
+            )
+        )
     out["summary"] = summary
     out["seconds"] = time.time() - t0
     write_results(args.out, args.key or f"{args.stream}-start{args.start}", out)

@@ -28,10 +28,22 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.splits import (
-    cross_source_split, in_source_split, labelled_domains, load_domain_records, onehot,
+    cross_source_split,
+    in_source_split,
+    labelled_domains,
+    load_domain_records,
+    onehot,
 )
 from irde_onnx.ridge import Moments, choose_lam, group_fold_ids
-from research.feedback.common import DEFAULT_CACHE, DEFAULT_DATA, HERE, cached, cv_lam, log, mean_ci, write_results
+from research.feedback.common import (
+    DEFAULT_CACHE,
+    DEFAULT_DATA,
+    HERE,
+    cached,
+    log,
+    mean_ci,
+    write_results,
+)
 
 OMEGAS = (1.0, 0.3, 0.1, 0.03, 0.01)
 CHECKPOINTS = (50, 200, 500)
@@ -63,7 +75,9 @@ class Pooled:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--cap", type=int, default=600, help="rows per (domain, source), as encoded")
@@ -76,16 +90,24 @@ def main() -> None:
     x = cached(args.cache, f"domains-cap{args.cap}")
     # the training source of each domain is its largest on the full data (as the issue's
     # protocol), although only ``cap`` rows per (domain, source) were encoded
-    _, _, train_source = cross_source_split(labelled_domains(load_domain_records(args.data / "domains")[0]))
+    _, _, train_source = cross_source_split(
+        labelled_domains(load_domain_records(args.data / "domains")[0])
+    )
     labels, sources = np.array(data.labels), np.array(data.sources)
-    unseen = np.array([lab in train_source and src != train_source[lab] for lab, src in zip(labels, sources)])
+    unseen = np.array(
+        [lab in train_source and src != train_source[lab] for lab, src in zip(labels, sources)]
+    )
     test = unseen | (np.array([lab not in train_source for lab in labels]) & in_source_split(data))
     classes = sorted(set(data.labels))
     y = onehot(data.labels, classes)
     tr = ~test
     # lam by leave-one-source-out CV on the training rows (irde train --group-field source)
     fold, _ = group_fold_ids(sources[tr])
-    lam = float(choose_lam([Moments.from_rows(x[tr][fold == f], y[tr][fold == f]) for f in np.unique(fold)])[0])
+    lam = float(
+        choose_lam(
+            [Moments.from_rows(x[tr][fold == f], y[tr][fold == f]) for f in np.unique(fold)]
+        )[0]
+    )
     log(f"{tr.sum()} training rows, {unseen.sum()} held-out-source rows, lam {lam:.4g}")
     pool_idx = np.flatnonzero(unseen)
     res: dict = {}
@@ -106,7 +128,7 @@ def main() -> None:
         marks = sorted({c for c in CHECKPOINTS if c < half} | {half})
         got: dict = {}
         for start in range(0, half, BATCH):
-            idx = fb[start:start + BATCH]
+            idx = fb[start : start + BATCH]
             for i, om in enumerate(OMEGAS):
                 hw, hb = heads[om]
                 score[i] += np.sum((x[idx] @ hw + hb).argmax(1) == y[idx].argmax(1))
@@ -122,15 +144,32 @@ def main() -> None:
                 got[f"preq chosen omega after {label}"] = best
         for k, v in got.items():
             res.setdefault(k, []).append(v)
-        log(f"seed {s}: offline {res['offline'][-1]:.4f}; " + ", ".join(f"{k} {v:.4f}" for k, v in got.items() if k.startswith(("preq after", "omega=0.1 ", "omega=1.0 "))))
+        log(
+            f"seed {s}: offline {res['offline'][-1]:.4f}; "
+            + ", ".join(
+                f"{k} {v:.4f}"
+                for k, v in got.items()
+                if k.startswith(("preq after", "omega=0.1 ", "omega=1.0 "))
+            )
+        )
     summary = {k: mean_ci(v) for k, v in res.items()}
     for k, v in summary.items():
         log(f"{k}: {v['mean']:.4f} [{v['ci95'][0]:.4f}, {v['ci95'][1]:.4f}]")
-    write_results(args.out, "domains-cross-source", {
-        "lam": lam, "train_rows": int(tr.sum()), "held_out_rows": int(unseen.sum()),
-        "feedback_rows_first_half": int(len(pool_idx) // 2), "train_source": train_source,
-        "cap_per_domain_source": args.cap, "seeds": args.seeds, "summary": summary,
-        "seconds": time.time() - t0})
+    write_results(
+        args.out,
+        "domains-cross-source",
+        {
+            "lam": lam,
+            "train_rows": int(tr.sum()),
+            "held_out_rows": int(unseen.sum()),
+            "feedback_rows_first_half": int(len(pool_idx) // 2),
+            "train_source": train_source,
+            "cap_per_domain_source": args.cap,
+            "seeds": args.seeds,
+            "summary": summary,
+            "seconds": time.time() - t0,
+        },
+    )
     log(f"done in {time.time() - t0:.0f} s")
 
 
