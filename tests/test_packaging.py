@@ -67,3 +67,76 @@ def test_cli_train_without_extra_exits_2(tmp_path):
     assert out.returncode == 2
     assert "irde-onnx[export]" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_help_router_opens_with_the_class_docstring_and_readable_defaults():
+    code = (
+        "import pydoc\n"
+        "from irde_onnx import Router\n"
+        "print(pydoc.render_doc(Router, renderer=pydoc.plaintext))\n"
+    )
+    out = _run(code)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("class Router"))
+    assert lines[at + 1].strip(" |").startswith("A loaded router."), lines[at : at + 3]
+    assert "object at 0x" not in out.stdout
+    assert "wtp: 'float | None' = UNSET" in out.stdout
+
+
+def test_router_is_not_built_by_calling_the_class():
+    import pytest
+
+    from irde_onnx import Router
+
+    with pytest.raises(TypeError, match=r"Router\.load\(path\)"):
+        Router()
+
+
+def test_a_closed_stdout_ends_irde_quietly(toy_router_dir):
+    # `irde info r | head` after head left: no traceback, no message, the SIGPIPE status
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "irde_onnx.cli", "info", str(toy_router_dir)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert out.stderr == ""
+    assert out.returncode == 141
+
+
+def test_no_telemetry_warning_when_home_is_not_writable(tmp_path):
+    # onnxruntime's telemetry keeps a device id under ~/.cache; a HOME inside a regular file
+    # cannot be created even by root, as a container user without a home
+    import os
+
+    (tmp_path / "file").write_text("")
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("XDG_CACHE_HOME", "ORT_DISABLE_TELEMETRY")
+    }
+    env["HOME"] = str(tmp_path / "file" / "home")
+
+    def stderr_of(code: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stderr
+
+    if "telemetry" not in stderr_of("import onnxruntime"):
+        import pytest
+
+        pytest.skip("this onnxruntime build does not warn about telemetry")
+    assert stderr_of("import irde_onnx.runtime.session") == ""
+    assert stderr_of("from irde_onnx import Router") == ""
+    # a choice the user made is kept
+    env["ORT_DISABLE_TELEMETRY"] = "0"
+    assert "telemetry" in stderr_of("from irde_onnx import Router")

@@ -1,15 +1,57 @@
-"""onnxruntime sessions: options, providers and the head override."""
+"""onnxruntime sessions: options, providers and the head override.
+
+The runtime imports onnxruntime here only (``router.py`` takes ``ort`` from this module), so
+the telemetry check below runs before onnxruntime starts.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
+from pathlib import Path
 
-import numpy as np
-import onnxruntime as ort
+# onnxruntime's own opt-out: no telemetry, device id or offline cache (read at its import)
+TELEMETRY_OPT_OUT = "ORT_DISABLE_TELEMETRY"
 
-from irde_onnx.config import HEAD_B, HEAD_W
-from irde_onnx.errors import InvalidInputError
+
+def telemetry_cache_writable(env: Mapping[str, str]) -> bool:
+    """True when onnxruntime can keep its telemetry device id where it looks for it.
+
+    onnxruntime (1.2x and later on Linux and macOS) keeps it in
+    ``$XDG_CACHE_HOME`` (else ``$HOME/.cache``) ``/Microsoft/DeveloperTools/.onnxruntime``.
+    """
+    base = env.get("XDG_CACHE_HOME") or (
+        os.path.join(env["HOME"], ".cache") if env.get("HOME") else ""
+    )
+    if not base:
+        return False
+    path = Path(base, "Microsoft", "DeveloperTools", ".onnxruntime")
+    while not path.exists():  # the first existing folder on the way must be writable
+        if path.parent == path:
+            return False
+        path = path.parent
+    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
+
+
+def quiet_telemetry(env: MutableMapping[str, str] = os.environ) -> None:
+    """Opt out of onnxruntime's telemetry when it could not keep its device id anyway.
+
+    Without a writable cache folder (a container user without a home, a read-only HOME)
+    onnxruntime prints a coloured warning at import ("Failed to persist telemetry device ID;
+    using an in-memory identifier"), before any of its logging settings can apply. Its
+    opt-out, ``ORT_DISABLE_TELEMETRY=1``, avoids it. A value the user set is kept.
+    """
+    if TELEMETRY_OPT_OUT not in env and not telemetry_cache_writable(env):
+        env[TELEMETRY_OPT_OUT] = "1"
+
+
+quiet_telemetry()
+
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+
+from irde_onnx.config import HEAD_B, HEAD_W  # noqa: E402
+from irde_onnx.errors import InvalidInputError  # noqa: E402
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 
