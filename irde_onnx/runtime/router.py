@@ -376,7 +376,8 @@ class Router:
 
         Args:
             path: directory written by ``irde train`` or ``RouterTrainer.save``.
-            threads: onnxruntime intra-op threads; None lets onnxruntime decide.
+            threads: onnxruntime intra-op threads; None: the CPU limit of the process's
+                cgroup (a container's ``--cpus``) if any, else onnxruntime decides.
             providers: onnxruntime execution providers; CPU by default.
 
         """

@@ -54,11 +54,69 @@ from irde_onnx.config import HEAD_B, HEAD_W  # noqa: E402
 from irde_onnx.errors import InvalidInputError  # noqa: E402
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _read_ints(path: Path) -> list[int] | None:
+    """The whitespace-separated integers of a cgroup file; None if absent or not integers."""
+    try:
+        return [int(v) for v in path.read_text().split()]
+    except (OSError, ValueError):
+        return None
+
+
+def cgroup_cpu_limit(root: Path = CGROUP_ROOT) -> float | None:
+    """The CPU limit of this process's cgroup in CPUs (``docker run --cpus``); None: no limit.
+
+    cgroup v2: ``cpu.max`` holds ``"<quota> <period>"`` or ``"max <period>"``; cgroup v1:
+    ``cpu.cfs_quota_us`` (-1: no limit) and ``cpu.cfs_period_us`` under ``cpu/`` (or
+    ``cpu,cpuacct/``). In a container the cgroup namespace puts its own cgroup at ``root``.
+    """
+    try:
+        v2 = (root / "cpu.max").read_text().split()
+    except OSError:
+        v2 = None
+    if v2 is not None:
+        if len(v2) != 2 or v2[0] == "max":
+            return None
+        try:
+            quota, period = int(v2[0]), int(v2[1])
+        except ValueError:
+            return None
+        return quota / period if quota > 0 and period > 0 else None
+    for folder in ("cpu", "cpu,cpuacct"):
+        quota = _read_ints(root / folder / "cpu.cfs_quota_us")
+        period = _read_ints(root / folder / "cpu.cfs_period_us")
+        if quota and period and len(quota) == len(period) == 1:
+            if quota[0] > 0 and period[0] > 0:
+                return quota[0] / period[0]
+            return None
+    return None
+
+
+def default_threads(root: Path | None = None) -> int | None:
+    """Intra-op threads when none are given: the cgroup's CPU limit, rounded down, at least 1.
+
+    onnxruntime alone starts one thread per core of the host, so a container limited to
+    2 CPUs on a 64-core host would run 64 threads and be throttled. None (no limit, or no
+    cgroup files): onnxruntime decides, as before.
+    """
+    limit = cgroup_cpu_limit(CGROUP_ROOT if root is None else root)
+    if limit is None:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(int(limit), cores or 1))
 
 
 def session_options(threads: int | None) -> ort.SessionOptions:
-    """Options for a routing session; ``threads`` bounds intra-op threads (None: onnxruntime)."""
+    """Options for a routing session; ``threads`` bounds intra-op threads.
+
+    None: the cgroup's CPU limit when there is one (:func:`default_threads`), else
+    onnxruntime's default (one thread per core).
+    """
     opts = ort.SessionOptions()
+    if threads is None:
+        threads = default_threads()
     if threads is not None:
         if int(threads) < 1:
             raise InvalidInputError(f"threads must be >= 1 or None, got {threads}")
