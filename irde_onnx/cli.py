@@ -686,7 +686,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         backends=args.backends,
     )
     from irde_onnx.serve.runner import RunOptions, serve
+    from irde_onnx.serve_checks import check_changes_can_be_saved
 
+    check_changes_can_be_saved(args.router, args.token_env)  # before a 500 at the first change
     options = RunOptions(
         host=args.host,
         port=args.port,

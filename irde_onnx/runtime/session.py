@@ -26,11 +26,16 @@ def telemetry_cache_writable(env: Mapping[str, str]) -> bool:
     if not base:
         return False
     path = Path(base, "Microsoft", "DeveloperTools", ".onnxruntime")
-    while not path.exists():  # the first existing folder on the way must be writable
+    while True:  # the first existing folder on the way must be writable
+        try:
+            is_dir = path.is_dir()
+            if is_dir or path.exists():
+                return is_dir and os.access(path, os.W_OK | os.X_OK)
+        except OSError:  # a folder on the way cannot be searched (another user's HOME)
+            return False
         if path.parent == path:
             return False
         path = path.parent
-    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
 
 
 def quiet_telemetry(env: MutableMapping[str, str] = os.environ) -> None:
