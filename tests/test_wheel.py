@@ -102,7 +102,24 @@ def test_the_wheel_with_the_serve_extra_runs_the_containers_command(
     env = without_checkout()
     run([sys.executable, "-m", "venv", str(venv)], env=env)
     python, irde = venv / "bin" / "python", venv / "bin" / "irde"
-    run([str(python), "-m", "pip", "install", "-q", f"{wheel}[serve]"], env=env, cwd=tmp_path)
+    # as the Dockerfile installs: every package at the version of docker/constraints.txt
+    constraints = ROOT / "docker" / "constraints.txt"
+    install = [str(python), "-m", "pip", "install", "-q", "-c", str(constraints), f"{wheel}[serve]"]
+    run(install, env=env, cwd=tmp_path)
+    frozen = run([str(python), "-m", "pip", "freeze", "--exclude", "irde-onnx"], env=env).stdout
+    pinned = {
+        line.split("==")[0].lower().replace("_", "-")
+        for line in constraints.read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    }
+    unpinned = [
+        line
+        for line in frozen.splitlines()
+        if line.split("==")[0].lower().replace("_", "-") not in pinned
+    ]
+    assert not unpinned, (
+        f"installed but not in {constraints}: {unpinned}; regenerate it (its header)"
+    )
     probe = run(
         [
             str(python),
