@@ -624,25 +624,11 @@ function readVarint(bytes, pos) {
   }
 }
 
+// The length-delimited fields of a protobuf message: onLengthDelimited(field, start, end).
 function readFields(bytes, start, end, onLengthDelimited) {
-  let pos = start;
-  while (pos < end) {
-    let tag;
-    [tag, pos] = readVarint(bytes, pos);
-    const field = Math.floor(tag / 8);
-    const wire = tag % 8;
-    if (wire === 0) [, pos] = readVarint(bytes, pos);
-    else if (wire === 1) pos += 8;
-    else if (wire === 5) pos += 4;
-    else if (wire === 2) {
-      let length;
-      [length, pos] = readVarint(bytes, pos);
-      if (pos + length > end) throw new RangeError("truncated field");
-      onLengthDelimited(field, pos, pos + length);
-      pos += length;
-    } else throw new RangeError(`unknown wire type ${wire}`);
-  }
-  if (pos !== end) throw new RangeError("truncated message");
+  walkFields(bytes, start, end, (field, wire, value) => {
+    if (wire === 2) onLengthDelimited(field, value[0], value[1]);
+  });
 }
 
 /**
