@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -685,7 +686,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         backends=args.backends,
     )
     from irde_onnx.serve.runner import RunOptions, serve
+    from irde_onnx.serve_checks import check_changes_can_be_saved
 
+    check_changes_can_be_saved(args.router, args.token_env)  # before a 500 at the first change
     options = RunOptions(
         host=args.host,
         port=args.port,
@@ -729,12 +732,28 @@ COMMANDS = {
 }
 
 
+def _stdout_closed() -> int:
+    """The reader of standard output left: exit quietly, as a Unix tool killed by SIGPIPE.
+
+    Python's recipe (the signal module's "Note on SIGPIPE"): point standard output at
+    /dev/null, so flushing it at exit cannot raise again and print a traceback.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + 13  # 141, the shell's status for a process ended by SIGPIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``irde``; returns the exit code (0 ok, 2 user error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a reader that left (`irde info r | head`) shows here, not at exit
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except (IrdeError, FileNotFoundError, FileExistsError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"irde {args.command}: error: {message}", file=sys.stderr)

@@ -1,6 +1,10 @@
-"""The container's install, without a container: build the wheel, install it with the serve
-extra into a fresh venv (not editable, as the Dockerfile's ``pip install ".[serve]"``), and
-run the Dockerfile's ENTRYPOINT on 127.0.0.1 with a router folder.
+"""The packages as published, and the container's install without a container.
+
+``python -m build`` writes the sdist and builds the wheel from it (so the sdist is complete);
+both pass ``twine check --strict``, the sdist holds only what a user needs and the metadata
+names the license, URLs and versions. The wheel is installed with the serve extra into a
+fresh venv (not editable, as the Dockerfile's ``pip install ".[serve]"``), and the
+Dockerfile's ENTRYPOINT runs on 127.0.0.1 with a router folder.
 
 tests/test_docker.py runs the image itself where a docker engine runs; this test runs
 everywhere (it needs the package index for the wheel's dependencies, as CI's install does).
@@ -8,12 +12,15 @@ everywhere (it needs the package index for the wheel's dependencies, as CI's ins
 
 from __future__ import annotations
 
+import email
 import json
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
+from pathlib import Path
 
 import httpx
 import pytest
@@ -42,10 +49,49 @@ def run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
     return out
 
 
-def test_the_wheel_with_the_serve_extra_runs_the_containers_command(static_router_dir, tmp_path):
-    dist = tmp_path / "dist"
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)])
-    (wheel,) = dist.glob("irde_onnx-*.whl")
+@pytest.fixture(scope="module")
+def dists(tmp_path_factory) -> tuple[Path, Path]:
+    """The sdist and the wheel ``python -m build`` builds from it (CI's release build)."""
+    pytest.importorskip("build", reason='python -m build comes with the dev extra (".[dev]")')
+    out = tmp_path_factory.mktemp("dist")
+    run([sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)])
+    (sdist,) = out.glob("irde_onnx-*.tar.gz")
+    (wheel,) = out.glob("irde_onnx-*.whl")
+    return sdist, wheel
+
+
+def test_sdist_and_wheel_pass_twine_and_carry_what_users_need(dists):
+    pytest.importorskip("twine", reason='twine comes with the dev extra (".[dev]")')
+    sdist, wheel = dists
+    run([sys.executable, "-m", "twine", "check", "--strict", str(sdist), str(wheel)])
+
+    with tarfile.open(sdist) as tar:
+        names = [n.split("/", 1)[1] for n in tar.getnames() if "/" in n]
+    tops = {n.split("/")[0] for n in names} - {".gitignore"}  # hatchling always adds it
+    assert tops == {"irde_onnx", "models", "README.md", "LICENSE", "pyproject.toml", "PKG-INFO"}
+    assert "models/demo/train.jsonl" in names and "irde_onnx/py.typed" in names
+    assert not [n for n in names if n.endswith((".png", ".pyc")) or "golden" in n], names
+
+    with zipfile.ZipFile(wheel) as zf:
+        meta_name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        assert any(n.endswith(".dist-info/licenses/LICENSE") for n in zf.namelist())
+        meta = email.message_from_bytes(zf.read(meta_name))
+    # `pip show` before pip 25.1 reads License (License-Expression shows there as empty)
+    assert meta["License"] == "Apache-2.0"
+    urls = dict(u.split(", ", 1) for u in meta.get_all("Project-URL"))
+    assert {"Homepage", "Documentation", "Source", "Issues"} <= set(urls)
+    classifiers = meta.get_all("Classifier")
+    assert meta["Requires-Python"] == ">=3.10"
+    versions = [c.rsplit(" :: ", 1)[1] for c in classifiers if re.search(r":: 3\.\d+$", c)]
+    assert versions == ["3.10", "3.11", "3.12", "3.13"]
+    for wanted in ("Development Status", "Operating System", "Intended Audience", "Typing"):
+        assert any(c.startswith(wanted) for c in classifiers), wanted
+
+
+def test_the_wheel_with_the_serve_extra_runs_the_containers_command(
+    dists, static_router_dir, tmp_path
+):
+    wheel = dists[1]
     names = zipfile.ZipFile(wheel).namelist()
     # the demo prompts ride along (pyproject's force-include), the tests and benchmarks do not
     for name in ("train.jsonl", "samples.jsonl"):
@@ -56,7 +102,24 @@ def test_the_wheel_with_the_serve_extra_runs_the_containers_command(static_route
     env = without_checkout()
     run([sys.executable, "-m", "venv", str(venv)], env=env)
     python, irde = venv / "bin" / "python", venv / "bin" / "irde"
-    run([str(python), "-m", "pip", "install", "-q", f"{wheel}[serve]"], env=env, cwd=tmp_path)
+    # as the Dockerfile installs: every package at the version of docker/constraints.txt
+    constraints = ROOT / "docker" / "constraints.txt"
+    install = [str(python), "-m", "pip", "install", "-q", "-c", str(constraints), f"{wheel}[serve]"]
+    run(install, env=env, cwd=tmp_path)
+    frozen = run([str(python), "-m", "pip", "freeze", "--exclude", "irde-onnx"], env=env).stdout
+    pinned = {
+        line.split("==")[0].lower().replace("_", "-")
+        for line in constraints.read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    }
+    unpinned = [
+        line
+        for line in frozen.splitlines()
+        if line.split("==")[0].lower().replace("_", "-") not in pinned
+    ]
+    assert not unpinned, (
+        f"installed but not in {constraints}: {unpinned}; regenerate it (its header)"
+    )
     probe = run(
         [
             str(python),

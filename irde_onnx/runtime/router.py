@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from irde_onnx._progress import Progress
 from irde_onnx.config import (
@@ -50,12 +49,23 @@ from irde_onnx.policy import (
     check_wtp,
     decide,
 )
-from irde_onnx.runtime.session import open_session
+from irde_onnx.runtime.session import open_session, ort  # session.py imports onnxruntime
 from irde_onnx.runtime.tokenize import TextTokenizer, check_texts
 from irde_onnx.stats import MAX_TARGET, EncodedRows, RouterStats, bad_target_row
 
 DEFAULT_BATCH_SIZE = 32
-_UNSET: Any = object()  # "not given" for arguments whose None means "clear"
+
+
+class _Unset:
+    """The default of arguments whose None means "clear": the argument was not given."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNSET"  # what help(Router) shows as the default
+
+
+_UNSET: Any = _Unset()
 DECISION_OUTPUTS = ("choice", "confidence")
 # Dynamic int8 quantisation computes activation scales over the whole input of a call, so a
 # prompt's features would depend on the other prompts (and padding) of its batch: int8
@@ -284,8 +294,14 @@ class Router:
     hold :meth:`lock` around a change and its :meth:`save` to make them one step.
     """
 
-    def __init__(
-        self,
+    # no return annotation: help(Router) then opens with the class docstring, not a signature
+    def __init__(self):  # noqa: ANN204
+        """Not a constructor: build a router with ``Router.load(path)``."""
+        raise TypeError("a Router is not built with Router(...): use Router.load(path)")
+
+    @classmethod
+    def _create(
+        cls,
         path: Path,
         state: _State,
         tokenizer: TextTokenizer,
@@ -293,7 +309,9 @@ class Router:
         providers: Sequence[str] | None,
         stats: RouterStats,
         manifest: bytes,
-    ) -> None:
+    ) -> Router:
+        """The router of a generation :meth:`load` has read (``__init__`` refuses callers)."""
+        self = object.__new__(cls)
         self.path = path
         self._state = state
         self._tokenizer = tokenizer
@@ -307,6 +325,7 @@ class Router:
         self._lock = threading.RLock()  # serialises changes; routing never takes it
         self._folder_lock = folder_lock(path)
         self._lock_pid = os.getpid()
+        return self
 
     @staticmethod
     def _read(
@@ -357,7 +376,8 @@ class Router:
 
         Args:
             path: directory written by ``irde train`` or ``RouterTrainer.save``.
-            threads: onnxruntime intra-op threads; None lets onnxruntime decide.
+            threads: onnxruntime intra-op threads; None: the CPU limit of the process's
+                cgroup (a container's ``--cpus``) if any, else onnxruntime decides.
             providers: onnxruntime execution providers; CPU by default.
 
         """
@@ -366,7 +386,9 @@ class Router:
         with file_errors("read the router file"):
             config, manifest, tokenizer, session, stats = cls._read(root, None, threads, providers)
         try_cleanup(root, manifest)
-        return cls(root, _State(config, session), tokenizer, threads, providers, stats, manifest)
+        return cls._create(
+            root, _State(config, session), tokenizer, threads, providers, stats, manifest
+        )
 
     @property
     def generation(self) -> str:
