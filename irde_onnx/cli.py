@@ -288,8 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=SERVE_EXAMPLES,
         description="Serve a router over HTTP: POST /route, GET/POST /experts, "
         "DELETE /experts/NAME, GET /healthz, GET /metrics, and with "
-        "--backends an OpenAI-compatible POST /v1/chat/completions. "
-        "The folder is reloaded when another process saves it.",
+        "--backends an OpenAI-compatible POST /v1/chat/completions and GET /v1/models. "
+        "The folder is reloaded when another process saves it. Beyond loopback, /route and "
+        "/v1/* need client keys (IRDE_CLIENT_TOKEN, --client-keys) or --allow-anonymous.",
     )
     p.add_argument("router", metavar="DIR")
     p.add_argument(

@@ -239,7 +239,7 @@ def test_cors_origins_that_never_match_are_refused_at_start(router_dir):
 # -- point 5: client keys -------------------------------------------------------------------
 
 
-def test_client_keys_guard_route_and_the_v1_endpoints(gateway, monkeypatch, tmp_path):
+def test_client_keys_guard_route_and_the_v1_endpoints(gateway, backend, monkeypatch, tmp_path):
     monkeypatch.setenv("IRDE_CLIENT_TOKEN", KEY)
     keys = tmp_path / "keys.txt"
     keys.write_text(f"# one key per line\n\n{FILE_KEY}\n")
@@ -259,6 +259,8 @@ def test_client_keys_guard_route_and_the_v1_endpoints(gateway, monkeypatch, tmp_
     for key in (KEY, FILE_KEY):
         answer = client(url, key).chat.completions.create(model="irde", messages=user(MATH))
         assert answer.choices[0].message.content.startswith("answer from")
+        # the client's key stays at the gateway: the backend gets its own (none here)
+        assert "authorization" not in backend[1][-1]["headers"]
         assert [m.id for m in client(url, key).models.list()][0] == "irde"
     route = httpx.post(f"{url}/route", json={"text": MATH}, timeout=30)
     assert route.status_code == 401 and route.json()["error"]["status"] == 401
