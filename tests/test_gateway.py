@@ -208,7 +208,9 @@ def test_backend_timeout_gives_504_not_a_hang(gateway):
         json={"model": "irde", "messages": [{"role": "user", "content": "please stall"}]},
     )
     assert resp.status_code == 504
-    assert "did not answer within 0.5 s" in resp.json()["error"]["message"]
+    message = resp.json()["error"]["message"]
+    assert "did not answer within 0.5 s" in message
+    assert resp.headers["x-request-id"] in message and "127.0.0.1" not in message
     assert resp.headers["x-irde-expert"]
     assert time.monotonic() - t0 < 2.5
 

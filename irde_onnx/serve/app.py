@@ -574,7 +574,7 @@ class Server:
                 raise ApiError(
                     504,
                     f"{target} did not answer within {self.backends.timeout:g} s "
-                    f"({type(exc).__name__}); retry later",
+                    f"({type(exc).__name__}, request id {rid}); retry later",
                     "backend_timeout",
                     headers=headers,
                 ) from exc
