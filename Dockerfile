@@ -1,7 +1,9 @@
 # irde serve in a container: the runtime and the serve extra only (no torch, no Ray).
 #   docker build -t irde-onnx-serve .
 #   docker run --rm -p 127.0.0.1:8000:8000 -v "$PWD/my-router:/router" \
-#       -e IRDE_TOKEN=secret irde-onnx-serve
+#       -e IRDE_TOKEN=secret -e IRDE_CLIENT_TOKEN=client-key irde-onnx-serve
+# Listening beyond loopback needs client keys (IRDE_CLIENT_TOKEN or --client-keys FILE) or
+# --allow-anonymous after the image name: without either the server stops at start.
 # The router folder is a volume, so every replica can mount the same one and reload it
 # when another replica saves a change. Inside the container the server listens on all of
 # the container's interfaces (that is what publishing a port needs); choose on the host

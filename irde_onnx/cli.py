@@ -69,6 +69,7 @@ examples:
   IRDE_TOKEN=secret irde serve my-router --port 9000 --workers 2
   curl -s localhost:8000/route -d '{"text": "Solve 3x + 5 = 20", "top_k": 2}'
   irde serve my-router --backends backends.json     # OpenAI-compatible gateway
+  IRDE_CLIENT_TOKEN=key irde serve my-router --host 0.0.0.0 --backends backends.json
 """
 STATS_EXAMPLES = """\
 examples:
@@ -288,8 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=SERVE_EXAMPLES,
         description="Serve a router over HTTP: POST /route, GET/POST /experts, "
         "DELETE /experts/NAME, GET /healthz, GET /metrics, and with "
-        "--backends an OpenAI-compatible POST /v1/chat/completions. "
-        "The folder is reloaded when another process saves it.",
+        "--backends an OpenAI-compatible POST /v1/chat/completions and GET /v1/models. "
+        "The folder is reloaded when another process saves it. Beyond loopback, /route and "
+        "/v1/* need client keys (IRDE_CLIENT_TOKEN, --client-keys) or --allow-anonymous.",
     )
     p.add_argument("router", metavar="DIR")
     p.add_argument(
@@ -327,10 +329,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest request body (default 1 MiB)",
     )
     p.add_argument(
+        "--chat-max-body-bytes",
+        type=positive_int,
+        default=20 << 20,
+        metavar="BYTES",
+        help="largest POST /v1/chat/completions body (default 20 MiB: images in base64)",
+    )
+    p.add_argument(
         "--max-texts",
         type=positive_int,
         default=256,
         help="most texts per POST /route (default 256)",
+    )
+    p.add_argument(
+        "--client-token-env",
+        default=None,
+        metavar="VAR",
+        help="environment variable with a client key that /route and /v1/* require as "
+        "Authorization: Bearer <key> (default IRDE_CLIENT_TOKEN, when set)",
+    )
+    p.add_argument(
+        "--client-keys",
+        default=None,
+        metavar="FILE",
+        help="file of client keys, one per line (# comments), accepted beside the variable's",
+    )
+    p.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="serve /route and /v1/* without client keys on a --host other than loopback",
+    )
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let web pages of ORIGIN (scheme://host[:port], or *) call /route and /v1/* "
+        "from a browser; repeatable (default: none)",
     )
     p.add_argument(
         "--reload-interval",
@@ -684,7 +719,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         token_env=args.token_env,
         reload_interval=args.reload_interval,
         backends=args.backends,
+        chat_max_body_bytes=args.chat_max_body_bytes,
+        client_keys=args.client_keys,
+        cors_origins=list(args.cors_origin),
     )
+    from irde_onnx.serve.auth import exposure_problem, is_loopback, load_client_keys
+    from irde_onnx.serve.edge import cors_origin_problem
+
+    if args.client_token_env is not None:
+        settings.client_token_env = args.client_token_env
+    keys = load_client_keys(
+        settings.client_token_env, settings.client_keys, args.client_token_env is not None
+    )
+    problem = exposure_problem(args.host, keys, args.allow_anonymous)
+    problem = problem or next(filter(None, map(cors_origin_problem, settings.cors_origins)), None)
+    if problem:
+        raise _UsageError(problem)
     from irde_onnx.serve.runner import RunOptions, serve
     from irde_onnx.serve_checks import check_changes_can_be_saved
 
@@ -699,9 +749,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         body_timeout=args.body_timeout,
         max_connections=args.max_connections,
     )
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+    if not is_loopback(args.host):
+        guard = f"{len(keys)} client key(s)" if keys else "no client key (--allow-anonymous)"
         print(
-            f"irde serve: listening on {args.host}, reachable from other machines", file=sys.stderr
+            f"irde serve: listening on {args.host}, reachable from other machines; {guard}",
+            file=sys.stderr,
         )
     serve(settings, options)  # loads the router and backends: errors before listening
     return 0

@@ -48,3 +48,62 @@ def running(app, timeout: float = 30.0) -> Iterator[str]:  # noqa: ANN001
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+def openai_stub(seen: list[dict]):  # noqa: ANN201
+    """An OpenAI-compatible backend on Starlette: ``seen`` gets each request's body and headers.
+
+    Answers "answer from <model>" (server-sent events when ``stream`` is true, with a usage
+    chunk when ``stream_options.include_usage``). Every answer carries the headers a backend
+    may send that the gateway must not pass on as they are: ``access-control-allow-origin:
+    *`` and its own ``x-request-id``.
+    """
+    import json
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response, StreamingResponse
+    from starlette.routing import Route
+
+    backend_headers = {"access-control-allow-origin": "*", "x-request-id": "upstream-1"}
+
+    async def chat(request: Request) -> Response:
+        raw = await request.body()
+        body = json.loads(raw)
+        seen.append({"body": body, "headers": dict(request.headers), "size": len(raw)})
+        model = body["model"]
+        words = ["answer ", "from ", model]
+        if body.get("stream"):
+            chunks = [
+                {"choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]}
+                for w in words
+            ]
+            chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            if (body.get("stream_options") or {}).get("include_usage"):
+                usage = {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4}
+                chunks.append({"choices": [], "usage": usage})
+            base = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": model}
+            events = [f"data: {json.dumps({**base, **c})}\n\n".encode() for c in chunks]
+            events.append(b"data: [DONE]\n\n")
+            return StreamingResponse(
+                iter(events), media_type="text/event-stream", headers=backend_headers
+            )
+        return JSONResponse(
+            {
+                "id": "c1",
+                "object": "chat.completion",
+                "created": 1,
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "".join(words)},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4},
+            },
+            headers=backend_headers,
+        )
+
+    return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])

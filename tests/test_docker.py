@@ -75,6 +75,9 @@ def test_container_serves_a_router(request):
             f"127.0.0.1:{port}:8000",
             "-v",
             f"{static_router_dir}:/router:ro",
+            # the container listens on 0.0.0.0: irde serve refuses that without a client key
+            "-e",
+            "IRDE_CLIENT_TOKEN=smoke-key",
             IMAGE,
         ],
         capture_output=True,
@@ -93,7 +96,12 @@ def test_container_serves_a_router(request):
                 pass
             assert time.monotonic() < deadline, "the container did not become healthy"
             time.sleep(0.5)
-        routed = httpx.post(f"{url}/route", json={"text": "Solve 3x + 5 = 20"}, timeout=30)
+        key = {"authorization": "Bearer smoke-key"}
+        refused = httpx.post(f"{url}/route", json={"text": "Solve 3x + 5 = 20"}, timeout=30)
+        assert refused.status_code == 401
+        routed = httpx.post(
+            f"{url}/route", json={"text": "Solve 3x + 5 = 20"}, headers=key, timeout=30
+        )
         assert routed.status_code == 200
         assert routed.json()["expert"] in httpx.get(f"{url}/healthz").json()["experts"]
     finally:

@@ -214,7 +214,8 @@ def test_stream_cut_after_two_events_raises_in_httpx(gateway):
     events = [e for e in received.split(b"\n\n") if e]
     assert len(events) == 3  # the backend's two, then the gateway's error event
     error = json.loads(events[-1].removeprefix(b"data: "))["error"]
-    assert error["type"] == "backend_failed" and error["status"] == 502
+    assert error["type"] == "api_error" and error["code"] == "backend_failed"
+    assert set(error) == {"message", "type", "param", "code"}  # OpenAI's shape
 
 
 def test_json_body_cut_at_half_its_length_raises(gateway, caplog):
@@ -323,7 +324,9 @@ def test_hop_by_hop_and_connection_named_headers_stay_behind(gateway):
     assert resp.headers.get_list("set-cookie") == ["a=1; Path=/", "b=2; Path=/"]
     assert len(resp.headers.get_list("date")) == 1 and "1970" not in resp.headers["date"]
     assert len(resp.headers.get_list("server")) == 1
-    assert resp.headers["x-request-id"] == "r1" and resp.headers["x-irde-expert"]
+    # the backend's request id is passed on renamed: x-request-id is the gateway's, one
+    assert resp.headers["x-upstream-request-id"] == "r1" and resp.headers["x-irde-expert"]
+    assert len(resp.headers.get_list("x-request-id")) == 1 and resp.headers["x-request-id"] != "r1"
 
 
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])

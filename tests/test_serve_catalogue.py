@@ -111,6 +111,12 @@ def test_expert_names_cannot_fake_access_log_fields(toy_router, tmp_path, caplog
     [line] = [r.getMessage() for r in caplog.records if r.name == "irde.access"]
     # read as a log parser would: shell-like words, key=value fields
     fields = [word.split("=", 1) for word in shlex.split(line) if "=" in word]
-    assert [key for key, _ in fields] == ["expert", "model", "stream"]
-    assert dict(fields) == {"expert": fake, "model": "m-1", "stream": "False"}
+    assert [key for key, _ in fields] == ["expert", "decision", "model", "stream", "request_id"]
+    assert dict(fields) == {
+        "expert": fake,
+        "decision": "routed",
+        "model": "m-1",
+        "stream": "False",
+        "request_id": resp.headers["x-request-id"],
+    }
     assert log_value("math") == "math" and log_value("a b") == '"a b"'

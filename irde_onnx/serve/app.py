@@ -11,7 +11,7 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
 from urllib.parse import quote
@@ -30,8 +30,23 @@ from irde_onnx.config import expert_name_problem
 from irde_onnx.data import expert_rows
 from irde_onnx.errors import InvalidInputError, IrdeError, RouterBusyError
 from irde_onnx.runtime import Router
+from irde_onnx.serve.auth import CLIENT_TOKEN_ENV, load_client_keys
+from irde_onnx.serve.edge import (
+    REQUEST_ID,
+    RequestIds,
+    ScopedCors,
+    cors_origin_problem,
+    request_id_of,
+)
 from irde_onnx.serve.errors import ApiError
-from irde_onnx.serve.gateway import Backends, load_backends, prompt_text
+from irde_onnx.serve.gateway import (
+    ROUTER_MODEL,
+    ROUTER_NAMES,
+    Backends,
+    conversation_text,
+    load_backends,
+    prompt_text,
+)
 from irde_onnx.serve.metrics import ServerMetrics
 from irde_onnx.serve.proxy import QuietAborts, answer_headers, passthrough, upstream_headers
 from irde_onnx.serve.reload import RouterHolder
@@ -54,12 +69,20 @@ class ServeSettings:
     Attributes:
         router: the router folder.
         threads: onnxruntime intra-op threads (None: onnxruntime decides).
-        max_body_bytes: larger request bodies get 413.
+        max_body_bytes: larger request bodies get 413 (all but the chat endpoint).
+        chat_max_body_bytes: larger chat completion bodies get 413 (images in base64 make
+            real chat requests larger than routing requests).
         max_texts: more texts in one ``POST /route`` get 413.
         token_env: environment variable holding the bearer token of ``POST/DELETE /experts``;
             when it is unset or empty, expert changes are disabled (403).
         reload_interval: seconds between checks of ``router.json`` (0: never reload).
         backends: ``backends.json`` of the OpenAI-compatible gateway (None: no gateway).
+        client_token_env: environment variable holding a client key of ``/route`` and
+            ``/v1/*`` (unset or empty: no key from it).
+        client_keys: a file of client keys, one per line (None: none).
+        cors_origins: origins allowed to call ``/route`` and ``/v1/*`` from a browser; with
+            no client key, those endpoints are open (``irde serve`` allows that on
+            loopback only, unless ``--allow-anonymous``).
 
     """
 
@@ -70,6 +93,10 @@ class ServeSettings:
     token_env: str = "IRDE_TOKEN"
     reload_interval: float = 1.0
     backends: str | None = None
+    chat_max_body_bytes: int = 20 << 20
+    client_token_env: str = CLIENT_TOKEN_ENV
+    client_keys: str | None = None
+    cors_origins: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         """JSON, to pass the settings to worker processes."""
@@ -81,8 +108,12 @@ class ServeSettings:
         return cls(**json.loads(text))
 
 
-async def read_json(request: Request, limit: int) -> dict[str, Any]:
+async def read_json(request: Request, limit: int, flag: str = "--max-body-bytes") -> dict[str, Any]:
     """The request body as a JSON object; 413 past ``limit`` bytes, 400 if not an object.
+
+    The body is counted as it arrives: a request past ``limit`` is refused as soon as it
+    says so (``Content-Length``) or sends one byte too many, never read to its end.
+    ``flag`` is the option that sets ``limit``, for the message.
 
     Strict JSON: ``NaN`` and ``Infinity`` (which Python's parser accepts and no other JSON
     parser does), nesting deeper than Python can parse and integers of more than 4300 digits
@@ -93,7 +124,7 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         raise ApiError(
             413,
             f"request body of {shorten(length, 20)} bytes exceeds the limit of {limit} "
-            "bytes; send less per request or raise --max-body-bytes",
+            f"bytes; send less per request or raise {flag}",
             "request_too_large",
         )
     body = bytearray()
@@ -103,7 +134,7 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
             raise ApiError(
                 413,
                 f"request body exceeds the limit of {limit} bytes; send less "
-                "per request or raise --max-body-bytes",
+                f"per request or raise {flag}",
                 "request_too_large",
             )
     try:
@@ -213,6 +244,8 @@ class Server:
         )
         self.metrics.experts.set(len(self.holder.router.experts))
         self.token = read_token(settings.token_env)
+        self.client_keys = load_client_keys(settings.client_token_env, settings.client_keys)
+        self.created = int(time.time())  # "created" of the models in /v1/models
         self.backends: Backends | None = (
             load_backends(settings.backends) if settings.backends else None
         )
@@ -224,9 +257,12 @@ class Server:
 
     # -- plumbing -------------------------------------------------------------------------
     def endpoint(
-        self, name: str, fn: Callable[[Request], Awaitable[Response]]
+        self, name: str, fn: Callable[[Request], Awaitable[Response]], openai: bool = False
     ) -> Callable[[Request], Awaitable[Response]]:
-        """Wrap a handler: JSON errors, request counts, latency and error metrics."""
+        """Wrap a handler: JSON errors, request counts, latency and error metrics.
+
+        ``openai``: errors in OpenAI's shape (see :mod:`irde_onnx.serve.errors`).
+        """
 
         async def handler(request: Request) -> Response:
             start = time.perf_counter()
@@ -238,30 +274,30 @@ class Server:
                 self.metrics.requests.labels(name, "499").inc()
                 return Response(status_code=499)
             except ApiError as exc:
-                response = exc.response()
+                response = exc.response(openai)
                 self.metrics.errors.labels(name, exc.kind).inc()
             except InvalidInputError as exc:  # the router refused the input, as in the CLI
-                response = ApiError(422, shorten(str(exc), MAX_MESSAGE)).response()
+                response = ApiError(422, shorten(str(exc), MAX_MESSAGE)).response(openai)
                 self.metrics.errors.labels(name, "invalid_request").inc()
             except RouterBusyError as exc:  # another process holds the folder's lock
                 response = ApiError(
                     503, str(exc), "router_busy", headers={"Retry-After": "1"}
-                ).response()
+                ).response(openai)
                 self.metrics.errors.labels(name, "router_busy").inc()
             except RecursionError:  # a value nested too deeply for a check or for json.dumps
-                response = ApiError(400, "the request is nested too deeply").response()
+                response = ApiError(400, "the request is nested too deeply").response(openai)
                 self.metrics.errors.labels(name, "invalid_request").inc()
             except (IrdeError, OSError) as exc:  # the folder, not the request, is at fault
                 log.error("%s failed: %s", name, exc)
                 response = ApiError(
                     500, f"the router folder cannot be used: {exc}", "router_error"
-                ).response()
+                ).response(openai)
                 self.metrics.errors.labels(name, "router_error").inc()
             except Exception:
                 log.exception("internal error in %s", name)
                 response = ApiError(
                     500, "internal server error; see the server log", "internal_error"
-                ).response()
+                ).response(openai)
                 self.metrics.errors.labels(name, "internal_error").inc()
             self.metrics.requests.labels(name, str(response.status_code)).inc()
             self.metrics.latency.labels(name).observe(time.perf_counter() - start)
@@ -291,9 +327,32 @@ class Server:
                 headers={"www-authenticate": "Bearer"},
             )
 
+    def check_client(self, request: Request) -> None:
+        """With client keys set, ``/route`` and ``/v1/*`` need ``Authorization: Bearer <key>``."""
+        if not self.client_keys:
+            return
+        header = request.headers.get("authorization")
+        if self.client_keys.accepts(header):
+            return
+        if header is None:
+            message, code = (
+                "a client key is required: send the header Authorization: Bearer <key> "
+                "(an OpenAI client sends its api_key so) with a key the server's operator "
+                "gave you",
+                "missing_api_key",
+            )
+        else:
+            message, code = (
+                "the client key is not valid: send Authorization: Bearer <key> with one of "
+                "the server's client keys (not the admin token of expert changes)",
+                "invalid_api_key",
+            )
+        raise ApiError(401, message, code, headers={"www-authenticate": "Bearer"})
+
     # -- endpoints --------------------------------------------------------------------------
     async def route(self, request: Request) -> Response:
         """``POST /route``: ``{"text"}`` -> one route, ``{"texts"}`` -> a list of routes."""
+        self.check_client(request)
         data = await read_json(request, self.settings.max_body_bytes)
         router = self.holder.router  # this request uses this router to the end
         texts, top_k, single = route_request(data, router.experts, self.settings.max_texts)
@@ -402,31 +461,92 @@ class Server:
             self.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
 
+    def _model(self, model_id: str) -> dict[str, Any]:
+        return {"id": model_id, "object": "model", "created": self.created, "owned_by": "irde"}
+
+    async def list_models(self, request: Request) -> Response:
+        """``GET /v1/models``: the router itself (``irde``: route it), then each expert."""
+        self.check_client(request)
+        experts = [e for e in self.holder.router.experts if e not in ROUTER_NAMES]
+        data = [self._model(m) for m in (ROUTER_MODEL, *experts)]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def get_model(self, request: Request) -> Response:
+        """``GET /v1/models/{id}``: one of the list, or ``auto``; else 404."""
+        self.check_client(request)
+        model_id = request.path_params["model_id"]
+        experts = self.holder.router.experts
+        if model_id not in ROUTER_NAMES and model_id not in experts:
+            raise ApiError(
+                404,
+                f"the model {quoted(model_id)} does not exist; models: {ROUTER_MODEL!r} (the "
+                f"router chooses the expert) and the experts {shorten(experts, 400)}",
+                "model_not_found",
+                param="model",
+            )
+        return JSONResponse(self._model(model_id))
+
+    def _decide(self, data: dict[str, Any]) -> tuple[str | None, str, str | None]:
+        """(expert, decision, text to route on) of a chat request; see the README.
+
+        ``model`` naming an expert pins it; otherwise the last user message (or every user
+        message) is routed on; with no user text, the ``default`` backend answers, and
+        without one, the text of every message is routed on.
+        """
+        assert self.backends is not None
+        messages = data.get("messages")
+        try:
+            text = prompt_text(messages, self.backends.route_on)
+        except IrdeError as exc:
+            raise ApiError(400, str(exc), param="messages") from exc
+        model = data.get("model")
+        if isinstance(model, str) and model not in ROUTER_NAMES:
+            if model in self.holder.router.experts:
+                return model, "pinned", None
+        if text is not None:
+            return None, "routed", text
+        if self.backends.default is not None:
+            return None, "default", None
+        text = conversation_text(messages)
+        if text is None:
+            raise ApiError(
+                400,
+                "no message has text to route on; send a user message with text content",
+                param="messages",
+            )
+        return None, "routed", text
+
     async def chat_completions(self, request: Request) -> Response:
         """``POST /v1/chat/completions``: route, forward, stream the backend's answer back."""
         assert self.backends is not None and self.client is not None
         start = time.perf_counter()
-        data = await read_json(request, self.settings.max_body_bytes)
-        try:
-            text = prompt_text(data.get("messages"), self.backends.route_on)
-        except IrdeError as exc:
-            raise ApiError(422, str(exc)) from exc
-        router = self.holder.router
-        route = (await run_in_threadpool(router.route, [text]))[0]
-        expert = route.expert
-        self.metrics.decisions.labels(expert).inc()
-        backend = self.backends.for_expert(expert)
-        decision = {"x-irde-expert": expert_header(expert)}
+        self.check_client(request)
+        data = await read_json(request, self.settings.chat_max_body_bytes, "--chat-max-body-bytes")
+        expert, decision, text = self._decide(data)
+        if text is not None:
+            router = self.holder.router
+            expert = (await run_in_threadpool(router.route, [text]))[0].expert
+            self.metrics.decisions.labels(expert).inc()
+        if expert is None:  # no user text: the default backend
+            backend, target = self.backends.default, "the default backend"
+            headers = {"x-irde-decision": decision}
+        else:
+            backend, target = self.backends.for_expert(expert), f"the backend of expert {expert!r}"
+            headers = {"x-irde-expert": expert_header(expert), "x-irde-decision": decision}
+        rid = request_id_of(request.scope)
         client = request.client.host if request.client else "-"
 
         def access(status: int) -> None:
             access_log.info(
-                '%s "POST /v1/chat/completions" %d expert=%s model=%s stream=%s %.1fms',
+                '%s "POST %s" %d expert=%s decision=%s model=%s stream=%s request_id=%s %.1fms',
                 client,
+                request.url.path,
                 status,
-                log_value(expert),
+                log_value(expert) if expert is not None else "-",
+                decision,
                 log_value(backend.model) if backend else "-",
                 bool(data.get("stream")),
+                rid,
                 1000 * (time.perf_counter() - start),
             )
 
@@ -434,39 +554,43 @@ class Server:
             if backend is None:
                 raise ApiError(
                     502,
-                    f"no backend for expert {expert!r}: add it to "
-                    f'{self.backends.source} under "experts" (or give a "default")',
+                    f"no backend for expert {expert!r}: the server's operator must add it "
+                    'under "experts" in the backends file (or give a "default")',
                     "no_backend",
-                    headers=decision,
+                    headers=headers,
                 )
             body = json.dumps({**data, "model": backend.model}).encode("utf-8")
             upstream = self.client.build_request(
                 "POST",
                 backend.chat_url,
                 content=body,
-                headers=upstream_headers(backend.headers(), request),
+                headers={**upstream_headers(backend.headers(), request), REQUEST_ID: rid},
             )
             try:
                 answer = await self.client.send(upstream, stream=True)
             except httpx.TimeoutException as exc:
+                # the URL and the cause go to the log; the client learns the expert only
+                log.warning("request %s: %s (%s) timed out: %r", rid, target, backend.chat_url, exc)
                 raise ApiError(
                     504,
-                    f"the backend of expert {expert!r} ({backend.chat_url}) "
-                    f"did not answer within {self.backends.timeout:g} s "
-                    f"({type(exc).__name__})",
+                    f"{target} did not answer within {self.backends.timeout:g} s "
+                    f"({type(exc).__name__}, request id {rid}); retry later",
                     "backend_timeout",
-                    headers=decision,
+                    headers=headers,
                 ) from exc
             except httpx.HTTPError as exc:
+                log.warning(
+                    "request %s: %s (%s) cannot be reached: %r", rid, target, backend.chat_url, exc
+                )
                 raise ApiError(
                     502,
-                    f"the backend of expert {expert!r} ({backend.chat_url}) "
-                    f"cannot be reached: {type(exc).__name__}: {exc}",
+                    f"{target} cannot be reached ({type(exc).__name__}); the server log has "
+                    f"the details under request id {rid}",
                     "backend_unreachable",
-                    headers=decision,
+                    headers=headers,
                 ) from exc
         except ApiError as exc:
-            access(exc.status)
+            access(400 if exc.status == 422 else exc.status)
             raise
         access(answer.status_code)
 
@@ -474,9 +598,9 @@ class Server:
             self.metrics.errors.labels("chat_completions", "backend_failed").inc()
 
         response = StreamingResponse(
-            passthrough(answer, expert, failed),
+            passthrough(answer, target, failed),
             status_code=answer.status_code,
-            headers=decision,
+            headers=headers,
             background=BackgroundTask(answer.aclose),
         )
         response.raw_headers.extend(answer_headers(answer))
@@ -532,6 +656,14 @@ def expert_header(expert: str) -> str:
     return quote(expert, safe="")
 
 
+OPENAI_PREFIXES = ("/v1/", "/models", "/chat/completions")
+
+
+def is_openai_path(path: str) -> bool:
+    """Whether ``path`` is one of the OpenAI-compatible endpoints (errors in OpenAI's shape)."""
+    return path.startswith(OPENAI_PREFIXES)
+
+
 async def _not_found(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     detail = exc.detail if isinstance(exc, HTTPException) else "internal server error"
@@ -540,20 +672,30 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     elif status == 405:
         detail = f"{quoted(request.method)} is not allowed on {quoted(request.url.path)}"
     kind = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
-    return ApiError(status, str(detail), kind).response()
+    return ApiError(status, str(detail), kind).response(is_openai_path(request.url.path))
+
+
+def _both(path: str, endpoint: Callable, methods: list[str]) -> list[Route]:
+    """``path`` and ``path/``: clients that join URLs with a trailing slash get no 307."""
+    return [Route(p, endpoint, methods=methods) for p in (path, path + "/")]
 
 
 def create_app(settings: ServeSettings) -> Starlette:
     """The ASGI app for ``settings``; loads the router (and backends) now, so errors show early.
 
     Raises:
-        IrdeError, FileNotFoundError: the router folder or ``backends.json`` is not usable.
+        IrdeError, FileNotFoundError: the router folder, ``backends.json``, the client keys
+            or a CORS origin is not usable.
 
     """
+    for origin in settings.cors_origins:
+        problem = cors_origin_problem(origin)
+        if problem:
+            raise InvalidInputError(problem)
     server = Server(settings)
     e = server.endpoint
     routes = [
-        Route("/route", e("route", server.route), methods=["POST"]),
+        *_both("/route", e("route", server.route), ["POST"]),
         Route("/experts", e("experts_list", server.list_experts), methods=["GET"]),
         Route("/experts", e("experts_add", server.add_expert), methods=["POST"]),
         Route(
@@ -563,16 +705,19 @@ def create_app(settings: ServeSettings) -> Starlette:
         Route("/metrics", server.metrics_text, methods=["GET"]),
     ]
     if server.backends is not None:
-        routes.append(
-            Route(
-                "/v1/chat/completions",
-                e("chat_completions", server.chat_completions),
-                methods=["POST"],
-            )
-        )
+        chat = e("chat_completions", server.chat_completions, openai=True)
+        models = e("models", server.list_models, openai=True)
+        model = e("model", server.get_model, openai=True)
+        for prefix in ("/v1", ""):  # base URLs with and without /v1
+            routes += _both(f"{prefix}/chat/completions", chat, ["POST"])
+            routes += _both(f"{prefix}/models", models, ["GET"])
+            routes.append(Route(f"{prefix}/models/{{model_id:path}}", model, methods=["GET"]))
     app = Starlette(
         routes=routes, lifespan=server.lifespan, exception_handlers={HTTPException: _not_found}
     )
+    if settings.cors_origins:
+        app.add_middleware(ScopedCors, origins=list(settings.cors_origins))
+    app.add_middleware(RequestIds)  # outermost: CORS preflights and 404s get an id, too
     app.state.server = server
     return app
 

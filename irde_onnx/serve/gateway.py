@@ -15,7 +15,11 @@
     }
 
 ``route_on`` is ``last_user`` (the last user message, default) or ``all_user`` (every user
-message, joined). ``default`` serves experts with no entry (e.g. one added at run time).
+message, joined). ``default`` serves experts with no entry (e.g. one added at run time) and
+conversations with no user text.
+
+A request's ``model`` that names an expert pins it: the router is not asked. ``irde`` (the
+gateway's own model, :data:`ROUTER_MODEL`), ``auto`` and any other name are routed.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from typing import Any
 from irde_onnx.errors import InvalidInputError
 
 ROUTE_ON = ("last_user", "all_user")
+ROUTER_MODEL = "irde"  # the model id of "route it" in /v1/models
+ROUTER_NAMES = (ROUTER_MODEL, "auto")  # always routed, even if an expert has this name
 _KEYS = {"experts", "default", "route_on", "timeout", "connect_timeout"}
 _BACKEND_KEYS = {"base_url", "model", "api_key_env"}
 
@@ -145,12 +151,14 @@ def _content_text(content: Any) -> str | None:
     return None
 
 
-def prompt_text(messages: Any, route_on: str = "last_user") -> str:
-    """The text a chat request is routed on.
+def prompt_text(messages: Any, route_on: str = "last_user") -> str | None:
+    """The text a chat request is routed on; None when no user message has text.
+
+    A conversation with no user text (only a system prompt, say) is sent to the ``default``
+    backend by the gateway, or routed on :func:`conversation_text` when there is none.
 
     Raises:
-        InvalidInputError: ``messages`` is not a list of ``{"role", "content"}`` objects, or
-            it has no user message with text.
+        InvalidInputError: ``messages`` is not a non-empty list of ``{"role", ...}`` objects.
 
     """
     if not isinstance(messages, list) or not messages:
@@ -164,5 +172,11 @@ def prompt_text(messages: Any, route_on: str = "last_user") -> str:
             if text is not None:
                 user.append(text)
     if not user:
-        raise InvalidInputError("the conversation has no user message with text to route on")
+        return None
     return user[-1] if route_on == "last_user" else "\n\n".join(user)
+
+
+def conversation_text(messages: list[dict[str, Any]]) -> str | None:
+    """The text of every message with text, joined (None: no message has any)."""
+    texts = [t for m in messages if (t := _content_text(m.get("content"))) is not None]
+    return "\n\n".join(texts) if texts else None

@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 from starlette.requests import Request
 
+from irde_onnx.serve.errors import openai_error
+
 log = logging.getLogger("irde.serve")
 
 # headers that describe one hop, not the answer: never passed through (RFC 9110 7.6.1)
@@ -32,8 +34,13 @@ HOP_HEADERS = {
     "proxy-authenticate",
     "proxy-authorization",
 }
-# the gateway's own server writes these once; a backend's copies would make two of each
-OWN_HEADERS = {"date", "server"}
+# the gateway writes these itself; a backend's copies would make two of each (a backend that
+# is itself an irde gateway sends x-irde-*), and its CORS headers would override the
+# gateway's --cors-origin (a backend answering "access-control-allow-origin: *" would open
+# the gateway to every web page)
+OWN_HEADERS = {"date", "server", "x-irde-expert", "x-irde-decision"}
+OWN_PREFIXES = ("access-control-",)
+UPSTREAM_ID = "x-upstream-request-id"  # the backend's own x-request-id, renamed
 
 
 class BackendFailedMidAnswer(Exception):
@@ -72,7 +79,9 @@ def answer_headers(answer: httpx.Response) -> list[tuple[bytes, bytes]]:
     """The backend's response headers to pass on, each one apart (two ``Set-Cookie`` stay two).
 
     Dropped: hop-by-hop headers, any header the backend names in its ``Connection`` header,
-    and ``date``/``server`` (the gateway sends its own).
+    ``date``/``server`` and ``x-irde-*`` (the gateway sends its own) and ``access-control-*``
+    (CORS is the gateway's, ``--cors-origin``). The backend's ``x-request-id`` is passed on
+    as ``x-upstream-request-id``: the response's ``x-request-id`` is the gateway's.
     """
     named = {
         token.strip().lower()
@@ -80,11 +89,13 @@ def answer_headers(answer: httpx.Response) -> list[tuple[bytes, bytes]]:
         for token in value.split(",")
     }
     drop = HOP_HEADERS | OWN_HEADERS | named
-    return [
-        (key.lower(), value)
-        for key, value in answer.headers.raw
-        if key.decode("latin-1").lower() not in drop
-    ]
+    out = []
+    for key, value in answer.headers.raw:
+        name = key.decode("latin-1").lower()
+        if name in drop or name.startswith(OWN_PREFIXES):
+            continue
+        out.append((UPSTREAM_ID.encode() if name == "x-request-id" else name.encode(), value))
+    return out
 
 
 def _at_event_boundary(tail: bytes) -> bool:
@@ -92,12 +103,13 @@ def _at_event_boundary(tail: bytes) -> bool:
 
 
 async def passthrough(
-    answer: httpx.Response, expert: str, on_failure: Callable[[str], None]
+    answer: httpx.Response, target: str, on_failure: Callable[[str], None]
 ) -> AsyncIterator[bytes]:
     """The backend's bytes as they arrive; a failure mid-answer aborts the client's response.
 
-    ``on_failure`` is called with a one-line description. The backend connection is closed
-    however the stream ends (also when the client leaves).
+    ``target`` names the backend for messages by its expert ("the backend of expert 'math'"),
+    never by its URL. ``on_failure`` is called with a one-line description. The backend
+    connection is closed however the stream ends (also when the client leaves).
     """
     events = answer.headers.get("content-type", "").startswith("text/event-stream")
     tail = b""
@@ -109,17 +121,11 @@ async def passthrough(
                 yield chunk
         except httpx.HTTPError as exc:
             kind = "stalled" if isinstance(exc, httpx.TimeoutException) else "failed"
-            what = f"the backend of expert {expert!r} {kind} mid-answer ({type(exc).__name__})"
+            what = f"{target} {kind} mid-answer ({type(exc).__name__})"
             log.warning("%s: %s", what, exc)
             on_failure(what)
             if events and _at_event_boundary(tail):
-                error = {
-                    "error": {
-                        "message": f"{what}; the answer is incomplete",
-                        "type": "backend_failed",
-                        "status": 502,
-                    }
-                }
+                error = openai_error(502, f"{what}; the answer is incomplete", "backend_failed")
                 yield f"data: {json.dumps(error)}\n\n".encode()
             raise BackendFailedMidAnswer(what) from None
     finally:
