@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
-
-ProgressFn = Callable[[int], None]
 
 
 class Progress:

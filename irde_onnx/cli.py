@@ -19,6 +19,7 @@ from irde_onnx.encoders import (
     precision_help,
 )
 from irde_onnx.errors import IrdeError
+from irde_onnx.policy import UNSET
 
 MAIN_EXAMPLES = """\
 examples:
@@ -198,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--wtp",
         type=cli_policy.optional_number,
-        default=cli_policy.UNSET,
+        default=UNSET,
         help="willingness to pay for these prompts, overriding the router's "
         "default ('none': quality only); needs a router with costs",
     )
@@ -573,7 +574,7 @@ def _cmd_route(args: argparse.Namespace) -> int:
     router = Router.load(args.router, threads=args.threads)
     if args.top_k > len(router.experts):
         raise _UsageError(f"--top-k {args.top_k} exceeds the {len(router.experts)} experts")
-    if args.wtp is cli_policy.UNSET:
+    if args.wtp is UNSET:
         routes = router.route(texts, top_k=args.top_k, batch_size=args.batch_size)
     else:
         routes = router.route(texts, top_k=args.top_k, batch_size=args.batch_size, wtp=args.wtp)

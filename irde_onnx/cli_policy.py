@@ -27,10 +27,6 @@ examples:
 """
 
 
-# the default of an option that may also be set to None ("none")
-UNSET: Any = object()
-
-
 def optional_number(text: str) -> float | None:
     """A finite number, or ``none`` (argparse ``type``)."""
     if text.lower() == "none":

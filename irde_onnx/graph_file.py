@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from irde_onnx.config import DATA_FILE, HEAD_B, HEAD_W, atomic_write_bytes
+from irde_onnx.config import DATA_FILE, HEAD_B, HEAD_W
 from irde_onnx.errors import RouterFormatError
 
 
@@ -68,22 +68,6 @@ def read_head(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     if set(heads) != {HEAD_W, HEAD_B}:
         raise RouterFormatError(f"{path} has no head initializers {HEAD_W} and {HEAD_B}")
     return heads[HEAD_W], heads[HEAD_B]
-
-
-def write_head(
-    path: str | os.PathLike,
-    w: np.ndarray,
-    b: np.ndarray,
-    metadata: dict[str, object] | None = None,
-) -> None:
-    """Rewrite the head (and ``irde.*`` metadata) of ``router.onnx`` atomically."""
-    from irde_onnx.metadata import set_metadata
-
-    model = load_graph_proto(path)
-    replace_head(model, w, b)
-    if metadata is not None:
-        set_metadata(model, metadata)
-    atomic_write_bytes(Path(path), model.SerializeToString())
 
 
 def read_initializer(path: str | os.PathLike, name: str) -> np.ndarray:

@@ -25,6 +25,18 @@ import numpy as np
 
 from irde_onnx.errors import InvalidInputError
 
+
+class _Unset:
+    """The default of arguments whose None means "clear": the argument was not given."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNSET"  # what help() shows as the default
+
+
+UNSET: Any = _Unset()
+
 POLICY_COSTS = "policy.costs"
 POLICY_INV_WTP = "policy.inv_wtp"
 POLICY_INV_TEMPERATURE = "policy.inv_temperature"

@@ -25,13 +25,6 @@ from irde_onnx.policy import (
 )
 
 CHOICE, CONFIDENCE = "choice", "confidence"
-POLICY_NAMES = (
-    POLICY_COSTS,
-    POLICY_INV_WTP,
-    POLICY_INV_TEMPERATURE,
-    POLICY_MIN_CONFIDENCE,
-    POLICY_FALLBACK,
-)
 
 
 def has_policy(model: onnx.ModelProto) -> bool:

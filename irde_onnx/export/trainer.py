@@ -41,14 +41,13 @@ from irde_onnx.graph_file import save_router_graph
 from irde_onnx.metadata import graph_metadata, set_metadata
 from irde_onnx.partial_stats import PartialStats, StatsPlan, encoded_statistics
 from irde_onnx.ridge import Moments, choose_lam, fold_ids, group_fold_ids
-from irde_onnx.runtime.router import Router
+from irde_onnx.runtime.router import ENCODE_CHUNK, Router
 from irde_onnx.runtime.tokenize import TextTokenizer, check_texts, prepare_text
 from irde_onnx.stats import MAX_TARGET, EncodedRows, RouterStats, bad_target_row
 from irde_onnx.views import AUTO_VIEWS, check_view
 
 AUTO = "auto"
 
-ENCODE_CHUNK = 256
 # rows whose out-of-fold scores fit the confidence calibration (features held in memory)
 CALIBRATION_ROWS = 50_000
 ENGINES = ("local", "ray")

@@ -43,6 +43,7 @@ from irde_onnx.folder import (
 )
 from irde_onnx.graph_rules import check_graph
 from irde_onnx.policy import (
+    UNSET,
     Policy,
     check_costs,
     check_min_confidence,
@@ -56,16 +57,6 @@ from irde_onnx.stats import MAX_TARGET, EncodedRows, RouterStats, bad_target_row
 DEFAULT_BATCH_SIZE = 32
 
 
-class _Unset:
-    """The default of arguments whose None means "clear": the argument was not given."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "UNSET"  # what help(Router) shows as the default
-
-
-_UNSET: Any = _Unset()
 DECISION_OUTPUTS = ("choice", "confidence")
 # Dynamic int8 quantisation computes activation scales over the whole input of a call, so a
 # prompt's features would depend on the other prompts (and padding) of its batch: int8
@@ -553,7 +544,7 @@ class Router:
         top_k: int = 1,
         batch_size: int | None = None,
         *,
-        wtp: float | None = _UNSET,
+        wtp: float | None = UNSET,
     ) -> list[Route]:
         """Route each text: the expert the router's policy decides (the graph's ``choice``).
 
@@ -576,7 +567,7 @@ class Router:
         experts = state.config.experts
         if type(top_k) is not int or not 1 <= top_k <= len(experts):
             raise InvalidInputError(f"top_k must be an integer in 1..{len(experts)}, got {top_k}")
-        if wtp is not _UNSET:
+        if wtp is not UNSET:
             wtp = check_wtp(wtp)
             if wtp is not None and state.config.policy.get("costs") is None:
                 raise InvalidInputError(
@@ -584,7 +575,7 @@ class Router:
                 )
         if not texts:
             return []
-        in_graph = wtp is _UNSET and _has_decision(state.session)
+        in_graph = wtp is UNSET and _has_decision(state.session)
         outputs = ["scores", *DECISION_OUTPUTS] if in_graph else ["scores"]
         got = self._run(state, texts, outputs, batch_size)
         scores = got[0]
@@ -606,7 +597,7 @@ class Router:
 
     @staticmethod
     def _decide(
-        config: RouterConfig, scores: np.ndarray, wtp: float | None = _UNSET
+        config: RouterConfig, scores: np.ndarray, wtp: float | None = UNSET
     ) -> tuple[np.ndarray, np.ndarray]:
         """The policy's decision from ``scores``, as the graph computes it."""
         policy = Policy.from_dict(config.policy)
@@ -614,21 +605,21 @@ class Router:
             scores,
             config.target,
             costs=policy.cost_vector(config.experts) if policy.costs is not None else None,
-            wtp=policy.wtp if wtp is _UNSET else wtp,
+            wtp=policy.wtp if wtp is UNSET else wtp,
             temperature=policy.temperature,
             min_confidence=policy.min_confidence,
             fallback=None if policy.fallback is None else config.experts.index(policy.fallback),
         )
 
     def decide(
-        self, scores: np.ndarray, wtp: float | None = _UNSET
+        self, scores: np.ndarray, wtp: float | None = UNSET
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(choice, confidence)`` for ``scores`` (n, n_experts) of this router.
 
         ``wtp`` overrides the default willingness to pay (None: quality only). Equals the
         graph's ``choice`` and ``confidence`` for the same settings.
         """
-        if wtp is not _UNSET:
+        if wtp is not UNSET:
             wtp = check_wtp(wtp)
         scores = np.asarray(scores, np.float32)
         config = self.config
@@ -881,12 +872,12 @@ class Router:
     def set_policy(
         self,
         *,
-        costs: Mapping[str, float] | None = _UNSET,
-        wtp: float | None = _UNSET,
-        min_confidence: float = _UNSET,
-        fallback: str | None = _UNSET,
-        temperature: float = _UNSET,
-        calibration: Mapping[str, Sequence[float]] | None = _UNSET,
+        costs: Mapping[str, float] | None = UNSET,
+        wtp: float | None = UNSET,
+        min_confidence: float = UNSET,
+        fallback: str | None = UNSET,
+        temperature: float = UNSET,
+        calibration: Mapping[str, Sequence[float]] | None = UNSET,
     ) -> None:
         """Change the decision settings; the ones not given stay. Swapped in like a head.
 
@@ -913,12 +904,12 @@ class Router:
             "temperature": temperature,
             "calibration": calibration,
         }
-        if costs is not _UNSET and costs is not None:
+        if costs is not UNSET and costs is not None:
             given["costs"] = check_costs(costs)
-        if min_confidence is not _UNSET:
+        if min_confidence is not UNSET:
             check_min_confidence(min_confidence)
         for key, value in given.items():
-            if value is _UNSET:
+            if value is UNSET:
                 continue
             if value is None:
                 current.pop(key, None)
