@@ -89,21 +89,26 @@ def openai_stub(seen: list[dict]):  # noqa: ANN201
                 iter(events), media_type="text/event-stream", headers=backend_headers
             )
         return JSONResponse(
-            {
-                "id": "c1",
-                "object": "chat.completion",
-                "created": 1,
-                "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": "".join(words)},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4},
-            },
+            chat_completion(model, "".join(words)),
             headers=backend_headers,
         )
 
     return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+def chat_completion(model: str, content: str) -> dict:
+    """The body of a fake backend's non-streamed chat completion."""
+    return {
+        "id": "c1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4},
+    }

@@ -21,7 +21,7 @@ from starlette.routing import Route
 from irde_onnx.runtime import Router
 from irde_onnx.serve import ServeSettings, create_app
 
-from .serve_helpers import free_port, running  # noqa: E402
+from .serve_helpers import chat_completion, free_port, running  # noqa: E402
 
 MATH = "Solve for x: 3x - 7 = 2x + 5."
 
@@ -71,22 +71,7 @@ def stub_backend(seen: list[dict]) -> Starlette:
                     await asyncio.sleep(0.01)
 
             return StreamingResponse(events(), media_type="text/event-stream")
-        return JSONResponse(
-            {
-                "id": "c1",
-                "object": "chat.completion",
-                "created": 1,
-                "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": "".join(words)},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4},
-            }
-        )
+        return JSONResponse(chat_completion(model, "".join(words)))
 
     return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
 

@@ -53,6 +53,7 @@ def run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
 def dists(tmp_path_factory) -> tuple[Path, Path]:
     """The sdist and the wheel ``python -m build`` builds from it (CI's release build)."""
     import build  # noqa: F401  (the dev extra's; a missing one is a broken install, not a skip)
+
     out = tmp_path_factory.mktemp("dist")
     run([sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)])
     (sdist,) = out.glob("irde_onnx-*.tar.gz")
@@ -62,6 +63,7 @@ def dists(tmp_path_factory) -> tuple[Path, Path]:
 
 def test_sdist_and_wheel_pass_twine_and_carry_what_users_need(dists):
     import twine  # noqa: F401  (the dev extra's)
+
     sdist, wheel = dists
     run([sys.executable, "-m", "twine", "check", "--strict", str(sdist), str(wheel)])
 
