@@ -5,7 +5,6 @@
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
@@ -14,28 +13,10 @@ import { chromium } from "playwright-core";
 
 import { startServer } from "../demo/serve.mjs";
 import {
-  INT8_WASM_ATOL, JS_ROOT, ROUTERS, SCORE_ATOL, compareRoutes, golden, goldenTexts, skipUnlessReady,
+  CHROMIUM_ARGS, CHROMIUM_PATH, INT8_WASM_ATOL, JS_ROOT, ROUTERS, SCORE_ATOL, browserSkip,
+  compareRoutes, golden, goldenTexts,
 } from "./helpers.mjs";
 
-const CANDIDATES = [
-  process.env.CHROMIUM_PATH, "/usr/bin/chromium-headless-shell", "/usr/bin/chromium",
-  "/usr/lib/chromium/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome",
-].filter(Boolean);
-const executablePath = CANDIDATES.find((p) => existsSync(p));
-// as root on a closed network: no sandbox, and none of Chromium's background connections
-const ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-  "--disable-component-update", "--disable-sync"];
-
-function browserSkip() {
-  const ready = skipUnlessReady();
-  if (ready.skip) return ready;
-  if (!executablePath) {
-    const why = "no Chromium found: apt-get install chromium-headless-shell (or set CHROMIUM_PATH)";
-    if (process.env.CI) throw new Error(why);
-    return { skip: why };
-  }
-  return {};
-}
 
 describe("demo page in headless Chromium", { ...browserSkip(), timeout: 300_000 }, () => {
   let browser;
@@ -47,7 +28,7 @@ describe("demo page in headless Chromium", { ...browserSkip(), timeout: 300_000 
     await promisify(execFile)(process.execPath, [path.join(JS_ROOT, "demo", "build.mjs")]);
     ({ server, url: base } = await startServer({ router: ROUTERS }));
     // playwright gives each launch a fresh temporary profile (--user-data-dir)
-    browser = await chromium.launch({ executablePath, headless: true, args: ARGS });
+    browser = await chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: CHROMIUM_ARGS });
   });
   after(async () => {
     await browser?.close();

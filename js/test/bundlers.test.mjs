@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { cp, mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from "node:fs/promises";
 import http from "node:http";
 import { createRequire } from "node:module";
@@ -20,38 +20,17 @@ import { promisify } from "node:util";
 
 import { chromium } from "playwright-core";
 
-import { JS_ROOT, REPO, ROUTERS, SCORE_ATOL, golden, skipUnlessReady } from "./helpers.mjs";
+import {
+  CHROMIUM_ARGS, CHROMIUM_PATH, JS_ROOT, MIME_TYPES, REPO, ROUTERS, SCORE_ATOL, browserSkip, golden,
+} from "./helpers.mjs";
 
 const run = promisify(execFile);
 const pkg = JSON.parse(readFileSync(path.join(JS_ROOT, "package.json"), "utf8"));
 const EXAMPLES = path.join(REPO, "examples");
-const CANDIDATES = [
-  process.env.CHROMIUM_PATH, "/usr/bin/chromium-headless-shell", "/usr/bin/chromium",
-  "/usr/lib/chromium/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome",
-].filter(Boolean);
-const executablePath = CANDIDATES.find((p) => existsSync(p));
-const ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-  "--disable-component-update", "--disable-sync"];
 // golden prompts typed into the page (plain text the textarea keeps as it is)
 const PROMPTS = ["ascii math", "special tokens", "chinese", "code", "emoji"]
   .map((name) => golden.prompts.findIndex((p) => p.name === name));
 const ROUTER = "static";
-
-function browserSkip() {
-  const ready = skipUnlessReady();
-  if (ready.skip) return ready;
-  if (!executablePath) {
-    const why = "no Chromium found: apt-get install chromium-headless-shell (or set CHROMIUM_PATH)";
-    if (process.env.CI) throw new Error(why);
-    return { skip: why };
-  }
-  return {};
-}
-
-const TYPES = {
-  ".html": "text/html; charset=utf-8", ".js": "text/javascript", ".mjs": "text/javascript",
-  ".wasm": "application/wasm", ".json": "application/json",
-};
 
 /** Serve dist/ with the router folder at /router/; withoutWasm: every .wasm is a 404. */
 async function serve(dist, router, { withoutWasm = false } = {}) {
@@ -65,7 +44,7 @@ async function serve(dist, router, { withoutWasm = false } = {}) {
     }
     try {
       const body = await readFile(file);
-      res.writeHead(200, { "content-type": TYPES[path.extname(file)] ?? "application/octet-stream" }).end(body);
+      res.writeHead(200, { "content-type": MIME_TYPES[path.extname(file)] ?? "application/octet-stream" }).end(body);
     } catch {
       res.writeHead(404).end();
     }
@@ -115,7 +94,7 @@ describe("browser recipes: examples/vite and examples/esbuild in headless Chromi
       for (const name of ["vite", "esbuild"]) dists[name] = path.join(work, name, "dist");
       console.log(`# recipes: npm install ${((installed - started) / 1000).toFixed(1)} s, ` +
         `vite and esbuild builds ${((Date.now() - installed) / 1000).toFixed(1)} s`);
-      browser = await chromium.launch({ executablePath, headless: true, args: ARGS });
+      browser = await chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: CHROMIUM_ARGS });
     });
     after(async () => {
       await browser?.close();

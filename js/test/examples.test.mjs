@@ -6,24 +6,21 @@
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
 import { cp, mkdir, mkdtemp, readFile, rm, symlink } from "node:fs/promises";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 
-import { JS_ROOT, REPO, ROUTERS, SCORE_ATOL, golden, skipUnlessReady } from "./helpers.mjs";
+import {
+  CHROMIUM_ARGS, CHROMIUM_PATH, JS_ROOT, MIME_TYPES, REPO, ROUTERS, SCORE_ATOL, browserSkip, golden,
+  skipUnlessReady,
+} from "./helpers.mjs";
 
 const EXAMPLES = path.join(REPO, "examples");
 const ROUTER = "static";
 const PROMPTS = ["ascii math", "special tokens", "chinese", "code", "emoji"]
   .map((name) => golden.prompts.findIndex((p) => p.name === name));
-const CANDIDATES = [
-  process.env.CHROMIUM_PATH, "/usr/bin/chromium-headless-shell", "/usr/bin/chromium",
-  "/usr/lib/chromium/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome",
-].filter(Boolean);
-const executablePath = CANDIDATES.find((p) => existsSync(p));
 
 /** A project folder holding examples/NAME, its node_modules linked to these packages. */
 async function project(name, packages) {
@@ -78,22 +75,6 @@ describe("examples/node-service answers as Python does", { ...skipUnlessReady(),
   });
 });
 
-const TYPES = {
-  ".html": "text/html; charset=utf-8", ".js": "text/javascript", ".mjs": "text/javascript",
-  ".wasm": "application/wasm", ".json": "application/json",
-};
-
-function browserSkip() {
-  const ready = skipUnlessReady();
-  if (ready.skip) return ready;
-  if (!executablePath) {
-    const why = "no Chromium found: apt-get install chromium-headless-shell (or set CHROMIUM_PATH)";
-    if (process.env.CI) throw new Error(why);
-    return { skip: why };
-  }
-  return {};
-}
-
 describe("examples/static-page routes in headless Chromium without a bundler",
   { ...browserSkip(), timeout: 300_000 }, () => {
     let work;
@@ -110,14 +91,14 @@ describe("examples/static-page routes in headless Chromium without a bundler",
         if (!file.startsWith(root + path.sep)) return res.writeHead(404).end();
         try {
           const body = await readFile(file);
-          res.writeHead(200, { "content-type": TYPES[path.extname(file)] ?? "application/octet-stream" }).end(body);
+          res.writeHead(200, { "content-type": MIME_TYPES[path.extname(file)] ?? "application/octet-stream" }).end(body);
         } catch {
           res.writeHead(404).end();
         }
       });
       await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
       const { chromium } = await import("playwright-core");
-      browser = await chromium.launch({ executablePath, headless: true, args: ["--no-sandbox", "--disable-gpu"] });
+      browser = await chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: CHROMIUM_ARGS });
     });
     after(async () => {
       await browser?.close();

@@ -42,6 +42,34 @@ export function skipUnlessReady() {
   return why ? { skip: why } : {};
 }
 
+// Headless Chromium for the page tests: Debian's headless shell or chromium (CHROMIUM_PATH wins)
+const CHROMIUM_CANDIDATES = [
+  process.env.CHROMIUM_PATH, "/usr/bin/chromium-headless-shell", "/usr/bin/chromium",
+  "/usr/lib/chromium/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome",
+].filter(Boolean);
+export const CHROMIUM_PATH = CHROMIUM_CANDIDATES.find((p) => existsSync(p));
+// as root on a closed network: no sandbox, and none of Chromium's background connections
+export const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+
+/** skipUnlessReady, and Chromium found: the skip option of a page test (a throw under CI). */
+export function browserSkip() {
+  const ready = skipUnlessReady();
+  if (ready.skip) return ready;
+  if (!CHROMIUM_PATH) {
+    const why = "no Chromium found: apt-get install chromium-headless-shell (or set CHROMIUM_PATH)";
+    if (process.env.CI) throw new Error(why);
+    return { skip: why };
+  }
+  return {};
+}
+
+/** Content types of the files the test pages' static servers send. */
+export const MIME_TYPES = {
+  ".html": "text/html; charset=utf-8", ".js": "text/javascript", ".mjs": "text/javascript",
+  ".wasm": "application/wasm", ".json": "application/json",
+};
+
 let cachedTexts = null;
 /** The text of every golden prompt (data prompts read from ../shared/data, sha256 checked). */
 export async function goldenTexts() {
