@@ -88,7 +88,7 @@ def static_mean_features(texts: list[str], max_length: int = 256) -> np.ndarray:
     A cheap stand-in for MiniLM features, used only when the run has no MiniLM encoder
     (``--baseline-features static-mean``: smoke tests).
     """
-    from irde_onnx.export.encoders import minilm_tokenizer_file
+    from irde_onnx.export.minilm import minilm_tokenizer_file
     from irde_onnx.runtime.tokenize import TextTokenizer
 
     table = _static_table()
@@ -101,6 +101,6 @@ def static_mean_features(texts: list[str], max_length: int = 256) -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def _static_table() -> np.ndarray:
-    from irde_onnx.export.encoders import minilm_word_embeddings
+    from irde_onnx.export.minilm import minilm_word_embeddings
 
     return minilm_word_embeddings().astype(np.float16).astype(np.float32)

@@ -1,6 +1,6 @@
 """Benchmark: calibrated confidence and abstaining (domains and routerdc7).
 
-The confidence is what the graph's ``confidence`` output computes (irde_onnx.policy):
+The confidence is what the graph's ``confidence`` output computes (irde_onnx.decision.policy):
 domain routers ``softmax(scores / T)`` of the pick, with ``T`` fit on out-of-fold scores of
 the training folds; score routers the pick's predicted quality after the per-expert affine
 calibration fit on out-of-fold predictions (both as RouterTrainer fits them). Measured on
@@ -43,15 +43,15 @@ from splits import (  # noqa: E402
     onehot,
 )
 
-from irde_onnx.decision_metrics import (  # noqa: E402
+from irde_onnx.decision.policy import fit_affine, fit_temperature, softmax  # noqa: E402
+from irde_onnx.defaults import default_layers, default_view  # noqa: E402
+from irde_onnx.evaluation.decisions import (  # noqa: E402
     accuracy_at_coverage,
     expected_calibration_error,
     reliability,
 )
-from irde_onnx.defaults import default_layers, default_view  # noqa: E402
-from irde_onnx.export.calibrate import out_of_fold_scores  # noqa: E402
-from irde_onnx.policy import fit_affine, fit_temperature, softmax  # noqa: E402
-from irde_onnx.ridge import Moments, choose_lam, solve  # noqa: E402
+from irde_onnx.learning.calibration import out_of_fold_scores  # noqa: E402
+from irde_onnx.learning.moments import Moments, choose_lam, solve  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 COVERAGES = (0.5, 0.8, 0.9, 1.0)

@@ -52,15 +52,15 @@ from heads import FeatureCache, folds_of  # noqa: E402
 from routerbench import GPT4, cheapest_reaching, oof, ridge_predictor  # noqa: E402
 from splits import cross_source_split, load_domains, onehot, read_rows  # noqa: E402
 
-from irde_onnx.decision_metrics import (  # noqa: E402
+from irde_onnx.decision.policy import decide, fit_temperature, softmax  # noqa: E402
+from irde_onnx.evaluation.decisions import (  # noqa: E402
     accuracy_at_coverage,
     aiq,
     expected_calibration_error,
     upper_hull,
     wtp_grid,
 )
-from irde_onnx.policy import decide, fit_temperature, softmax  # noqa: E402
-from irde_onnx.ridge import Moments, choose_lam, solve  # noqa: E402
+from irde_onnx.learning.moments import Moments, choose_lam, solve  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 N_WTP = 200  # as routerbench.py

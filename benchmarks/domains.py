@@ -34,7 +34,7 @@ from results import LabelResult, label_result
 from splits import Labelled, cross_source_split, id_hash, in_source_split, load_domains, onehot
 from trained import encoder_router, is_pooled, static_strategy_cv, trainer_for
 
-from irde_onnx.ridge import Moments, lam_grid
+from irde_onnx.learning.moments import Moments, lam_grid
 
 
 def domains(

@@ -32,9 +32,9 @@ from _report import (  # noqa: E402
     write_section,
 )
 
-from irde_onnx.config import DATA_FILE  # noqa: E402
 from irde_onnx.export import RouterTrainer  # noqa: E402
 from irde_onnx.runtime import Router  # noqa: E402
+from irde_onnx.store.config import DATA_FILE  # noqa: E402
 
 BASE_DOMAINS = ("math", "law", "medicine", "chinese")
 NEW_DOMAIN = "code"

@@ -3,7 +3,7 @@
 Each variant (an input view of :mod:`irde_onnx.views` and a set of pooled MiniLM layers) is
 trained and tested on every protocol in one run: RouterDC ID/OOD (train grouped by task),
 domains in-source and cross-source (train on each domain's largest source, test on its
-others), and RouterBench AIQ (the cost-aware decision of :mod:`irde_onnx.policy` swept over
+others), and RouterBench AIQ (the cost-aware decision of :mod:`irde_onnx.decision.policy` swept over
 the willingness to pay, as ``routerbench.py`` does). Beside the test numbers, every variant
 gets the criteria a user has *without* test data, on each protocol's training rows: grouped
 cross-validation squared error (what ``RouterTrainer(view="auto", layers="auto")``
@@ -40,8 +40,8 @@ from splits import (
     onehot,
 )
 
-from irde_onnx.export.selection import block_columns, fold_moments
-from irde_onnx.ridge import choose_lam, group_fold_ids, lam_grid, solve
+from irde_onnx.learning.moments import choose_lam, group_fold_ids, lam_grid, solve
+from irde_onnx.learning.selection import block_columns, fold_moments
 from irde_onnx.runtime.tokenize import prepare_text
 
 # the candidates of the trainer's view="auto" (irde_onnx.views.AUTO_VIEWS), then two more
@@ -154,8 +154,8 @@ def held_out_scores(
     """Out-of-fold scores of the ridge head for every lam of the trainer's grid.
 
     Each fold is predicted by the head solved on the other folds (one eigendecomposition per
-    fold serves every lam, as :func:`irde_onnx.ridge.choose_lam` does). Returns the grid
-    (:func:`irde_onnx.ridge.lam_grid` of all rows) and the scores, shape (lams, n, m).
+    fold serves every lam, as :func:`irde_onnx.learning.moments.choose_lam` does). Returns the grid
+    (:func:`irde_onnx.learning.moments.lam_grid` of all rows) and the scores, shape (lams, n, m).
     """
     folds = fold_moments(x, y, fold)
     total = fold_moments(x, y, np.zeros(len(x), np.int64))[0]
@@ -205,7 +205,7 @@ def grouped_criteria(
     """
     ok = evaluable_rows(y, fold, kind)
     grid, pred = held_out_scores(x, y, fold)
-    # what the trainer's auto computes (irde_onnx.ridge.choose_lam): every held-out row
+    # what the trainer's auto computes (irde_onnx.learning.moments.choose_lam): every held-out row
     error_all = float(((pred - y) ** 2).sum(axis=2).mean(axis=1).min())
     if not ok.any():
         return {
@@ -689,7 +689,7 @@ def report_section(out: dict[str, Any], args: argparse.Namespace, seconds: float
         aiq_text = (
             "*RouterBench AIQ*: the head as the trainer fits it on RouterBench's 0/1 results "
             "(lam by 5-fold squared error on train, the per-LLM affine calibration on "
-            "out-of-fold predictions), then `irde_onnx.policy.decide`'s rule "
+            "out-of-fold predictions), then `irde_onnx.decision.policy.decide`'s rule "
             "argmax(predicted quality - cost / wtp) with the mean train costs over the wtp "
             "sweep of `benchmarks/routerbench.py` (200 values plus quality only); AIQ is the "
             "area under the quality-cost hull over the single models' cost range. *Train-CV "

@@ -1,6 +1,6 @@
 """Ridge heads on encoded features: the package's solver, cross-validation and target maps.
 
-Folds, weighted moments, the lam search and the solve are :mod:`irde_onnx.ridge`'s, so a
+Folds, weighted moments, the lam search and the solve are :mod:`irde_onnx.learning.moments`'s, so a
 head fit here is the head ``RouterTrainer`` fits on the same features (checked in the run).
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from irde_onnx.ridge import Moments, choose_lam, fold_ids, solve
+from irde_onnx.learning.moments import Moments, choose_lam, fold_ids, solve
 
 FOLDS = 5
 SEED = 0

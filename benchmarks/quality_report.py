@@ -432,8 +432,9 @@ def report(
             + ", ".join(f"{d}: {s}" for d, s in cross["train_source"].items())
             + "); single-source domains are split by id hash as above and stay in both sets "
             f"({cross['n_train']} train, {cross['n_test']} test, of which {cross['n_unseen']} "
-            "from held-out sources; the headline column counts only those). minilm heads are "
-            "fit with `irde_onnx.ridge` on the router's own features (what RouterTrainer "
+            "from held-out sources; the headline column counts only those). minilm heads "
+            "are fit with `irde_onnx.learning.moments` on the router's own features (what "
+            "RouterTrainer "
             "computes; checked below), the static router with RouterTrainer.",
             "",
             domain_table(dom),

@@ -33,8 +33,8 @@ from _report import (  # noqa: E402
     write_section,
 )
 
-from irde_onnx.partial_stats import PartialStats, StatsPlan, rows_statistics  # noqa: E402
-from irde_onnx.ridge import fold_ids  # noqa: E402
+from irde_onnx.learning.moments import fold_ids  # noqa: E402
+from irde_onnx.learning.partial import PartialStats, StatsPlan, rows_statistics  # noqa: E402
 from irde_onnx.runtime import Router  # noqa: E402
 
 DOMAINS = ("math", "law", "medicine", "chinese", "code")
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import ray
 
-    from irde_onnx.distributed import ray_statistics
+    from irde_onnx.engines.ray import ray_statistics
     from irde_onnx.export import RouterTrainer
 
     per = args.rows // len(DOMAINS)

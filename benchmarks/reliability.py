@@ -52,8 +52,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from _report import command_line, header, markdown_table, write_section  # noqa: E402
 
-from irde_onnx.folder import SAVE_STEPS  # noqa: E402
 from irde_onnx.runtime import Router  # noqa: E402
+from irde_onnx.store.folder import SAVE_STEPS  # noqa: E402
 from tests import bad_inputs  # noqa: E402
 from tests.crash_helper import PROBES, Saver, check_folder, copy_router, restore  # noqa: E402
 

@@ -10,7 +10,7 @@ import numpy as np
 from heads import SEED
 from splits import Labelled, Scored
 
-from irde_onnx.evaluate import label_metrics, score_metrics
+from irde_onnx.evaluation.routing import label_metrics, score_metrics
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Benchmark: cost-aware routing on RouterBench (11 LLMs, 0/1 results and real USD costs).
 
 Every router predicts each LLM's quality on a prompt; one decision rule for all of them,
-``argmax(predicted quality - cost / wtp)`` (irde_onnx.policy.decide) with the models' mean
+``argmax(predicted quality - cost / wtp)`` (irde_onnx.decision.policy.decide) with the models' mean
 train costs, swept over the willingness to pay ``wtp``. Reported on test.jsonl: the quality
 -cost curve, AIQ (area under its non-decreasing convex hull over the single models' cost
 range, divided by that range), the cheapest point that reaches gpt-4's quality, and the
@@ -44,10 +44,10 @@ from baselines import KNN_KS, LOGREG_CS, knn_predict, logreg_scores  # noqa: E40
 from decision_data import CostRows, describe, load_cost_rows, tail_texts  # noqa: E402
 from heads import FeatureCache, folds_of  # noqa: E402
 
-from irde_onnx.decision_metrics import aiq, upper_hull, wtp_grid  # noqa: E402
-from irde_onnx.export.calibrate import out_of_fold_scores  # noqa: E402
-from irde_onnx.policy import decide, fit_affine  # noqa: E402
-from irde_onnx.ridge import Moments, choose_lam, lam_grid, solve  # noqa: E402
+from irde_onnx.decision.policy import decide, fit_affine  # noqa: E402
+from irde_onnx.evaluation.decisions import aiq, upper_hull, wtp_grid  # noqa: E402
+from irde_onnx.learning.calibration import out_of_fold_scores  # noqa: E402
+from irde_onnx.learning.moments import Moments, choose_lam, lam_grid, solve  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 GPT4 = "gpt-4-1106-preview"
@@ -185,7 +185,7 @@ def product(
     work: Path,
 ) -> dict[str, Any]:
     """Train with RouterTrainer (costs, calibration), save, evaluate with ``irde eval``'s code."""
-    from irde_onnx.cli_eval import evaluate_router
+    from irde_onnx.cli.eval import evaluate_router
     from irde_onnx.export import RouterTrainer
     from irde_onnx.runtime import Router
 

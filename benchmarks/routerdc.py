@@ -39,7 +39,7 @@ from results import Result, bootstrap_se, expected_metrics, scored_metrics
 from splits import Scored, load_scored, task_mean_table
 from trained import is_pooled, static_strategy_cv, train_scored_router
 
-from irde_onnx.ridge import Moments, lam_grid, solve
+from irde_onnx.learning.moments import Moments, lam_grid, solve
 from irde_onnx.runtime.session import open_session
 
 ROUTERDC_PUBLISHED_ID = 58.54

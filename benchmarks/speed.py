@@ -544,7 +544,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     load_before = os.getloadavg()
     from irde_onnx.defaults import default_layers
-    from irde_onnx.export.encoders import minilm_tokenizer_file
+    from irde_onnx.export.minilm import minilm_tokenizer_file
 
     texts = load_texts(args.data)
     prompts: dict[str, list[str]] = {

@@ -6,7 +6,7 @@ damage: the steps that break a copy of the good folder, and the error type a loa
 (``null``: it must load). ``graphs/`` holds graphs the cases put in place of the good one.
 The Python tests (``tests/runtime/test_bad_folders.py``) and the Node tests
 (``js/test/bad_folders.test.mjs``) copy the good folder to a temporary one, apply each case's
-steps and load it. ``rules`` records the graph rules (``irde_onnx.graph_rules``) that both
+steps and load it. ``rules`` records the graph rules (``irde_onnx.graph.rules``) that both
 hosts must hold alike.
 
 Steps (applied in order; a role is ``config`` (router.json), ``graph``, ``stats``, ``data``
@@ -45,7 +45,7 @@ import onnx  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
 from irde_onnx.encoders import ENCODERS  # noqa: E402
-from irde_onnx.graph_rules import ALLOWED_OPS, SIZE_INPUTS, SLACK_BYTES  # noqa: E402
+from irde_onnx.graph.rules import ALLOWED_OPS, SIZE_INPUTS, SLACK_BYTES  # noqa: E402
 from tests.toy import build_toy_router  # noqa: E402
 
 RANGE = "RouterFormatError"

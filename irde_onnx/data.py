@@ -13,9 +13,9 @@ from typing import IO, Any
 
 import numpy as np
 
-from irde_onnx.config import expert_name_problem
 from irde_onnx.errors import InvalidInputError
-from irde_onnx.stats import MAX_TARGET
+from irde_onnx.learning.statistics import MAX_TARGET
+from irde_onnx.store.config import expert_name_problem
 
 STDIN = "-"
 

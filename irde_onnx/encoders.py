@@ -33,14 +33,14 @@ class EncoderSpec:
             has a ``features`` output); ``token_counts``: each content token is one row,
             kept as token-count histograms and projected through the embedding table.
         build: ``"module:function"`` of the export function (needs the ``export`` extra);
-            see :func:`irde_onnx.export.encoders.build_minilm` for its signature.
+            see :func:`irde_onnx.export.minilm.build_minilm` for its signature.
         layers: pooled encoders: the number of layers whose hidden states can be pooled
             (the last one by default); 0 when there are none to choose.
         token_weights: weights the encoder holds per vocabulary entry (its embedding row);
             None: the router's ``feature_dim`` + 1 (a static table row and its token mask).
         fixed_weights: weights the encoder holds beside the per-token ones (its layers).
             With ``token_weights`` they bound the bytes a graph of this encoder may declare
-            (:mod:`irde_onnx.graph_rules`), counted at 4 bytes a weight (fp32, the widest
+            (:mod:`irde_onnx.graph.rules`), counted at 4 bytes a weight (fp32, the widest
             precision).
 
     """
@@ -103,7 +103,7 @@ ENCODERS: dict[str, EncoderSpec] = {
             precisions=("int8", "fp32"),
             strategies=("mean",),
             statistics=FEATURE_ROWS,
-            build="irde_onnx.export.encoders:build_minilm",
+            build="irde_onnx.export.minilm:build_minilm",
             layers=6,
             # BERT-L6-H384: 384 per word embedding; position and type embeddings, the
             # embedding LayerNorm and 6 layers: 10,844,928 (the fp32 encoder: 90,261,504 bytes)
@@ -117,7 +117,7 @@ ENCODERS: dict[str, EncoderSpec] = {
             precisions=("fp16", "fp32"),
             strategies=("vote", "mean", "entropy_top_k"),
             statistics=TOKEN_COUNTS,
-            build="irde_onnx.export.encoders:build_static",
+            build="irde_onnx.export.minilm:build_static",
         ),
     )
 }

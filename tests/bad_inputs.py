@@ -22,8 +22,8 @@ import numpy as np
 
 from irde_onnx.cli import main
 from irde_onnx.errors import InvalidInputError, RouterFormatError
-from irde_onnx.folder import LOCK_FILE
 from irde_onnx.runtime import Router
+from irde_onnx.store.folder import LOCK_FILE
 
 NEVER_REWRITTEN = ("tokenizer.json", "router.onnx.data")
 
@@ -171,7 +171,7 @@ def _graph_changed(root: Path) -> None:
 
 
 def _nan_head(root: Path) -> None:
-    from irde_onnx.graph_file import load_graph_proto, read_head, replace_head
+    from irde_onnx.store.graph_file import load_graph_proto, read_head, replace_head
 
     path = root / _graph_name(root)
     w, b = read_head(path)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from irde_onnx.config import CONFIG_FILE, DATA_FILE, TOKENIZER_FILE
-from irde_onnx.folder import LOCK_FILE, set_save_hook
 from irde_onnx.runtime import Router
+from irde_onnx.store.config import CONFIG_FILE, DATA_FILE, TOKENIZER_FILE
+from irde_onnx.store.folder import LOCK_FILE, set_save_hook
 
 ROOT = Path(__file__).resolve().parents[1]
 

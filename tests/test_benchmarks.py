@@ -213,7 +213,7 @@ def test_grouped_criteria_skip_labels_missing_from_training(generalisation, rng)
 def _sklearn_calibrated(xa, ya, xb, lam):
     """Reference of the trainer's score head: sklearn ridge, then per-LLM least-squares
     scale and offset fit on out-of-fold predictions of the training rows."""
-    from irde_onnx.ridge import fold_ids
+    from irde_onnx.learning.moments import fold_ids
 
     fold = fold_ids(len(xa), 5, 0)
     held = np.zeros(ya.shape)
@@ -230,8 +230,8 @@ def _sklearn_calibrated(xa, ya, xb, lam):
 def test_cost_aware_aiq_equals_a_reference(generalisation, rng):
     """RouterBench AIQ of a variant: lam by brute-force 5-fold refits, the head and its
     calibration by sklearn and np.polyfit, the curve by decision_metrics.cost_curve."""
-    from irde_onnx.decision_metrics import cost_curve, wtp_grid
-    from irde_onnx.ridge import Moments, fold_ids, lam_grid
+    from irde_onnx.evaluation.decisions import cost_curve, wtp_grid
+    from irde_onnx.learning.moments import Moments, fold_ids, lam_grid
 
     decision_data, routerbench = _load("decision_data"), _load("routerbench")
     n, nt, d, e = 80, 50, 6, 3
@@ -350,7 +350,7 @@ def test_quality_generalisation_smoke(quality, tmp_path, minilm_trainer):
 def test_exact_length_prompts(speed):
     from tokenizers import Tokenizer
 
-    from irde_onnx.export.encoders import minilm_tokenizer_file
+    from irde_onnx.export.minilm import minilm_tokenizer_file
 
     texts = [
         "short one.",

@@ -3,9 +3,9 @@
 import numpy as np
 from sklearn.linear_model import Ridge
 
-from irde_onnx.export.calibrate import calibration_settings, out_of_fold_scores
-from irde_onnx.policy import fit_affine, fit_temperature
-from irde_onnx.ridge import Moments, fold_ids
+from irde_onnx.decision.policy import fit_affine, fit_temperature
+from irde_onnx.learning.calibration import calibration_settings, out_of_fold_scores
+from irde_onnx.learning.moments import Moments, fold_ids
 
 
 def test_out_of_fold_scores_equal_sklearn_per_fold():

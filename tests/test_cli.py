@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from irde_onnx.cli import main
-from irde_onnx.config import CONFIG_FILE
+from irde_onnx.store.config import CONFIG_FILE
 
 from .conftest import DEMO
 

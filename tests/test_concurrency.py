@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from irde_onnx.config import CONFIG_FILE, DATA_FILE, GRAPH_FILE, STATS_FILE, TOKENIZER_FILE
 from irde_onnx.errors import RouterChangedError
-from irde_onnx.folder import LOCK_FILE
 from irde_onnx.runtime import Router
+from irde_onnx.store.config import CONFIG_FILE, DATA_FILE, GRAPH_FILE, STATS_FILE, TOKENIZER_FILE
+from irde_onnx.store.folder import LOCK_FILE
 
 
 @pytest.fixture
@@ -68,7 +68,8 @@ def test_lock_makes_a_change_and_its_save_one_step(copy):
     with router.lock():
         router.remove_expert("law")
         code = (
-            "import sys; from filelock import Timeout; from irde_onnx.folder import folder_lock\n"
+            "import sys; from filelock import Timeout\n"
+            "from irde_onnx.store.folder import folder_lock\n"
             f"lock = folder_lock({str(copy)!r}, timeout=0.2)\n"
             "try:\n    lock.acquire()\nexcept Timeout:\n    sys.exit(7)\n"
         )

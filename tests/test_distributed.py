@@ -13,10 +13,10 @@ import ray
 import ray.data  # noqa: F401
 
 from irde_onnx.cli import main
-from irde_onnx.partial_stats import PartialStats, StatsPlan, rows_statistics
-from irde_onnx.ridge import fold_ids
+from irde_onnx.learning.moments import fold_ids
+from irde_onnx.learning.partial import PartialStats, StatsPlan, rows_statistics
+from irde_onnx.learning.statistics import RouterStats
 from irde_onnx.runtime import Router
-from irde_onnx.stats import RouterStats
 
 from .conftest import DEMO
 from .serve_helpers import CHEMISTRY  # noqa: E402
@@ -49,7 +49,7 @@ def assert_stats_close(a: RouterStats, b: RouterStats):
 
 
 def test_training_statistics_on_ray_equal_one_process(minilm_router_dir, demo_train):
-    from irde_onnx.distributed import ray_statistics
+    from irde_onnx.engines.ray import ray_statistics
 
     router = Router.load(minilm_router_dir)
     texts, labels = demo_train
@@ -132,7 +132,7 @@ def test_irde_experts_add_engine_ray_equals_local(minilm_router_dir, tmp_path):
 
 
 def test_ray_add_expert_checks_before_starting_ray(static_router_dir):
-    from irde_onnx.distributed import ray_add_expert
+    from irde_onnx.engines.ray import ray_add_expert
     from irde_onnx.errors import InvalidInputError
 
     router = Router.load(static_router_dir)

@@ -8,7 +8,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_s
 
 from irde_onnx import cli
 from irde_onnx.errors import IrdeError
-from irde_onnx.evaluate import check_experts, label_metrics, score_metrics
+from irde_onnx.evaluation.routing import check_experts, label_metrics, score_metrics
 
 from .conftest import DEMO, read_rows, shared_data_or_fail
 

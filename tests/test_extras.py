@@ -12,7 +12,7 @@ def _run(code: str) -> subprocess.CompletedProcess:
 
 def test_runtime_and_cli_do_not_import_the_extras():
     code = (
-        "import sys\nimport irde_onnx, irde_onnx.cli, irde_onnx.partial_stats\n"
+        "import sys\nimport irde_onnx, irde_onnx.cli, irde_onnx.learning.partial\n"
         "from irde_onnx import Router\n"
         f"print(sorted(m for m in {SERVE_AND_RAY!r} if m in sys.modules))\n"
     )

@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import onnxruntime as ort
 
-from irde_onnx.config import CONFIG_FILE, GRAPH_FILE
-from irde_onnx.graph_file import load_graph_proto
 from irde_onnx.runtime import Router
+from irde_onnx.store.config import CONFIG_FILE, GRAPH_FILE
+from irde_onnx.store.graph_file import load_graph_proto
 
 
 def _graph_file(folder):

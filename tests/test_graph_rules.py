@@ -1,4 +1,4 @@
-"""Every exporter's graph keeps the rules of ``irde_onnx.graph_rules`` (a new one updates them).
+"""Every exporter's graph keeps the rules of ``irde_onnx.graph.rules`` (a new one updates them).
 
 The MiniLM encoder is exported once per precision and process (``export_minilm`` caches it).
 """
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from irde_onnx.graph_rules import ALLOWED_OPS, graph_problem, summarize_graph
-from irde_onnx.policy import Policy
-from irde_onnx.policy_graph import add_policy
+from irde_onnx.decision.nodes import add_policy
+from irde_onnx.decision.policy import Policy
+from irde_onnx.graph.rules import ALLOWED_OPS, graph_problem, summarize_graph
 from irde_onnx.runtime.tokenize import TextTokenizer
 
 EXPERTS = ["code", "law", "math"]
@@ -27,7 +27,7 @@ POLICY = Policy.from_dict(
 
 @pytest.fixture(scope="module")
 def minilm_tokenizer():
-    from irde_onnx.export.encoders import minilm_tokenizer_file
+    from irde_onnx.export.minilm import minilm_tokenizer_file
 
     return TextTokenizer(minilm_tokenizer_file(), 256)
 
@@ -48,7 +48,7 @@ def _check(model, encoder, feature_dim, vocab_size):
     [("fp16", "vote"), ("fp16", "mean"), ("fp32", "entropy_top_k"), ("fp32", "vote")],
 )
 def test_static_graphs_use_listed_ops_and_fit_the_bound(minilm_tokenizer, precision, strategy):
-    from irde_onnx.export.encoders import build_static
+    from irde_onnx.export.minilm import build_static
 
     built = build_static(precision, strategy, 10, minilm_tokenizer, len(EXPERTS))
     _check(built.model, "static", 384, minilm_tokenizer.vocab_size)
@@ -57,7 +57,7 @@ def test_static_graphs_use_listed_ops_and_fit_the_bound(minilm_tokenizer, precis
 @pytest.mark.slow
 @pytest.mark.parametrize("precision,layers", [("fp32", (6, 5)), ("int8", ()), ("int8", (6,))])
 def test_minilm_graphs_use_listed_ops_and_fit_the_bound(minilm_tokenizer, precision, layers):
-    from irde_onnx.export.encoders import build_minilm
+    from irde_onnx.export.minilm import build_minilm
 
     built = build_minilm(precision, "mean", 10, minilm_tokenizer, len(EXPERTS), layers)
     ops = _check(built.model, "minilm", 384 * max(1, len(layers)), minilm_tokenizer.vocab_size)

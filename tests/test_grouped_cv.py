@@ -10,8 +10,14 @@ from sklearn.linear_model import Ridge
 from irde_onnx.cli import main
 from irde_onnx.errors import InvalidInputError
 from irde_onnx.export import RouterTrainer
-from irde_onnx.export.selection import AUTO_STRATEGIES, choose_features, fold_moments
-from irde_onnx.ridge import MAX_LOGO_GROUPS, Moments, choose_lam, group_fold_ids, lam_grid
+from irde_onnx.learning.moments import (
+    MAX_LOGO_GROUPS,
+    Moments,
+    choose_lam,
+    group_fold_ids,
+    lam_grid,
+)
+from irde_onnx.learning.selection import AUTO_STRATEGIES, choose_features, fold_moments
 
 
 def _data(rng, n=240, d=10, m=3):
@@ -88,7 +94,7 @@ def grouped_static(demo_train):
 
 
 def test_trainer_lam_cv_equals_brute_force_on_token_rows(grouped_static, demo_train):
-    from irde_onnx.export.encoders import minilm_word_embeddings
+    from irde_onnx.export.minilm import minilm_word_embeddings
 
     texts, labels = demo_train
     tr = grouped_static

@@ -12,11 +12,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from irde_onnx.config import DATA_FILE, GRAPH_FILE
 from irde_onnx.errors import InvalidInputError
 from irde_onnx.export import RouterTrainer
-from irde_onnx.export.graph import layer_outputs
+from irde_onnx.graph.build import layer_outputs
 from irde_onnx.runtime import Router
+from irde_onnx.store.config import DATA_FILE, GRAPH_FILE
 
 pytestmark = pytest.mark.slow
 LAYERS = (6, 5)

@@ -8,12 +8,12 @@ import onnxruntime as ort
 import pytest
 from sklearn.linear_model import Ridge
 
-from irde_onnx.config import GRAPH_FILE
 from irde_onnx.export import RouterTrainer
-from irde_onnx.export.encoders import minilm_reference_features
-from irde_onnx.graph_file import load_graph_proto
+from irde_onnx.export.minilm import minilm_reference_features
 from irde_onnx.runtime import Router
 from irde_onnx.runtime.tokenize import prepare_text
+from irde_onnx.store.config import GRAPH_FILE
+from irde_onnx.store.graph_file import load_graph_proto
 
 from .conftest import read_rows, shared_data_or_fail
 
@@ -148,7 +148,7 @@ def test_calibrated_confidence_and_the_graphs_choice(
 ):
     """The temperature is the NLL fit on the trainer's out-of-fold scores, and the graph's
     choice and confidence equal the numpy rule on its scores."""
-    from irde_onnx.policy import fit_temperature
+    from irde_onnx.decision.policy import fit_temperature
 
     router = Router.load(minilm_router_dir)
     labels = np.array([router.experts.index(x) for x in demo_train[1]])

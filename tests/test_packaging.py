@@ -24,8 +24,8 @@ def test_runtime_imports_without_heavy_packages():
         "import irde_onnx\n"
         "from irde_onnx import Router\n"
         "from irde_onnx.runtime import Router, Route\n"
-        "import irde_onnx.cli, irde_onnx.data, irde_onnx.stats\n"
-        "import irde_onnx.evaluate, irde_onnx.cli_eval\n"
+        "import irde_onnx.cli, irde_onnx.data, irde_onnx.learning.statistics\n"
+        "import irde_onnx.evaluation.routing, irde_onnx.cli.eval\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
     out = _run(code)

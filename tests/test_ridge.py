@@ -5,8 +5,8 @@ import pytest
 from sklearn.linear_model import Ridge
 
 from irde_onnx.errors import InvalidInputError
-from irde_onnx.ridge import Moments, choose_lam, solve, sse
-from irde_onnx.stats import token_moments
+from irde_onnx.learning.moments import Moments, choose_lam, solve, sse
+from irde_onnx.learning.statistics import token_moments
 
 
 def _data(rng, n=200, d=12, m=3):
@@ -105,7 +105,7 @@ def test_weighted_rows_equal_sklearn_sample_weight(rng):
 
 
 def test_fold_ids_are_balanced_and_seeded():
-    from irde_onnx.ridge import fold_ids
+    from irde_onnx.learning.moments import fold_ids
 
     fold = fold_ids(23, 5, seed=4)
     assert sorted(np.bincount(fold).tolist()) == [4, 4, 5, 5, 5]

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from irde_onnx.folder import SAVE_STEPS
 from irde_onnx.runtime import Router
+from irde_onnx.store.folder import SAVE_STEPS
 from tests.crash_helper import PROBES, Saver, check_folder, copy_router, restore
 
 RANDOM_RUNS = 20

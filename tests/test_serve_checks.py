@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from irde_onnx.errors import RouterFileError
-from irde_onnx.serve_checks import check_changes_can_be_saved
+from irde_onnx.serve.checks import check_changes_can_be_saved
 
 from .conftest import ROOT
 from .process_helpers import without_checkout

@@ -4,8 +4,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from irde_onnx.export.graph import static_router
-from irde_onnx.export.static_reference import static_scores
+from irde_onnx.graph.build import static_router
+from irde_onnx.learning.static_scores import static_scores
 
 VOCAB, D, E = 60, 8, 4
 SPECIAL = [0, 1, 2]  # pad, cls, sep in this toy vocabulary

@@ -7,12 +7,12 @@ import onnxruntime as ort
 import pytest
 from sklearn.linear_model import Ridge
 
-from irde_onnx.config import DATA_FILE, GRAPH_FILE, HEAD_B, HEAD_W
 from irde_onnx.errors import InvalidInputError
 from irde_onnx.export import RouterTrainer
-from irde_onnx.export.encoders import minilm_word_embeddings
-from irde_onnx.graph_file import load_graph_proto, read_head
+from irde_onnx.export.minilm import minilm_word_embeddings
 from irde_onnx.runtime import Router
+from irde_onnx.store.config import DATA_FILE, GRAPH_FILE, HEAD_B, HEAD_W
+from irde_onnx.store.graph_file import load_graph_proto, read_head
 
 
 def test_static_head_equals_sklearn_on_token_rows(static_trainer, demo_train):

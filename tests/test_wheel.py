@@ -127,7 +127,7 @@ def test_the_wheel_with_the_serve_extra_runs_the_containers_command(
             str(python),
             "-c",
             "import importlib.util as u, json, irde_onnx, irde_onnx.serve\n"
-            "from irde_onnx.demo import demo_data_dir\n"
+            "from irde_onnx.cli.demo import demo_data_dir\n"
             "print(json.dumps([irde_onnx.__file__, str(demo_data_dir()),"
             " [u.find_spec(m) is None for m in ('torch', 'ray', 'optimum')]]))",
         ],

@@ -16,7 +16,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from irde_onnx._version import __version__
-from irde_onnx.config import (
+from irde_onnx.graph.metadata import graph_metadata, set_metadata
+from irde_onnx.learning.statistics import RouterStats, token_moments
+from irde_onnx.runtime.tokenize import TextTokenizer
+from irde_onnx.store.config import (
     CONFIG_FILE,
     GRAPH_FILE,
     HEAD_B,
@@ -28,11 +31,8 @@ from irde_onnx.config import (
     RouterConfig,
     fingerprint,
 )
-from irde_onnx.folder import record_files
-from irde_onnx.graph_file import save_router_graph
-from irde_onnx.metadata import graph_metadata, set_metadata
-from irde_onnx.runtime.tokenize import TextTokenizer
-from irde_onnx.stats import RouterStats, token_moments
+from irde_onnx.store.folder import record_files
+from irde_onnx.store.graph_file import save_router_graph
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
 WORDS = [

@@ -15,7 +15,24 @@ import numpy as np
 
 from irde_onnx._progress import Progress
 from irde_onnx._version import __version__
-from irde_onnx.config import (
+from irde_onnx.defaults import default_layers, default_view
+from irde_onnx.encoders import DEFAULT_ENCODER, EncoderSpec, get_encoder
+from irde_onnx.errors import InvalidInputError
+from irde_onnx.export.minilm import BuiltGraph, minilm_tokenizer_file
+from irde_onnx.export.validate import ValidationReport
+from irde_onnx.graph.metadata import graph_metadata, set_metadata
+from irde_onnx.learning.moments import Moments, choose_lam, fold_ids, group_fold_ids
+from irde_onnx.learning.partial import PartialStats, StatsPlan, encoded_statistics
+from irde_onnx.learning.selection import (
+    AUTO_LAYERS,
+    block_columns,
+    choose_features,
+    choose_strategy,
+)
+from irde_onnx.learning.statistics import MAX_TARGET, EncodedRows, RouterStats, bad_target_row
+from irde_onnx.runtime.router import ENCODE_CHUNK, Router
+from irde_onnx.runtime.tokenize import TextTokenizer, check_texts, prepare_text
+from irde_onnx.store.config import (
     CONFIG_FILE,
     GRAPH_FILE,
     STATS_FILE,
@@ -25,25 +42,8 @@ from irde_onnx.config import (
     fingerprint,
     layers_problem,
 )
-from irde_onnx.defaults import default_layers, default_view
-from irde_onnx.encoders import DEFAULT_ENCODER, EncoderSpec, get_encoder
-from irde_onnx.errors import InvalidInputError
-from irde_onnx.export.encoders import BuiltGraph, minilm_tokenizer_file
-from irde_onnx.export.selection import (
-    AUTO_LAYERS,
-    block_columns,
-    choose_features,
-    choose_strategy,
-)
-from irde_onnx.export.validate import ValidationReport
-from irde_onnx.folder import record_files
-from irde_onnx.graph_file import save_router_graph
-from irde_onnx.metadata import graph_metadata, set_metadata
-from irde_onnx.partial_stats import PartialStats, StatsPlan, encoded_statistics
-from irde_onnx.ridge import Moments, choose_lam, fold_ids, group_fold_ids
-from irde_onnx.runtime.router import ENCODE_CHUNK, Router
-from irde_onnx.runtime.tokenize import TextTokenizer, check_texts, prepare_text
-from irde_onnx.stats import MAX_TARGET, EncodedRows, RouterStats, bad_target_row
+from irde_onnx.store.folder import record_files
+from irde_onnx.store.graph_file import save_router_graph
 from irde_onnx.views import AUTO_VIEWS, check_view
 
 AUTO = "auto"
@@ -548,7 +548,7 @@ class RouterTrainer:
         self._features = None
         if not self.calibrate or features is None or len(folds) < 2:
             return {}
-        from irde_onnx.export.calibrate import calibration_settings, out_of_fold_scores
+        from irde_onnx.learning.calibration import calibration_settings, out_of_fold_scores
 
         pred = out_of_fold_scores(folds, self._fold, features, lam)
         self.oof_scores_ = pred
@@ -571,7 +571,7 @@ class RouterTrainer:
         ``local``: the texts are streamed chunk by chunk (features are never all held in
         memory), or taken from ``encoded_rows(start, stop)`` when the features are already
         known; ``ray``: Ray actors encode one partition each. Either way every subset is
-        summarised by :func:`~irde_onnx.partial_stats.encoded_statistics` and the parts added.
+        summarised by :func:`~irde_onnx.learning.partial.encoded_statistics` and the parts added.
         ``keep_ids`` also returns the content token ids of every text (static encoder).
         The features of a bounded sample of rows are kept for the calibration.
         """
@@ -586,7 +586,7 @@ class RouterTrainer:
         kept: list[np.ndarray] = []
         kept_ids: list[np.ndarray] = []
         if self.engine == "ray" and encoded_rows is None and not keep_ids:
-            from irde_onnx.distributed import ray_statistics
+            from irde_onnx.engines.ray import ray_statistics
 
             partial = ray_statistics(
                 router.path,

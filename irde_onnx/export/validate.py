@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from irde_onnx.errors import ExportValidationError
-from irde_onnx.export.static_reference import static_scores
+from irde_onnx.learning.static_scores import static_scores
 from irde_onnx.runtime.router import Router
 from irde_onnx.runtime.tokenize import prepare_text
 
@@ -42,7 +42,7 @@ class ValidationReport:
 
 def validate_pooled(router: Router, w: np.ndarray, b: np.ndarray) -> ValidationReport:
     """Graph features against transformers (torch); graph scores against numpy."""
-    from irde_onnx.export.encoders import minilm_reference_features
+    from irde_onnx.export.minilm import minilm_reference_features
 
     cfg = router.config
     feats = router.features(PROBE_TEXTS).astype(np.float64)

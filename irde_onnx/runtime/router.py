@@ -17,7 +17,20 @@ from typing import Any
 import numpy as np
 
 from irde_onnx._progress import Progress
-from irde_onnx.config import (
+from irde_onnx.decision.policy import (
+    UNSET,
+    Policy,
+    check_costs,
+    check_min_confidence,
+    check_wtp,
+    decide,
+)
+from irde_onnx.errors import InvalidInputError, RouterChangedError, RouterFormatError
+from irde_onnx.graph.rules import check_graph
+from irde_onnx.learning.statistics import MAX_TARGET, EncodedRows, RouterStats, bad_target_row
+from irde_onnx.runtime.session import open_session, ort  # session.py imports onnxruntime
+from irde_onnx.runtime.tokenize import TextTokenizer, check_texts
+from irde_onnx.store.config import (
     CONFIG_FILE,
     DATA_FILE,
     STATIC_TABLE,
@@ -27,8 +40,7 @@ from irde_onnx.config import (
     expert_name_problem,
     sha256_file,
 )
-from irde_onnx.errors import InvalidInputError, RouterChangedError, RouterFormatError
-from irde_onnx.folder import (
+from irde_onnx.store.folder import (
     LOCK_TIMEOUT,
     acquire,
     check_lock_path,
@@ -41,18 +53,6 @@ from irde_onnx.folder import (
     write_generation,
     write_temporary,
 )
-from irde_onnx.graph_rules import check_graph
-from irde_onnx.policy import (
-    UNSET,
-    Policy,
-    check_costs,
-    check_min_confidence,
-    check_wtp,
-    decide,
-)
-from irde_onnx.runtime.session import open_session, ort  # session.py imports onnxruntime
-from irde_onnx.runtime.tokenize import TextTokenizer, check_texts
-from irde_onnx.stats import MAX_TARGET, EncodedRows, RouterStats, bad_target_row
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -245,7 +245,7 @@ class Route:
         scores: every expert's score, in column order.
         top: the ``top_k`` experts with the best scores, best first.
         confidence: the router's confidence in its pick (the graph's ``confidence``; see
-            :mod:`irde_onnx.policy`); None for a graph without decision outputs.
+            :mod:`irde_onnx.decision.policy`); None for a graph without decision outputs.
 
     """
 
@@ -478,7 +478,7 @@ class Router:
         state = self._state
         if state.head is not None:
             return state.head
-        from irde_onnx.graph_file import read_head
+        from irde_onnx.store.graph_file import read_head
 
         return read_head(self._graph_path(state))
 
@@ -554,7 +554,7 @@ class Router:
             batch_size: prompts per onnxruntime call (default :attr:`default_batch_size`).
             wtp: override the router's default willingness to pay for this call (cost units
                 per unit of quality; None: quality only). Computed from ``scores`` and the
-                costs in ``router.json`` with :func:`irde_onnx.policy.decide`, which gives
+                costs in ``router.json`` with :func:`irde_onnx.decision.policy.decide`, which gives
                 the graph's decision for the same settings.
 
         Returns:
@@ -654,7 +654,7 @@ class Router:
         if self.config.pooled:
             return None
         if self._table is None:
-            from irde_onnx.graph_file import read_initializer
+            from irde_onnx.store.graph_file import read_initializer
 
             self._table = read_initializer(self._graph_path(self._state), STATIC_TABLE)
         return self._table
@@ -1011,14 +1011,14 @@ class Router:
             os.replace(tmp, target / name)
 
     def _write(self, target: Path, fresh: bool = False) -> RouterConfig:
-        from irde_onnx.graph_file import load_graph_proto, replace_head
-        from irde_onnx.metadata import graph_metadata, set_metadata
+        from irde_onnx.graph.metadata import graph_metadata, set_metadata
+        from irde_onnx.store.graph_file import load_graph_proto, replace_head
 
         state = self._state
         model = load_graph_proto(self._graph_path(state))
         if state.head is not None:
             replace_head(model, *state.head)
-        from irde_onnx.policy_graph import add_policy
+        from irde_onnx.decision.nodes import add_policy
 
         add_policy(
             model,

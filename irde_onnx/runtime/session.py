@@ -55,8 +55,8 @@ quiet_telemetry()
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
-from irde_onnx.config import HEAD_B, HEAD_W  # noqa: E402
 from irde_onnx.errors import InvalidInputError  # noqa: E402
+from irde_onnx.store.config import HEAD_B, HEAD_W  # noqa: E402
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 CGROUP_ROOT = Path("/sys/fs/cgroup")

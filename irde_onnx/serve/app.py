@@ -26,7 +26,6 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from irde_onnx.config import expert_name_problem
 from irde_onnx.data import expert_rows
 from irde_onnx.errors import InvalidInputError, IrdeError, RouterBusyError
 from irde_onnx.runtime import Router
@@ -50,6 +49,7 @@ from irde_onnx.serve.gateway import (
 from irde_onnx.serve.metrics import ServerMetrics
 from irde_onnx.serve.proxy import QuietAborts, answer_headers, passthrough, upstream_headers
 from irde_onnx.serve.reload import RouterHolder
+from irde_onnx.store.config import expert_name_problem
 
 log = logging.getLogger("irde.serve")
 access_log = logging.getLogger("irde.access")

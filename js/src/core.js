@@ -455,7 +455,7 @@ export function checkDigests(parsed, digests, source) {
   }
 }
 
-// --- what a router graph may hold (Python's irde_onnx/graph_rules.py, rule for rule) ------
+// --- what a router graph may hold (Python's irde_onnx/graph/rules.py, rule for rule) ------
 
 const STATIC_OPS = [
   "Add", "ArgMax", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Div", "Gather",

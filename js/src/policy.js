@@ -1,4 +1,4 @@
-// The decision rule, the port of irde_onnx/policy.py: router.json's `policy` object, its
+// The decision rule, the port of irde_onnx/decision/policy.py: router.json's `policy` object, its
 // checks, and `decide`, which the graph computes as its outputs `choice` and `confidence`
 // and which a host computes itself from `scores` when a call overrides the willingness to
 // pay (or the graph predates those outputs):

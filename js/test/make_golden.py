@@ -9,8 +9,9 @@ and ``confidence`` (a router saved before them). Then records, for every golden 
 token ids of the Python tokenizer (one list per input view) and each router's scores,
 decision (the graph's ``choice``) and ``confidence``; for the policy router also the
 decisions with the willingness to pay overridden per call (``Router.route(..., wtp=)``); and
-cases of the decision rule alone (``irde_onnx.policy.decide`` on fixed scores). The JS tests
-(``node --test`` in js/) load the same routers and compare. Prompts cover every script found
+cases of the decision rule alone (``irde_onnx.decision.policy.decide`` on fixed scores).
+The JS tests (``node --test`` in js/) load the same routers and compare. Prompts cover every
+script found
 in ../shared/data/domains (referenced by file and id with a sha256 of the text, never copied
 here), rare CJK ideographs above U+FFFF, emoji, combining marks, right-to-left text, control
 characters, lone surrogates, empty and whitespace-only texts, texts far over
@@ -310,7 +311,7 @@ def compute(routers: dict[str, Path], prompts: list[dict]) -> dict:
 
 def decide_cases() -> list[dict]:
     """The rule alone: ``policy.decide`` on fixed float32 scores, each setting exercised."""
-    from irde_onnx.policy import decide
+    from irde_onnx.decision.policy import decide
 
     rng = np.random.default_rng(10)
     cases = []

@@ -20,7 +20,7 @@ function softmax(row) {
   return e.map((x) => x / s);
 }
 
-describe("decide (the rule of irde_onnx/policy.py)", () => {
+describe("decide (the rule of irde_onnx/decision/policy.py)", () => {
   it("domain routers: softmax(scores / temperature), argmax, confidence of the pick", () => {
     const row = [0.2, 1.5, 0.9];
     const { choice, confidence } = decide([row], "domain", { temperature: 0.5 });

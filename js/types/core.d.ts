@@ -151,7 +151,7 @@ export function checkView(view: string): string;
 /** Apply a (checked) view to well-formed text, counting code points. */
 export function applyView(view: string, text: string, maxLength: number): string;
 /**
- * The decision rule of irde_onnx.policy.decide on rows of scores (float32, like the graph).
+ * The decision rule of irde_onnx.decision.policy.decide on rows of scores (float32, like the graph).
  * @param target "domain" (softmax quality) or "score" (scores as quality)
  */
 export function decide(scores: ArrayLike<number>[], target: "domain" | "score",

@@ -1,13 +1,13 @@
 """Shared pieces of the feedback research: cached features, data, and a per-expert ridge.
 
 Everything here is numpy on features cached by ``encode.py``; the lam search is
-:func:`irde_onnx.ridge.choose_lam`, so lam is the value ``RouterTrainer`` picks on the same rows.
+:func:`irde_onnx.learning.moments.choose_lam`, so lam is the value ``RouterTrainer`` picks on the same rows.
 
 The per-expert ridge (:class:`ExpertRidge`) is the statistics layout issue 19 asks for: each
 expert k owns raw moments (n, sum x, sum x x^T, sum x y, sum y) of the rows that inform it;
 training rows enter with weight ``omega`` (shared, so kept once), feedback rows with their
 own weight, and feedback decays by ``gamma`` per event when a half-life is set. Each column
-is solved as ``irde_onnx.ridge.solve`` does: centred moments, unpenalised intercept.
+is solved as ``irde_onnx.learning.moments.solve`` does: centred moments, unpenalised intercept.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 from scipy.linalg import cho_factor, cho_solve, solve_triangular
 
 from benchmarks.splits import limit_rows, load_domain_records, read_rows
-from irde_onnx.ridge import Moments, choose_lam, fold_ids
+from irde_onnx.learning.moments import Moments, choose_lam, fold_ids
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parents[2] / "shared" / "data"

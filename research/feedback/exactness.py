@@ -5,7 +5,7 @@ into float64 per-expert moments, one row at a time or in batches, with a weight 
 weight ``omega`` on the training rows, and exponential forgetting (a half-life in events:
 before each feedback row is folded, the feedback moments so far are multiplied by
 ``gamma = 0.5 ** (1 / half_life)``; training rows are the anchor and do not decay). Solving
-must equal a fresh ridge fit (centred, unpenalised intercept, as ``irde_onnx.ridge.solve``)
+must equal a fresh ridge fit (centred, unpenalised intercept, as ``irde_onnx.learning.moments.solve``)
 on the same rows with the weights each row ends with:
 
     training row i:       omega * w_i
@@ -136,11 +136,11 @@ def check(seed=0, d=12, E=4, n_train=60, n_fb=300, half_life=50.0, omega=0.1, la
     w_all = np.concatenate([np.full(n_train, omega), wf * decay])
     W0, b0 = fresh_ridge(x_all, y_all, w_all, lam)
     out["pooled one-hot rows"] = float(max(np.abs(W - W0).max(), np.abs(b - b0).max()))
-    # and the product's solver on the same weighted rows (irde_onnx.ridge, public API)
-    from irde_onnx.ridge import Moments, solve
+    # and the product's solver on the same weighted rows (irde_onnx.learning.moments, public API)
+    from irde_onnx.learning.moments import Moments, solve
 
     W1, b1 = solve(Moments.from_rows(x_all, y_all, w_all), lam)
-    out["pooled one-hot rows vs irde_onnx.ridge.solve"] = float(
+    out["pooled one-hot rows vs irde_onnx.learning.moments.solve"] = float(
         max(np.abs(W - W1).max(), np.abs(b - b1).max())
     )
 

@@ -134,7 +134,7 @@ def run_stream(
 
 
 def kappa_of(x, lam) -> float:
-    """lam as a multiple of trace(Sxx)/d (its place in irde_onnx.ridge.lam_grid)."""
+    """lam as a multiple of trace(Sxx)/d (its place in irde_onnx.learning.moments.lam_grid)."""
     xc = x - x.mean(0)
     return float(lam / (np.einsum("ij,ij->", xc, xc) / x.shape[1]))
 

@@ -34,7 +34,7 @@ from benchmarks.splits import (
     load_domain_records,
     onehot,
 )
-from irde_onnx.ridge import Moments, choose_lam, group_fold_ids
+from irde_onnx.learning.moments import Moments, choose_lam, group_fold_ids
 from research.feedback.common import (
     DEFAULT_CACHE,
     DEFAULT_DATA,

@@ -10,7 +10,7 @@ import pytest
 
 from irde_onnx import errors
 from irde_onnx.encoders import ENCODERS
-from irde_onnx.graph_rules import ALLOWED_OPS, SIZE_INPUTS, SLACK_BYTES
+from irde_onnx.graph.rules import ALLOWED_OPS, SIZE_INPUTS, SLACK_BYTES
 from irde_onnx.runtime import Router
 
 from ..bad_folders import RECORD, prepare

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from irde_onnx.cli import main
-from irde_onnx.decision_metrics import accuracy_at_coverage, aiq, expected_calibration_error
+from irde_onnx.evaluation.decisions import accuracy_at_coverage, aiq, expected_calibration_error
 from irde_onnx.runtime import Router
 
 COSTS = {"code": 0.002, "law": 0.01, "math": 0.001}

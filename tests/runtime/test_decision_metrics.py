@@ -3,15 +3,15 @@
 import numpy as np
 import pytest
 
-from irde_onnx.decision_metrics import (
+from irde_onnx.decision.policy import fit_affine, fit_temperature, softmax
+from irde_onnx.errors import InvalidInputError
+from irde_onnx.evaluation.decisions import (
     accuracy_at_coverage,
     aiq,
     cost_curve,
     expected_calibration_error,
     upper_hull,
 )
-from irde_onnx.errors import InvalidInputError
-from irde_onnx.policy import fit_affine, fit_temperature, softmax
 
 
 def test_fit_temperature_recovers_the_generating_temperature():

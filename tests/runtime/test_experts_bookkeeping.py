@@ -13,9 +13,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from irde_onnx.config import DATA_FILE
 from irde_onnx.errors import InvalidInputError
 from irde_onnx.runtime import Router
+from irde_onnx.store.config import DATA_FILE
 
 MEDICINE = ["the patient heart", "a dose for the patient", "symptom of the heart"]
 
@@ -186,7 +186,7 @@ def test_merge_refuses_statistics_of_other_features(toy_router, tmp_path):
 
 
 def test_the_fingerprint_changes_with_the_features(toy_router_dir):
-    from irde_onnx.config import fingerprint
+    from irde_onnx.store.config import fingerprint
 
     base = fingerprint(toy_router_dir, "static", "fp32", 16)
     assert base == Router.load(toy_router_dir).config.fingerprint
@@ -199,9 +199,9 @@ def test_statistics_that_do_not_fit_are_refused_by_one_rule(toy_router, tmp_path
     import shutil
 
     from irde_onnx.errors import RouterFormatError
-    from irde_onnx.ridge import Moments
+    from irde_onnx.learning.moments import Moments
+    from irde_onnx.learning.statistics import RouterStats
     from irde_onnx.runtime.router import stats_mismatch
-    from irde_onnx.stats import RouterStats
 
     from ..toy import build_toy_router
 

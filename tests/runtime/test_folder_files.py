@@ -12,10 +12,10 @@ import os
 
 import pytest
 
-from irde_onnx import folder
 from irde_onnx.cli import main
 from irde_onnx.errors import RouterFileError
 from irde_onnx.runtime import Router
+from irde_onnx.store import folder
 
 ROWS = '{"text": "the patient heart"}\n{"text": "a dose"}\n'
 

@@ -11,11 +11,11 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from irde_onnx.config import CONFIG_FILE
+from irde_onnx.decision.nodes import policy_initializers, policy_nodes
+from irde_onnx.decision.policy import Policy, decide
 from irde_onnx.errors import InvalidInputError, RouterFormatError
-from irde_onnx.policy import Policy, decide
-from irde_onnx.policy_graph import policy_initializers, policy_nodes
 from irde_onnx.runtime import Router
+from irde_onnx.store.config import CONFIG_FILE
 
 
 def reference(scores, target, costs, wtp, temperature, min_confidence, fallback):

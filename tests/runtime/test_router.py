@@ -6,10 +6,10 @@ import threading
 import numpy as np
 import pytest
 
-from irde_onnx.config import CONFIG_FILE, REQUIRED_FILES, STATS_FILE
 from irde_onnx.errors import InvalidInputError, RouterFormatError
+from irde_onnx.learning.statistics import RouterStats
 from irde_onnx.runtime import Router
-from irde_onnx.stats import RouterStats
+from irde_onnx.store.config import CONFIG_FILE, REQUIRED_FILES, STATS_FILE
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from irde_onnx.config import CONFIG_FILE, RouterConfig, read_config
 from irde_onnx.errors import InvalidInputError, RouterFormatError
 from irde_onnx.runtime import Router
 from irde_onnx.runtime.tokenize import MAX_CHARS_PER_TOKEN, prepare_text
+from irde_onnx.store.config import CONFIG_FILE, RouterConfig, read_config
 from irde_onnx.views import AUTO_VIEWS, TAIL_CHARS_PER_TOKEN, apply_view, check_view, view_names
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "views.json"

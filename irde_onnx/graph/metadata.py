@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import onnx
 
-    from irde_onnx.config import RouterConfig
+    from irde_onnx.store.config import RouterConfig
 
 
 def graph_metadata(config: RouterConfig) -> dict[str, object]:

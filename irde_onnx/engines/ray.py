@@ -3,7 +3,7 @@
 Ray Data splits the rows into one partition per worker; each worker is an actor that holds
 one onnxruntime session of the router's own graph (the folder's files are shipped through
 the object store, so workers need no shared disk) and turns its partition into
-:class:`~irde_onnx.partial_stats.PartialStats`. The driver adds the partial statistics and
+:class:`~irde_onnx.learning.partial.PartialStats`. The driver adds the partial statistics and
 solves the head once. Moments add exactly, so the result equals a single-process run up to
 float64 summation order (features of int8 routers are computed one prompt per call, so they
 do not depend on how the rows are split).
@@ -23,18 +23,18 @@ from typing import Any
 import numpy as np
 
 from irde_onnx._progress import Progress
-from irde_onnx.config import (
+from irde_onnx.errors import InvalidInputError, MissingExtraError, RouterChangedError
+from irde_onnx.learning.partial import PartialStats, StatsPlan, rows_statistics
+from irde_onnx.learning.statistics import MAX_TARGET, RouterStats, bad_target_row
+from irde_onnx.runtime.router import Router
+from irde_onnx.runtime.tokenize import check_texts
+from irde_onnx.store.config import (
     CONFIG_FILE,
     DATA_FILE,
     TOKENIZER_FILE,
     RouterConfig,
     expert_name_problem,
 )
-from irde_onnx.errors import InvalidInputError, MissingExtraError, RouterChangedError
-from irde_onnx.partial_stats import PartialStats, StatsPlan, rows_statistics
-from irde_onnx.runtime.router import Router
-from irde_onnx.runtime.tokenize import check_texts
-from irde_onnx.stats import MAX_TARGET, RouterStats, bad_target_row
 
 PARTITION_BATCH = 256  # rows a worker encodes between additions
 

@@ -25,7 +25,14 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from irde_onnx.config import (
+from irde_onnx.errors import (
+    InvalidInputError,
+    IrdeError,
+    RouterBusyError,
+    RouterFileError,
+    RouterFormatError,
+)
+from irde_onnx.store.config import (
     CONFIG_FILE,
     DATA_FILE,
     FILE_ROLES,
@@ -35,13 +42,6 @@ from irde_onnx.config import (
     TOKENIZER_FILE,
     RouterConfig,
     sha256_file,
-)
-from irde_onnx.errors import (
-    InvalidInputError,
-    IrdeError,
-    RouterBusyError,
-    RouterFileError,
-    RouterFormatError,
 )
 
 LOCK_FILE = ".irde.lock"

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from irde_onnx.cli_args import positive_int
+from irde_onnx.cli.args import positive_int
 from irde_onnx.errors import InvalidInputError
 
 EVAL_EXAMPLES = """\
@@ -124,7 +124,7 @@ def evaluate_router(
 ) -> dict[str, Any]:
     """What ``irde eval`` prints: metrics of the router at ``router_dir`` on ``data`` files."""
     from irde_onnx.data import load_training_set
-    from irde_onnx.evaluate import check_experts, label_metrics, score_metrics
+    from irde_onnx.evaluation.routing import check_experts, label_metrics, score_metrics
     from irde_onnx.runtime import Router
 
     router = Router.load(router_dir, threads=threads)
@@ -173,7 +173,7 @@ def evaluate_router(
 
 def confidence_metrics(confidence: np.ndarray, outcome: np.ndarray) -> dict[str, Any]:
     """ECE (15 bins) of the confidence against the outcome, and accuracy at coverage."""
-    from irde_onnx.decision_metrics import accuracy_at_coverage, expected_calibration_error
+    from irde_onnx.evaluation.decisions import accuracy_at_coverage, expected_calibration_error
 
     return {
         "ece": expected_calibration_error(confidence, outcome),
@@ -206,7 +206,7 @@ def cost_metrics(
 
     The sweep decides with the router's costs, or the data's mean costs if it has none.
     """
-    from irde_onnx.decision_metrics import cost_curve
+    from irde_onnx.evaluation.decisions import cost_curve
 
     policy = router.policy
     own = policy.costs is not None
@@ -227,7 +227,7 @@ def cost_metrics(
 
 def plot_curve(metrics: dict[str, Any], path: str | Path) -> None:
     """Draw the quality-cost curve, its hull and the single experts into a PNG."""
-    from irde_onnx.decision_metrics import upper_hull
+    from irde_onnx.evaluation.decisions import upper_hull
 
     try:
         import matplotlib

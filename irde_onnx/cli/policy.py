@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from irde_onnx.decision.policy import check_costs
 from irde_onnx.errors import InvalidInputError
-from irde_onnx.policy import check_costs
 
 POLICY_EXAMPLES = """\
 examples:
@@ -105,8 +105,8 @@ def add_parser(subparsers: Any) -> None:  # argparse's _SubParsersAction is priv
 
 def run(args: argparse.Namespace) -> int:
     """Run ``irde policy``: apply the given settings, save, print the policy as JSON."""
-    from irde_onnx.folder import check_output_folder
     from irde_onnx.runtime import Router
+    from irde_onnx.store.folder import check_output_folder
 
     settings: dict[str, Any] = {}
     if args.costs is not None:

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from irde_onnx.decision.policy import decide
 from irde_onnx.errors import InvalidInputError
-from irde_onnx.policy import decide
 
 ECE_BINS = 15
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from irde_onnx.export.static_reference import static_scores
-from irde_onnx.ridge import Moments, choose_lam, solve
+from irde_onnx.learning.moments import Moments, choose_lam, solve
+from irde_onnx.learning.static_scores import static_scores
 
 # pooled-layer sets ``layers="auto"`` compares (the last layer alone first: it wins ties)
 AUTO_LAYERS: tuple[tuple[int, ...], ...] = ((), (6, 5))

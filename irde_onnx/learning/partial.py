@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from irde_onnx.errors import InvalidInputError
-from irde_onnx.ridge import Moments
+from irde_onnx.learning.moments import Moments
+from irde_onnx.learning.statistics import EncodedRows, RouterStats
 from irde_onnx.runtime.router import Router
-from irde_onnx.stats import EncodedRows, RouterStats
 
 KINDS = ("domain", "score")
 
@@ -32,7 +32,7 @@ class StatsPlan:
             shared pool with every expert's targets).
         n_experts: number of target columns.
         k_folds: cross-validation folds (0: no per-fold moments, ``lam`` is given); see
-            :func:`irde_onnx.ridge.fold_ids` for the fold of each row.
+            :func:`irde_onnx.learning.moments.fold_ids` for the fold of each row.
         dim: feature dimension (pooled encoders) or vocabulary size (static encoder).
         dense: True for pooled features, False for token counts (static encoder).
 
@@ -147,7 +147,7 @@ def rows_statistics(
         texts: the subset's prompts.
         y: their targets, shape (n, n_experts): one-hot for the domain kind.
         fold: their cross-validation fold, shape (n,) (ignored when ``plan.k_folds`` is 0),
-            from :func:`irde_onnx.ridge.fold_ids` over all the rows.
+            from :func:`irde_onnx.learning.moments.fold_ids` over all the rows.
         batch_size: prompts per onnxruntime call (default: the router's).
 
     """

@@ -9,8 +9,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from irde_onnx import cli_eval, cli_policy
-from irde_onnx.cli_args import Parser, lam_value, layers_value, positive_int, view_value
+from irde_onnx.cli import eval as cli_eval
+from irde_onnx.cli import policy as cli_policy
+from irde_onnx.cli.args import Parser, lam_value, layers_value, positive_int, view_value
+from irde_onnx.decision.policy import UNSET
 from irde_onnx.encoders import (
     DEFAULT_ENCODER,
     ENCODERS,
@@ -19,7 +21,6 @@ from irde_onnx.encoders import (
     precision_help,
 )
 from irde_onnx.errors import IrdeError
-from irde_onnx.policy import UNSET
 
 MAIN_EXAMPLES = """\
 examples:
@@ -488,7 +489,7 @@ def _encoder_arguments(p: argparse.ArgumentParser) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from irde_onnx.data import load_training_set
     from irde_onnx.export import RouterTrainer
-    from irde_onnx.folder import check_output_folder
+    from irde_onnx.store.folder import check_output_folder
 
     out = check_output_folder(args.out, args.force)  # before the long work
     data = load_training_set(args.data, args.label_field)
@@ -517,7 +518,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         layers=args.layers,
     )
     if args.engine == "ray":
-        from irde_onnx.distributed import require_ray
+        from irde_onnx.engines.ray import require_ray
 
         require_ray()  # before the export, so a missing extra fails at once
     if data.labels is not None:
@@ -589,7 +590,7 @@ def _cmd_route(args: argparse.Namespace) -> int:
 
 def router_info(path: str | Path) -> dict:
     """What ``irde info`` prints."""
-    from irde_onnx.config import FIXED_FILES, check_router_dir, read_config
+    from irde_onnx.store.config import FIXED_FILES, check_router_dir, read_config
 
     root = check_router_dir(path)
     cfg = read_config(root)
@@ -627,7 +628,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from irde_onnx.demo import run_demo
+    from irde_onnx.cli.demo import run_demo
 
     return run_demo(out=args.out, encoder=args.encoder, precision=args.precision, force=args.force)
 
@@ -639,8 +640,8 @@ def _expert_rows(path: str) -> tuple[list[str], list[float] | None]:
 
 
 def _cmd_experts(args: argparse.Namespace) -> int:
-    from irde_onnx.folder import check_output_folder
     from irde_onnx.runtime import Router
+    from irde_onnx.store.folder import check_output_folder
 
     router = Router.load(args.router)
     if args.action == "list":
@@ -656,7 +657,7 @@ def _cmd_experts(args: argparse.Namespace) -> int:
     with router.lock():
         if args.action == "add":
             if args.engine == "ray":
-                from irde_onnx.distributed import ray_add_expert
+                from irde_onnx.engines.ray import ray_add_expert
 
                 ray_add_expert(
                     router,
@@ -678,8 +679,8 @@ def _cmd_experts(args: argparse.Namespace) -> int:
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    from irde_onnx.folder import check_output_folder
     from irde_onnx.runtime import Router
+    from irde_onnx.store.folder import check_output_folder
 
     if args.out and Path(args.out).resolve() != Path(args.router).resolve():
         check_output_folder(args.out, force=False)  # before the merge, not after
@@ -736,8 +737,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     problem = problem or next(filter(None, map(cors_origin_problem, settings.cors_origins)), None)
     if problem:
         raise _UsageError(problem)
+    from irde_onnx.serve.checks import check_changes_can_be_saved
     from irde_onnx.serve.runner import RunOptions, serve
-    from irde_onnx.serve_checks import check_changes_can_be_saved
 
     check_changes_can_be_saved(args.router, args.token_env)  # before a 500 at the first change
     options = RunOptions(
@@ -812,7 +813,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"irde {args.command}: error: {message}", file=sys.stderr)
         return 2
     except OSError as exc:  # permissions, a full disk, a symlink loop: path and cause, no traceback
-        from irde_onnx.folder import os_error_message
+        from irde_onnx.store.folder import os_error_message
 
         print(f"irde {args.command}: error: {os_error_message(exc)}", file=sys.stderr)
         return 2

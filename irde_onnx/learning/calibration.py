@@ -2,8 +2,8 @@
 
 The folds are the ones ``lam="auto"`` already builds (per-fold moments), so calibration costs
 one ridge solve per fold and no second encoding. Domain routers get a softmax temperature
-(:func:`irde_onnx.policy.fit_temperature`), score routers a per-expert affine map of their
-column (:func:`irde_onnx.policy.fit_affine`), folded into the head by the runtime.
+(:func:`irde_onnx.decision.policy.fit_temperature`), score routers a per-expert affine map of their
+column (:func:`irde_onnx.decision.policy.fit_affine`), folded into the head by the runtime.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from irde_onnx.policy import fit_affine, fit_temperature
-from irde_onnx.ridge import Moments, solve
+from irde_onnx.decision.policy import fit_affine, fit_temperature
+from irde_onnx.learning.moments import Moments, solve
 
 
 def out_of_fold_scores(

@@ -11,8 +11,8 @@ from irde_onnx.data import load_training_set
 
 def demo_data_dir() -> Path:
     """The example prompts: inside the installed package, or ``models/demo`` of a checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "demo_data", here.parent / "models" / "demo"):
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "demo_data", package.parent / "models" / "demo"):
         if (candidate / "train.jsonl").is_file():
             return candidate
     raise FileNotFoundError(
@@ -31,8 +31,8 @@ def run_demo(
     ``out`` must be a new or empty folder, or (with ``force``) hold a router to replace.
     """
     from irde_onnx.export import RouterTrainer
-    from irde_onnx.folder import check_output_folder
     from irde_onnx.runtime import Router
+    from irde_onnx.store.folder import check_output_folder
 
     if out is not None:
         check_output_folder(out, force)  # before training, like irde train

@@ -20,8 +20,8 @@ import numpy as np
 import onnx
 
 from irde_onnx.errors import MissingExtraError
-from irde_onnx.export import graph
 from irde_onnx.export.validate import ValidationReport, validate_pooled, validate_static
+from irde_onnx.graph import build as graph
 from irde_onnx.runtime.router import Router
 from irde_onnx.runtime.tokenize import TextTokenizer
 

@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from irde_onnx.decision.policy import Policy
 from irde_onnx.encoders import ENCODERS
 from irde_onnx.errors import InvalidInputError, RouterFormatError
-from irde_onnx.policy import Policy
 from irde_onnx.views import DEFAULT_VIEW, check_view
 
 FORMAT_VERSION = 3
@@ -73,7 +73,7 @@ class RouterConfig:
             version 2: graph and stats); empty (version 1) means ``router.onnx`` and
             ``stats.npz``, unverified.
         policy: the decision settings (costs, default willingness to pay, confidence
-            threshold and fallback, calibration; see :class:`irde_onnx.policy.Policy`);
+            threshold and fallback, calibration; see :class:`irde_onnx.decision.policy.Policy`);
             empty means none of them.
         view: the input view applied to every prompt before tokenizing
             (:mod:`irde_onnx.views`; ``full``, the text as it is, by default).

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from irde_onnx.errors import RouterFileError
-from irde_onnx.folder import LOCK_FILE
+from irde_onnx.store.folder import LOCK_FILE
 
 
 def _uid() -> str:

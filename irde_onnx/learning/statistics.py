@@ -27,7 +27,7 @@ from typing import IO
 import numpy as np
 
 from irde_onnx.errors import InvalidInputError, RouterFormatError
-from irde_onnx.ridge import Moments, solve
+from irde_onnx.learning.moments import Moments, solve
 
 STATS_NAME = "stats.npz"
 # Statistics beyond this magnitude overflow float64 when squared or solved: refused.

@@ -12,8 +12,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from irde_onnx.config import HEAD_B, HEAD_W, STATIC_TABLE, STATIC_TOKEN_MASK
-from irde_onnx.export.static_reference import ENTROPY_FLOOR, INVALID_ENTROPY
+from irde_onnx.learning.static_scores import ENTROPY_FLOOR, INVALID_ENTROPY
+from irde_onnx.store.config import HEAD_B, HEAD_W, STATIC_TABLE, STATIC_TOKEN_MASK
 
 OPSET = 18
 BATCH, SEQUENCE, N_EXPERTS = "batch", "sequence", "n_experts"
@@ -150,7 +150,7 @@ def static_router(
 ) -> onnx.ModelProto:
     """The paper's token-level router: Gather -> head per token (or mean-pooled) -> vote.
 
-    Mirrors :func:`irde_onnx.export.static_reference.static_scores` node for node.
+    Mirrors :func:`irde_onnx.learning.static_scores.static_scores` node for node.
     """
     f32 = TensorProto.FLOAT
     nodes = [

@@ -15,8 +15,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from irde_onnx.config import DATA_FILE, HEAD_B, HEAD_W
 from irde_onnx.errors import RouterFormatError
+from irde_onnx.store.config import DATA_FILE, HEAD_B, HEAD_W
 
 
 def save_router_graph(model: onnx.ModelProto, path: str | os.PathLike) -> None:

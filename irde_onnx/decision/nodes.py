@@ -1,6 +1,6 @@
 """The decision rule as ONNX nodes after ``scores``: outputs ``choice`` and ``confidence``.
 
-Mirrors :func:`irde_onnx.policy.decide` node for node. The settings are initializers
+Mirrors :func:`irde_onnx.decision.policy.decide` node for node. The settings are initializers
 (``policy.costs`` [n_experts], ``policy.inv_wtp``, ``policy.inv_temperature``,
 ``policy.min_confidence`` [1] float32 and ``policy.fallback`` [1] int64) that the runtime
 replaces through ``SessionOptions.add_initializer`` like the head. onnxruntime folds nodes
@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from irde_onnx.policy import (
+from irde_onnx.decision.policy import (
     POLICY_COSTS,
     POLICY_FALLBACK,
     POLICY_INV_TEMPERATURE,

@@ -1,0 +1,1 @@
+"""Engines that compute statistics beyond one process (Ray)."""

@@ -1,0 +1,1 @@
+"""Learning the ridge head: moments, statistics, cross-validated choices, calibration."""
