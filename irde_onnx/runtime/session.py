@@ -144,17 +144,20 @@ def check_providers(providers: Sequence[str] | None) -> list[str]:
 
 
 def open_session(
-    graph: str | os.PathLike,
+    graph: str | os.PathLike | bytes,
     threads: int | None = None,
     providers: Sequence[str] | None = None,
     head: tuple[np.ndarray, np.ndarray] | None = None,
     initializers: Mapping[str, np.ndarray] | None = None,
+    external: str | os.PathLike | Mapping[str, bytes] | None = None,
 ) -> ort.InferenceSession:
-    """Open ``graph``; ``head=(W, b)`` replaces the head initializers without touching the file.
+    """Open ``graph`` (a file or its bytes); ``head=(W, b)`` replaces the head initializers.
 
     ``initializers`` replaces further initializers by name (the decision policy's), keeping
     their dtype. The replacement arrays must outlive the session (onnxruntime keeps a
     reference to their memory), so they are attached to the returned session object.
+    ``external``: for graph bytes, where their external tensors live: a folder, or
+    ``{file name: bytes}``.
     """
     opts = session_options(threads)
     keep: list[object] = []
@@ -164,12 +167,20 @@ def open_session(
         replaced += [(HEAD_W, np.asarray(w, np.float32)), (HEAD_B, np.asarray(b, np.float32))]
     if initializers:
         replaced += list(initializers.items())
-    if replaced:
-        for name, arr in replaced:
-            buffer = np.ascontiguousarray(arr)
-            value = ort.OrtValue.ortvalue_from_numpy(buffer)  # no copy: keep buffer alive
-            opts.add_initializer(name, value)
-            keep += [buffer, value]
-    sess = ort.InferenceSession(str(graph), sess_options=opts, providers=check_providers(providers))
+    for name, arr in replaced:
+        buffer = np.ascontiguousarray(arr)
+        value = ort.OrtValue.ortvalue_from_numpy(buffer)  # no copy: keep buffer alive
+        opts.add_initializer(name, value)
+        keep += [buffer, value]
+    if isinstance(external, Mapping):
+        names, blobs = list(external), list(external.values())
+        opts.add_external_initializers_from_files_in_memory(names, blobs, [len(b) for b in blobs])
+        keep += blobs
+    elif external is not None:
+        opts.add_session_config_entry(
+            "session.model_external_initializers_file_folder_path", str(external)
+        )
+    source = graph if isinstance(graph, bytes) else str(graph)
+    sess = ort.InferenceSession(source, sess_options=opts, providers=check_providers(providers))
     sess._irde_head_values = keep  # noqa: SLF001 - keep the buffers alive with the session
     return sess

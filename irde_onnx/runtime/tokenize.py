@@ -64,11 +64,17 @@ class TextTokenizer:
     ``view`` names the input view applied to every text first (:mod:`irde_onnx.views`).
     """
 
-    def __init__(self, path: str | os.PathLike, max_length: int, view: str = DEFAULT_VIEW) -> None:
+    def __init__(
+        self, path: str | os.PathLike | bytes, max_length: int, view: str = DEFAULT_VIEW
+    ) -> None:
         try:
-            tok = Tokenizer.from_file(str(path))
+            if isinstance(path, bytes):
+                tok = Tokenizer.from_str(path.decode("utf-8"))
+            else:
+                tok = Tokenizer.from_file(str(path))
         except Exception as exc:  # tokenizers raises a bare Exception on bad files
-            raise RouterFormatError(f"{path} is not a readable tokenizer.json: {exc}") from exc
+            where = "tokenizer.json (in memory)" if isinstance(path, bytes) else path
+            raise RouterFormatError(f"{where} is not a readable tokenizer.json: {exc}") from exc
         if max_length < 2:
             raise InvalidInputError(f"max_length must be >= 2, got {max_length}")
         tok.no_padding()

@@ -434,7 +434,7 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def fingerprint(
-    root: str | os.PathLike,
+    root: str | os.PathLike | tuple[bytes, bytes],
     encoder: str,
     precision: str,
     max_length: int,
@@ -443,17 +443,21 @@ def fingerprint(
 ) -> str:
     """Identify what statistics depend on: encoder, tokenizer, precision, truncation, view.
 
+    ``root``: the router folder, or the bytes of its ``(tokenizer.json, router.onnx.data)``.
     The input view and the pooled layers count only when they are not the defaults.
     Statistics with equal fingerprints were computed by the same features and can be merged.
     A router with the default view and layers keeps the fingerprint it had before views and
     layers existed, so its statistics still merge with older shards.
     """
-    root = Path(root)
     digest = hashlib.sha256(f"{encoder}|{precision}|{max_length}|".encode())
     if view != DEFAULT_VIEW or layers:
         digest.update(f"view={view}|layers={','.join(map(str, layers))}|".encode())
+    if isinstance(root, tuple):
+        for data in root:
+            digest.update(data)
+        return digest.hexdigest()[:32]
     for name in (TOKENIZER_FILE, DATA_FILE):
-        with open(root / name, "rb") as fh:
+        with open(Path(root) / name, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()[:32]

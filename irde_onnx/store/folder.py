@@ -16,12 +16,15 @@ import errno
 import hashlib
 import os
 import re
+import shutil
 import stat
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 from filelock import FileLock, Timeout
 
@@ -29,6 +32,7 @@ from irde_onnx.errors import (
     InvalidInputError,
     IrdeError,
     RouterBusyError,
+    RouterChangedError,
     RouterFileError,
     RouterFormatError,
 )
@@ -41,8 +45,11 @@ from irde_onnx.store.config import (
     STATS_FILE,
     TOKENIZER_FILE,
     RouterConfig,
+    check_router_dir,
     sha256_file,
 )
+
+T = TypeVar("T")
 
 LOCK_FILE = ".irde.lock"
 LOCK_TIMEOUT = 600.0
@@ -366,24 +373,6 @@ def _write_generation(
     return committed
 
 
-def record_files(root: Path, config: RouterConfig) -> RouterConfig:
-    """``config`` naming the files ``root`` holds for it now, each with its sha256.
-
-    For a router written file by file (a trainer's fresh export, a test's toy router): the
-    graph and statistics under ``config``'s names (``router.onnx`` and ``stats.npz`` unless
-    named), the encoder's weights and the tokenizer.
-    """
-    names = {
-        "graph": config.graph_file,
-        "stats": config.stats_file,
-        "data": DATA_FILE,
-        "tokenizer": TOKENIZER_FILE,
-    }
-    return config.with_files(
-        {role: (name, sha256_file(root / name)) for role, name in names.items()}
-    )
-
-
 def _fixed_file_name(role: str) -> str:
     return {"data": DATA_FILE, "tokenizer": TOKENIZER_FILE}[role]
 
@@ -488,3 +477,184 @@ def check_output_folder(path: str | os.PathLike, force: bool) -> Path:
                     "replaces a router folder: choose another --out"
                 )
     return target
+
+
+# -- the store's API: one generation read, written or copied as a whole ----------------------
+@dataclass(frozen=True)
+class Generation:
+    """One generation of a router: its ``router.json`` and the bytes of the files it names.
+
+    ``root`` is the folder it was read from (None: built in memory, not saved yet); the
+    encoder's files (``tokenizer.json``, ``router.onnx.data``) are then held as bytes.
+    """
+
+    config: RouterConfig
+    graph: bytes
+    stats: bytes | None = None
+    root: Path | None = None
+    manifest: bytes | None = None
+    tokenizer: bytes | None = None
+    data: bytes | None = None
+
+    def where(self, role: str = "graph") -> str:
+        """How messages name a file: its path, or ``router.onnx (in memory)``."""
+        name = {
+            "graph": self.config.graph_file,
+            "stats": self.config.stats_file,
+            "config": CONFIG_FILE,
+            "tokenizer": TOKENIZER_FILE,
+        }[role]
+        return str(self.root / name) if self.root is not None else f"{name} (in memory)"
+
+    @property
+    def tokenizer_source(self) -> Path | bytes:
+        """``tokenizer.json``: its path in the folder, or its bytes."""
+        if self.root is not None and self.tokenizer is None:
+            return self.root / TOKENIZER_FILE
+        assert self.tokenizer is not None
+        return self.tokenizer
+
+    @property
+    def external(self) -> Path | dict[str, bytes]:
+        """Where the graph's external tensors live: the folder, or ``{file name: bytes}``."""
+        if self.root is not None and self.data is None:
+            return self.root
+        return {DATA_FILE: self.data or b""}
+
+
+def manifest_of(root: Path) -> bytes | None:
+    """``router.json``'s bytes (the committed generation), or None when there is none."""
+    try:
+        return inside_file(root, CONFIG_FILE).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def read_generation(root: Path, use: Callable[[Generation], T]) -> T:
+    """``use(generation)`` of the generation ``router.json`` names, its files verified.
+
+    When reading or ``use`` fails with FileNotFoundError or RouterFormatError because another
+    process committed a new generation meanwhile, the new one is read instead.
+    """
+    for _ in range(10):
+        manifest = manifest_of(root)
+        if manifest is None:
+            raise FileNotFoundError(
+                f"{root / CONFIG_FILE} is missing: not an irde router directory"
+            )
+        config = RouterConfig.from_json(manifest, str(root / CONFIG_FILE))
+        try:
+            files = verify_generation(root, config)
+            return use(Generation(config, files["graph"], files["stats"], root, manifest))
+        except (FileNotFoundError, RouterFormatError):
+            if manifest_of(root) != manifest:
+                continue  # another process committed a new generation: read that one
+            raise
+    raise RouterChangedError(f"{root} changes faster than it can be read; try again")
+
+
+def generation_files(source: str | os.PathLike | Generation) -> dict[str, bytes]:
+    """The bytes of a generation: ``router.json`` and every file it names.
+
+    ``source``: a router folder (read without its lock; a new generation committed meanwhile
+    is read instead) or a generation in memory. For another process or host to open
+    (:func:`generation_from_files`).
+    """
+    if isinstance(source, Generation):
+        gen = source
+        assert gen.stats is not None and gen.tokenizer is not None and gen.data is not None
+        named = {
+            "graph": (gen.config.graph_file, gen.graph),
+            "stats": (gen.config.stats_file, gen.stats),
+            "data": (DATA_FILE, gen.data),
+            "tokenizer": (TOKENIZER_FILE, gen.tokenizer),
+        }
+        files = {role: (n, hashlib.sha256(b).hexdigest()) for role, (n, b) in named.items()}
+        return {
+            CONFIG_FILE: gen.manifest or gen.config.with_files(files).to_json().encode("utf-8"),
+            gen.config.graph_file: gen.graph,
+            gen.config.stats_file: gen.stats,
+            DATA_FILE: gen.data,
+            TOKENIZER_FILE: gen.tokenizer,
+        }
+    root = check_router_dir(source)
+
+    def files(gen: Generation) -> dict[str, bytes]:
+        return generation_files(
+            replace(
+                gen,
+                data=inside_file(root, DATA_FILE).read_bytes(),
+                tokenizer=inside_file(root, TOKENIZER_FILE).read_bytes(),
+            )
+        )
+
+    return read_generation(root, files)
+
+
+def generation_from_files(files: Mapping[str, bytes]) -> Generation:
+    """The in-memory generation of :func:`generation_files`' bytes."""
+    config = RouterConfig.from_json(files[CONFIG_FILE], CONFIG_FILE)
+    return Generation(
+        config,
+        files[config.graph_file],
+        files[config.stats_file],
+        None,
+        files[CONFIG_FILE],
+        files[TOKENIZER_FILE],
+        files[DATA_FILE],
+    )
+
+
+def _same_bytes(path: Path, data: bytes | Path) -> bool:
+    if not path.is_file():
+        return False
+    if isinstance(data, Path):
+        return sha256_file(path) == sha256_file(data)
+    return sha256_file(path) == hashlib.sha256(data).hexdigest()
+
+
+def _put_fixed_files(target: Path, source: Generation) -> None:
+    """Give ``target`` the encoder's tokenizer and weights of ``source`` (written once)."""
+    wanted: dict[str, bytes | Path] = {}
+    for name, held in ((TOKENIZER_FILE, source.tokenizer), (DATA_FILE, source.data)):
+        if held is not None:
+            wanted[name] = held
+        else:
+            assert source.root is not None
+            wanted[name] = source.root / name
+    if all(_same_bytes(target / name, data) for name, data in wanted.items()):
+        return
+    # another router lives there: it stops being one until the new router.json lands
+    (target / CONFIG_FILE).unlink(missing_ok=True)
+    for name, data in wanted.items():
+        tmp = write_temporary(target, name, b"" if isinstance(data, Path) else data)
+        if isinstance(data, Path):
+            shutil.copyfile(data, tmp)
+        os.replace(tmp, target / name)
+
+
+def write_router(target: Path, generation: Generation, overwrite: bool = False) -> RouterConfig:
+    """Save ``generation`` (graph and statistics bytes) as the router in another folder.
+
+    ``target`` must be new, empty or (``overwrite``) hold a router
+    (:func:`check_output_folder`). Its lock is held while the encoder's files are copied
+    (once: they are never rewritten) and the generation is committed.
+    """
+    check_output_folder(target, overwrite)
+    with file_errors("save the router to"):
+        target.mkdir(parents=True, exist_ok=True)
+    lock = folder_lock(target)
+    acquire(lock, target)
+    try:
+        with file_errors("save the router to"):
+            _put_fixed_files(target, generation)
+        assert generation.stats is not None
+        return write_generation(
+            target,
+            generation.graph,
+            generation.stats,
+            generation.config,
+            fresh=not (target / CONFIG_FILE).is_file(),
+        )
+    finally:
+        lock.release()
