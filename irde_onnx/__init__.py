@@ -15,18 +15,20 @@ from irde_onnx.errors import (
     RouterFileError,
     RouterFormatError,
 )
-from irde_onnx.runtime import Route, Router
+from irde_onnx.runtime import LiveRouter, Route, Router, RouterEditor
 
 __all__ = [
     "__version__",
     "ExportValidationError",
     "InvalidInputError",
     "IrdeError",
+    "LiveRouter",
     "MissingExtraError",
     "Route",
     "Router",
     "RouterBusyError",
     "RouterChangedError",
+    "RouterEditor",
     "RouterFileError",
     "RouterFormatError",
 ]

@@ -521,9 +521,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from irde_onnx.engines.ray import require_ray
 
         require_ray()  # before the export, so a missing extra fails at once
+    # --wtp joins the policy the trainer validates: no second session for it
+    wtp = UNSET if args.wtp is None else args.wtp
     if data.labels is not None:
         trainer.fit(
-            data.texts, data.labels, costs=costs, groups=groups, group_name=args.group_field
+            data.texts,
+            data.labels,
+            costs=costs,
+            groups=groups,
+            group_name=args.group_field,
+            wtp=wtp,
         )
     else:
         trainer.fit(
@@ -533,9 +540,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             costs=costs,
             groups=groups,
             group_name=args.group_field,
+            wtp=wtp,
         )
-    if args.wtp is not None:
-        trainer.router_.set_policy(wtp=args.wtp)
     trainer.save(out, overwrite=args.force)
     cfg = trainer.router_.config
     print(
@@ -640,10 +646,10 @@ def _expert_rows(path: str) -> tuple[list[str], list[float] | None]:
 
 
 def _cmd_experts(args: argparse.Namespace) -> int:
-    from irde_onnx.runtime import Router
+    from irde_onnx.runtime import RouterEditor
     from irde_onnx.store.folder import check_output_folder
 
-    router = Router.load(args.router)
+    router = RouterEditor.open(args.router)
     if args.action == "list":
         cfg = router.config
         for column, (name, mode) in enumerate(zip(cfg.experts, cfg.expert_modes, strict=True)):
@@ -679,12 +685,12 @@ def _cmd_experts(args: argparse.Namespace) -> int:
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    from irde_onnx.runtime import Router
+    from irde_onnx.runtime import RouterEditor
     from irde_onnx.store.folder import check_output_folder
 
     if args.out and Path(args.out).resolve() != Path(args.router).resolve():
         check_output_folder(args.out, force=False)  # before the merge, not after
-    router = Router.load(args.router)
+    router = RouterEditor.open(args.router)
     with router.lock():
         for other in args.others:
             router.merge_stats(other)

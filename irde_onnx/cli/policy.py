@@ -105,7 +105,7 @@ def add_parser(subparsers: Any) -> None:  # argparse's _SubParsersAction is priv
 
 def run(args: argparse.Namespace) -> int:
     """Run ``irde policy``: apply the given settings, save, print the policy as JSON."""
-    from irde_onnx.runtime import Router
+    from irde_onnx.runtime import RouterEditor
     from irde_onnx.store.folder import check_output_folder
 
     settings: dict[str, Any] = {}
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         settings["min_confidence"] = args.min_confidence or 0.0
     if "fallback" in args:
         settings["fallback"] = None if args.fallback.lower() == "none" else args.fallback
-    router = Router.load(args.router)
+    router = RouterEditor.open(args.router)
     out = router.path
     if settings:
         if args.out:

@@ -12,29 +12,20 @@ do not depend on how the rows are split).
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib.util import find_spec
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from irde_onnx._progress import Progress
-from irde_onnx.errors import InvalidInputError, MissingExtraError, RouterChangedError
+from irde_onnx.errors import InvalidInputError, MissingExtraError
 from irde_onnx.learning.partial import PartialStats, StatsPlan, rows_statistics
-from irde_onnx.learning.statistics import MAX_TARGET, RouterStats, bad_target_row
+from irde_onnx.runtime.editor import RouterEditor
 from irde_onnx.runtime.router import Router
 from irde_onnx.runtime.tokenize import check_texts
-from irde_onnx.store.config import (
-    CONFIG_FILE,
-    DATA_FILE,
-    TOKENIZER_FILE,
-    RouterConfig,
-    expert_name_problem,
-)
+from irde_onnx.store.folder import generation_files, generation_from_files
 
 PARTITION_BATCH = 256  # rows a worker encodes between additions
 
@@ -80,35 +71,12 @@ def quiet_ray_data() -> None:
     ray.data.DataContext.get_current().enable_progress_bars = False
 
 
-def folder_files(root: str | os.PathLike) -> dict[str, bytes]:
-    """The bytes of the router generation in ``root``: ``router.json`` and the files it names.
-
-    Read without the folder's lock; if another process commits a new generation meanwhile
-    (``router.json`` changed), the files are read again, so the copy is one generation.
-    """
-    root = Path(root)
-    for _ in range(10):
-        manifest = (root / CONFIG_FILE).read_bytes()
-        config = RouterConfig.from_json(manifest, str(root / CONFIG_FILE))
-        names = (config.graph_file, config.stats_file, DATA_FILE, TOKENIZER_FILE)
-        try:
-            files = {name: (root / name).read_bytes() for name in names}
-        except FileNotFoundError:
-            files = None
-        if (root / CONFIG_FILE).read_bytes() == manifest and files is not None:
-            return {CONFIG_FILE: manifest, **files}
-    raise RouterChangedError(f"{root} changes faster than it can be read; try again")
-
-
 class StatsWorker:
-    """A Ray actor's state: the router (one onnxruntime session) rebuilt from its files."""
+    """A Ray actor's state: the router (one onnxruntime session) opened from its files."""
 
     def __init__(self, files: dict[str, bytes], threads: int | None = 1) -> None:
         quiet_ray_data()
-        self._dir = tempfile.mkdtemp(prefix="irde-ray-")
-        for name, data in files.items():
-            (Path(self._dir) / name).write_bytes(data)
-        self.router = Router.load(self._dir, threads=threads)
+        self.router = Router.open(generation_from_files(files), threads)
 
     def statistics(self, shard: Any, plan: StatsPlan, batch_size: int | None) -> PartialStats:
         """The partial statistics of one Ray Data partition (rows: text, y, fold)."""
@@ -120,12 +88,12 @@ class StatsWorker:
         return total
 
     def close(self) -> None:
-        """Remove the worker's copy of the router."""
-        shutil.rmtree(self._dir, ignore_errors=True)
+        """Drop the worker's router."""
+        del self.router
 
 
 def ray_statistics(
-    router_dir: str | os.PathLike,
+    router: Router | str | os.PathLike,
     plan: StatsPlan,
     texts: Sequence[str],
     y: np.ndarray,
@@ -140,7 +108,8 @@ def ray_statistics(
     """The statistics of all rows, computed by Ray actors and added here.
 
     Args:
-        router_dir: the router whose graph encodes the rows (its files go to every worker).
+        router: the router (or its folder) whose graph encodes the rows (its files go to
+            every worker).
         plan: what to accumulate.
         texts: the prompts.
         y: targets, shape (n, plan.n_experts).
@@ -164,7 +133,11 @@ def ray_statistics(
         quiet_ray_data()
         rows = [{"text": t, "y": y[i], "fold": int(fold[i])} for i, t in enumerate(texts)]
         shards = ray.data.from_items(rows).split(workers, equal=False)
-        files = ray.put(folder_files(router_dir))
+        if isinstance(router, Router):
+            source = router.path or router._gen  # noqa: SLF001 - a router not saved yet
+        else:
+            source = router
+        files = ray.put(generation_files(source))
         actor = ray.remote(num_cpus=1)(StatsWorker)
         pool = [actor.remote(files, threads) for _ in range(workers)]
         sizes = {}
@@ -188,7 +161,7 @@ def ray_statistics(
 
 
 def ray_add_expert(
-    router: Router,
+    editor: RouterEditor,
     name: str,
     texts: Sequence[str],
     scores: Sequence[float] | np.ndarray | None = None,
@@ -199,76 +172,32 @@ def ray_add_expert(
     progress: bool = False,
     cost: float | None = None,
 ) -> None:
-    """:meth:`Router.add_expert`, with the new expert's prompts encoded by Ray workers.
+    """:meth:`RouterEditor.add_expert`, with the new expert's prompts encoded by Ray workers.
 
-    The expert's moments are computed on the cluster, wrapped as statistics of one expert
-    and merged into the router (:meth:`Router.merge_stats`), which re-solves and swaps the
-    head: the same result as ``router.add_expert(name, texts, scores)``.
+    The editor checks the arguments (before Ray starts) and adds the expert's moments,
+    computed on the cluster: the same result as ``editor.add_expert(name, texts, scores)``.
     """
-    problem = expert_name_problem(name)
-    if problem:
-        raise InvalidInputError(f"the expert name {name!r} {problem}")
-    if name in router.experts:
-        raise InvalidInputError(
-            f"expert {name!r} already exists; remove it first or choose "
-            f"another name (experts: {router.experts})"
+    with editor.lock():
+        name, texts, y = editor.check_new_expert(name, texts, scores, cost)
+        plan = StatsPlan.for_router(editor.router, "score", 1, 0)
+        partial = ray_statistics(
+            editor.path or editor.router,
+            plan,
+            texts,
+            y,
+            np.zeros(len(texts), np.int64),
+            address=address,
+            workers=workers,
+            threads=threads,
+            progress=progress,
         )
-    texts = check_texts(texts)
-    if not texts:
-        raise InvalidInputError(f"no texts given for expert {name!r}")
-    router.policy.with_expert(name, cost)  # a missing or unwanted cost fails before encoding
-    if scores is None:
-        if router.config.target == "score":
-            raise InvalidInputError(
-                "this router was trained on per-expert scores: add the expert with scores "
-                "for its prompts"
-            )
-        y = np.ones((len(texts), 1))
-    else:
-        try:
-            y = np.asarray(scores, dtype=np.float64).reshape(-1, 1)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInputError(f"scores must be numbers: {exc}") from exc
-        if y.shape[0] != len(texts):
-            raise InvalidInputError(
-                f"got {y.shape[0]} scores for {len(texts)} texts; give one score per text"
-            )
-        row = bad_target_row(y[:, 0])
-        if row is not None:
-            raise InvalidInputError(
-                f"scores[{row}] = {y[row, 0]!r} is not a finite number of magnitude at most "
-                f"{MAX_TARGET:g}"
-            )
-    plan = StatsPlan.for_router(router, "score", 1, 0)
-    partial = ray_statistics(
-        router.path,
-        plan,
-        texts,
-        y,
-        np.zeros(len(texts), np.int64),
-        address=address,
-        workers=workers,
-        threads=threads,
-        progress=progress,
-    )
-    rows = partial.pool
-    assert rows is not None
-    current = router.stats
-    new = RouterStats.empty(current.dim, diagonal=current.diagonal, fingerprint=current.fingerprint)
-    new.append(
-        name,
-        "pooled" if scores is None else "own",
-        rows,
-        rows.sum_xy[:, 0],
-        rows.sum_y[0],
-        rows.sum_yy[0],
-    )
-    router.merge_stats(new, costs=None if cost is None else {name: cost})
+        rows = partial.pool
+        assert rows is not None
+        editor.add_expert_rows(name, rows, scores is None, cost)
 
 
 __all__ = [
     "StatsWorker",
-    "folder_files",
     "ray_add_expert",
     "ray_session",
     "ray_statistics",

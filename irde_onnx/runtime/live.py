@@ -1,4 +1,4 @@
-"""The router a server routes with, reloaded when another process saves the folder."""
+"""LiveRouter: the current router of a folder in a long-lived process, swapped as a whole."""
 
 from __future__ import annotations
 
@@ -10,22 +10,26 @@ from collections.abc import Callable
 from pathlib import Path
 
 from irde_onnx.errors import IrdeError
-from irde_onnx.runtime import Router
+from irde_onnx.runtime.editor import RouterEditor
+from irde_onnx.runtime.router import Router
+from irde_onnx.store.folder import manifest_of
 
 log = logging.getLogger("irde.serve")
 
 RETRY_MAX = 30.0  # seconds: longest wait between retries of a folder that fails to load
 
 
-class RouterHolder:
-    """Holds the current :class:`Router` and replaces it as a whole.
+class LiveRouter:
+    """Holds the current :class:`Router` of a folder and replaces it as a whole.
 
+    The one hot-swap mechanism, for the server and any long-lived Python process.
     A request reads :attr:`router` once and uses that object to the end, so a swap never
     changes the head under a running request. :meth:`reload_if_changed` loads the folder anew
     when ``router.json`` is not the generation being served (:meth:`Router.changed_on_disk`:
-    a save by another process); :meth:`change` applies an expert change to a fresh copy
-    while holding the folder's lock (:meth:`Router.lock`) from reading to saving, then swaps
-    it in, or leaves everything as it was when any step fails.
+    a save by another process); :meth:`change` applies a change to a
+    :class:`~irde_onnx.runtime.editor.RouterEditor` of a fresh copy while holding the
+    folder's lock from reading to saving, then swaps the saved router in, or leaves
+    everything as it was when any step fails.
 
     Args:
         path: the router folder.
@@ -95,8 +99,8 @@ class RouterHolder:
     def _failed_to_reload(self, exc: Exception) -> None:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         try:
-            on_disk = (self.path / "router.json").read_bytes()
-        except OSError:
+            on_disk = manifest_of(self.path)
+        except (OSError, IrdeError):
             on_disk = None
         if self._failed != (on_disk, message):  # a new failure, not the same one retried
             self._failed = (on_disk, message)
@@ -120,8 +124,8 @@ class RouterHolder:
         if self.reload_error is None or time.monotonic() >= self._retry_at:
             return False
         try:
-            on_disk = (self.path / "router.json").read_bytes()
-        except OSError:
+            on_disk = manifest_of(self.path)
+        except (OSError, IrdeError):
             on_disk = None
         return self._failed is not None and on_disk == self._failed[0]
 
@@ -134,8 +138,8 @@ class RouterHolder:
         with self._lock:
             return self._reload_locked()
 
-    def change(self, apply: Callable[[Router], None]) -> Router:
-        """Apply ``apply`` (e.g. an expert add) to a fresh load of the folder, save, swap.
+    def change(self, apply: Callable[[RouterEditor], None]) -> Router:
+        """Apply ``apply`` (e.g. an expert add) to an editor of a fresh load, save, swap.
 
         The folder's lock (``.irde.lock``) is held from reading the router to committing the
         save, so a change saved by another process (``irde experts add``, another server) is
@@ -143,9 +147,11 @@ class RouterHolder:
         the served router stays as it was.
         """
         with self._lock:
-            router = Router.load(self.path, threads=self.threads)
-            with router.lock():  # re-reads the folder if it changed since the load
-                apply(router)
-                router.save()
+            editor = RouterEditor.open(self.path, threads=self.threads)
+            with editor.lock():  # re-reads the folder if it changed since the load
+                apply(editor)
+                editor.save()
+                router = editor.saved
+                assert router is not None
             self._swap(router, "api")
             return router

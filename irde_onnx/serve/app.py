@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from irde_onnx.data import expert_rows
 from irde_onnx.errors import InvalidInputError, IrdeError, RouterBusyError
-from irde_onnx.runtime import Router
+from irde_onnx.runtime import LiveRouter, Router, RouterEditor
 from irde_onnx.serve.auth import CLIENT_TOKEN_ENV, load_client_keys
 from irde_onnx.serve.edge import (
     REQUEST_ID,
@@ -48,7 +48,6 @@ from irde_onnx.serve.gateway import (
 )
 from irde_onnx.serve.metrics import ServerMetrics
 from irde_onnx.serve.proxy import QuietAborts, answer_headers, passthrough, upstream_headers
-from irde_onnx.serve.reload import RouterHolder
 from irde_onnx.store.config import expert_name_problem
 
 log = logging.getLogger("irde.serve")
@@ -230,12 +229,12 @@ def read_token(env: str) -> str | None:
 
 
 class Server:
-    """The state behind the endpoints: settings, the router holder, metrics, gateway."""
+    """The state behind the endpoints: settings, the live router, metrics, gateway."""
 
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
         self.metrics = ServerMetrics()
-        self.holder = RouterHolder(
+        self.holder = LiveRouter(
             settings.router,
             settings.threads,
             on_swap=self._on_swap,
@@ -400,15 +399,15 @@ class Server:
                     422, f"rows[{i}]: unknown key(s) {unknown}; allowed: {sorted(ROW_FIELDS)}"
                 )
 
-        def add(router: Router) -> None:
+        def add(editor: RouterEditor) -> None:
             # checked on the folder as it is now, under its lock: a replica's list may be stale
-            if name in router.experts:
+            if name in editor.experts:
                 raise ApiError(
                     409,
                     f"expert {quoted(name)} already exists; remove it first or choose another name",
                     "conflict",
                 )
-            router.add_expert(name, texts, scores)
+            editor.add_expert(name, texts, scores)
 
         router = await run_in_threadpool(self.holder.change, add)
         return JSONResponse({"experts": router.experts}, status_code=201)
@@ -418,15 +417,15 @@ class Server:
         self.check_token(request)
         name = request.path_params["name"]
 
-        def remove(router: Router) -> None:
+        def remove(editor: RouterEditor) -> None:
             # checked on the folder as it is now, under its lock: a replica's list may be stale
-            if name not in router.experts:
+            if name not in editor.experts:
                 raise ApiError(
                     404,
-                    f"unknown expert {quoted(name)}; experts: {shorten(router.experts, 400)}",
+                    f"unknown expert {quoted(name)}; experts: {shorten(editor.experts, 400)}",
                     "not_found",
                 )
-            router.remove_expert(name)
+            editor.remove_expert(name)
 
         router = await run_in_threadpool(self.holder.change, remove)
         return JSONResponse({"experts": router.experts})
