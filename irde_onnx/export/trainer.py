@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +11,12 @@ import numpy as np
 
 from irde_onnx._progress import Progress
 from irde_onnx._version import __version__
+from irde_onnx.decision.policy import UNSET
 from irde_onnx.defaults import default_layers, default_view
 from irde_onnx.encoders import DEFAULT_ENCODER, EncoderSpec, get_encoder
 from irde_onnx.errors import InvalidInputError
 from irde_onnx.export.minilm import BuiltGraph, minilm_tokenizer_file
 from irde_onnx.export.validate import ValidationReport
-from irde_onnx.graph.metadata import graph_metadata, set_metadata
 from irde_onnx.learning.moments import Moments, choose_lam, fold_ids, group_fold_ids
 from irde_onnx.learning.partial import PartialStats, StatsPlan, encoded_statistics
 from irde_onnx.learning.selection import (
@@ -30,20 +26,11 @@ from irde_onnx.learning.selection import (
     choose_strategy,
 )
 from irde_onnx.learning.statistics import MAX_TARGET, EncodedRows, RouterStats, bad_target_row
+from irde_onnx.runtime.editor import RouterEditor
 from irde_onnx.runtime.router import ENCODE_CHUNK, Router
 from irde_onnx.runtime.tokenize import TextTokenizer, check_texts, prepare_text
-from irde_onnx.store.config import (
-    CONFIG_FILE,
-    GRAPH_FILE,
-    STATS_FILE,
-    TOKENIZER_FILE,
-    RouterConfig,
-    expert_name_problem,
-    fingerprint,
-    layers_problem,
-)
-from irde_onnx.store.folder import record_files
-from irde_onnx.store.graph_file import save_router_graph
+from irde_onnx.store.config import RouterConfig, expert_name_problem, layers_problem
+from irde_onnx.store.graph_file import new_generation
 from irde_onnx.views import AUTO_VIEWS, check_view
 
 AUTO = "auto"
@@ -54,18 +41,18 @@ ENGINES = ("local", "ray")
 Validator = Callable[[Router, np.ndarray, np.ndarray], ValidationReport]
 
 
-def _write_tokenizer(source: Path, target: Path, max_length: int) -> None:
-    """Ship the tokenizer with the router's truncation and no fixed padding.
+def shipped_tokenizer(source: Path, max_length: int) -> bytes:
+    """The tokenizer shipped with the router: the router's truncation, no fixed padding.
 
     MiniLM's file truncates and pads to 128; a host that uses the shipped file as it is must
-    see the router's own max_length.
+    see the router's own max_length. The bytes ``Tokenizer.save`` writes.
     """
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(source))
     tok.enable_truncation(max_length)
     tok.no_padding()
-    tok.save(str(target))
+    return tok.to_str(pretty=True).encode("utf-8")
 
 
 def calibration_sample(n: int, seed: int, size: int = CALIBRATION_ROWS) -> np.ndarray:
@@ -288,6 +275,7 @@ class RouterTrainer:
         costs: Mapping[str, float] | None = None,
         groups: Sequence[Any] | None = None,
         group_name: str | None = None,
+        wtp: float | None = UNSET,
     ) -> RouterTrainer:
         """Encode ``texts``, accumulate statistics, solve the head and export the graph.
 
@@ -304,6 +292,8 @@ class RouterTrainer:
                 that the choices reward what carries over to groups not seen in training;
                 without groups, by k-fold on shuffled rows.
             group_name: what the groups are (e.g. ``source``), recorded in ``selection``.
+            wtp: the default willingness to pay (needs ``costs``; see
+                :meth:`RouterEditor.set_policy`).
 
         Returns:
             self
@@ -325,84 +315,73 @@ class RouterTrainer:
         auto_strategy = strategy == AUTO
         export_strategy = spec.default_strategy if auto_strategy else strategy
 
-        work = Path(tempfile.mkdtemp(prefix="irde-train-"))
-        try:
-            # 0. view and layers by cross-validation: each distinct text encoded once
-            encoded = None
-            view, layers = views[0], layer_sets[0]
-            if len(views) * len(layer_sets) > 1:
-                view, layers, encoded, compared = self._choose_features(
-                    work / "probe", spec, precision, kind, names, texts, y, fold, views, layer_sets
+        # 0. view and layers by cross-validation: each distinct text encoded once
+        encoded = None
+        view, layers = views[0], layer_sets[0]
+        if len(views) * len(layer_sets) > 1:
+            view, layers, encoded, compared = self._choose_features(
+                spec, precision, kind, names, texts, y, fold, views, layer_sets
+            )
+            selection["features"] = compared
+        # 1. the graph that ships, built in memory with a zero head: the features the head
+        #    is fit on are the shipped graph's own
+        router, validate = self._build(
+            spec, precision, export_strategy, kind, names, view=view, layers=layers
+        )
+
+        # 2. statistics: per expert (domains) or shared (scores), and per fold
+        need_folds = self.lam == AUTO or auto_strategy
+        stats, folds, ids = self._statistics(
+            router, texts, kind, names, y, fold, need_folds, encoded, keep_ids=auto_strategy
+        )
+
+        # 3. lam, then (static, auto) the strategy and k
+        table = router.embedding_table
+        if self.lam == AUTO:
+            lam, cv = choose_lam([f.project(table) for f in folds])
+        else:
+            lam, cv = float(self.lam), {}
+        selection["lam"] = {"value": lam, "chosen": self.lam == AUTO}
+        if auto_strategy:
+            chosen, table_ = choose_strategy(ids, y, fold, folds, lam, np.asarray(table), kind)
+            selection["strategy"] = [c.as_dict() for c in table_]
+            strategy = chosen.setting["strategy"]
+            top_k = int(chosen.setting["top_k_tokens"])
+            if (strategy, top_k) != (export_strategy, self.top_k_tokens):
+                router, validate = self._build(
+                    spec,
+                    precision,
+                    strategy,
+                    kind,
+                    names,
+                    view=view,
+                    layers=layers,
+                    top_k_tokens=top_k,
                 )
-                selection["features"] = compared
-            # 1. the graph that ships, exported once with a zero head, loaded once: the
-            #    features the head is fit on are the shipped graph's own
-            router, validate = self._export(
-                work / "router",
-                spec,
-                precision,
-                export_strategy,
-                kind,
-                names,
-                view=view,
-                layers=layers,
-            )
 
-            # 2. statistics: per expert (domains) or shared (scores), and per fold
-            need_folds = self.lam == AUTO or auto_strategy
-            stats, folds, ids = self._statistics(
-                router, texts, kind, names, y, fold, need_folds, encoded, keep_ids=auto_strategy
-            )
-
-            # 3. lam, then (static, auto) the strategy and k, then the head: solved and
-            #    swapped in by the router itself
-            table = router.embedding_table
-            if self.lam == AUTO:
-                lam, cv = choose_lam([f.project(table) for f in folds])
-            else:
-                lam, cv = float(self.lam), {}
-            selection["lam"] = {"value": lam, "chosen": self.lam == AUTO}
-            if auto_strategy:
-                chosen, table_ = choose_strategy(ids, y, fold, folds, lam, np.asarray(table), kind)
-                selection["strategy"] = [c.as_dict() for c in table_]
-                strategy = chosen.setting["strategy"]
-                top_k = int(chosen.setting["top_k_tokens"])
-                if (strategy, top_k) != (export_strategy, self.top_k_tokens):
-                    router, validate = self._export(
-                        work / "chosen",
-                        spec,
-                        precision,
-                        strategy,
-                        kind,
-                        names,
-                        view=view,
-                        layers=layers,
-                        top_k_tokens=top_k,
-                    )
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
-        # the folder lives as long as the router that reads it, not as long as the trainer
-        weakref.finalize(router, shutil.rmtree, str(work), True)
-
-        router.set_statistics(stats, lam)
+        # 4. the head and the decision settings, through the editor: one final graph
+        editor = RouterEditor(router)
+        editor.set_statistics(stats, lam)
         settings = self._calibration(kind, names, y, folds, lam)
         if costs is not None:
             settings["costs"] = costs
+        if wtp is not UNSET:
+            settings["wtp"] = wtp
         if settings:
-            router.set_policy(**settings)
-        router.set_selection(selection)
-        w, b = router.head
+            editor.set_policy(**settings)
+        editor.set_selection(selection)
+        w, b = editor.head
 
-        # 4. prove the export
-        report = validate(router, w, b) if self.validate else None
-        router.annotate(
+        # 5. prove the export: the router validated runs the graph that ships
+        report = validate(editor.router, w, b) if self.validate else None
+        editor.annotate(
             n_texts=len(texts),
             texts_per_expert={e: int(c) for e, c in zip(names, (y > 0).sum(0), strict=True)},
             lam_search={f"{k:.6g}": v for k, v in cv.items()},
             validation=report.as_dict() if report else None,
         )
-        self.router_ = router
+        self.editor_ = editor
+        self.router_ = editor.router
         self.experts_ = names
         self.coef_, self.intercept_ = w, b
         self.lam_, self.cv_errors_ = lam, cv
@@ -436,7 +415,6 @@ class RouterTrainer:
 
     def _choose_features(
         self,
-        work: Path,
         spec: EncoderSpec,
         precision: str,
         kind: str,
@@ -454,8 +432,7 @@ class RouterTrainer:
             )
         last = spec.layers or 1
         union = tuple(dict.fromkeys(k for ls in layer_sets for k in (ls or (last,))))
-        probe, _ = self._export(
-            work,
+        probe, _ = self._build(
             spec,
             precision,
             spec.default_strategy,
@@ -464,15 +441,11 @@ class RouterTrainer:
             view="full",
             layers=union if union != (last,) else (),
         )
-        try:
-            viewed = {v: [prepare_text(t, self.max_length, v) for t in texts] for v in views}
-            unique = list(dict.fromkeys(t for v in views for t in viewed[v]))
-            rows = probe.encode_rows(
-                unique, batch_size=self.batch_size, progress=self.progress
-            ).features
-        finally:
-            del probe
-            shutil.rmtree(work, ignore_errors=True)
+        viewed = {v: [prepare_text(t, self.max_length, v) for t in texts] for v in views}
+        unique = list(dict.fromkeys(t for v in views for t in viewed[v]))
+        probed = probe.encode_rows(unique, batch_size=self.batch_size, progress=self.progress)
+        rows = probed.features
+        del probe
         where = {t: i for i, t in enumerate(unique)}
         feats = {v: rows[[where[t] for t in viewed[v]]] for v in views}
         chosen, table = choose_features(feats, union, layer_sets, spec.feature_dim, y, fold, last)
@@ -484,9 +457,8 @@ class RouterTrainer:
 
         return view, layers, encoded, [c.as_dict() for c in table]
 
-    def _export(
+    def _build(
         self,
-        work: Path,
         spec: EncoderSpec,
         precision: str,
         strategy: str,
@@ -497,11 +469,10 @@ class RouterTrainer:
         layers: tuple[int, ...],
         top_k_tokens: int | None = None,
     ) -> tuple[Router, Validator]:
-        """Write the graph (zero head), tokenizer, config and empty statistics; load them."""
-        work.mkdir(parents=True, exist_ok=True)
+        """The router with a zero head and placeholder statistics, built in memory."""
         top_k = self.top_k_tokens if top_k_tokens is None else top_k_tokens
-        _write_tokenizer(minilm_tokenizer_file(), work / TOKENIZER_FILE, self.max_length)
-        tokenizer = TextTokenizer(work / TOKENIZER_FILE, self.max_length, view)
+        tokenizer_json = shipped_tokenizer(minilm_tokenizer_file(), self.max_length)
+        tokenizer = TextTokenizer(tokenizer_json, self.max_length, view)
         built: BuiltGraph = spec.builder()(
             precision, strategy, top_k, tokenizer, len(names), layers=layers
         )
@@ -521,24 +492,17 @@ class RouterTrainer:
             view=view,
             layers=tuple(layers),
         )
-        set_metadata(built.model, graph_metadata(config))
-        save_router_graph(built.model, work / GRAPH_FILE)
-        config = replace(
-            config,
-            fingerprint=fingerprint(work, spec.name, precision, self.max_length, view, layers),
-        )
         # placeholder statistics (no rows) that match the config; set_statistics replaces them
         diagonal = not spec.pooled
         dim = tokenizer.vocab_size if diagonal else config.feature_dim
-        placeholder = RouterStats.empty(dim, diagonal=diagonal, fingerprint=config.fingerprint)
+        placeholder = RouterStats.empty(dim, diagonal=diagonal)
         for name in names:
             placeholder.append(
                 name, "pooled", Moments.zeros(dim, 0, diagonal=diagonal), np.zeros(dim), 0.0, 0.0
             )
-        placeholder.save(work / STATS_FILE)
-        config = record_files(work, config)
-        (work / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
-        return Router.load(work, threads=self.threads), built.validate
+        gen = new_generation(built.model, config, tokenizer_json, placeholder)
+        router = Router.open(gen, self.threads, tokenizer=tokenizer)
+        return router, built.validate
 
     def _calibration(
         self, kind: str, names: list[str], y: np.ndarray, folds: list[Moments], lam: float
@@ -589,7 +553,7 @@ class RouterTrainer:
             from irde_onnx.engines.ray import ray_statistics
 
             partial = ray_statistics(
-                router.path,
+                router,
                 plan,
                 texts,
                 y,
@@ -643,7 +607,9 @@ class RouterTrainer:
         return [r.expert for r in self.router_.route(texts)]
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
-        """Write the router directory with :meth:`Router.save` (see there for atomicity).
+        """Write the router directory with :meth:`RouterEditor.save` (see there for atomicity).
+
+        The graph written is the one :meth:`fit` validated, byte for byte.
 
         Args:
             path: target directory: new or empty, or (with ``overwrite``) holding a router.
@@ -652,4 +618,7 @@ class RouterTrainer:
 
         """
         self._check_fitted()
-        return self.router_.save(path, overwrite=overwrite)
+        out = self.editor_.save(path, overwrite=overwrite)
+        assert self.editor_.saved is not None
+        self.router_ = self.editor_.saved
+        return out

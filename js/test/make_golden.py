@@ -206,7 +206,7 @@ def build_routers(folder: Path) -> dict[str, Path]:
             print(f"building the {name} router in {target}", file=sys.stderr)
             trainer = RouterTrainer(**spec, progress=False).fit(texts, labels)
             if name in POLICIES:
-                trainer.router_.set_policy(**POLICIES[name])
+                trainer.editor_.set_policy(**POLICIES[name])
             trainer.save(target)
         out[name] = target
     for name, source in LEGACY.items():
