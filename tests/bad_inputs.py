@@ -22,7 +22,7 @@ import numpy as np
 
 from irde_onnx.cli import main
 from irde_onnx.errors import InvalidInputError, RouterFormatError
-from irde_onnx.runtime import Router
+from irde_onnx.runtime import Router, RouterEditor
 from irde_onnx.store.folder import LOCK_FILE
 
 NEVER_REWRITTEN = ("tokenizer.json", "router.onnx.data")
@@ -55,15 +55,16 @@ class Ctx:
 
     root: Path
     tmp: Path
-    _router: Router | None = None
+    _router: RouterEditor | None = None
 
     @property
-    def router(self) -> Router:
+    def router(self) -> RouterEditor:
+        """An editor of the folder: it routes as its router and takes the changes."""
         if self._router is None:
-            self._router = Router.load(self.root)
+            self._router = RouterEditor.open(self.root)
         return self._router
 
-    def use_router(self, router: Router) -> None:
+    def use_router(self, router: RouterEditor) -> None:
         """Run the API cases on ``router``, loaded once, instead of loading the folder."""
         self._router = router
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from irde_onnx.runtime import Router
+from irde_onnx.runtime import Router, RouterEditor
 from irde_onnx.store.config import CONFIG_FILE, DATA_FILE, TOKENIZER_FILE
 from irde_onnx.store.folder import LOCK_FILE, set_save_hook
 
@@ -98,7 +98,7 @@ def _kill_at(step: str):  # noqa: ANN202
 
 def main() -> None:
     root, expert = sys.argv[1], sys.argv[2]
-    router = Router.load(root)
+    router = RouterEditor.open(root)
     router.remove_expert(expert)
     print(json.dumps(router.scores(PROBES).tolist()), flush=True)
     for line in sys.stdin:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from irde_onnx.runtime import Router
+from irde_onnx.runtime import RouterEditor
 from tests.bad_inputs import CASES, folder_hashes, linked_copy, prepare, run_api, run_cli
 
 API_CASES = [c for c in CASES if c.error is not None]
@@ -12,7 +12,7 @@ CLI_CASES = [c for c in CASES if c.argv is not None or c.breaks is not None]
 @pytest.fixture(scope="module")
 def good(static_router_dir, tmp_path_factory):
     root = linked_copy(static_router_dir, tmp_path_factory.mktemp("bad-inputs") / "router")
-    return root, Router.load(root)
+    return root, RouterEditor.open(root)
 
 
 def _ctx(case, good, tmp_path):

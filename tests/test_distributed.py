@@ -16,7 +16,7 @@ from irde_onnx.cli import main
 from irde_onnx.learning.moments import fold_ids
 from irde_onnx.learning.partial import PartialStats, StatsPlan, rows_statistics
 from irde_onnx.learning.statistics import RouterStats
-from irde_onnx.runtime import Router
+from irde_onnx.runtime import Router, RouterEditor
 
 from .conftest import DEMO
 from .serve_helpers import CHEMISTRY  # noqa: E402
@@ -104,7 +104,7 @@ def test_irde_experts_add_engine_ray_equals_local(minilm_router_dir, tmp_path):
     data.write_text("".join(f'{{"text": "{t}"}}\n' for t in CHEMISTRY))
     local_dir = shutil.copytree(minilm_router_dir, tmp_path / "local")
     ray_dir = shutil.copytree(minilm_router_dir, tmp_path / "ray")
-    local = Router.load(local_dir)
+    local = RouterEditor.open(local_dir)
     local.add_expert("chemistry", CHEMISTRY)
     assert (
         main(
@@ -135,7 +135,7 @@ def test_ray_add_expert_checks_before_starting_ray(static_router_dir):
     from irde_onnx.engines.ray import ray_add_expert
     from irde_onnx.errors import InvalidInputError
 
-    router = Router.load(static_router_dir)
+    router = RouterEditor.open(static_router_dir)
     scores = np.linspace(0.1, 0.9, len(CHEMISTRY))
     for name, texts, kw, words in [
         ("law", CHEMISTRY, {}, "already exists"),

@@ -13,7 +13,7 @@ from sklearn.linear_model import Ridge
 
 from irde_onnx.errors import InvalidInputError
 from irde_onnx.export import RouterTrainer
-from irde_onnx.runtime import Router
+from irde_onnx.runtime import Router, RouterEditor
 
 LAM = 1.0
 
@@ -55,7 +55,7 @@ def four(static_four, tmp_path):
 
 
 def test_add_equals_training_from_scratch(four, static_five, demo_train):
-    router = Router.load(four)
+    router = RouterEditor.open(four)
     router.add_expert("medicine", _by_expert(*demo_train, "medicine"))
     assert router.experts == static_five.experts_
     w, b = router.head
@@ -64,7 +64,7 @@ def test_add_equals_training_from_scratch(four, static_five, demo_train):
 
 
 def test_add_then_remove_gives_back_the_original_head(four):
-    router = Router.load(four)
+    router = RouterEditor.open(four)
     original = router.head
     start = router.stats.copy()
     router.add_expert("extra", ["a new expert's prompt", "another prompt for it"])
@@ -80,7 +80,7 @@ def test_add_then_remove_gives_back_the_original_head(four):
 
 
 def test_remove_equals_training_without(static_five, demo_train, tmp_path):
-    router = Router.load(static_five.save(tmp_path / "five"))
+    router = RouterEditor.open(static_five.save(tmp_path / "five"))
     router.remove_expert("law")
     texts, labels = _without(*demo_train, "law")
     ref = RouterTrainer(encoder="static", lam=LAM, progress=False).fit(texts, labels)
@@ -93,7 +93,7 @@ def test_remove_equals_training_without(static_five, demo_train, tmp_path):
 def test_minilm_add_and_remove_are_exact(minilm_trainer, demo_train, tmp_path):
     texts, labels = _without(*demo_train, "medicine")
     four = RouterTrainer(encoder="minilm", lam=minilm_trainer.lam_, progress=False)
-    router = Router.load(four.fit(texts, labels).save(tmp_path / "four"))
+    router = RouterEditor.open(four.fit(texts, labels).save(tmp_path / "four"))
     router.add_expert("medicine", _by_expert(*demo_train, "medicine"))
     np.testing.assert_allclose(router.head[0], minilm_trainer.coef_, atol=1e-6)
     np.testing.assert_allclose(router.head[1], minilm_trainer.intercept_, atol=1e-6)
@@ -103,7 +103,7 @@ def test_minilm_add_and_remove_are_exact(minilm_trainer, demo_train, tmp_path):
 
 
 def test_scored_add_solves_only_the_new_column(minilm_router_dir, demo_train, tmp_path):
-    router = Router.load(shutil.copytree(minilm_router_dir, tmp_path / "r"))
+    router = RouterEditor.open(shutil.copytree(minilm_router_dir, tmp_path / "r"))
     before_w, before_b = router.head
     texts = demo_train[0][::5]
     scores = np.random.default_rng(3).random(len(texts))
@@ -124,7 +124,7 @@ def test_score_routers_need_scores_to_add(tmp_path, demo_train):
     texts = demo_train[0][:30]
     y = np.random.default_rng(0).random((30, 2))
     tr = RouterTrainer(encoder="static", strategy="mean", lam=LAM, progress=False)
-    router = Router.load(tr.fit(texts, scores=y, experts=["a", "b"]).save(tmp_path / "s"))
+    router = RouterEditor.open(tr.fit(texts, scores=y, experts=["a", "b"]).save(tmp_path / "s"))
     with pytest.raises(InvalidInputError, match="with scores"):
         router.add_expert("c", texts)
     router.add_expert("c", texts, y[:, 0])
@@ -141,7 +141,7 @@ def test_merged_shards_equal_single_pass(demo_train, static_five, tmp_path):
     texts, labels = demo_train
     a = RouterTrainer(encoder="static", lam=LAM, progress=False).fit(texts[0::2], labels[0::2])
     b = RouterTrainer(encoder="static", lam=LAM, progress=False).fit(texts[1::2], labels[1::2])
-    router = Router.load(a.save(tmp_path / "a"))
+    router = RouterEditor.open(a.save(tmp_path / "a"))
     router.merge_stats(b.save(tmp_path / "b"))
     np.testing.assert_allclose(router.head[0], static_five.coef_, atol=1e-6)
     np.testing.assert_allclose(router.head[1], static_five.intercept_, atol=1e-6)
@@ -160,7 +160,7 @@ def test_merge_score_shards_need_the_same_experts(demo_train, tmp_path):
     b = RouterTrainer(**kw).fit(texts[20:], scores=y[20:, :2], experts=["x", "y"])
     whole = RouterTrainer(**kw).fit(texts, scores=y, experts=["x", "y", "z"])
     c = RouterTrainer(**kw).fit(texts[20:], scores=y[20:], experts=["x", "y", "z"])
-    router = Router.load(a.save(tmp_path / "a"))
+    router = RouterEditor.open(a.save(tmp_path / "a"))
     with pytest.raises(InvalidInputError, match="no scores"):
         router.merge_stats(b.stats_)
     router.merge_stats(c.stats_)
@@ -175,6 +175,6 @@ def test_minilm_shards_exported_separately_can_be_merged(minilm_trainer, demo_tr
     a = RouterTrainer(encoder="minilm", lam=lam, progress=False).fit(texts[0::2], labels[0::2])
     b = RouterTrainer(encoder="minilm", lam=lam, progress=False).fit(texts[1::2], labels[1::2])
     assert a.router_.config.fingerprint == b.router_.config.fingerprint
-    router = Router.load(a.save(tmp_path / "a"))
+    router = RouterEditor.open(a.save(tmp_path / "a"))
     router.merge_stats(b.stats_)
     np.testing.assert_allclose(router.head[0], minilm_trainer.coef_, atol=1e-6)

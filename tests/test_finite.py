@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from irde_onnx.errors import InvalidInputError
-from irde_onnx.runtime import Router
+from irde_onnx.runtime import RouterEditor
 from tests.bad_inputs import folder_hashes
 
 
 @pytest.fixture
 def router(static_router_dir, tmp_path):
-    return Router.load(shutil.copytree(static_router_dir, tmp_path / "router"))
+    return RouterEditor.open(shutil.copytree(static_router_dir, tmp_path / "router"))
 
 
 def test_statistics_that_overflow_the_head_are_refused_before_the_swap(router):

@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from irde_onnx.errors import InvalidInputError
-from irde_onnx.runtime import Router
+from irde_onnx.runtime import Router, RouterEditor
 from irde_onnx.serve import ServeSettings, create_app
 from irde_onnx.serve.auth import ClientKeys, exposure_problem, is_loopback, load_client_keys
 from irde_onnx.serve.edge import request_id
@@ -124,7 +124,7 @@ def test_models_follow_expert_changes_and_reloads(gateway, router_dir):
     assert "chemistry" in [m.id for m in client(url).models.list()]
     assert client(url).models.retrieve("chemistry").id == "chemistry"
     # another process removes it on disk: the next reload drops it from the list
-    router = Router.load(router_dir)
+    router = RouterEditor.open(router_dir)
     with router.lock():
         router.remove_expert("chemistry")
         router.save()

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import onnxruntime as ort
 
-from irde_onnx.runtime import Router
+from irde_onnx.runtime import Router, RouterEditor
 from irde_onnx.store.config import CONFIG_FILE, GRAPH_FILE
 from irde_onnx.store.graph_file import load_graph_proto
 
@@ -31,7 +31,7 @@ def test_scores_dim_stays_symbolic_after_an_added_expert_is_saved(
     assert _declared(_graph_file(static_router_dir))["scores"] == ["batch", "n_experts"]
     work = tmp_path / "router"
     shutil.copytree(static_router_dir, work)
-    router = Router.load(work)
+    router = RouterEditor.open(work)
     texts, _ = demo_train
     router.add_expert(
         "physics", ["What is the speed of light in vacuum?", "State Newton's second law of motion."]

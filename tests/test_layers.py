@@ -15,7 +15,7 @@ import pytest
 from irde_onnx.errors import InvalidInputError
 from irde_onnx.export import RouterTrainer
 from irde_onnx.graph.build import layer_outputs
-from irde_onnx.runtime import Router
+from irde_onnx.runtime import Router, RouterEditor
 from irde_onnx.store.config import DATA_FILE, GRAPH_FILE
 
 pytestmark = pytest.mark.slow
@@ -93,7 +93,7 @@ def test_expert_changes_and_merges_keep_working(
     layered_dir, tmp_path, demo_train, minilm_router_dir
 ):
     texts, labels = demo_train
-    router = Router.load(layered_dir)
+    router = RouterEditor.open(layered_dir)
     before = router.scores(texts[:3])
     router.add_expert(
         "law-copy", [t for t, lab in zip(texts, labels, strict=True) if lab == "law"][:10]
@@ -101,7 +101,7 @@ def test_expert_changes_and_merges_keep_working(
     router.remove_expert("law-copy")
     np.testing.assert_allclose(router.scores(texts[:3]), before, atol=1e-4)
     out = router.save(tmp_path / "copy")
-    merged = Router.load(out)
+    merged = RouterEditor.open(out)
     merged.merge_stats(layered_dir)  # the same shard twice: every moment doubles
     lam = merged.config.lam  # ridge on doubled moments with lam = on the originals with lam/2
     w, b = Router.load(layered_dir).stats.solve(lam / 2)

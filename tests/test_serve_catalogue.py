@@ -19,7 +19,7 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
-from irde_onnx.runtime import Router  # noqa: E402
+from irde_onnx.runtime import RouterEditor  # noqa: E402
 from irde_onnx.serve import ServeSettings, create_app  # noqa: E402
 from irde_onnx.serve.app import log_value  # noqa: E402
 
@@ -86,7 +86,7 @@ def test_a_token_with_white_space_is_refused_at_start(toy_router, monkeypatch, c
 
 
 def test_expert_names_cannot_fake_access_log_fields(toy_router, tmp_path, caplog):
-    router = Router.load(toy_router)
+    router = RouterEditor.open(toy_router)
     fake = 'math model=evil stream=True "x'
     math = ["solve the equation for x", "what is the integral of x", "is x a prime number"]
     with router.lock():  # the only expert, so every prompt goes to it

@@ -127,10 +127,10 @@ def test_parallel_deletes_of_one_name_give_one_200_and_two_404(server, router_di
 
 def test_changes_through_a_stale_server_get_409_and_404(server, router_dir):
     """The server never reloads (interval 0): its list is stale, its answers must not be."""
-    from irde_onnx.runtime import Router
+    from irde_onnx.runtime import Router, RouterEditor
 
     client = server({"reload_interval": 0})
-    other = Router.load(router_dir)
+    other = RouterEditor.open(router_dir)
     with other.lock():
         other.add_expert("medicine", ["the patient dose", "a heart symptom"])
         other.save()

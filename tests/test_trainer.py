@@ -10,7 +10,7 @@ from sklearn.linear_model import Ridge
 from irde_onnx.errors import InvalidInputError
 from irde_onnx.export import RouterTrainer
 from irde_onnx.export.minilm import minilm_word_embeddings
-from irde_onnx.runtime import Router
+from irde_onnx.runtime import Router, RouterEditor
 from irde_onnx.store.config import DATA_FILE, GRAPH_FILE, HEAD_B, HEAD_W
 from irde_onnx.store.graph_file import load_graph_proto, read_head
 
@@ -183,14 +183,10 @@ def test_the_trained_router_outlives_its_trainer(demo_train, tmp_path):
         .fit(texts[::4], labels[::4])
         .router_
     )
-    gc.collect()  # the trainer is gone; its router still reads its folder
-    assert router.stats.experts == router.experts
-    out = router.save(tmp_path / "kept")
+    gc.collect()  # the trainer is gone; its router lives in memory (no folder behind it)
+    assert router.stats.experts == router.experts and router.path is None
+    out = RouterEditor(router).save(tmp_path / "kept")
     assert Router.load(out).experts == router.experts
-    folder = router.path
-    del router
-    gc.collect()
-    assert not folder.exists()  # and the folder goes with the router
 
 
 def test_validation_raises_a_typed_error_when_the_graph_differs(static_trainer):
@@ -207,3 +203,29 @@ def test_validation_raises_a_typed_error_when_the_graph_differs(static_trainer):
     wrong[:, [0, 1]] = wrong[:, [1, 0]]  # a reference that disagrees with the graph
     with pytest.raises(ExportValidationError, match="numpy"):
         validate_static(tr.router_, table, token_mask, wrong, tr.intercept_)
+
+
+def test_fit_validates_the_graph_that_ships(demo_train, tmp_path, monkeypatch):
+    """The router fit validates runs the graph save writes, byte for byte; fit writes no file."""
+    import tempfile
+
+    from irde_onnx.export import RouterTrainer, minilm
+
+    validated = []
+    real = minilm.validate_static
+
+    def spy(router, *args):
+        validated.append(router)
+        return real(router, *args)
+
+    monkeypatch.setattr(minilm, "validate_static", spy)
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: pytest.fail("fit made a folder"))
+    texts, labels = demo_train
+    trainer = RouterTrainer(encoder="static", lam=1.0, progress=False)
+    trainer.fit(texts, labels, costs={e: 1.0 for e in sorted(set(labels))}, wtp=0.5)
+    (router,) = validated
+    assert router.path is None and trainer.router_.graph == router.graph
+    out = trainer.save(tmp_path / "r")
+    saved = Router.load(out)
+    assert (out / saved.config.graph_file).read_bytes() == router.graph
+    assert saved.policy.wtp == 0.5

@@ -8,7 +8,7 @@ import pytest
 
 from irde_onnx.cli import main
 from irde_onnx.evaluation.decisions import accuracy_at_coverage, aiq, expected_calibration_error
-from irde_onnx.runtime import Router
+from irde_onnx.runtime import Router, RouterEditor
 
 COSTS = {"code": 0.002, "law": 0.01, "math": 0.001}
 TEXTS = [
@@ -157,7 +157,7 @@ def test_eval_json_with_costs_and_labels(toy_router, tmp_path, capsys):
 def test_route_wtp_overrides_the_default_like_the_api(toy_router, tmp_path, capsys):
     code, _, err = _run(capsys, "route", toy_router, TEXTS[0], "--wtp", "1")
     assert code == 2 and "costs" in err and len(err.strip().splitlines()) == 1
-    router = Router.load(toy_router)
+    router = RouterEditor.open(toy_router)
     router.set_costs(COSTS)
     router.set_policy(wtp=0.5)
     router.save()

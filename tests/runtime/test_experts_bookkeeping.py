@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 
 from irde_onnx.errors import InvalidInputError
-from irde_onnx.runtime import Router
+from irde_onnx.runtime import Router, RouterEditor
 from irde_onnx.store.config import DATA_FILE
 
 MEDICINE = ["the patient heart", "a dose for the patient", "symptom of the heart"]
@@ -30,7 +30,7 @@ def _hashes(folder):
 
 
 def test_add_then_remove_gives_back_the_head(toy_router):
-    router = Router.load(toy_router)
+    router = RouterEditor.open(toy_router)
     w0, b0 = router.head
     router.add_expert("medicine", MEDICINE)
     assert router.experts[-1] == "medicine" and router.head[0].shape[1] == 4
@@ -41,7 +41,7 @@ def test_add_then_remove_gives_back_the_head(toy_router):
 
 def test_routes_during_swaps_all_succeed(toy_router):
     """Routing threads overlap the swaps, and every answer is the old or the new head's."""
-    router = Router.load(toy_router, threads=1)
+    router = RouterEditor.open(toy_router, threads=1)
     texts = ["solve x", "a contract", "python bug", "the patient"] * 3
     expected = {tuple(router.experts): router.scores(texts)}
     router.add_expert("medicine", MEDICINE)
@@ -88,7 +88,7 @@ def test_routes_during_swaps_all_succeed(toy_router):
 
 def test_save_in_place_commits_a_new_generation(toy_router):
     data_hash, data_inode = _sha(toy_router / DATA_FILE), (toy_router / DATA_FILE).stat().st_ino
-    router = Router.load(toy_router)
+    router = RouterEditor.open(toy_router)
     old_graph = router.graph_path
     router.add_expert("medicine", MEDICINE)
     in_memory = router.scores(MEDICINE)
@@ -115,7 +115,7 @@ def test_save_in_place_commits_a_new_generation(toy_router):
 
 
 def test_save_elsewhere_copies_the_encoder(toy_router, tmp_path):
-    router = Router.load(toy_router)
+    router = RouterEditor.open(toy_router)
     router.remove_expert("law")
     out = router.save(tmp_path / "copy")
     assert _sha(out / DATA_FILE) == _sha(toy_router / DATA_FILE)
@@ -126,7 +126,7 @@ def test_save_elsewhere_copies_the_encoder(toy_router, tmp_path):
 
 
 def test_a_failed_save_changes_nothing(toy_router, monkeypatch):
-    router = Router.load(toy_router)
+    router = RouterEditor.open(toy_router)
     hashes = _hashes(toy_router)
     router.remove_expert("law")
     calls = []
@@ -158,7 +158,7 @@ def test_a_failed_save_changes_nothing(toy_router, monkeypatch):
     ],
 )
 def test_errors_leave_the_router_unchanged(toy_router_dir, call, match):
-    router = Router.load(toy_router_dir)
+    router = RouterEditor.open(toy_router_dir)
     experts, scores = router.experts, router.scores(["check"])
     with pytest.raises(InvalidInputError, match=match):
         call(router)
@@ -167,7 +167,7 @@ def test_errors_leave_the_router_unchanged(toy_router_dir, call, match):
 
 
 def test_removing_the_last_expert_is_refused(toy_router_dir):
-    router = Router.load(toy_router_dir)
+    router = RouterEditor.open(toy_router_dir)
     for name in ["code", "law"]:
         router.remove_expert(name)
     with pytest.raises(InvalidInputError, match="last expert"):
@@ -179,7 +179,7 @@ def test_merge_refuses_statistics_of_other_features(toy_router, tmp_path):
     from ..toy import build_toy_router
 
     other = build_toy_router(tmp_path / "other", seed=1)  # another table: other features
-    router = Router.load(toy_router)
+    router = RouterEditor.open(toy_router)
     with pytest.raises(InvalidInputError, match="fingerprint"):
         router.merge_stats(other)
     assert router.experts == ["code", "law", "math"]
@@ -205,7 +205,7 @@ def test_statistics_that_do_not_fit_are_refused_by_one_rule(toy_router, tmp_path
 
     from ..toy import build_toy_router
 
-    router = Router.load(toy_router)
+    router = RouterEditor.open(toy_router)
     vocab = router.tokenizer.vocab_size
     assert stats_mismatch(router.stats, router.config, vocab) is None
     other = Router.load(build_toy_router(tmp_path / "other", seed=1)).stats

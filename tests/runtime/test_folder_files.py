@@ -14,7 +14,7 @@ import pytest
 
 from irde_onnx.cli import main
 from irde_onnx.errors import RouterFileError
-from irde_onnx.runtime import Router
+from irde_onnx.runtime import Router, RouterEditor
 from irde_onnx.store import folder
 
 ROWS = '{"text": "the patient heart"}\n{"text": "a dose"}\n'
@@ -74,7 +74,7 @@ def test_a_lock_path_that_is_not_a_file_is_refused_and_never_opened(
 
 
 def test_a_lock_replaced_by_a_symlink_after_load_is_refused_at_the_change(toy_router, precious):
-    router = Router.load(toy_router)
+    router = RouterEditor.open(toy_router)
     lock = toy_router / folder.LOCK_FILE
     lock.unlink(missing_ok=True)
     lock.symlink_to(precious)
@@ -92,7 +92,7 @@ class _ReadOnlyLock(folder.FileLock):
 def test_a_read_only_folder_is_one_error_naming_the_lock(toy_router, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(folder, "FileLock", _ReadOnlyLock)
     before = _hashes(toy_router)
-    router = Router.load(toy_router)  # loading needs no lock: a read-only folder routes
+    router = RouterEditor.open(toy_router)  # loading needs no lock: a read-only folder routes
     assert router.route(["solve the equation"])[0].expert == "math"
     with pytest.raises(RouterFileError, match="Permission denied .EACCES.*writable") as info:
         router.add_expert("medicine", ["the patient heart"])
@@ -113,7 +113,7 @@ def test_a_full_disk_at_save_is_one_error_and_the_router_is_unchanged(
 ):
     before = _hashes(toy_router)
     monkeypatch.setattr(folder, "write_temporary", _disk_full)
-    router = Router.load(toy_router)
+    router = RouterEditor.open(toy_router)
     router.add_expert("medicine", ["the patient heart"])
     with pytest.raises(RouterFileError, match="No space left on device .ENOSPC.*disk is full"):
         router.save()

@@ -14,7 +14,7 @@ from onnx import TensorProto, helper
 from irde_onnx.decision.nodes import policy_initializers, policy_nodes
 from irde_onnx.decision.policy import Policy, decide
 from irde_onnx.errors import InvalidInputError, RouterFormatError
-from irde_onnx.runtime import Router
+from irde_onnx.runtime import Router, RouterEditor
 from irde_onnx.store.config import CONFIG_FILE
 
 
@@ -131,10 +131,10 @@ def test_costs_trade_quality_for_money():
 
 
 def _saved_with_policy(path, **settings):
-    router = Router.load(path)
+    router = RouterEditor.open(path)
     router.set_policy(**settings)
     router.save()
-    return Router.load(path)
+    return RouterEditor.open(path)
 
 
 def test_route_equals_graph_choice_and_wtp_override(toy_router):
@@ -204,7 +204,7 @@ def test_settings_survive_add_remove_save_load_and_merge(toy_router, tmp_path):
     router.remove_expert("law", fallback="math")
     assert router.policy.fallback == "math" and "law" not in router.policy.costs
     router.save()
-    again = Router.load(toy_router)
+    again = RouterEditor.open(toy_router)
     assert again.policy == router.policy
     assert again.policy.to_dict() == {
         "costs": {"code": 0.002, "math": 0.003, "medicine": 0.004},
@@ -223,7 +223,7 @@ def test_settings_survive_add_remove_save_load_and_merge(toy_router, tmp_path):
 
 
 def test_bad_settings_are_refused_and_leave_the_router_unchanged(toy_router):
-    router = Router.load(toy_router)
+    router = RouterEditor.open(toy_router)
     before = router.config
     for kwargs, match in [
         ({"costs": {"code": 1.0}}, "missing"),
@@ -256,7 +256,7 @@ def test_router_json_policy_is_checked_on_load(toy_router):
 
 def test_router_without_policy_routes_by_argmax(toy_router):
     router = Router.load(toy_router)  # written before the policy existed: no choice output
-    assert "choice" not in {o.name for o in router._state.session.get_outputs()}
+    assert "choice" not in {o.name for o in router._session.get_outputs()}
     texts = ["solve the integral", "a contract clause", "python bug"]
     scores = router.scores(texts)
     routes = router.route(texts)
@@ -271,7 +271,7 @@ def test_affine_calibration_folds_into_the_head(toy_router):
     data = json.loads(path.read_text())
     data["target"] = "score"
     path.write_text(json.dumps(data))
-    router = Router.load(toy_router)
+    router = RouterEditor.open(toy_router)
     texts = ["solve the integral", "a contract clause"]
     raw = router.scores(texts)
     router.set_policy(calibration={"code": [2.0, 0.1], "law": [0.5, -0.2]})

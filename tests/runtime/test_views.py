@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from irde_onnx.errors import InvalidInputError, RouterFormatError
-from irde_onnx.runtime import Router
+from irde_onnx.runtime import Router, RouterEditor
 from irde_onnx.runtime.tokenize import MAX_CHARS_PER_TOKEN, prepare_text
 from irde_onnx.store.config import CONFIG_FILE, RouterConfig, read_config
 from irde_onnx.views import AUTO_VIEWS, TAIL_CHARS_PER_TOKEN, apply_view, check_view, view_names
@@ -119,7 +119,7 @@ def test_a_router_applies_its_view(toy_router):
     with_options = question + "\nA. contract court\nB. contract court"
     assert plain.scores([with_options]).tolist() != plain.scores([question]).tolist()
     _edit_config(toy_router, view="strip_options")
-    router = Router.load(toy_router)
+    router = RouterEditor.open(toy_router)
     assert router.config.view == "strip_options"
     assert router.scores([with_options]).tolist() == router.scores([question]).tolist()
     # saving keeps the view
