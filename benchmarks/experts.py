@@ -33,7 +33,7 @@ from _report import (  # noqa: E402
 )
 
 from irde_onnx.export import RouterTrainer  # noqa: E402
-from irde_onnx.runtime import Router  # noqa: E402
+from irde_onnx.runtime import Router, RouterEditor  # noqa: E402
 from irde_onnx.store.config import DATA_FILE  # noqa: E402
 
 BASE_DOMAINS = ("math", "law", "medicine", "chinese")
@@ -72,7 +72,7 @@ def bench_encoder(
     scratch.save(work / f"{encoder}-5")
     export_s = time.perf_counter() - start
 
-    router = Router.load(path, threads=threads)
+    router = RouterEditor.open(path, threads=threads)
     router.route(new[:4])  # warm up
     add_s, remove_s, encode_s = [], [], []
     ones = np.ones((len(new), 1))

@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from _report import command_line, header, markdown_table, write_section  # noqa: E402
 
-from irde_onnx.runtime import Router  # noqa: E402
+from irde_onnx.runtime import Router, RouterEditor  # noqa: E402
 from irde_onnx.store.folder import SAVE_STEPS  # noqa: E402
 from tests import bad_inputs  # noqa: E402
 from tests.crash_helper import PROBES, Saver, check_folder, copy_router, restore  # noqa: E402
@@ -233,7 +233,7 @@ def kill_figures(router_dir: Path, work: Path, random_kills: int) -> dict:
 # -- threads ------------------------------------------------------------------------------------
 def swap_figures(router_dir: Path, work: Path, cycles: int = 5) -> dict:
     root = copy_router(router_dir, work / "swaps")
-    router = Router.load(root, threads=1)
+    router = RouterEditor.open(root, threads=1)
     rows = _rows("train.jsonl")
     texts = [r["text"] for r in rows][:12]
     extra = [r["text"] for r in rows if r["expert"] == "law"]
@@ -445,7 +445,7 @@ def _server_cases(root: Path, url: str, app, backend_url: str) -> list[tuple]:  
     status("DELETE of a missing name", client.delete("/experts/nobody", headers=AUTH), 404)
 
     # a change saved by another process that this server has not reloaded (interval 0)
-    other = Router.load(root)
+    other = RouterEditor.open(root)
     with other.lock():
         other.add_expert("alpha", ["balance the equation", "molar mass of water"])
         other.save()

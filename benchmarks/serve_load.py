@@ -38,7 +38,7 @@ from _report import (  # noqa: E402
     write_section,
 )
 
-from irde_onnx.runtime import Router  # noqa: E402
+from irde_onnx.runtime import RouterEditor  # noqa: E402
 
 DOMAINS = ("math", "law", "medicine", "chinese")
 EXTRA = "code"
@@ -144,7 +144,7 @@ async def _http_run(
 
 
 def _local_run(
-    router: Router,
+    router: RouterEditor,
     prompts: list[str],
     clients: int,
     requests: int,
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             proc.terminate()
             proc.wait(30)
-        router = Router.load(router_dir, threads=args.threads)
+        router = RouterEditor.open(router_dir, threads=args.threads)
         router.route(prompts[:20])
         for clients in LEVELS:
             for changing in (False, True):
