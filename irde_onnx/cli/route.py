@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from irde_onnx.arguments import check_top_k
 from irde_onnx.cli import policy as cli_policy
 from irde_onnx.cli.args import FORMATTER, UsageError, positive_int, threads_argument
 from irde_onnx.decision.policy import UNSET
@@ -62,8 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if not texts:
         raise UsageError("no prompts: give TEXT arguments or --input FILE.jsonl")
     router = Router.load(args.router, threads=args.threads)
-    if args.top_k > len(router.experts):
-        raise UsageError(f"--top-k {args.top_k} exceeds the {len(router.experts)} experts")
+    check_top_k(args.top_k, len(router.experts), "--top-k")  # >= 1 by the parser
     if args.wtp is UNSET:
         routes = router.route(texts, top_k=args.top_k, batch_size=args.batch_size)
     else:

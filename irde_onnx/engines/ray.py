@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 
 from irde_onnx._progress import Progress
+from irde_onnx.arguments import check_texts
 from irde_onnx.errors import InvalidInputError, MissingExtraError, RouterChangedError
 from irde_onnx.learning.partial import PartialStats, StatsPlan, rows_statistics
 from irde_onnx.learning.statistics import MAX_TARGET, RouterStats, bad_target_row
 from irde_onnx.runtime.router import Router
-from irde_onnx.runtime.tokenize import check_texts
 from irde_onnx.store.config import (
     CONFIG_FILE,
     DATA_FILE,

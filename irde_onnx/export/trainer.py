@@ -15,6 +15,7 @@ import numpy as np
 
 from irde_onnx._progress import Progress
 from irde_onnx._version import __version__
+from irde_onnx.arguments import check_texts
 from irde_onnx.defaults import default_layers, default_view
 from irde_onnx.encoders import DEFAULT_ENCODER, EncoderSpec, get_encoder
 from irde_onnx.errors import InvalidInputError
@@ -31,7 +32,7 @@ from irde_onnx.learning.selection import (
 )
 from irde_onnx.learning.statistics import MAX_TARGET, EncodedRows, RouterStats, bad_target_row
 from irde_onnx.runtime.router import ENCODE_CHUNK, Router
-from irde_onnx.runtime.tokenize import TextTokenizer, check_texts, prepare_text
+from irde_onnx.runtime.tokenize import TextTokenizer, prepare_text
 from irde_onnx.store.config import (
     CONFIG_FILE,
     GRAPH_FILE,

@@ -17,19 +17,19 @@ from typing import Any
 import numpy as np
 
 from irde_onnx._progress import Progress
+from irde_onnx.arguments import check_texts, check_top_k, check_wtp
 from irde_onnx.decision.policy import (
     UNSET,
     Policy,
     check_costs,
     check_min_confidence,
-    check_wtp,
     decide,
 )
 from irde_onnx.errors import InvalidInputError, RouterChangedError, RouterFormatError
 from irde_onnx.graph.rules import check_graph
 from irde_onnx.learning.statistics import MAX_TARGET, EncodedRows, RouterStats, bad_target_row
 from irde_onnx.runtime.session import open_session, ort  # session.py imports onnxruntime
-from irde_onnx.runtime.tokenize import TextTokenizer, check_texts
+from irde_onnx.runtime.tokenize import TextTokenizer
 from irde_onnx.store.config import (
     CONFIG_FILE,
     DATA_FILE,
@@ -565,8 +565,7 @@ class Router:
         _check_batch_size(batch_size)
         state = self._state  # one snapshot: the whole call uses one head
         experts = state.config.experts
-        if type(top_k) is not int or not 1 <= top_k <= len(experts):
-            raise InvalidInputError(f"top_k must be an integer in 1..{len(experts)}, got {top_k}")
+        check_top_k(top_k, len(experts))
         if wtp is not UNSET:
             wtp = check_wtp(wtp)
             if wtp is not None and state.config.policy.get("costs") is None:
