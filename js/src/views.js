@@ -1,7 +1,7 @@
 // Input views: named text normalisations applied to a prompt before it is tokenized, the
 // port of irde_onnx/views.py (its docstring holds the rules). Every count is in code points,
 // not UTF-16 units; the text is well formed when a view sees it (prepareText), so a
-// surrogate pair is always whole. tests/fixtures/views.json holds the cases both hosts match.
+// surrogate pair is always whole. conformance/views.json holds the cases both hosts match.
 
 import { InvalidInputError } from "./errors.js";
 

@@ -219,8 +219,8 @@ describe("Router.route with the policy", () => {
 describe("decide against Python's policy.decide (golden.json)", () => {
   const cases = golden.decide ?? [];
   it("every case: the same choices and confidences, to the bit", () => {
-    // make_golden.py always writes them: an empty list is a broken golden file, not a skip
-    assert.ok(cases.length > 0, "golden.json has no decide cases: run make_golden.py");
+    // conformance/make_golden.py always writes them: an empty list is a broken golden file, not a skip
+    assert.ok(cases.length > 0, "golden.json has no decide cases: run conformance/generate.py --only golden");
     for (const c of cases) {
       const got = decide(c.scores, c.target, {
         costs: c.costs, wtp: c.wtp, temperature: c.temperature,
