@@ -280,6 +280,11 @@ JS_MESSAGES: dict[str, str] = {
     "unknown strategy": 'router.json: unknown strategy "max"',
     "unknown target": "router.json: unknown target 'quality'; known: domain,score",
     "unknown expert mode": "router.json: expert_modes must be in pooled,own",
+    # JS's pyRepr writes a string's characters as they are (Python escapes \n)
+    "expert name with a newline": "router.json: expert name 'b\nx' contains the control "
+    "character U+000A",
+    "empty view": 'router.json: view must be a non-empty string, got ""; upgrade irde-onnx or '
+    "train the router again",
 }
 # cases whose message ends in the JSON parser's own words (they differ between engines)
 PREFIX_ONLY = {"not JSON": "router.json is not valid JSON: "}
@@ -313,6 +318,8 @@ def router_json_cases() -> dict[str, Any]:
             case["message"] = PREFIX_ONLY[name]
             case["compare"] = "prefix"
         if name in JS_MESSAGES:
+            if JS_MESSAGES[name] == case.get("message"):
+                raise SystemExit(f"make_spec.py: {name}: the JS message is Python's: drop it")
             case["js"] = {"message": JS_MESSAGES[name]}
         cases.append(case)
     unknown = set(JS_MESSAGES) - set(names)
