@@ -1,7 +1,7 @@
 """Edge figures: size on disk, peak RSS, cold start and per-route time of each demo router.
 
 Routers: the demo routers of the JS tests (static fp16 vote, MiniLM fp32 with the view
-``strip_options+tail`` and layers 6,5, MiniLM int8), built by js/test/make_golden.py into
+``strip_options+tail`` and layers 6,5, MiniLM int8), built by conformance/make_golden.py into
 js/test/routers when missing. A row is a name in ROUTERS (how to get the router's folder), or
 ``--router NAME=PATH`` for a router already on disk: a new encoder gets its row by name.
 
@@ -69,14 +69,14 @@ SYNTHETIC = [
 
 
 def demo_router(name: str) -> Callable[[], Path]:
-    """The folder of a demo router of js/test/make_golden.py (built when missing)."""
+    """The folder of a demo router of conformance/make_golden.py (built when missing)."""
 
     def get() -> Path:
         folder = GOLDEN_ROUTERS / name
         if not (folder / "router.json").is_file():
-            log(f"building the demo routers in {GOLDEN_ROUTERS} (js/test/make_golden.py)")
+            log(f"building the demo routers in {GOLDEN_ROUTERS} (conformance/make_golden.py)")
             subprocess.run(
-                [sys.executable, str(ROOT / "js" / "test" / "make_golden.py"), "--check"],
+                [sys.executable, str(ROOT / "conformance" / "make_golden.py"), "--check"],
                 check=True,
             )
         return folder

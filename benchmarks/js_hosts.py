@@ -53,13 +53,13 @@ def log(message: str) -> None:
 
 
 def ensure_routers(folder: Path) -> dict[str, Path]:
-    """The three demo routers of the JS tests (built by js/test/make_golden.py when missing)."""
+    """The three demo routers of the JS tests (built by conformance/make_golden.py when missing)."""
     if not all((folder / n / "router.json").is_file() for n in ROUTER_NAMES):
         log(f"building the demo routers in {folder}")
         subprocess.run(
             [
                 sys.executable,
-                str(JS / "test" / "make_golden.py"),
+                str(ROOT / "conformance" / "make_golden.py"),
                 "--routers",
                 str(folder),
                 "--check",

@@ -8,7 +8,7 @@ it identically, before the text rule of :func:`irde_onnx.runtime.tokenize.prepar
 Every view is a pure, deterministic function of the text (a Python ``str``, i.e. code points)
 and ``max_length``. The rules are written with explicit character sets, not regex classes
 such as ``\s`` or ``\d`` whose meaning differs between Python and JavaScript, so a host in
-another language can implement them from this docstring alone; ``tests/fixtures/views.json``
+another language can implement them from this docstring alone; ``conformance/views.json``
 holds (view, max_length, input, output) cases every host must reproduce.
 
 Views:
