@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from splits import read_rows
+
+from benchmarks.splits import read_rows
 
 
 @dataclass

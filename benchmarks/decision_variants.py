@@ -19,7 +19,7 @@ rules and heads; CV on train both with the trainer's random folds and with folds
 the rows' sub-source (an MMLU subject, a LegalBench task, a GSM8K split), the closest the
 training rows come to a source shift.
 
-    python benchmarks/decision_variants.py --cache DIR [--data ../shared/data]
+    python -m benchmarks.decision_variants --cache DIR [--data ../shared/data]
 """
 
 from __future__ import annotations
@@ -35,9 +35,11 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _report import (  # noqa: E402
+from benchmarks.baselines import knn_predict, logreg_scores
+from benchmarks.calibration import sampled_cross_source
+from benchmarks.decision_data import CostRows, load_cost_rows, tail_texts
+from benchmarks.heads import FeatureCache, folds_of
+from benchmarks.report import (
     DEFAULT_DATA,
     RESULTS,
     command_line,
@@ -45,22 +47,17 @@ from _report import (  # noqa: E402
     markdown_table,
     write_section,
 )
-from baselines import knn_predict, logreg_scores  # noqa: E402
-from calibration import sampled_cross_source  # noqa: E402
-from decision_data import CostRows, load_cost_rows, tail_texts  # noqa: E402
-from heads import FeatureCache, folds_of  # noqa: E402
-from routerbench import GPT4, cheapest_reaching, oof, ridge_predictor  # noqa: E402
-from splits import cross_source_split, load_domains, onehot, read_rows  # noqa: E402
-
-from irde_onnx.decision.policy import decide, fit_temperature, softmax  # noqa: E402
-from irde_onnx.evaluation.decisions import (  # noqa: E402
+from benchmarks.routerbench import GPT4, cheapest_reaching, oof, ridge_predictor
+from benchmarks.splits import cross_source_split, load_domains, onehot, read_rows
+from irde_onnx.decision.policy import decide, fit_temperature, softmax
+from irde_onnx.evaluation.decisions import (
     accuracy_at_coverage,
     aiq,
     expected_calibration_error,
     upper_hull,
     wtp_grid,
 )
-from irde_onnx.learning.moments import Moments, choose_lam, solve  # noqa: E402
+from irde_onnx.learning.moments import Moments, choose_lam, solve
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 N_WTP = 200  # as routerbench.py
@@ -660,7 +657,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = json.loads((RESULTS / "decision_variants.json").read_text())
         write_section("decision_variants", report(result))
         return 0
-    from trained import encoder_router
+    from benchmarks.trained import encoder_router
 
     enc = encoder_router("minilm-int8", args.threads)
     cache = FeatureCache(args.cache)

@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from decision_data import CostRows, load_cost_rows
-from heads import log, routing_utility
-from results import label_result, scored_metrics
-from routerbench import curve_aiq, oof, ridge_predictor, sweep, trainer_lam
-from splits import (
+
+from benchmarks.decision_data import CostRows, load_cost_rows
+from benchmarks.heads import log, routing_utility
+from benchmarks.results import label_result, scored_metrics
+from benchmarks.routerbench import curve_aiq, oof, ridge_predictor, sweep, trainer_lam
+from benchmarks.splits import (
     Labelled,
     cross_source_split,
     id_hash,
@@ -39,7 +40,6 @@ from splits import (
     load_scored,
     onehot,
 )
-
 from irde_onnx.learning.moments import choose_lam, group_fold_ids, lam_grid, solve
 from irde_onnx.learning.selection import block_columns, fold_moments
 from irde_onnx.runtime.tokenize import prepare_text
@@ -282,7 +282,7 @@ def routerdc_variants(
 
 def load_domain_rows(folder: Path, limit: int | None) -> tuple[Labelled, list[str]]:
     """Domain rows (duplicates dropped as splits.load_domains does) and each row's subset."""
-    from splits import labelled_domains, load_domain_records
+    from benchmarks.splits import labelled_domains, load_domain_records
 
     kept, dropped = load_domain_records(folder, limit)
     return labelled_domains(kept, dropped), [str(r["source"]) for r in kept]
@@ -604,7 +604,7 @@ TITLES = {
 
 def report_section(out: dict[str, Any], args: argparse.Namespace, seconds: float) -> str:
     """The markdown section: every variant on every protocol beside the selection criteria."""
-    from _report import command_line, header, markdown_table
+    from benchmarks.report import command_line, header, markdown_table
 
     variants = out["variants"]
     values, picks = out["rules"]["values"], out["rules"]["picks"]

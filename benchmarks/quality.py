@@ -12,7 +12,7 @@ and the rule that sets the trainer's defaults.
 
 Everything is chosen on train data (cross-validation inside train), never on test.
 
-    python benchmarks/quality.py [--data ../shared/data] [--cache DIR] [--limit N]
+    python -m benchmarks.quality [--data ../shared/data] [--cache DIR] [--limit N]
 """
 
 from __future__ import annotations
@@ -27,17 +27,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _report import DEFAULT_DATA, RESULTS, write_section  # noqa: E402
-from domains import domains  # noqa: E402
-from generalisation import generalisation, json_ready, report_section  # noqa: E402
-from heads import FeatureCache  # noqa: E402
-from quality_report import draw_charts, plain, report  # noqa: E402
-from routerdc import routerdc  # noqa: E402
-from trained import DEFAULT_VARIANTS, VARIANTS, is_pooled  # noqa: E402
-
-from irde_onnx.encoders import get_encoder  # noqa: E402
+from benchmarks.domains import domains
+from benchmarks.generalisation import generalisation, json_ready, report_section
+from benchmarks.heads import FeatureCache
+from benchmarks.quality_report import draw_charts, plain, report
+from benchmarks.report import DEFAULT_DATA, RESULTS, write_section
+from benchmarks.routerdc import routerdc
+from benchmarks.trained import DEFAULT_VARIANTS, VARIANTS, is_pooled
+from irde_onnx.encoders import get_encoder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -12,7 +12,6 @@ import argparse
 import importlib
 import json
 import re
-import sys
 import time
 
 import pytest
@@ -26,13 +25,10 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 @pytest.fixture(scope="module")
 def bench():
-    """Import the benchmark modules by name (they import their siblings so)."""
-    folder = str(ROOT / "benchmarks")
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
+    """The benchmark modules (the benchmarks package, found through pyproject's pythonpath)."""
     names = ["calibration", "decision_variants", "generalisation", "js_hosts", "quality"]
     names += ["quality_report", "routerbench", "speed"]
-    return argparse.Namespace(**{n: importlib.import_module(n) for n in names})
+    return argparse.Namespace(**{n: importlib.import_module(f"benchmarks.{n}") for n in names})
 
 
 def section(name: str) -> str:

@@ -3,28 +3,19 @@
 The full benchmarks are run by hand (see README); these keep their code paths working.
 """
 
-import importlib.util
+import importlib
 import json
-import sys
 
 import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
 
-from .conftest import ROOT, SHARED_DATA, shared_data_or_fail
+from .conftest import SHARED_DATA, shared_data_or_fail
 
 
 def _load(name):
-    """A benchmark module by file name (the scripts import their siblings by name)."""
-    folder = str(ROOT / "benchmarks")
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    path = ROOT / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """A module of the benchmarks package (pyproject's pytest ``pythonpath`` finds it)."""
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 @pytest.fixture(scope="module")
