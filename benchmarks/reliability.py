@@ -542,7 +542,7 @@ def _errors(client) -> float:  # noqa: ANN001
 
 def _misbehaving_backend():  # noqa: ANN202
     """A socket-level backend: 'die', 'cut', 'stall' or a normal answer with odd headers."""
-    from tests.test_gateway_failures import COMPLETION, RawBackend, _chunk, _event
+    from tests.test_gateway_failures import COMPLETION, RawBackend, http_chunk, sse_event
 
     def respond(conn, request: dict) -> None:  # noqa: ANN001
         prompt = request["body"]["messages"][-1]["content"]
@@ -551,7 +551,7 @@ def _misbehaving_backend():  # noqa: ANN202
             b"transfer-encoding: chunked\r\n\r\n"
         )
         if prompt == "die":
-            conn.sendall(events + _chunk(_event("a ")) + _chunk(_event("b ")))
+            conn.sendall(events + http_chunk(sse_event("a ")) + http_chunk(sse_event("b ")))
         elif prompt == "cut":
             conn.sendall(
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
@@ -559,7 +559,7 @@ def _misbehaving_backend():  # noqa: ANN202
                 + COMPLETION[: len(COMPLETION) // 2]
             )
         elif prompt == "stall":
-            conn.sendall(events + _chunk(_event("a ")))
+            conn.sendall(events + http_chunk(sse_event("a ")))
             backend.release.wait(30)
         else:
             asked = request["headers"].get("accept-encoding", ["(none)"])[0]
