@@ -15,9 +15,9 @@ name               writes                                          from
 
 From the repository root::
 
-    python conformance/generate.py --check                     # CI: exit 1 if any is stale
-    python conformance/generate.py --only views --only spec    # write these again
-    python conformance/generate.py --only golden --routers js/test/routers --check
+    python -m conformance.generate --check                     # CI: exit 1 if any is stale
+    python -m conformance.generate --only views --only spec    # write these again
+    python -m conformance.generate --only golden --routers js/test/routers --check
 
 A file is written again only after a deliberate change of what it pins (say why in the
 commit); never to make a test pass. ``golden`` builds the demo routers into ``--routers``
@@ -30,10 +30,7 @@ import argparse
 import sys
 import time
 
-import make_bad_folders
-import make_golden
-import make_spec
-import make_views
+from conformance import make_bad_folders, make_golden, make_spec, make_views
 
 NAMES = ("spec", "router_json", "policy", "views", "bad_folders", "golden")
 

@@ -27,7 +27,7 @@ A case with ``"hosts": ["python"]`` runs only where that host has the feature (t
 never takes the folder's lock). Regenerate after a change of the toy router, the rules or the
 folder format, from the repository root::
 
-    python conformance/generate.py --only bad_folders
+    python -m conformance.generate --only bad_folders
 
 (``--check`` writes them into a temporary folder and compares every byte.)
 """
@@ -41,16 +41,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+import onnx
+from onnx import TensorProto, helper
+
+from irde_onnx.encoders import ENCODERS
+from irde_onnx.graph.rules import ALLOWED_OPS, SIZE_INPUTS, SLACK_BYTES
+from tests.toy import build_toy_router
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "bad_folders"
-sys.path.insert(0, str(HERE.parent))
-
-import onnx  # noqa: E402
-from onnx import TensorProto, helper  # noqa: E402
-
-from irde_onnx.encoders import ENCODERS  # noqa: E402
-from irde_onnx.graph.rules import ALLOWED_OPS, SIZE_INPUTS, SLACK_BYTES  # noqa: E402
-from tests.toy import build_toy_router  # noqa: E402
 
 RANGE = "RouterFormatError"
 

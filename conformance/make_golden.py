@@ -17,8 +17,8 @@ here), rare CJK ideographs above U+FFFF, emoji, combining marks, right-to-left t
 characters, lone surrogates, empty and whitespace-only texts, texts far over
 ``max_length * 32`` characters, and multiple-choice and few-shot prompts for the views.
 
-    .venv/bin/python conformance/generate.py --only golden --routers js/test/routers
-    .venv/bin/python conformance/generate.py --routers js/test/routers --check   # CI
+    .venv/bin/python -m conformance.generate --only golden --routers js/test/routers
+    .venv/bin/python -m conformance.generate --routers js/test/routers --check   # CI
 
 (``conformance/make_golden.py`` alone takes the same arguments.)
 """

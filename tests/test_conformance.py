@@ -9,20 +9,15 @@ until they are written again.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import subprocess
 import sys
 
 from .conftest import ROOT
 
-GENERATE = ROOT / "conformance" / "generate.py"
-
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "conformance" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"conformance.{name}")
 
 
 def test_spec_and_check_cases_are_current():
@@ -36,7 +31,16 @@ def test_spec_and_check_cases_are_current():
 
 def test_generate_check_runs_the_quick_generators():
     out = subprocess.run(
-        [sys.executable, str(GENERATE), "--check", "--only", "spec", "--only", "views"],
+        [
+            sys.executable,
+            "-m",
+            "conformance.generate",
+            "--check",
+            "--only",
+            "spec",
+            "--only",
+            "views",
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -28,7 +28,7 @@ export const INT8_WASM_ATOL = 0.05;
 export function missingInputs() {
   const lacking = ROUTER_NAMES.map((n) => path.join(ROUTERS, n, "router.json")).filter((f) => !existsSync(f));
   if (lacking.length) {
-    return `routers missing (${lacking[0]}): run .venv/bin/python conformance/generate.py --only golden --routers ${ROUTERS}`;
+    return `routers missing (${lacking[0]}): run .venv/bin/python -m conformance.generate --only golden --routers ${ROUTERS}`;
   }
   if (golden.prompts.some((p) => p.source) && !existsSync(SHARED_DATA)) {
     return `${SHARED_DATA} is missing: set IRDE_SHARED_DATA`;
