@@ -65,11 +65,11 @@ def spec() -> dict[str, Any]:
             "min_option_lines": views.MIN_OPTION_LINES,
             # whole-line patterns (Python's fullmatch; "option" is matched at a line's start)
             "patterns": {
-                "blank": views._BLANK.pattern,  # noqa: SLF001 - the table itself
-                "cue": views._CUE.pattern,  # noqa: SLF001
-                "option": views._OPTION.pattern,  # noqa: SLF001
+                "blank": views.BLANK_LINE.pattern,
+                "cue": views.ANSWER_CUE.pattern,
+                "option": views.OPTION_LINE.pattern,
             },
-            "trailing": views._TRAILING,  # noqa: SLF001
+            "trailing": views.TRAILING_SPACE,
         },
         "router_json": {
             "file": store_config.CONFIG_FILE,
