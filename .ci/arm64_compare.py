@@ -6,7 +6,7 @@ Three commands, each run by .ci/arm64 (``route`` on x86 and, under qemu, on aarc
     python .ci/arm64_compare.py route ROUTERS PROMPTS.json OUT.json
     python .ci/arm64_compare.py compare DIR                            # exit 1 on a difference
 
-``prompts`` resolves js/test/golden.json's prompts and picks, per router, the prompts routed
+``prompts`` resolves conformance/golden.json's prompts and picks, per router, the prompts routed
 under emulation: every one for the static router; for the MiniLM routers the short ones, up
 to a token budget (QEMU runs float SIMD in software: the fp32 encoder costs about 400 times
 its x86 time under emulation, the int8 one about 150 times). ``route`` needs only the
@@ -54,7 +54,7 @@ def budgets() -> dict[str, tuple[int, int] | None]:
 
 
 def golden_texts(golden: Path, data: Path) -> list[tuple[str, bool]]:
-    """The texts of js/test/golden.json's prompts, each with True when it is a data row."""
+    """The texts of conformance/golden.json's prompts, each with True when it is a data row."""
     record = json.loads(golden.read_text(encoding="utf-8"))
     files: dict[str, dict] = {}
     texts = []

@@ -8,7 +8,7 @@ held-out rows: expected calibration error (15 equal-width bins), reliability dia
 on the domains cross-source split the accuracy of the prompts routed with the most
 confidence at 50, 80, 90 and 100% coverage (the rest would go to the fallback).
 
-    python benchmarks/calibration.py [--data ../shared/data] [--cache DIR]
+    python -m benchmarks.calibration [--data ../shared/data] [--cache DIR]
 """
 
 from __future__ import annotations
@@ -24,34 +24,31 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _report import (  # noqa: E402
+from benchmarks.heads import FeatureCache, folds_of
+from benchmarks.report import (
     DEFAULT_DATA,
     RESULTS,
     command_line,
     header,
     markdown_table,
-    write_section,  # noqa: E402
+    write_section,
 )
-from heads import FeatureCache, folds_of  # noqa: E402
-from splits import (  # noqa: E402
+from benchmarks.splits import (
     cross_source_split,
     in_source_split,
     load_domains,
     load_scored,
     onehot,
 )
-
-from irde_onnx.decision.policy import fit_affine, fit_temperature, softmax  # noqa: E402
-from irde_onnx.defaults import default_layers, default_view  # noqa: E402
-from irde_onnx.evaluation.decisions import (  # noqa: E402
+from irde_onnx.decision.policy import fit_affine, fit_temperature, softmax
+from irde_onnx.defaults import default_layers, default_view
+from irde_onnx.evaluation.decisions import (
     accuracy_at_coverage,
     expected_calibration_error,
     reliability,
 )
-from irde_onnx.learning.calibration import out_of_fold_scores  # noqa: E402
-from irde_onnx.learning.moments import Moments, choose_lam, solve  # noqa: E402
+from irde_onnx.learning.calibration import out_of_fold_scores
+from irde_onnx.learning.moments import Moments, choose_lam, solve
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 COVERAGES = (0.5, 0.8, 0.9, 1.0)
@@ -156,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--dc-limit", type=int, default=400, help="routerdc7 rows per task (id-hash order)"
     )
     args = parser.parse_args(argv)
-    from trained import encoder_router
+    from benchmarks.trained import encoder_router
 
     enc = encoder_router("minilm-int8", args.threads)
     cache = FeatureCache(args.cache)

@@ -6,7 +6,7 @@ benchmark's feature step keeps the *tail*: the last ``max_length - 2`` tokens of
 (:func:`tail_texts`), and trains and routes the irde router on those texts. It was written
 before the input views (``irde_onnx/views.py``) existed; a router ships the same idea as
 ``--view tail`` (the last ``max_length * 3`` code points, cut at a line start), and
-``benchmarks/quality.py --part generalisation`` reports RouterBench per view.
+``research/generalisation/`` reports RouterBench per view.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from splits import read_rows
+
+from benchmarks.splits import read_rows
 
 
 @dataclass

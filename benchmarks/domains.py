@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from baselines import (
+
+from benchmarks.baselines import (
     KNN_KS,
     LOGREG_CS,
     class_columns,
@@ -22,7 +23,7 @@ from baselines import (
     mlp_model,
     static_mean_features,
 )
-from heads import (
+from benchmarks.heads import (
     FeatureCache,
     accuracy_cv,
     choose_by_cv,
@@ -30,10 +31,16 @@ from heads import (
     ridge_fit,
     ridge_predict,
 )
-from results import LabelResult, label_result
-from splits import Labelled, cross_source_split, id_hash, in_source_split, load_domains, onehot
-from trained import encoder_router, is_pooled, static_strategy_cv, trainer_for
-
+from benchmarks.results import LabelResult, label_result
+from benchmarks.splits import (
+    Labelled,
+    cross_source_split,
+    id_hash,
+    in_source_split,
+    load_domains,
+    onehot,
+)
+from benchmarks.trained import encoder_router, is_pooled, static_strategy_cv, trainer_for
 from irde_onnx.learning.moments import Moments, lam_grid
 
 

@@ -1,7 +1,7 @@
 """Edge figures: size on disk, peak RSS, cold start and per-route time of each demo router.
 
 Routers: the demo routers of the JS tests (static fp16 vote, MiniLM fp32 with the view
-``strip_options+tail`` and layers 6,5, MiniLM int8), built by js/test/make_golden.py into
+``strip_options+tail`` and layers 6,5, MiniLM int8), built by conformance/make_golden.py into
 js/test/routers when missing. A row is a name in ROUTERS (how to get the router's folder), or
 ``--router NAME=PATH`` for a router already on disk: a new encoder gets its row by name.
 
@@ -19,9 +19,9 @@ With --arm64 the same worker also runs on aarch64 under QEMU (the sysroot, wheel
 of .ci/arm64, which must have run first): its scores are compared with x86's on the same
 prompts. That is a correctness check only: its times are emulation, not ARM speed.
 
-    .venv/bin/python benchmarks/edge.py                  # x86, writes BENCHMARKS.md + JSON
-    .venv/bin/python benchmarks/edge.py --arm64          # plus the emulated aarch64 check
-    .venv/bin/python benchmarks/edge.py --quick --router toy=PATH --only toy --synthetic \\
+    .venv/bin/python -m benchmarks.edge                  # x86, writes BENCHMARKS.md + JSON
+    .venv/bin/python -m benchmarks.edge --arm64          # plus the emulated aarch64 check
+    .venv/bin/python -m benchmarks.edge --quick --router toy=PATH --only toy --synthetic \\
         --md /tmp/edge.md --json /tmp/edge.json          # a smoke run (tests/test_bench_edge.py)
 """
 
@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from _report import (
+from benchmarks.report import (
     DEFAULT_DATA,
     RESULTS,
     ROOT,
@@ -69,14 +69,14 @@ SYNTHETIC = [
 
 
 def demo_router(name: str) -> Callable[[], Path]:
-    """The folder of a demo router of js/test/make_golden.py (built when missing)."""
+    """The folder of a demo router of conformance/make_golden.py (built when missing)."""
 
     def get() -> Path:
         folder = GOLDEN_ROUTERS / name
         if not (folder / "router.json").is_file():
-            log(f"building the demo routers in {GOLDEN_ROUTERS} (js/test/make_golden.py)")
+            log(f"building the demo routers in {GOLDEN_ROUTERS} (conformance/make_golden.py)")
             subprocess.run(
-                [sys.executable, str(ROOT / "js" / "test" / "make_golden.py"), "--check"],
+                [sys.executable, str(ROOT / "conformance" / "make_golden.py"), "--check"],
                 check=True,
             )
         return folder
@@ -140,15 +140,22 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def spawn(spec: dict[str, Any], prefix: Sequence[str] = (), env: dict | None = None) -> dict:
-    """Run :func:`worker` in a fresh process (``prefix``: e.g. qemu); add the cold start."""
+def spawn(
+    spec: dict[str, Any], prefix: Sequence[str] = (), env: dict | None = None, cwd: Path = ROOT
+) -> dict:
+    """Run :func:`worker` in a fresh process (``prefix``: e.g. qemu); add the cold start.
+
+    ``python -m benchmarks.edge`` imports from ``cwd`` first: the checkout on x86; for aarch64
+    a folder with no packages, so ``irde_onnx`` comes from the wheel on its PYTHONPATH.
+    """
+    spec = {**spec, "router": str(Path(spec["router"]).resolve())}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump(spec, fh, ensure_ascii=True)
     try:
         python = spec.get("python", sys.executable)
-        cmd = [*prefix, python, str(Path(__file__).resolve()), "--worker", fh.name]
+        cmd = [*prefix, python, "-m", "benchmarks.edge", "--worker", fh.name]
         t0 = time.monotonic()
-        out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, check=False)
     finally:
         os.unlink(fh.name)
     if out.returncode != 0:
@@ -162,7 +169,7 @@ def spawn(spec: dict[str, Any], prefix: Sequence[str] = (), env: dict | None = N
 # -- prompts -------------------------------------------------------------------------------------
 def prompts_of(tokenizer: Path, n: int, data: Path, synthetic: bool) -> list[str]:
     """``n`` prompts of LENGTH tokens for the router's tokenizer (real or --synthetic texts)."""
-    from speed import exact_length_prompts, load_texts
+    from benchmarks.speed import exact_length_prompts, load_texts
 
     texts = SYNTHETIC if synthetic else load_texts(data, limit=max(4 * n, 400))
     return exact_length_prompts(texts, tokenizer, LENGTH, n)
@@ -220,7 +227,8 @@ def arm64_env() -> tuple[list[str], str, dict[str, str]]:
     env = {
         **os.environ,
         "QEMU_CPU": ARM64_CPU,
-        "PYTHONPATH": os.pathsep.join(map(str, site)),
+        # the wheel and its dependencies; the checkout last, for the benchmarks package only
+        "PYTHONPATH": os.pathsep.join(map(str, [*site, ROOT])),
     }
     return ["qemu-aarch64-static", "-L", str(sysroot)], str(python), env
 
@@ -236,7 +244,7 @@ def measure_arm64(row: dict[str, Any], folder: Path, prompts: list[str]) -> dict
         "warmup": 1,
         "python": python,
     }
-    got = spawn(spec, prefix, env)
+    got = spawn(spec, prefix, env, cwd=ARM64)
     if got["experts"] != row["experts"]:
         raise RuntimeError(f"{row['router']}: other experts on aarch64")
     import numpy as np

@@ -6,7 +6,7 @@ swap), and save; in the same run, export a 5-domain router from scratch, the alt
 an add. Reports medians over repeats, the ratios, and whether the encoder file kept its
 bytes. Writes benchmarks/results/experts.md and its section of BENCHMARKS.md.
 
-    python benchmarks/experts.py [--data ../shared/data] [--per-domain 200] [--repeats 5]
+    python -m benchmarks.experts [--data ../shared/data] [--per-domain 200] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
 
-import numpy as np  # noqa: E402
-from _report import (  # noqa: E402
+from benchmarks.report import (
     DEFAULT_DATA,
     RESULTS,
     command_line,
@@ -31,10 +30,9 @@ from _report import (  # noqa: E402
     markdown_table,
     write_section,
 )
-
-from irde_onnx.export import RouterTrainer  # noqa: E402
-from irde_onnx.runtime import Router, RouterEditor  # noqa: E402
-from irde_onnx.store.config import DATA_FILE  # noqa: E402
+from irde_onnx.export import RouterTrainer
+from irde_onnx.runtime import Router, RouterEditor
+from irde_onnx.store.config import DATA_FILE
 
 BASE_DOMAINS = ("math", "law", "medicine", "chinese")
 NEW_DOMAIN = "code"

@@ -7,8 +7,8 @@ the same numbers, see js/test/browser.test.mjs). Speed: p50/p99 latency of one p
 call at 16/64/256 tokens, load time and peak RSS, each engine in a fresh process with one
 thread; installed size of the runtime dependencies of each host.
 
-    .venv/bin/python benchmarks/js_hosts.py              # needs js/node_modules (npm ci)
-    .venv/bin/python benchmarks/js_hosts.py --quick      # fewer prompts, a smoke run
+    .venv/bin/python -m benchmarks.js_hosts              # needs js/node_modules (npm ci)
+    .venv/bin/python -m benchmarks.js_hosts --quick      # fewer prompts, a smoke run
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import (  # noqa: E402
+from benchmarks.report import (
     DEFAULT_DATA,
     RESULTS,
     ROOT,
@@ -38,7 +37,7 @@ from _report import (  # noqa: E402
     markdown_table,
     write_section,
 )
-from speed import exact_length_prompts, load_texts, peak_rss_mb, venv_size  # noqa: E402
+from benchmarks.speed import exact_length_prompts, load_texts, peak_rss_mb, venv_size
 
 JS = ROOT / "js"
 WORKER = Path(__file__).resolve().parent / "js_worker.mjs"
@@ -53,13 +52,13 @@ def log(message: str) -> None:
 
 
 def ensure_routers(folder: Path) -> dict[str, Path]:
-    """The three demo routers of the JS tests (built by js/test/make_golden.py when missing)."""
+    """The three demo routers of the JS tests (built by conformance/make_golden.py when missing)."""
     if not all((folder / n / "router.json").is_file() for n in ROUTER_NAMES):
         log(f"building the demo routers in {folder}")
         subprocess.run(
             [
                 sys.executable,
-                str(JS / "test" / "make_golden.py"),
+                str(ROOT / "conformance" / "make_golden.py"),
                 "--routers",
                 str(folder),
                 "--check",
@@ -88,7 +87,8 @@ def python_job(spec: dict[str, Any], work: Path) -> dict[str, Any]:
     file = work / "spec.json"
     file.write_text(json.dumps(spec), encoding="utf-8")
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", str(file)],
+        [sys.executable, "-m", "benchmarks.js_hosts", "--worker", str(file)],
+        cwd=ROOT,
         check=True,
         capture_output=True,
         text=True,

@@ -6,13 +6,12 @@ per-prompt scores, scored per task on ``test_id`` and ``test_ood``. Part 2, doma
 In both, the irde encoders as ``RouterTrainer`` builds them by default, the baselines of
 ``baselines.py`` on the same features, and candidate improvements of the head.
 
-Part 3, generalisation (``generalisation.py``, ``--part generalisation``): every input view x
-pooled-layer variant on every protocol, each beside its grouped cross-validation criterion,
-and the rule that sets the trainer's defaults.
+(Every input view x pooled-layer variant on every protocol, and the rule that set the
+trainer's defaults, is research: ``research/generalisation/``.)
 
 Everything is chosen on train data (cross-validation inside train), never on test.
 
-    python benchmarks/quality.py [--data ../shared/data] [--cache DIR] [--limit N]
+    python -m benchmarks.quality [--data ../shared/data] [--cache DIR] [--limit N]
 """
 
 from __future__ import annotations
@@ -27,17 +26,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _report import DEFAULT_DATA, RESULTS, write_section  # noqa: E402
-from domains import domains  # noqa: E402
-from generalisation import generalisation, json_ready, report_section  # noqa: E402
-from heads import FeatureCache  # noqa: E402
-from quality_report import draw_charts, plain, report  # noqa: E402
-from routerdc import routerdc  # noqa: E402
-from trained import DEFAULT_VARIANTS, VARIANTS, is_pooled  # noqa: E402
-
-from irde_onnx.encoders import get_encoder  # noqa: E402
+from benchmarks.domains import domains
+from benchmarks.heads import FeatureCache
+from benchmarks.quality_report import draw_charts, plain, report
+from benchmarks.report import DEFAULT_DATA, RESULTS, write_section
+from benchmarks.routerdc import routerdc
+from benchmarks.trained import DEFAULT_VARIANTS, VARIANTS, is_pooled
+from irde_onnx.encoders import get_encoder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -73,10 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--part",
-        choices=["all", "routerdc", "domains", "generalisation"],
+        choices=["all", "routerdc", "domains"],
         default="all",
-        help="generalisation: input views x pooled layers on every protocol "
-        "(its own BENCHMARKS.md section)",
     )
     parser.add_argument(
         "--limit",
@@ -120,24 +113,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             out["routerdc"] = routerdc(args, cache, routers, work)
         if args.part in ("all", "domains"):
             out["domains"] = domains(args, cache, routers, work)
-        general = None
-        if args.part in ("all", "generalisation"):
-            started = time.perf_counter()
-            general = generalisation(args, work)
-            general_text = report_section(general, args, time.perf_counter() - started)
-            print(general_text)
-            if not args.no_write:
-                write_section("generalisation", general_text, args.markdown)
-    if general is not None:
-        out["generalisation"] = json_ready(general)
-    if args.part == "generalisation":
-        if not args.no_write:
-            args.results.mkdir(parents=True, exist_ok=True)
-            (args.results / "generalisation.json").write_text(
-                json.dumps(plain(json_ready(general)), indent=1, ensure_ascii=False) + "\n",
-                encoding="utf-8",
-            )
-        return 0
     seconds = time.perf_counter() - start
     charts: list[Path] = []
     if not args.no_write:

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _report import command_line, header, markdown_table
-from results import LabelResult, Result
-from trained import is_pooled
+
+from benchmarks.report import command_line, header, markdown_table
+from benchmarks.results import LabelResult, Result
+from benchmarks.trained import is_pooled
 
 # The data README's reference points (computed from the files; the run recomputes them).
 README_REFERENCES = [

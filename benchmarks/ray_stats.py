@@ -8,7 +8,7 @@ apart; worker start-up (shipping the router's files, loading the session) is inc
 Ray figures. Checks that each Ray result equals the local one to 1e-9. Writes its section of
 BENCHMARKS.md.
 
-    python benchmarks/ray_stats.py [--data ../shared/data] [--rows 800]
+    python -m benchmarks.ray_stats [--data ../shared/data] [--rows 800]
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
 
-import numpy as np  # noqa: E402
-from _report import (  # noqa: E402
+from benchmarks.report import (
     DEFAULT_DATA,
     RESULTS,
     command_line,
@@ -32,10 +31,9 @@ from _report import (  # noqa: E402
     markdown_table,
     write_section,
 )
-
-from irde_onnx.learning.moments import fold_ids  # noqa: E402
-from irde_onnx.learning.partial import PartialStats, StatsPlan, rows_statistics  # noqa: E402
-from irde_onnx.runtime import Router  # noqa: E402
+from irde_onnx.learning.moments import fold_ids
+from irde_onnx.learning.partial import PartialStats, StatsPlan, rows_statistics
+from irde_onnx.runtime import Router
 
 DOMAINS = ("math", "law", "medicine", "chinese", "code")
 

@@ -25,9 +25,9 @@ Writes its sections of BENCHMARKS.md (``reliability``, ``reliability-server`` an
 ``reliability-folders``); ``--only server`` or ``--only folders`` runs and writes those cases
 alone (about a minute each).
 
-    python benchmarks/reliability.py [--random-kills 40] [--process-trials 3] [--fuzz 2000]
-    python benchmarks/reliability.py --only server
-    python benchmarks/reliability.py --only folders
+    python -m benchmarks.reliability [--random-kills 40] [--process-trials 3] [--fuzz 2000]
+    python -m benchmarks.reliability --only server
+    python -m benchmarks.reliability --only folders
 """
 
 from __future__ import annotations
@@ -45,17 +45,13 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT))
+import numpy as np
 
-import numpy as np  # noqa: E402
-from _report import command_line, header, markdown_table, write_section  # noqa: E402
-
-from irde_onnx.runtime import Router, RouterEditor  # noqa: E402
-from irde_onnx.store.folder import SAVE_STEPS  # noqa: E402
-from tests import bad_inputs  # noqa: E402
-from tests.crash_helper import PROBES, Saver, check_folder, copy_router, restore  # noqa: E402
+from benchmarks.report import ROOT, command_line, header, markdown_table, write_section
+from irde_onnx.runtime import Router, RouterEditor
+from irde_onnx.store.folder import SAVE_STEPS
+from tests import bad_inputs
+from tests.crash_helper import PROBES, Saver, check_folder, copy_router, restore
 
 DEMO = ROOT / "models" / "demo"
 
@@ -546,7 +542,7 @@ def _errors(client) -> float:  # noqa: ANN001
 
 def _misbehaving_backend():  # noqa: ANN202
     """A socket-level backend: 'die', 'cut', 'stall' or a normal answer with odd headers."""
-    from tests.test_gateway_failures import COMPLETION, RawBackend, _chunk, _event
+    from tests.test_gateway_failures import COMPLETION, RawBackend, http_chunk, sse_event
 
     def respond(conn, request: dict) -> None:  # noqa: ANN001
         prompt = request["body"]["messages"][-1]["content"]
@@ -555,7 +551,7 @@ def _misbehaving_backend():  # noqa: ANN202
             b"transfer-encoding: chunked\r\n\r\n"
         )
         if prompt == "die":
-            conn.sendall(events + _chunk(_event("a ")) + _chunk(_event("b ")))
+            conn.sendall(events + http_chunk(sse_event("a ")) + http_chunk(sse_event("b ")))
         elif prompt == "cut":
             conn.sendall(
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
@@ -563,7 +559,7 @@ def _misbehaving_backend():  # noqa: ANN202
                 + COMPLETION[: len(COMPLETION) // 2]
             )
         elif prompt == "stall":
-            conn.sendall(events + _chunk(_event("a ")))
+            conn.sendall(events + http_chunk(sse_event("a ")))
             backend.release.wait(30)
         else:
             asked = request["headers"].get("accept-encoding", ["(none)"])[0]

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from heads import SEED
-from splits import Labelled, Scored
 
+from benchmarks.heads import SEED
+from benchmarks.splits import Labelled, Scored
 from irde_onnx.evaluation.routing import label_metrics, score_metrics
 
 

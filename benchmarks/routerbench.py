@@ -13,7 +13,7 @@ irde head variants on the same features, kNN and logistic regression on the same
 and the oracle (cheapest correct model). Every choice (lam, k, C, wtp) by 5-fold CV on
 train only. Features: the int8 MiniLM router's, on the prompt's tail (see decision_data).
 
-    python benchmarks/routerbench.py [--data ../shared/data] [--cache DIR]
+    python -m benchmarks.routerbench [--data ../shared/data] [--cache DIR]
 """
 
 from __future__ import annotations
@@ -30,24 +30,21 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _report import (  # noqa: E402
+from benchmarks.baselines import KNN_KS, LOGREG_CS, knn_predict, logreg_scores
+from benchmarks.decision_data import CostRows, describe, load_cost_rows, tail_texts
+from benchmarks.heads import FeatureCache, folds_of
+from benchmarks.report import (
     DEFAULT_DATA,
     RESULTS,
     command_line,
     header,
     markdown_table,
-    write_section,  # noqa: E402
+    write_section,
 )
-from baselines import KNN_KS, LOGREG_CS, knn_predict, logreg_scores  # noqa: E402
-from decision_data import CostRows, describe, load_cost_rows, tail_texts  # noqa: E402
-from heads import FeatureCache, folds_of  # noqa: E402
-
-from irde_onnx.decision.policy import decide, fit_affine  # noqa: E402
-from irde_onnx.evaluation.decisions import aiq, upper_hull, wtp_grid  # noqa: E402
-from irde_onnx.learning.calibration import out_of_fold_scores  # noqa: E402
-from irde_onnx.learning.moments import Moments, choose_lam, lam_grid, solve  # noqa: E402
+from irde_onnx.decision.policy import decide, fit_affine
+from irde_onnx.evaluation.decisions import aiq, upper_hull, wtp_grid
+from irde_onnx.learning.calibration import out_of_fold_scores
+from irde_onnx.learning.moments import Moments, choose_lam, lam_grid, solve
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 GPT4 = "gpt-4-1106-preview"
@@ -237,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         draw(result, RESULTS / "routerbench.png")
         write_section("routerbench", report(result))
         return 0
-    from trained import encoder_router
+    from benchmarks.trained import encoder_router
 
     folder = args.data / "routerbench"
     tr = load_cost_rows(folder / "train.jsonl")

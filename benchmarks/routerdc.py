@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from baselines import (
+
+from benchmarks.baselines import (
     KNN_KS,
     LOGREG_CS,
     knn_predict,
@@ -23,7 +24,7 @@ from baselines import (
     mlp_model,
     static_mean_features,
 )
-from heads import (
+from benchmarks.heads import (
     TARGET_MAKERS,
     FeatureCache,
     choose_by_cv,
@@ -35,10 +36,9 @@ from heads import (
     routing_utility,
     standardiser,
 )
-from results import Result, bootstrap_se, expected_metrics, scored_metrics
-from splits import Scored, load_scored, task_mean_table
-from trained import is_pooled, static_strategy_cv, train_scored_router
-
+from benchmarks.results import Result, bootstrap_se, expected_metrics, scored_metrics
+from benchmarks.splits import Scored, load_scored, task_mean_table
+from benchmarks.trained import is_pooled, static_strategy_cv, train_scored_router
 from irde_onnx.learning.moments import Moments, lam_grid, solve
 from irde_onnx.runtime.session import open_session
 

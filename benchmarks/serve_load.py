@@ -8,7 +8,7 @@ and reloaded) during the run. The same prompts are routed in the same run by the
 runtime (Router.route from as many threads, with the same 20 changes made in-process).
 Reports p50/p99 latency, throughput and failed requests; writes its section of BENCHMARKS.md.
 
-    python benchmarks/serve_load.py [--data ../shared/data] [--requests 300] [--max-seconds 60]
+    python -m benchmarks.serve_load [--data ../shared/data] [--requests 300] [--max-seconds 60]
 """
 
 from __future__ import annotations
@@ -25,11 +25,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import httpx
+import numpy as np
 
-import httpx  # noqa: E402
-import numpy as np  # noqa: E402
-from _report import (  # noqa: E402
+from benchmarks.report import (
     DEFAULT_DATA,
     RESULTS,
     command_line,
@@ -37,8 +36,7 @@ from _report import (  # noqa: E402
     markdown_table,
     write_section,
 )
-
-from irde_onnx.runtime import RouterEditor  # noqa: E402
+from irde_onnx.runtime import RouterEditor
 
 DOMAINS = ("math", "law", "medicine", "chinese")
 EXTRA = "code"

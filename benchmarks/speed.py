@@ -11,7 +11,7 @@ runtime-only environment against a fresh export environment.
 
 Prompts are real RouterDC test prompts cut (or joined) to the exact token counts.
 
-    python benchmarks/speed.py [--data ../shared/data] [--n 200] [--threads 1 2]
+    python -m benchmarks.speed [--data ../shared/data] [--n 200] [--threads 1 2]
 """
 
 from __future__ import annotations
@@ -28,10 +28,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
 
-import numpy as np  # noqa: E402
-from _report import (  # noqa: E402
+from benchmarks.report import (
     DEFAULT_DATA,
     RESULTS,
     ROOT,
@@ -225,8 +224,8 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 def run_worker(spec: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run :func:`worker` in a fresh interpreter; return its JSON result."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    cmd = [sys.executable, "-m", "benchmarks.speed", "--worker", json.dumps(spec)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"worker {spec['engine']} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

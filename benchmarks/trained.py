@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from heads import FOLDS, folds_of, log
 
+from benchmarks.heads import FOLDS, folds_of, log
 from irde_onnx.encoders import variants
 
 VARIANTS = variants()

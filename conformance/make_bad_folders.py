@@ -27,26 +27,29 @@ A case with ``"hosts": ["python"]`` runs only where that host has the feature (t
 never takes the folder's lock). Regenerate after a change of the toy router, the rules or the
 folder format, from the repository root::
 
-    python conformance/make_bad_folders.py
+    python -m conformance.generate --only bad_folders
+
+(``--check`` writes them into a temporary folder and compares every byte.)
 """
 
 from __future__ import annotations
 
+import filecmp
 import json
 import shutil
 import sys
+import tempfile
 from pathlib import Path
+
+import onnx
+from onnx import TensorProto, helper
+
+from irde_onnx.encoders import ENCODERS
+from irde_onnx.graph.rules import ALLOWED_OPS, SIZE_INPUTS, SLACK_BYTES
+from tests.toy import build_toy_router
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "bad_folders"
-sys.path.insert(0, str(HERE.parent))
-
-import onnx  # noqa: E402
-from onnx import TensorProto, helper  # noqa: E402
-
-from irde_onnx.encoders import ENCODERS  # noqa: E402
-from irde_onnx.graph.rules import ALLOWED_OPS, SIZE_INPUTS, SLACK_BYTES  # noqa: E402
-from tests.toy import build_toy_router  # noqa: E402
 
 RANGE = "RouterFormatError"
 
@@ -169,14 +172,14 @@ def cases() -> list[dict]:
     return out
 
 
-def main() -> int:
-    """Write ``conformance/bad_folders``: the good folder, the graphs and ``cases.json``."""
-    shutil.rmtree(OUT, ignore_errors=True)
-    good = build_toy_router(OUT / "good")
+def write(out: Path) -> int:
+    """Write the good folder, the graphs and ``cases.json`` into ``out``; the case count."""
+    shutil.rmtree(out, ignore_errors=True)
+    good = build_toy_router(out / "good")
     (good / ".irde.lock").unlink(missing_ok=True)
-    (OUT / "graphs").mkdir()
+    (out / "graphs").mkdir()
     for name, model in _graph_variants(good).items():
-        onnx.save_model(model, str(OUT / "graphs" / f"{name}.onnx"))
+        onnx.save_model(model, str(out / "graphs" / f"{name}.onnx"))
     record = {
         "about": "written by conformance/make_bad_folders.py; do not edit",
         "rules": {
@@ -190,10 +193,40 @@ def main() -> int:
         },
         "cases": cases(),
     }
-    (OUT / "cases.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {OUT}: {len(record['cases'])} cases")
+    (out / "cases.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    return len(record["cases"])
+
+
+def _differences(a: Path, b: Path) -> list[str]:
+    """Files that differ between two folders, or exist in one only (relative paths)."""
+    cmp = filecmp.dircmp(a, b)
+    out = [*cmp.left_only, *cmp.right_only, *cmp.funny_files]
+    _, mismatch, errors = filecmp.cmpfiles(a, b, cmp.common_files, shallow=False)
+    out += mismatch + errors
+    for sub in cmp.common_dirs:
+        out += [f"{sub}/{name}" for name in _differences(a / sub, b / sub)]
+    return sorted(out)
+
+
+def run(check: bool) -> int:
+    """Write ``conformance/bad_folders`` (check False) or compare it byte for byte (1: stale)."""
+    if not check:
+        print(f"wrote {OUT}: {write(OUT)} cases")
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = Path(tmp) / "bad_folders"
+        count = write(fresh)
+        stale = _differences(OUT, fresh)
+    if stale:
+        print(
+            f"bad_folders is stale ({', '.join(stale)}); "
+            "run conformance/generate.py --only bad_folders",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"bad_folders matches what the generator writes ({count} cases)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(check="--check" in sys.argv[1:]))

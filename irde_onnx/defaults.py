@@ -6,14 +6,14 @@ squared error (as the trainer's ``auto`` computes it) on training rows of ../sha
 averaged over two data sets relative to the plain router (view ``full``, last layer):
 RouterDC train grouped by task (leave-one-task-out) and the domains' in-source training rows
 grouped by source benchmark (leave-one-benchmark-out). No test row of those protocols is
-used. ``benchmarks/quality.py --part generalisation`` recomputes the rule (its
-``DEFAULT_RULE``) on the full data and prints its pick beside the other rules'.
+used. ``python -m research.generalisation.views_layers`` (research/generalisation/) recomputes
+the rule (its ``DEFAULT_RULE``) on the full data and prints its pick beside the other rules'.
 """
 
 from __future__ import annotations
 
-# measured for minilm (int8) in BENCHMARKS.md, "Generalisation"; other encoders keep the
-# text as it is until they are measured
+# measured for minilm (int8) by research/generalisation/views_layers.py (its results.json;
+# BENCHMARKS.md, "Generalisation"); other encoders keep the text as it is until measured
 MEASURED: dict[str, dict[str, object]] = {
     "minilm": {"view": "strip_options+tail", "layers": (6, 5)},
 }

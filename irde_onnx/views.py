@@ -8,7 +8,7 @@ it identically, before the text rule of :func:`irde_onnx.runtime.tokenize.prepar
 Every view is a pure, deterministic function of the text (a Python ``str``, i.e. code points)
 and ``max_length``. The rules are written with explicit character sets, not regex classes
 such as ``\s`` or ``\d`` whose meaning differs between Python and JavaScript, so a host in
-another language can implement them from this docstring alone; ``tests/fixtures/views.json``
+another language can implement them from this docstring alone; ``conformance/views.json``
 holds (view, max_length, input, output) cases every host must reproduce.
 
 Views:
@@ -56,10 +56,10 @@ TAIL_CHARS_PER_TOKEN = 3
 MIN_OPTION_LINES = 2
 
 # ASCII space and tab only: the same in every regex engine
-_BLANK = re.compile(r"[ \t\r]*")
-_CUE = re.compile(r"[ \t]*(?:Answer|ANSWER|answer|答案)[ \t]*[:：]?[ \t\r]*")
-_OPTION = re.compile(r"[ \t]*[(（]?[A-J][.):、．）：]")
-_TRAILING = " \t\r\n"
+BLANK_LINE = re.compile(r"[ \t\r]*")
+ANSWER_CUE = re.compile(r"[ \t]*(?:Answer|ANSWER|answer|答案)[ \t]*[:：]?[ \t\r]*")
+OPTION_LINE = re.compile(r"[ \t]*[(（]?[A-J][.):、．）：]")
+TRAILING_SPACE = " \t\r\n"
 
 
 def _full(text: str, max_length: int) -> str:
@@ -71,16 +71,18 @@ def _strip_options(text: str, max_length: int) -> str:
     del max_length
     lines = text.split("\n")
     end = len(lines)
-    while end > 0 and (_BLANK.fullmatch(lines[end - 1]) or _CUE.fullmatch(lines[end - 1])):
+    while end > 0 and (
+        BLANK_LINE.fullmatch(lines[end - 1]) or ANSWER_CUE.fullmatch(lines[end - 1])
+    ):
         end -= 1
     start = end
-    while start > 0 and _OPTION.match(lines[start - 1]):
+    while start > 0 and OPTION_LINE.match(lines[start - 1]):
         start -= 1
     if end - start < MIN_OPTION_LINES:
         return text
-    if not any(not _BLANK.fullmatch(line) for line in lines[:start]):
+    if not any(not BLANK_LINE.fullmatch(line) for line in lines[:start]):
         return text  # nothing but options: keep them
-    return "\n".join(lines[:start]).rstrip(_TRAILING)
+    return "\n".join(lines[:start]).rstrip(TRAILING_SPACE)
 
 
 def _tail_within(text: str, budget: int) -> str:

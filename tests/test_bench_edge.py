@@ -15,7 +15,8 @@ def test_quick_run_writes_the_table_and_the_json(toy_router_dir, tmp_path):
     run = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "benchmarks" / "edge.py"),
+            "-m",
+            "benchmarks.edge",
             "--quick",
             "--synthetic",
             "--router",
@@ -29,6 +30,7 @@ def test_quick_run_writes_the_table_and_the_json(toy_router_dir, tmp_path):
         ],
         capture_output=True,
         text=True,
+        cwd=ROOT,
         timeout=120,
     )
     assert run.returncode == 0, run.stderr

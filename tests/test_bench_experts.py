@@ -1,21 +1,15 @@
 """Smoke test of benchmarks/experts.py on a few prompts (the full run is by hand)."""
 
-import importlib.util
-import sys
+import importlib
 from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, shared_data_or_fail
+from .conftest import shared_data_or_fail
 
 
 def _load():
-    path = ROOT / "benchmarks" / "experts.py"
-    spec = importlib.util.spec_from_file_location("bench_experts", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.parent))
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("benchmarks.experts")
 
 
 @pytest.mark.slow

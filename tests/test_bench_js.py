@@ -1,25 +1,17 @@
 """benchmarks/js_hosts.py: the Python side of its measurements (the Node side runs in js/)."""
 
 import hashlib
-import importlib.util
+import importlib
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
-
-from .conftest import ROOT
 
 
 @pytest.fixture(scope="module")
 def js_hosts():
-    path = ROOT / "benchmarks" / "js_hosts.py"
-    spec = importlib.util.spec_from_file_location("bench_js_hosts", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("benchmarks.js_hosts")
 
 
 def test_id_digest_is_what_the_node_worker_computes(js_hosts):

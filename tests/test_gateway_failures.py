@@ -32,11 +32,13 @@ MATH = "Solve for x: 3x - 7 = 2x + 5."
 MESSAGES = [{"role": "user", "content": MATH}]
 
 
-def _chunk(data: bytes) -> bytes:
+def http_chunk(data: bytes) -> bytes:
+    """One chunk of an HTTP/1.1 chunked body (also used by benchmarks/reliability.py)."""
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-def _event(word: str) -> bytes:
+def sse_event(word: str) -> bytes:
+    """One server-sent event of a streamed chat completion carrying `word`."""
     chunk = {
         "id": "c1",
         "object": "chat.completion.chunk",
@@ -144,7 +146,9 @@ def gateway(static_router_dir, tmp_path):
 def dies_after_two_events(conn: socket.socket, request: dict) -> None:
     conn.sendall(
         b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-        b"transfer-encoding: chunked\r\n\r\n" + _chunk(_event("half ")) + _chunk(_event("an "))
+        b"transfer-encoding: chunked\r\n\r\n"
+        + http_chunk(sse_event("half "))
+        + http_chunk(sse_event("an "))
     )
     conn.shutdown(socket.SHUT_RDWR)
 
@@ -161,7 +165,9 @@ def stalls_after_two_events(backend_release: threading.Event):
     def respond(conn: socket.socket, request: dict) -> None:
         conn.sendall(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-            b"transfer-encoding: chunked\r\n\r\n" + _chunk(_event("half ")) + _chunk(_event("an "))
+            b"transfer-encoding: chunked\r\n\r\n"
+            + http_chunk(sse_event("half "))
+            + http_chunk(sse_event("an "))
         )
         backend_release.wait(30)  # silent until the test ends: past the gateway's timeout
 

@@ -181,7 +181,7 @@ def test_cli_train_group_field_reports_the_method(tmp_path, demo_train):
         )
         == 0
     )
-    from irde_onnx.cli import router_info
+    from irde_onnx.cli.info import router_info
 
     info = router_info(out)
     assert info["selection"]["method"] == "leave-one-group-out"

@@ -138,9 +138,10 @@ def test_pooled_validation_raises_a_typed_error(minilm_trainer):
     from irde_onnx.export.validate import validate_pooled
 
     w, b = minilm_trainer.coef_, minilm_trainer.intercept_
-    assert validate_pooled(minilm_trainer.router_, w, b).scores_max_abs_diff <= 1e-4
+    ref = minilm_reference_features
+    assert validate_pooled(minilm_trainer.router_, w, b, ref).scores_max_abs_diff <= 1e-4
     with pytest.raises(ExportValidationError, match="features @ W"):
-        validate_pooled(minilm_trainer.router_, w, b + 0.01)
+        validate_pooled(minilm_trainer.router_, w, b + 0.01, ref)
 
 
 def test_calibrated_confidence_and_the_graphs_choice(

@@ -79,7 +79,7 @@ def test_route_returns_what_the_cli_prints(serve, router_dir, demo_samples, caps
         (b'{"text": "a", "texts": ["b"]}', 422, "exactly one of"),
         (b'{"text": 5}', 422, '"text" must be a string'),
         (b'{"texts": "abc"}', 422, "list of strings"),
-        (b'{"texts": ["a", 3]}', 422, "texts[1]"),
+        (b'{"texts": ["a", 3]}', 422, '"texts"[1]'),
         (b'{"texts": []}', 422, "empty"),
         (b'{"text": "a", "top_k": 0}', 422, "top_k"),
         (b'{"text": "a", "top_k": 99}', 422, "top_k"),

@@ -98,7 +98,7 @@ def test_the_wheel_with_the_serve_extra_runs_the_containers_command(
     # the demo prompts ride along (pyproject's force-include), the tests and benchmarks do not
     for name in ("train.jsonl", "samples.jsonl"):
         assert f"irde_onnx/demo_data/{name}" in names
-    assert not [n for n in names if n.startswith(("tests/", "benchmarks/", "js/"))]
+    assert not [n for n in names if n.startswith(("tests/", "benchmarks/", "research/", "js/"))]
 
     venv = tmp_path / "venv"
     env = without_checkout()

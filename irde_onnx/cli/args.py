@@ -1,9 +1,11 @@
-"""Argument parsing shared by the ``irde`` subcommands: one-line usage errors, value types."""
+"""Shared by the ``irde`` subcommands: one-line usage errors, value types, common options."""
 
 from __future__ import annotations
 
 import argparse
 from typing import NoReturn
+
+from irde_onnx.errors import IrdeError
 
 
 class Parser(argparse.ArgumentParser):
@@ -64,3 +66,52 @@ def view_value(text: str) -> str:
         return check_view(text)
     except InvalidInputError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+FORMATTER = argparse.RawDescriptionHelpFormatter  # every subcommand: epilogs keep their lines
+
+
+class UsageError(IrdeError):
+    """A command line that parsed but cannot run: ``irde CMD: error: ...``, exit 2."""
+
+
+def threads_argument(p: argparse.ArgumentParser, help: str | None = None) -> None:  # noqa: A002
+    """``--threads``: onnxruntime intra-op threads."""
+    p.add_argument("--threads", type=positive_int, default=None, help=help)
+
+
+def encoder_arguments(p: argparse.ArgumentParser) -> None:
+    """``--encoder`` and ``--precision``, with choices and help from the encoder registry."""
+    from irde_onnx.encoders import DEFAULT_ENCODER, ENCODERS, all_precisions, precision_help
+
+    p.add_argument(
+        "--encoder",
+        choices=list(ENCODERS),
+        default=DEFAULT_ENCODER,
+        help="; ".join(f"{s.name}: {s.help}" for s in ENCODERS.values()),
+    )
+    p.add_argument("--precision", choices=all_precisions(), default=None, help=precision_help())
+
+
+def engine_arguments(p: argparse.ArgumentParser) -> None:
+    """``--engine``, ``--address`` and ``--workers``: where training rows are encoded."""
+    p.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="where prompts are encoded: this process (default) or Ray workers "
+        "(needs irde-onnx[distributed])",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        metavar="ADDR",
+        help="Ray cluster address (e.g. auto or ray://head:10001; default: start "
+        "a local Ray instance)",
+    )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="Ray workers, one partition of the rows each (default: the CPUs)",
+    )

@@ -2,11 +2,41 @@
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
+from irde_onnx.cli.args import FORMATTER, encoder_arguments
 from irde_onnx.data import load_training_set
+
+
+def add_parser(subparsers: Any) -> None:  # argparse's _SubParsersAction is private
+    """Add the ``demo`` subcommand to ``irde``'s subparsers."""
+    p = subparsers.add_parser(
+        "demo",
+        help="train and run a router on the bundled examples",
+        formatter_class=FORMATTER,
+        description="Train a router on the example prompts shipped in models/demo "
+        "(no network), export it and route held-out prompts.",
+        epilog="examples:\n  irde demo\n  irde demo --encoder static --out demo\n",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="keep the router here (default: a temporary directory)",
+    )
+    encoder_arguments(p)
+    p.add_argument(
+        "--force", action="store_true", help="replace the router in a non-empty --out directory"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run :func:`run_demo` with the command line's options."""
+    return run_demo(out=args.out, encoder=args.encoder, precision=args.precision, force=args.force)
 
 
 def demo_data_dir() -> Path:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from irde_onnx.arguments import check_wtp
 from irde_onnx.errors import InvalidInputError
 
 
@@ -230,11 +231,6 @@ def _positive(value: object, what: str) -> float:
     if not _is_number(value) or float(value) <= 0:
         raise InvalidInputError(f"{what} must be a finite number > 0, got {value!r}")
     return float(value)
-
-
-def check_wtp(value: object, what: str = "wtp") -> float | None:
-    """A willingness to pay: None (quality only) or a finite number > 0."""
-    return None if value is None else _positive(value, what)
 
 
 def check_min_confidence(value: object, what: str = "min_confidence") -> float:

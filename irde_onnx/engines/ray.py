@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from irde_onnx._progress import Progress
+from irde_onnx.arguments import check_texts
 from irde_onnx.errors import InvalidInputError, MissingExtraError
 from irde_onnx.learning.partial import PartialStats, StatsPlan, rows_statistics
 from irde_onnx.runtime.editor import RouterEditor
 from irde_onnx.runtime.router import Router
-from irde_onnx.runtime.tokenize import check_texts
 from irde_onnx.store.folder import generation_files, generation_from_files
 
 PARTITION_BATCH = 256  # rows a worker encodes between additions

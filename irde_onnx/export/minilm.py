@@ -176,7 +176,11 @@ def build_minilm(
     width = MINILM_DIM * max(1, len(layers))
     zeros_w, zeros_b = np.zeros((width, n_experts)), np.zeros(n_experts)
     model = graph.pooled_router(bert, zeros_w, zeros_b, hidden)
-    return BuiltGraph(model, validate_pooled)
+
+    def validate(router: Router, w: np.ndarray, b: np.ndarray) -> ValidationReport:
+        return validate_pooled(router, w, b, minilm_reference_features)
+
+    return BuiltGraph(model, validate)
 
 
 def build_static(

@@ -11,6 +11,7 @@ import numpy as np
 
 from irde_onnx._progress import Progress
 from irde_onnx._version import __version__
+from irde_onnx.arguments import check_texts
 from irde_onnx.decision.policy import UNSET
 from irde_onnx.defaults import default_layers, default_view
 from irde_onnx.encoders import DEFAULT_ENCODER, EncoderSpec, get_encoder
@@ -28,7 +29,7 @@ from irde_onnx.learning.selection import (
 from irde_onnx.learning.statistics import MAX_TARGET, EncodedRows, RouterStats, bad_target_row
 from irde_onnx.runtime.editor import RouterEditor
 from irde_onnx.runtime.router import ENCODE_CHUNK, Router
-from irde_onnx.runtime.tokenize import TextTokenizer, check_texts, prepare_text
+from irde_onnx.runtime.tokenize import TextTokenizer, prepare_text
 from irde_onnx.store.config import RouterConfig, expert_name_problem, layers_problem
 from irde_onnx.store.graph_file import new_generation
 from irde_onnx.views import AUTO_VIEWS, check_view

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,16 +41,25 @@ class ValidationReport:
         return dict(self.__dict__)
 
 
-def validate_pooled(router: Router, w: np.ndarray, b: np.ndarray) -> ValidationReport:
-    """Graph features against transformers (torch); graph scores against numpy."""
-    from irde_onnx.export.minilm import minilm_reference_features
+# features of texts (already cut to the router's view) from the encoder's own library:
+# reference(texts, max_length, layers), e.g. irde_onnx.export.minilm.minilm_reference_features
+ReferenceFeatures = Callable[[list[str], int, tuple[int, ...]], np.ndarray]
 
+
+def validate_pooled(
+    router: Router, w: np.ndarray, b: np.ndarray, reference: ReferenceFeatures
+) -> ValidationReport:
+    """Graph features against ``reference`` (transformers); graph scores against numpy.
+
+    The reference is passed in (the encoder's export module holds it), so this module does
+    not import the export it proves.
+    """
     cfg = router.config
     feats = router.features(PROBE_TEXTS).astype(np.float64)
     scores = router.scores(PROBE_TEXTS).astype(np.float64)
     # the reference sees the text the router tokenizes (its input view applied)
     viewed = [prepare_text(t, cfg.max_length, cfg.view) for t in PROBE_TEXTS]
-    ref = minilm_reference_features(viewed, cfg.max_length, cfg.layers)
+    ref = reference(viewed, cfg.max_length, cfg.layers)
     if cfg.precision == "fp32":
         metric, value, tol = "max_abs_diff", float(np.abs(feats - ref).max()), FEATURE_ATOL_FP32
         ok = value <= tol

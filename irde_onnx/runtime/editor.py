@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from irde_onnx.arguments import check_texts
 from irde_onnx.decision.policy import (
     UNSET,
     Policy,
@@ -29,7 +30,6 @@ from irde_onnx.errors import InvalidInputError, RouterChangedError
 from irde_onnx.learning.moments import Moments
 from irde_onnx.learning.statistics import MAX_TARGET, RouterStats, bad_target_row
 from irde_onnx.runtime.router import Router, stats_mismatch
-from irde_onnx.runtime.tokenize import check_texts
 from irde_onnx.store.config import RouterConfig, expert_name_problem
 from irde_onnx.store.folder import (
     LOCK_TIMEOUT,

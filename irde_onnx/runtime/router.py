@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 
 from irde_onnx._progress import Progress
-from irde_onnx.decision.policy import UNSET, Policy, check_wtp, decide
+from irde_onnx.arguments import check_texts, check_top_k, check_wtp
+from irde_onnx.decision.policy import UNSET, Policy, decide
 from irde_onnx.errors import InvalidInputError, RouterFormatError
 from irde_onnx.graph.rules import check_graph
 from irde_onnx.learning.statistics import EncodedRows, RouterStats
 from irde_onnx.runtime.session import open_session, ort  # session.py imports onnxruntime
-from irde_onnx.runtime.tokenize import TextTokenizer, check_texts
+from irde_onnx.runtime.tokenize import TextTokenizer
 from irde_onnx.store.config import STATIC_TABLE, RouterConfig, check_router_dir
 from irde_onnx.store.folder import (
     Generation,
@@ -444,8 +445,7 @@ class Router:
         _check_batch_size(batch_size)
         config = self.config
         experts = config.experts
-        if type(top_k) is not int or not 1 <= top_k <= len(experts):
-            raise InvalidInputError(f"top_k must be an integer in 1..{len(experts)}, got {top_k}")
+        check_top_k(top_k, len(experts))
         if wtp is not UNSET:
             wtp = check_wtp(wtp)
             if wtp is not None and config.policy.get("costs") is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence, Set
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -35,27 +35,6 @@ def prepare_text(text: str, max_length: int, view: str = DEFAULT_VIEW) -> str:
         text = apply_view(view, text, max_length)
     limit = max_length * MAX_CHARS_PER_TOKEN
     return text[:limit] if len(text) > limit else text
-
-
-def check_texts(texts: Sequence[str]) -> list[str]:
-    """Return ``texts`` as a list, or raise if it is not a sequence of strings."""
-    if isinstance(texts, str):
-        raise InvalidInputError("texts must be a list of strings, not one string: wrap it in [...]")
-    if isinstance(texts, (Mapping, Set, bytes, bytearray)):
-        raise InvalidInputError(
-            f"texts must be a list of strings, not a {type(texts).__name__} (its order or "
-            "items would be guessed)"
-        )
-    try:
-        out = list(texts)
-    except TypeError as exc:
-        raise InvalidInputError(
-            f"texts must be a list of strings, got {type(texts).__name__}"
-        ) from exc
-    for i, t in enumerate(out):
-        if not isinstance(t, str):
-            raise InvalidInputError(f"texts[{i}] is {type(t).__name__}, not a string")
-    return out
 
 
 class TextTokenizer:

@@ -26,6 +26,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from irde_onnx.arguments import check_texts, check_top_k, check_wtp, shorten
 from irde_onnx.data import expert_rows
 from irde_onnx.errors import InvalidInputError, IrdeError, RouterBusyError
 from irde_onnx.runtime import LiveRouter, Router, RouterEditor
@@ -152,14 +153,6 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number; send a finite number or null")
 
 
-def shorten(value: object, limit: int = 80) -> str:
-    """``repr(value)`` (a string as it is) cut to ``limit`` characters for an error message."""
-    text = value if isinstance(value, str) else repr(value)
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text)} characters)"
-
-
 def quoted(name: str, limit: int = 80) -> str:
     """A name from the request for a message: ``repr`` (control characters escaped), cut."""
     if len(name) <= limit:
@@ -186,12 +179,7 @@ def route_request(
             raise ApiError(422, f'"text" must be a string, got {type(data["text"]).__name__}')
         texts = [data["text"]]
     else:
-        texts = data["texts"]
-        if not isinstance(texts, list):
-            raise ApiError(422, f'"texts" must be a list of strings, got {type(texts).__name__}')
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise ApiError(422, f"texts[{i}] is {type(t).__name__}, not a string")
+        texts = _checked(check_texts, data["texts"], '"texts"')
         if not texts:
             raise ApiError(422, '"texts" is empty: give at least one prompt')
         if len(texts) > max_texts:
@@ -201,14 +189,18 @@ def route_request(
                 "request; split the request or raise --max-texts",
                 "request_too_large",
             )
-    top_k = data.get("top_k", 1)
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= len(experts):
-        raise ApiError(
-            422,
-            f'"top_k" must be an integer in 1..{len(experts)} (the number of '
-            f"experts), got {shorten(top_k)}",
-        )
+    top_k = _checked(check_top_k, data.get("top_k", 1), len(experts), '"top_k"')
+    if "wtp" in data:  # null: quality only; the router checks its costs
+        _checked(check_wtp, data["wtp"], '"wtp"')
     return texts, top_k, single
+
+
+def _checked(check: Callable[..., Any], *args: Any) -> Any:
+    """``check(*args)`` (from :mod:`irde_onnx.arguments`), its refusal a 422."""
+    try:
+        return check(*args)
+    except InvalidInputError as exc:
+        raise ApiError(422, shorten(str(exc), MAX_MESSAGE)) from None
 
 
 def read_token(env: str) -> str | None:

@@ -19,7 +19,7 @@ const files = [
   [path.join(ortDist, "ort-wasm-simd-threaded.wasm"), "ort-wasm-simd-threaded.wasm"],
   [path.join(tokenizersDist, "tokenizers.min.mjs"), "tokenizers.min.mjs"],
   // the browser build's modules (browser.js imports core.js, which imports the others)
-  ...["browser.js", "core.js", "errors.js", "policy.js", "views.js"].map(
+  ...["browser.js", "core.js", "errors.js", "policy.js", "spec.js", "views.js"].map(
     (name) => [path.join(here, "..", "src", name), `irde/${name}`]),
 ];
 

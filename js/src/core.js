@@ -7,49 +7,53 @@ import { FileNotFoundError, InvalidInputError, IrdeError, RouterFormatError } fr
 import {
   DECISION_OUTPUTS, checkPolicy, checkWtp, decide, hasDecisionOutputs, parsePolicy, pyRepr,
 } from "./policy.js";
+import { SPEC } from "./spec.js";
 import { DEFAULT_VIEW, applyView, checkView, firstCodePoints } from "./views.js";
 
 export { FileNotFoundError, InvalidInputError, IrdeError, RouterFormatError };
 export { DEFAULT_VIEW, TAIL_CHARS_PER_TOKEN, applyView, checkView, viewNames } from "./views.js";
 export { checkWtp, decide, parsePolicy } from "./policy.js";
 
+// The tables below come from spec.js, which conformance/generate.py writes from the Python
+// package (router.json's format: irde_onnx/store/config.py; the encoders: encoders.py; the
+// graph rules: graph/rules.py): this file holds the checks, never a copy of a table.
+const FORMAT = SPEC.router_json;
 /** A prompt is cut to maxLength * MAX_CHARS_PER_TOKEN code points (the Python runtime's rule). */
-export const MAX_CHARS_PER_TOKEN = 32;
-export const FORMAT_VERSIONS = [1, 2, 3];
+export const MAX_CHARS_PER_TOKEN = SPEC.text.max_chars_per_token;
+export const FORMAT_VERSIONS = [...FORMAT.readable_versions];
 // The files router.json records with their sha256, by format_version (Python's FILE_ROLES):
 // version 2 the graph and statistics, version 3 every file a load reads; version 1 none.
-export const FILE_ROLES = { 2: ["graph", "stats"], 3: ["graph", "stats", "data", "tokenizer"] };
-export const CONFIG_FILE = "router.json";
-export const GRAPH_FILE = "router.onnx";
-export const DATA_FILE = "router.onnx.data";
-export const TOKENIZER_FILE = "tokenizer.json";
-export const STATS_FILE = "stats.npz";
-export const DEFAULT_BATCH_SIZE = 32;
+export const FILE_ROLES = FORMAT.file_roles;
+export const CONFIG_FILE = FORMAT.file;
+export const GRAPH_FILE = FORMAT.default_files.graph;
+export const DATA_FILE = FORMAT.default_files.data;
+export const TOKENIZER_FILE = FORMAT.default_files.tokenizer;
+export const STATS_FILE = FORMAT.default_files.stats;
+export const DEFAULT_BATCH_SIZE = SPEC.runtime.default_batch_size;
 // Dynamic int8 quantisation scales activations over a whole call, so int8 routers encode one
 // prompt per call, as the Python runtime does: a prompt's scores never depend on its batch.
-export const INT8_BATCH_SIZE = 1;
+export const INT8_BATCH_SIZE = SPEC.runtime.int8_batch_size;
 
-const ENCODERS = ["minilm", "static"];
-const PRECISIONS = { minilm: ["int8", "fp32"], static: ["fp16", "fp32"] };
-const STRATEGIES = { minilm: ["mean"], static: ["vote", "mean", "entropy_top_k"] };
-const EXPERT_MODES = ["pooled", "own"];
-// per encoder: the width of its features, the layers a pooled encoder can pool (0: none), and
-// the weights it holds per vocabulary entry (null: feature_dim + 1) and beside them (Python's
-// EncoderSpec token_weights and fixed_weights, which bound the bytes a graph may declare)
-export const ENCODER_SPECS = {
-  minilm: { featureDim: 384, layers: 6, tokenWeights: 384, fixedWeights: 10844928 },
-  static: { featureDim: 384, layers: 0, tokenWeights: null, fixedWeights: 0 },
-};
-const TARGETS = ["domain", "score"];
-const MAX_NAME_LENGTH = 200;
-const FIXED_ROLE_NAMES = { data: "router.onnx.data", tokenizer: "tokenizer.json" };
+const ENCODERS = Object.keys(SPEC.encoders);
+const EXPERT_MODES = FORMAT.expert_modes;
+// per encoder (Python's EncoderSpec): the width of its features, its precisions and
+// strategies, whether it pools sentence features and how many layers it can pool (0: none),
+// and the weights it holds per vocabulary entry (null: feature_dim + 1) and beside them
+// (token_weights and fixed_weights, which bound the bytes a graph may declare)
+export const ENCODER_SPECS = Object.freeze(Object.fromEntries(Object.entries(SPEC.encoders).map(
+  ([name, e]) => [name, Object.freeze({
+    featureDim: e.feature_dim, precisions: e.precisions, strategies: e.strategies,
+    pooled: e.pooled, layers: e.layers, tokenWeights: e.token_weights, fixedWeights: e.fixed_weights,
+  })],
+)));
+const TARGETS = FORMAT.targets;
+const MAX_NAME_LENGTH = FORMAT.max_name_length;
+const FIXED_ROLE_NAMES = FORMAT.fixed_role_names;
 // a generation file name (Python's config._FILE_NAME): plain, no folder part, not hidden
-const FILE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
-const FIXED_FILES = ["router.json", "tokenizer.json", "router.onnx.data"];
-const REQUIRED_FIELDS = [
-  "experts", "expert_modes", "encoder", "precision", "strategy", "target", "lam",
-  "max_length", "feature_dim", "fingerprint", "package_version",
-];
+const FILE_NAME = new RegExp(`^(?:${FORMAT.file_name_pattern})$`);
+const SHA256 = new RegExp(`^(?:${FORMAT.sha256_pattern})$`);
+const FIXED_FILES = FORMAT.fixed_files;
+const REQUIRED_FIELDS = FORMAT.required_fields;
 
 // --- the text rule ----------------------------------------------------------------------
 
@@ -286,7 +290,7 @@ function checkFiles(files, version, source) {
         `${source}: files.${role}.name ${pyRepr(entry.name)} is not a plain file name of the router folder`,
       );
     }
-    if (typeof entry.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(entry.sha256)) {
+    if (typeof entry.sha256 !== "string" || !SHA256.test(entry.sha256)) {
       throw new RouterFormatError(
         `${source}: files.${role}.sha256 must be the file's sha256 (64 lower-case hex digits); ` +
         `a format_version ${version} router.json records one for each file: copy the router ` +
@@ -334,10 +338,10 @@ export function parseConfig(text, source = CONFIG_FILE) {
   if (!ENCODERS.includes(encoder)) {
     throw new RouterFormatError(`${source}: unknown encoder ${JSON.stringify(encoder)}; known: ${ENCODERS}`);
   }
-  if (!PRECISIONS[encoder].includes(precision)) {
+  if (!ENCODER_SPECS[encoder].precisions.includes(precision)) {
     throw new RouterFormatError(`${source}: unknown precision ${JSON.stringify(precision)}`);
   }
-  if (!STRATEGIES[encoder].includes(strategy)) {
+  if (!ENCODER_SPECS[encoder].strategies.includes(strategy)) {
     throw new RouterFormatError(`${source}: unknown strategy ${JSON.stringify(strategy)}`);
   }
   if (!TARGETS.includes(data.target)) {
@@ -395,7 +399,7 @@ function checkConfigLayers(data, source) {
   }
   if (!layers.length) return [];
   const spec = ENCODER_SPECS[encoder];
-  if (!spec.layers) {
+  if (!spec.pooled || !spec.layers) {
     throw new RouterFormatError(`${source}: the ${encoder} encoder has no layers to pool; leave layers empty`);
   }
   if (new Set(layers).size !== layers.length || layers.some((k) => k < 1 || k > spec.layers)) {
@@ -457,24 +461,13 @@ export function checkDigests(parsed, digests, source) {
 
 // --- what a router graph may hold (Python's irde_onnx/graph/rules.py, rule for rule) ------
 
-const STATIC_OPS = [
-  "Add", "ArgMax", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Div", "Gather",
-  "GatherElements", "Identity", "Less", "Log", "MatMul", "Max", "Min", "Mul", "Neg", "OneHot",
-  "ReduceL2", "ReduceSum", "ScatterElements", "Shape", "Softmax", "Squeeze", "Sub", "TopK",
-  "Unsqueeze", "Where",
-];
-const MINILM_OPS = [
-  ...STATIC_OPS, "DequantizeLinear", "DynamicQuantizeLinear", "Equal", "Erf", "Expand",
-  "LayerNormalization", "MatMulInteger", "Reshape", "Slice", "Sqrt", "Transpose",
-];
-/** The operators the exporters of each encoder write. */
-export const ALLOWED_OPS = { minilm: [...MINILM_OPS].sort(), static: [...STATIC_OPS].sort() };
+/** The operators the exporters of each encoder write (sorted). */
+export const ALLOWED_OPS = SPEC.graph_rules.allowed_ops;
 /** Operator -> the input positions that give the size of the tensor it makes. */
-export const SIZE_INPUTS = {
-  ConstantOfShape: [0], Expand: [1], OneHot: [1], Range: [0, 1, 2], Tile: [1],
-};
-export const SLACK_BYTES = 1 << 20;
-const ELEMENT_BYTES = { 1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2 };
+export const SIZE_INPUTS = SPEC.graph_rules.size_inputs;
+export const SLACK_BYTES = SPEC.graph_rules.slack_bytes;
+// bytes of one element per ONNX TensorProto.DataType (keys are the type numbers as strings)
+const ELEMENT_BYTES = SPEC.graph_rules.element_bytes;
 
 // Every field of a protobuf message: onField(field, wire, value); value is a varint's number
 // or the [start, end) span of a length-delimited field (fixed-width fields are skipped).

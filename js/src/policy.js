@@ -14,10 +14,13 @@
 // where numpy uses its SIMD exp; elsewhere numpy calls libm's expf: within an ulp).
 
 import { InvalidInputError } from "./errors.js";
+import { SPEC } from "./spec.js";
 
 /** The graph outputs that hold the decision (graphs saved before the policy lack them). */
-export const DECISION_OUTPUTS = ["choice", "confidence"];
-const FIELDS = ["costs", "wtp", "min_confidence", "fallback", "temperature", "calibration"];
+export const DECISION_OUTPUTS = SPEC.runtime.decision_outputs;
+// router.json's policy fields and their defaults (Python's Policy dataclass, via spec.js)
+const FIELDS = SPEC.policy.fields;
+const DEFAULTS = SPEC.policy.defaults;
 const f32 = Math.fround;
 
 /** True when a session's output names include `choice` and `confidence`. */
@@ -100,7 +103,8 @@ function isEmpty(data) {
 export function parsePolicy(data, source = "policy") {
   if (isEmpty(data)) {
     return Object.freeze({
-      costs: null, wtp: null, minConfidence: 0, fallback: null, temperature: 1, calibration: null,
+      costs: DEFAULTS.costs, wtp: DEFAULTS.wtp, minConfidence: DEFAULTS.min_confidence,
+      fallback: DEFAULTS.fallback, temperature: DEFAULTS.temperature, calibration: DEFAULTS.calibration,
     });
   }
   if (!isPlainObject(data)) throw new InvalidInputError(`${source} must be a JSON object`);
@@ -123,10 +127,12 @@ export function parsePolicy(data, source = "policy") {
   return Object.freeze({
     costs,
     wtp: checkWtp(data.wtp, `${source}.wtp`),
-    minConfidence: checkMinConfidence("min_confidence" in data ? data.min_confidence : 0,
+    minConfidence: checkMinConfidence(
+      "min_confidence" in data ? data.min_confidence : DEFAULTS.min_confidence,
       `${source}.min_confidence`),
     fallback,
-    temperature: positive("temperature" in data ? data.temperature : 1, `${source}.temperature`),
+    temperature: positive("temperature" in data ? data.temperature : DEFAULTS.temperature,
+      `${source}.temperature`),
     calibration,
   });
 }

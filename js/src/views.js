@@ -1,20 +1,25 @@
 // Input views: named text normalisations applied to a prompt before it is tokenized, the
 // port of irde_onnx/views.py (its docstring holds the rules). Every count is in code points,
 // not UTF-16 units; the text is well formed when a view sees it (prepareText), so a
-// surrogate pair is always whole. tests/fixtures/views.json holds the cases both hosts match.
+// surrogate pair is always whole. conformance/views.json holds the cases both hosts match.
 
 import { InvalidInputError } from "./errors.js";
+import { SPEC } from "./spec.js";
 
-export const DEFAULT_VIEW = "full";
+// The names, numbers and patterns come from spec.js (written from irde_onnx/views.py by
+// conformance/generate.py); the views' code below is the port.
+export const DEFAULT_VIEW = SPEC.views.default;
 /** Code points kept per token of max_length by `tail` (and `head_tail`). */
-export const TAIL_CHARS_PER_TOKEN = 3;
-const MIN_OPTION_LINES = 2;
+export const TAIL_CHARS_PER_TOKEN = SPEC.views.tail_chars_per_token;
+const MIN_OPTION_LINES = SPEC.views.min_option_lines;
 
-// explicit character sets, the same in Python's re and JS RegExp (no \s, \d)
-const BLANK = /^[ \t\r]*$/;
-const CUE = /^[ \t]*(?:Answer|ANSWER|answer|答案)[ \t]*[:：]?[ \t\r]*$/;
-const OPTION = /^[ \t]*[(（]?[A-J][.):、．）：]/;
-const TRAILING = " \t\r\n";
+// explicit character sets, the same in Python's re and JS RegExp (no \s, \d); Python
+// fullmatches a line with blank and cue, and matches option at its start
+const PATTERNS = SPEC.views.patterns;
+const BLANK = new RegExp(`^(?:${PATTERNS.blank})$`);
+const CUE = new RegExp(`^(?:${PATTERNS.cue})$`);
+const OPTION = new RegExp(`^(?:${PATTERNS.option})`);
+const TRAILING = SPEC.views.trailing;
 
 function isHigh(unit) {
   return unit >= 0xd800 && unit <= 0xdbff;
@@ -101,13 +106,13 @@ function headTail(text, maxLength) {
   return `${firstCodePoints(text, head)}\n${tailWithin(afterCodePoints(text, head), budget - head)}`;
 }
 
+const IMPLEMENTATIONS = { full, strip_options: stripOptions, tail, head_tail: headTail };
 /** The single views, in the order of Python's registry (compose them with "+"). */
-export const VIEWS = Object.freeze({
-  full,
-  strip_options: stripOptions,
-  tail,
-  head_tail: headTail,
-});
+export const VIEWS = Object.freeze(Object.fromEntries(SPEC.views.names.map((name) => {
+  // a view Python added and this port lacks fails at import, not at a router's load
+  if (!Object.hasOwn(IMPLEMENTATIONS, name)) throw new Error(`views.js has no port of the view '${name}'`);
+  return [name, IMPLEMENTATIONS[name]];
+})));
 
 /** The names of the single views. */
 export function viewNames() {

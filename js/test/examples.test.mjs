@@ -2,7 +2,7 @@
 // started on 127.0.0.1 answers golden prompts as Python does (one request), and
 // examples/static-page (an import map into node_modules, no bundler) routes them in headless
 // Chromium. Their node_modules link to this package and its devDependencies instead of an
-// install (test/packaging.test.mjs and test/bundlers.test.mjs install the tarball).
+// install (test/package.test.mjs and test/bundlers.test.mjs install the tarball).
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";

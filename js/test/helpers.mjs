@@ -7,14 +7,15 @@ import { fileURLToPath } from "node:url";
 
 export const JS_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 export const REPO = path.resolve(JS_ROOT, "..");
-export const golden = JSON.parse(readFileSync(path.join(JS_ROOT, "test", "golden.json"), "utf8"));
+export const CONFORMANCE = path.join(REPO, "conformance");
+export const golden = JSON.parse(readFileSync(path.join(CONFORMANCE, "golden.json"), "utf8"));
 export const ROUTERS = process.env.IRDE_JS_ROUTERS ?? path.join(JS_ROOT, "test", "routers");
 export const SHARED_DATA = process.env.IRDE_SHARED_DATA ??
   path.resolve(REPO, "..", "shared", "data");
 export const ROUTER_NAMES = Object.keys(golden.routers);
 // Static and fp32 graphs compute the same float32 arithmetic in every onnxruntime build: what
 // README documents for wasm (measured on the golden prompts: scores 3.6e-7, confidences 7.7e-7
-// at most, fp32 router; onnxruntime-node gives Python's exact numbers). make_golden.py --check
+// at most, fp32 router; onnxruntime-node gives Python's exact numbers). generate.py --check
 // holds the Python runtime on another CPU to golden.json within the same 1e-6.
 export const SCORE_ATOL = 1e-6;
 // The wasm int8 kernels (DynamicQuantizeLinear + MatMulInteger) round differently from the
@@ -27,7 +28,7 @@ export const INT8_WASM_ATOL = 0.05;
 export function missingInputs() {
   const lacking = ROUTER_NAMES.map((n) => path.join(ROUTERS, n, "router.json")).filter((f) => !existsSync(f));
   if (lacking.length) {
-    return `routers missing (${lacking[0]}): run .venv/bin/python js/test/make_golden.py --routers ${ROUTERS}`;
+    return `routers missing (${lacking[0]}): run .venv/bin/python -m conformance.generate --only golden --routers ${ROUTERS}`;
   }
   if (golden.prompts.some((p) => p.source) && !existsSync(SHARED_DATA)) {
     return `${SHARED_DATA} is missing: set IRDE_SHARED_DATA`;

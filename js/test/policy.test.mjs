@@ -1,13 +1,13 @@
-// The decision policy: router.json's `policy` checks, the rule (decide) on fixed scores, and
-// the router's use of the graph's choice/confidence or, for a per-call wtp, of decide.
+// The decision policy: the rule (decide) on fixed scores, and the router's use of the graph's
+// choice/confidence or, for a per-call wtp, of decide.
 // Conformance with Python's numbers on real routers is in conformance.test.mjs.
 
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
 import { Router as CoreRouter, parseConfig } from "../src/core.js";
-import { InvalidInputError, RouterFormatError, decide } from "../src/node.js";
-import { checkPolicy, expf32, parsePolicy } from "../src/policy.js";
+import { InvalidInputError, decide } from "../src/node.js";
+import { expf32 } from "../src/policy.js";
 import { golden } from "./helpers.mjs";
 
 const EXPERTS = ["a", "b", "c"];
@@ -67,46 +67,8 @@ describe("expf32 (numpy's float32 exp on x86-64)", () => {
   });
 });
 
-describe("router.json policy (Python's Policy.from_dict and check)", () => {
-  it("parses the fields, and an absent or empty policy means none", () => {
-    assert.deepEqual(parsePolicy(undefined), parsePolicy({}));
-    const p = parsePolicy({ costs: { a: 1, b: 0, c: 2 }, wtp: 0.5, min_confidence: 0.3,
-      fallback: "b", temperature: 2, calibration: { a: [1.5, -0.1] } });
-    assert.deepEqual({ ...p }, { costs: { a: 1, b: 0, c: 2 }, wtp: 0.5, minConfidence: 0.3,
-      fallback: "b", temperature: 2, calibration: { a: [1.5, -0.1] } });
-    checkPolicy(p, EXPERTS);
-  });
-
-  const bad = [
-    [{ colour: 1 }, "policy has unknown field(s) ['colour']"],
-    [{ costs: {} }, "policy.costs must be a non-empty object {expert: cost}"],
-    [{ costs: { a: -1 } }, "the cost of 'a' must be a finite number >= 0, got -1"],
-    [{ wtp: 0 }, "policy.wtp must be a finite number > 0, got 0"],
-    [{ wtp: "high" }, "policy.wtp must be a finite number > 0, got 'high'"],
-    [{ min_confidence: 1.5 }, "policy.min_confidence must be a number in [0, 1], got 1.5"],
-    [{ temperature: -1 }, "policy.temperature must be a finite number > 0, got -1"],
-    [{ fallback: 3 }, "policy.fallback must be an expert name"],
-    [{ calibration: { a: [1] } }, "policy.calibration must map expert names to [scale, offset]"],
-    [[1], "policy must be a JSON object"],
-  ];
-  for (const [data, message] of bad) {
-    it(`refuses ${JSON.stringify(data)}`, () => {
-      assert.throws(() => parsePolicy(data), (e) => e instanceof InvalidInputError && e.message === message);
-    });
-  }
-
-  const unfit = [
-    [{ costs: { a: 1, b: 1, d: 1 } }, "policy.costs must name every expert once: missing ['c'], unknown ['d']"],
-    [{ fallback: "z" }, "policy.fallback 'z' is not an expert (['a', 'b', 'c'])"],
-    [{ min_confidence: 0.5 }, "policy.min_confidence needs a fallback expert to send unsure prompts to"],
-    [{ calibration: { z: [1, 0] } }, "policy.calibration names experts the router does not have: ['z']"],
-  ];
-  for (const [data, message] of unfit) {
-    it(`refuses ${JSON.stringify(data)} for experts a, b, c`, () => {
-      assert.throws(() => checkPolicy(parsePolicy(data), EXPERTS), (e) => e.message === message);
-    });
-  }
-});
+// router.json's policy checks (Policy.from_dict and check) and parseConfig's policy, view and
+// layers checks run on the cases Python wrote: checks.test.mjs, conformance/*_cases.json.
 
 const BASE = {
   format_version: 1, experts: EXPERTS, expert_modes: ["pooled", "pooled", "pooled"],
@@ -114,40 +76,6 @@ const BASE = {
   max_length: 16, feature_dim: 384, fingerprint: "x", package_version: "0",
 };
 const config = (extra) => JSON.stringify({ ...BASE, ...extra });
-
-describe("parseConfig: policy, view and layers", () => {
-  it("reads them, with Python's defaults when absent", () => {
-    const plain = parseConfig(config({}));
-    assert.equal(plain.config.view, "full");
-    assert.deepEqual(plain.config.layers, []);
-    assert.equal(plain.policy.costs, null);
-    const full = parseConfig(config({ view: "strip_options+tail", policy: { costs: { a: 1, b: 2, c: 3 }, wtp: 2 } }));
-    assert.equal(full.config.view, "strip_options+tail");
-    assert.equal(full.policy.wtp, 2);
-    const layered = parseConfig(config({ encoder: "minilm", precision: "int8", strategy: "mean",
-      layers: [6, 5], feature_dim: 768 }));
-    assert.deepEqual(layered.config.layers, [6, 5]);
-  });
-
-  const bad = [
-    [{ view: "middle" }, /router\.json: unknown view 'middle' in 'middle'; .* upgrade irde-onnx or train the router again/],
-    [{ view: 3 }, /field 'view' must be a string, got 3/],
-    [{ policy: null }, /field 'policy' must be an object, got None/],
-    [{ policy: { min_confidence: 0.5 } }, /router\.json: policy\.min_confidence needs a fallback expert/],
-    [{ policy: { costs: { a: 1 } } }, /router\.json: policy\.costs must name every expert once: missing \['b', 'c'\]/],
-    [{ layers: [6] }, /the static encoder has no layers to pool; leave layers empty/],
-    [{ layers: "6,5" }, /field 'layers' must be a list of layer numbers/],
-    [{ encoder: "minilm", precision: "int8", strategy: "mean", layers: [7, 5], feature_dim: 768 },
-      /layers \[7, 5\] must be distinct layer numbers in 1\.\.6 of the minilm encoder/],
-    [{ encoder: "minilm", precision: "int8", strategy: "mean", layers: [6, 5] },
-      /feature_dim 384 does not match 2 pooled layers of 384/],
-  ];
-  for (const [extra, message] of bad) {
-    it(`refuses ${JSON.stringify(extra)} with a RouterFormatError`, () => {
-      assert.throws(() => parseConfig(config(extra)), (e) => e instanceof RouterFormatError && message.test(e.message));
-    });
-  }
-});
 
 // A router on a stand-in session: the graph's outputs are given, so the host's part is tested
 function fakeRouter({ policy = {}, target = "domain", scores, decision = null }) {
@@ -219,8 +147,8 @@ describe("Router.route with the policy", () => {
 describe("decide against Python's policy.decide (golden.json)", () => {
   const cases = golden.decide ?? [];
   it("every case: the same choices and confidences, to the bit", () => {
-    // make_golden.py always writes them: an empty list is a broken golden file, not a skip
-    assert.ok(cases.length > 0, "golden.json has no decide cases: run make_golden.py");
+    // conformance/make_golden.py always writes them: an empty list is a broken golden file, not a skip
+    assert.ok(cases.length > 0, "golden.json has no decide cases: run conformance/generate.py --only golden");
     for (const c of cases) {
       const got = decide(c.scores, c.target, {
         costs: c.costs, wtp: c.wtp, temperature: c.temperature,

@@ -1,4 +1,4 @@
-// Input views: every case of the repository's tests/fixtures/views.json (written by the
+// Input views: every case of the repository's conformance/views.json (written by the
 // Python runtime) gives the same text in JS, and the view names and errors match Python's.
 
 import assert from "node:assert/strict";
@@ -10,12 +10,12 @@ import {
   DEFAULT_VIEW, InvalidInputError, MAX_CHARS_PER_TOKEN, TAIL_CHARS_PER_TOKEN, applyView,
   checkView, prepareText, viewNames,
 } from "../src/node.js";
-import { REPO } from "./helpers.mjs";
+import { CONFORMANCE } from "./helpers.mjs";
 
-const FIXTURES = path.join(REPO, "tests", "fixtures", "views.json");
+const FIXTURES = path.join(CONFORMANCE, "views.json");
 const { cases } = JSON.parse(readFileSync(FIXTURES, "utf8"));
 
-describe("tests/fixtures/views.json (Python's prepare_text with a view)", () => {
+describe("conformance/views.json (Python's prepare_text with a view)", () => {
   it("covers every single view", () => {
     const first = new Set(cases.map((c) => c.view.split("+")[0]));
     for (const name of viewNames()) assert.ok(first.has(name), `no case for ${name}`);

@@ -12,7 +12,7 @@ from irde_onnx.runtime.tokenize import MAX_CHARS_PER_TOKEN, prepare_text
 from irde_onnx.store.config import CONFIG_FILE, RouterConfig, read_config
 from irde_onnx.views import AUTO_VIEWS, TAIL_CHARS_PER_TOKEN, apply_view, check_view, view_names
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "views.json"
+FIXTURES = Path(__file__).resolve().parents[2] / "conformance" / "views.json"
 MC = "Which planet is largest?\nA. Mars\nB. Jupiter\nC. Venus\nD. Earth"
 
 

@@ -1,4 +1,7 @@
-"""Shared helpers of the benchmark scripts: machine description and BENCHMARKS.md sections."""
+"""Shared helpers of the benchmark scripts: machine description and BENCHMARKS.md sections.
+
+Also used by research/ (its scripts write sections of BENCHMARKS.md the same way).
+"""
 
 from __future__ import annotations
 
@@ -52,13 +55,13 @@ def header(command: str) -> str:
 
 
 def command_line() -> str:
-    """The command as it was run, relative to the repository."""
+    """The command as it was run from the repository root (``python -m benchmarks.speed ...``)."""
     script = Path(sys.argv[0]).resolve()
     try:
-        script = script.relative_to(ROOT)
+        module = ".".join(script.relative_to(ROOT).with_suffix("").parts)
     except ValueError:
-        pass
-    return " ".join(["python", str(script), *sys.argv[1:]])
+        return " ".join(["python", str(script), *sys.argv[1:]])
+    return " ".join(["python", "-m", module, *sys.argv[1:]])
 
 
 def write_section(name: str, markdown: str, path: Path | None = None) -> None:

@@ -1,4 +1,10 @@
-"""Generalisation part of the quality benchmark: input views x pooled layers, every protocol.
+"""Research: input views x pooled layers on every protocol, and the rule behind the defaults.
+
+The question (research/generalisation/README.md): which input view and pooled MiniLM layers
+should the trainer use by default, chosen from training rows alone? The answer is
+``irde_onnx/defaults.py``'s ``MEASURED``; this script is the measurement, run again only to
+revisit that choice (a new encoder, new candidates). It reuses the quality benchmark's data,
+heads and RouterBench sweep (``benchmarks.*``).
 
 Each variant (an input view of :mod:`irde_onnx.views` and a set of pooled MiniLM layers) is
 trained and tested on every protocol in one run: RouterDC ID/OOD (train grouped by task),
@@ -15,23 +21,34 @@ sets the trainer's default (README, "How the defaults were chosen"), and the rep
 what every rule picks and how it ranks the variants against the held-out-source test.
 
 Features come from one graph pooling every candidate layer from one forward pass, and each
-distinct prompt text (after its view) is encoded once and cached on disk by its sha256."""
+distinct prompt text (after its view) is encoded once and cached on disk by its sha256.
+
+    python -m research.generalisation.views_layers [--data ../shared/data] [--cache DIR]
+        [--threads N] [--limit N]    # writes BENCHMARKS.md's generalisation section and
+                                     # results.json beside this script
+"""
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from decision_data import CostRows, load_cost_rows
-from heads import log, routing_utility
-from results import label_result, scored_metrics
-from routerbench import curve_aiq, oof, ridge_predictor, sweep, trainer_lam
-from splits import (
+
+from benchmarks.decision_data import CostRows, load_cost_rows
+from benchmarks.heads import log, routing_utility
+from benchmarks.quality_report import plain
+from benchmarks.report import DEFAULT_DATA, command_line, header, markdown_table, write_section
+from benchmarks.results import label_result, scored_metrics
+from benchmarks.routerbench import curve_aiq, oof, ridge_predictor, sweep, trainer_lam
+from benchmarks.splits import (
     Labelled,
     cross_source_split,
     id_hash,
@@ -39,7 +56,6 @@ from splits import (
     load_scored,
     onehot,
 )
-
 from irde_onnx.learning.moments import choose_lam, group_fold_ids, lam_grid, solve
 from irde_onnx.learning.selection import block_columns, fold_moments
 from irde_onnx.runtime.tokenize import prepare_text
@@ -282,7 +298,7 @@ def routerdc_variants(
 
 def load_domain_rows(folder: Path, limit: int | None) -> tuple[Labelled, list[str]]:
     """Domain rows (duplicates dropped as splits.load_domains does) and each row's subset."""
-    from splits import labelled_domains, load_domain_records
+    from benchmarks.splits import labelled_domains, load_domain_records
 
     kept, dropped = load_domain_records(folder, limit)
     return labelled_domains(kept, dropped), [str(r["source"]) for r in kept]
@@ -604,8 +620,6 @@ TITLES = {
 
 def report_section(out: dict[str, Any], args: argparse.Namespace, seconds: float) -> str:
     """The markdown section: every variant on every protocol beside the selection criteria."""
-    from _report import command_line, header, markdown_table
-
     variants = out["variants"]
     values, picks = out["rules"]["values"], out["rules"]["picks"]
     default = out["default"]
@@ -706,8 +720,8 @@ def report_section(out: dict[str, Any], args: argparse.Namespace, seconds: float
         for k, t in TARGETS.items()
     ]
     lines = [
-        "## Generalisation: input views x pooled layers (`benchmarks/quality.py --part "
-        "generalisation`)",
+        "## Generalisation: input views x pooled layers "
+        "(`research/generalisation/views_layers.py`)",
         "",
         header(command_line()),
         f"Run time {seconds / 60:.1f} min ({out['encoded']} texts encoded in this run, the "
@@ -797,3 +811,61 @@ def report_section(out: dict[str, Any], args: argparse.Namespace, seconds: float
         "",
     ]
     return "\n".join(lines) + "\n"
+
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also the settings the report renders the committed results with)."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="folder holding routerdc7/, domains/ and routerbench/ (default ../shared/data)",
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="keep N rows per task / per domain source (smoke tests)",
+    )
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="keep encoded features here (npz) to rerun faster"
+    )
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON of the run")
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        help="file to write the section into (default BENCHMARKS.md)",
+    )
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every variant; write BENCHMARKS.md's generalisation section and the JSON."""
+    args = build_parser().parse_args(argv)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="irde-generalisation-") as tmp:
+        out = generalisation(args, Path(tmp))
+    text = report_section(out, args, time.perf_counter() - started)
+    print(text)
+    if not args.no_write:
+        write_section("generalisation", text, args.markdown)
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(
+            json.dumps(plain(json_ready(out)), indent=1, ensure_ascii=False) + "\n",
+            encoding="utf-8",
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

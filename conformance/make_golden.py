@@ -1,4 +1,4 @@
-"""Write (or check) js/test/golden.json: what the Python runtime decides, for the JS tests.
+"""Write (or check) conformance/golden.json: what the Python runtime decides, for every host.
 
 Builds small routers from models/demo: static fp16 vote, MiniLM fp32 (input view
 ``strip_options+tail``, pooled layers 6 and 5), MiniLM int8 (view ``full``, last layer), a
@@ -17,8 +17,10 @@ here), rare CJK ideographs above U+FFFF, emoji, combining marks, right-to-left t
 characters, lone surrogates, empty and whitespace-only texts, texts far over
 ``max_length * 32`` characters, and multiple-choice and few-shot prompts for the views.
 
-    .venv/bin/python js/test/make_golden.py --routers js/test/routers           # write
-    .venv/bin/python js/test/make_golden.py --routers js/test/routers --check   # CI
+    .venv/bin/python -m conformance.generate --only golden --routers js/test/routers
+    .venv/bin/python -m conformance.generate --routers js/test/routers --check   # CI
+
+(``conformance/make_golden.py`` alone takes the same arguments.)
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-GOLDEN = ROOT / "js" / "test" / "golden.json"
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "conformance" / "golden.json"
 DEMO = ROOT / "models" / "demo"
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 ROUTERS = {
@@ -55,7 +57,7 @@ ROUTERS = {
         "view": "strip_options+tail",
     },
 }
-# router.json policies set after training (Router.set_policy); costs in USD per prompt
+# router.json policies set after training (RouterEditor.set_policy); costs in USD per prompt
 POLICIES = {
     "policy": {
         "costs": {"chinese": 0.0004, "code": 0.006, "law": 0.03, "math": 0.002, "medicine": 0.012},
@@ -406,28 +408,43 @@ def close(a: object, b: object) -> bool:
     return a == b
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Write golden.json, or with --check compare it with the Python runtime (exit 1 if stale)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+DEFAULT_ROUTERS = ROOT / "js" / "test" / "routers"
+REGENERATE = "run conformance/generate.py --only golden"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of this generator (also those of conformance/generate.py)."""
     parser.add_argument(
         "--routers",
         type=Path,
-        default=ROOT / "js" / "test" / "routers",
+        default=DEFAULT_ROUTERS,
         help="folder for the golden routers (built when missing)",
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="../shared/data")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write golden.json, or with --check compare it with the Python runtime (exit 1 if stale)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
     parser.add_argument(
         "--check",
         action="store_true",
         help="compare with the committed golden.json instead of writing it",
     )
     args = parser.parse_args(argv)
-    routers = build_routers(args.routers)
+    return run(args.check, routers=args.routers, data=args.data)
+
+
+def run(check: bool, routers: Path = DEFAULT_ROUTERS, data: Path = DEFAULT_DATA) -> int:
+    """Write golden.json (check False) or compare it with the Python runtime (1 if stale)."""
+    routers = build_routers(routers)
     hand = [{"name": n, "text": t} for n, t in HAND_WRITTEN]
-    prompts = hand + data_prompts(args.data)
+    prompts = hand + data_prompts(data)
     got = compute(routers, prompts)
     record = {
-        "about": "written by js/test/make_golden.py from the Python runtime; do not edit",
+        "about": "written by conformance/generate.py (make_golden.py) from the Python runtime; "
+        "do not edit",
         "prompts": [
             {k: v for k, v in p.items() if k != "text" or "source" not in p} for p in prompts
         ],
@@ -435,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         "decide": decide_cases(),
         "cli": cli_cases(routers, prompts),
     }
-    if not args.check:
+    if not check:
         # ensure_ascii keeps lone surrogates as \\ud800 escapes, which JSON.parse restores
         GOLDEN.write_text(json.dumps(record, ensure_ascii=True) + "\n", encoding="utf-8")
         print(f"wrote {GOLDEN}: {len(prompts)} prompts x {len(routers)} routers")
@@ -446,9 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     stale = [key for key in ("prompts", "ids", "cli") if golden.get(key) != record[key]]
     stale += [key for key in ("decide", "routers") if not close(golden.get(key), record[key])]
     if stale:
-        print(
-            f"golden.json is stale: {', '.join(stale)} differ; run make_golden.py", file=sys.stderr
-        )
+        print(f"golden.json is stale: {', '.join(stale)} differ; {REGENERATE}", file=sys.stderr)
         return 1
     for name in routers:
         diff = np.abs(np.array(golden["scores"][name]) - np.array(record["scores"][name])).max()
@@ -462,12 +477,10 @@ def main(argv: list[str] | None = None) -> int:
             or conf > CHECK_ATOL
             or golden["experts"][name] != record["experts"][name]
         ):
-            print(
-                f"golden.json is stale for the {name} router; run make_golden.py", file=sys.stderr
-            )
+            print(f"golden.json is stale for the {name} router; {REGENERATE}", file=sys.stderr)
             return 1
     if not close(golden.get("wtp"), record["wtp"]):
-        print("golden.json is stale for the per-call wtp; run make_golden.py", file=sys.stderr)
+        print(f"golden.json is stale for the per-call wtp; {REGENERATE}", file=sys.stderr)
         return 1
     print(f"golden.json matches the Python runtime ({len(prompts)} prompts)")
     return 0

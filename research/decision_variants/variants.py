@@ -19,7 +19,11 @@ rules and heads; CV on train both with the trainer's random folds and with folds
 the rows' sub-source (an MMLU subject, a LegalBench task, a GSM8K split), the closest the
 training rows come to a source shift.
 
-    python benchmarks/decision_variants.py --cache DIR [--data ../shared/data]
+Research (research/decision_variants/README.md): run once to answer the question; it reuses
+the benchmarks' data, heads and baselines, and writes BENCHMARKS.md's ``decision_variants``
+section and ``results.json`` beside this file.
+
+    python -m research.decision_variants.variants --cache DIR [--data ../shared/data]
 """
 
 from __future__ import annotations
@@ -35,38 +39,35 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _report import (  # noqa: E402
+from benchmarks.baselines import knn_predict, logreg_scores
+from benchmarks.calibration import sampled_cross_source
+from benchmarks.decision_data import CostRows, load_cost_rows, tail_texts
+from benchmarks.heads import FeatureCache, folds_of
+from benchmarks.report import (
     DEFAULT_DATA,
-    RESULTS,
     command_line,
     header,
     markdown_table,
     write_section,
 )
-from baselines import knn_predict, logreg_scores  # noqa: E402
-from calibration import sampled_cross_source  # noqa: E402
-from decision_data import CostRows, load_cost_rows, tail_texts  # noqa: E402
-from heads import FeatureCache, folds_of  # noqa: E402
-from routerbench import GPT4, cheapest_reaching, oof, ridge_predictor  # noqa: E402
-from splits import cross_source_split, load_domains, onehot, read_rows  # noqa: E402
-
-from irde_onnx.decision.policy import decide, fit_temperature, softmax  # noqa: E402
-from irde_onnx.evaluation.decisions import (  # noqa: E402
+from benchmarks.routerbench import GPT4, cheapest_reaching, oof, ridge_predictor
+from benchmarks.splits import cross_source_split, load_domains, onehot, read_rows
+from irde_onnx.decision.policy import decide, fit_temperature, softmax
+from irde_onnx.evaluation.decisions import (
     accuracy_at_coverage,
     aiq,
     expected_calibration_error,
     upper_hull,
     wtp_grid,
 )
-from irde_onnx.learning.moments import Moments, choose_lam, solve  # noqa: E402
+from irde_onnx.learning.moments import Moments, choose_lam, solve
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 N_WTP = 200  # as routerbench.py
 BOOTSTRAP = 400
 SEED = 0
 COVERAGE = 0.8
+RESULTS = Path(__file__).resolve().parent / "results.json"
 Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -653,14 +654,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--report-only",
         action="store_true",
-        help="write the section again from results/decision_variants.json",
+        help="write the section again from results.json (beside this script)",
     )
     args = parser.parse_args(argv)
     if args.report_only:
-        result = json.loads((RESULTS / "decision_variants.json").read_text())
+        result = json.loads(RESULTS.read_text())
         write_section("decision_variants", report(result))
         return 0
-    from trained import encoder_router
+    from benchmarks.trained import encoder_router
 
     enc = encoder_router("minilm-int8", args.threads)
     cache = FeatureCache(args.cache)
@@ -723,8 +724,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "variants": domains,
         },
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "decision_variants.json").write_text(json.dumps(result, indent=1) + "\n")
+    RESULTS.write_text(json.dumps(result, indent=1) + "\n")
     md = report(result)
     print(md)
     write_section("decision_variants", md)
@@ -789,7 +789,7 @@ def report(result: dict[str, Any]) -> str:
         for r in dm["variants"]
     ]
     return (
-        "## What moves issue 9's missed targets (`benchmarks/decision_variants.py`)\n\n"
+        "## What moves issue 9's missed targets (`research/decision_variants/variants.py`)\n\n"
         + header(result.get("command", command_line()))
         + "\n"
         "Every variant's figure from cross-validation on train (the one a choice may use; "

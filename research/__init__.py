@@ -1,0 +1,1 @@
+"""One-off studies that fixed a design choice (see research/README.md)."""

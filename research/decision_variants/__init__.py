@@ -1,0 +1,1 @@
+"""What moves issue 9's missed targets (see README.md)."""

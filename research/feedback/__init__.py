@@ -1,0 +1,1 @@
+"""Learning from traffic, issue 19 (see README.md)."""

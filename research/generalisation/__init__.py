@@ -1,0 +1,1 @@
+"""Which input view and pooled layers the trainer defaults to (see README.md)."""
