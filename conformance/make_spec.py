@@ -85,8 +85,8 @@ def spec() -> dict[str, Any]:
                 "data": store_config.DATA_FILE,
                 "tokenizer": store_config.TOKENIZER_FILE,
             },
-            "file_name_pattern": store_config._FILE_NAME.pattern,  # noqa: SLF001
-            "sha256_pattern": store_config._SHA256.pattern,  # noqa: SLF001
+            "file_name_pattern": store_config.FILE_NAME_PATTERN.pattern,
+            "sha256_pattern": store_config.SHA256_PATTERN.pattern,
             "required_fields": [
                 f.name
                 for f in config_fields

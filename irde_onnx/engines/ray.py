@@ -134,7 +134,7 @@ def ray_statistics(
         rows = [{"text": t, "y": y[i], "fold": int(fold[i])} for i, t in enumerate(texts)]
         shards = ray.data.from_items(rows).split(workers, equal=False)
         if isinstance(router, Router):
-            source = router.path or router._gen  # noqa: SLF001 - a router not saved yet
+            source = router.path or router.source  # a router not saved yet: its bytes
         else:
             source = router
         files = ray.put(generation_files(source))

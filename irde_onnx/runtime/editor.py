@@ -122,8 +122,8 @@ class RouterEditor:
         self._router: Router | None = router  # the router as changed; None until needed
         self._config = router.config
         self._stats = router.stats
-        self._dense: RouterStats | None = router._dense  # noqa: SLF001
-        self._head: tuple[np.ndarray, np.ndarray] | None = router._head  # noqa: SLF001
+        self._dense: RouterStats | None = None  # the base router's, until a change
+        self._head: tuple[np.ndarray, np.ndarray] | None = router.solved_head
         self._graph: bytes | None = None  # the complete graph of the changes, once built
         self._dirty = False  # changed in memory since read or saved
 
@@ -192,17 +192,17 @@ class RouterEditor:
         with self._lock:
             if self._router is None:
                 base = self._base
-                gen = replace(base._gen, config=self._config, graph=self.graph(), stats=None)  # noqa: SLF001
-                router = Router.open(
+                gen = replace(base.source, config=self._config, graph=self.graph(), stats=None)
+                self._router = Router.open(
                     gen,
-                    base._threads,  # noqa: SLF001
-                    base._providers,  # noqa: SLF001
+                    base.threads,
+                    base.providers,
                     tokenizer=base.tokenizer,
                     stats=self._stats,
                     head=self._head,
+                    dense=self._dense,
+                    table=base.embedding_table,
                 )
-                router._dense, router._table = self._dense, base._table  # noqa: SLF001
-                self._router = router
             return self._router
 
     def __getattr__(self, name: str) -> Any:
@@ -213,7 +213,9 @@ class RouterEditor:
 
     def _dense_stats(self) -> RouterStats:
         if self._dense is None:
-            self._dense = self._stats.project(self.embedding_table)
+            base = self._base
+            same = self._stats is base.stats
+            self._dense = base.dense_stats() if same else self._stats.project(self.embedding_table)
         return self._dense
 
     def _changed(self, config: RouterConfig, graph: bool = True) -> None:
@@ -221,7 +223,7 @@ class RouterEditor:
         if graph:
             self._graph = self._router = None
         elif self._router is not None:
-            self._router = self._router._saved(replace(self._router._gen, config=config))  # noqa: SLF001
+            self._router = self._router.as_generation(replace(self._router.source, config=config))
 
     # -- the folder's lock -----------------------------------------------------------------
     @contextmanager
@@ -260,7 +262,13 @@ class RouterEditor:
                         )
                     base = self._base
                     self._reset(
-                        Router._read(root, base._threads, base._providers, base.tokenizer)  # noqa: SLF001
+                        Router.load(
+                            root,
+                            base.threads,
+                            base.providers,
+                            cleanup=False,
+                            tokenizer=base.tokenizer,
+                        )
                     )
                 yield self
             finally:
@@ -569,7 +577,7 @@ class RouterEditor:
 
     def _generation(self, stats: io.BytesIO) -> Generation:
         self._stats.save(stats)
-        return replace(self._base._gen, config=self._config, graph=self.graph())  # noqa: SLF001
+        return replace(self._base.source, config=self._config, graph=self.graph())
 
     def _saved_router(self, gen: Generation, committed: RouterConfig, root: Path) -> Router:
         """The router as saved in ``root``: the changed router, as that generation."""
@@ -579,7 +587,7 @@ class RouterEditor:
         )
         if self._router is not None and self._router.graph != gen.graph:
             self._router = None  # the unchanged router read a graph without the policy nodes
-        return self.router._saved(saved)  # noqa: SLF001
+        return self.router.as_generation(saved)
 
     def __repr__(self) -> str:
         return f"RouterEditor({str(self.path)!r}, experts={self.experts})"

@@ -181,6 +181,9 @@ class Router:
         path: str | os.PathLike,
         threads: int | None = None,
         providers: Sequence[str] | None = None,
+        *,
+        cleanup: bool = True,
+        tokenizer: TextTokenizer | None = None,
     ) -> Router:
         """Load a router directory.
 
@@ -194,28 +197,21 @@ class Router:
             threads: onnxruntime intra-op threads; None: the CPU limit of the process's
                 cgroup (a container's ``--cpus``) if any, else onnxruntime decides.
             providers: onnxruntime execution providers; CPU by default.
+            cleanup: remove older generations' files (False while the caller holds the
+                folder's lock, as :class:`~irde_onnx.runtime.editor.RouterEditor` does).
+            tokenizer: a tokenizer of this folder already read, reused when it fits.
 
         """
         root = check_router_dir(path)
         check_lock_path(root)
-        router = cls._read(root, threads, providers)
-        assert router._gen.manifest is not None
-        try_cleanup(root, router._gen.manifest)
-        return router
-
-    @classmethod
-    def _read(
-        cls,
-        root: Path,
-        threads: int | None,
-        providers: Sequence[str] | None,
-        tokenizer: TextTokenizer | None = None,
-    ) -> Router:
-        """The router of the generation committed in ``root`` (no cleanup)."""
         with file_errors("read the router file"):
-            return read_generation(
+            router = read_generation(
                 root, lambda gen: cls.open(gen, threads, providers, tokenizer=tokenizer)
             )
+        if cleanup:
+            assert router.source.manifest is not None
+            try_cleanup(root, router.source.manifest)
+        return router
 
     @classmethod
     def open(
@@ -227,11 +223,15 @@ class Router:
         tokenizer: TextTokenizer | None = None,
         stats: RouterStats | None = None,
         head: tuple[np.ndarray, np.ndarray] | None = None,
+        dense: RouterStats | None = None,
+        table: np.ndarray | None = None,
     ) -> Router:
         """Check ``gen`` (read by the store or built in memory) and open its one session.
 
         ``stats`` (default: read from ``gen``) and ``head`` (the float64 solution the graph
-        stores as float32; default: the graph's) are taken as given.
+        stores as float32; default: the graph's) are taken as given, as are ``dense`` (the
+        statistics in feature space) and ``table`` (the static encoder's embedding table)
+        when a caller already has them.
         """
         config = gen.config
         if tokenizer is None or (tokenizer.max_length, tokenizer.view) != (
@@ -269,16 +269,36 @@ class Router:
         self._head, self._threads = head, threads
         self._providers = list(providers) if providers else None
         self._decides = {o.name for o in session.get_outputs()} >= set(DECISION_OUTPUTS)
-        self._dense: RouterStats | None = None  # statistics in feature space (static: projected)
-        self._table: np.ndarray | None = None
+        self._dense = dense  # statistics in feature space (static: projected), once computed
+        self._table = table
         return self
 
-    def _saved(self, gen: Generation) -> Router:
-        """The same router as the generation ``gen`` a save committed (same graph, session)."""
+    def as_generation(self, gen: Generation) -> Router:
+        """The same router as the generation ``gen`` (same graph, same session), e.g. once saved."""
         twin = object.__new__(type(self))
         twin.__dict__.update(self.__dict__)
         twin._gen = gen
         return twin
+
+    @property
+    def source(self) -> Generation:
+        """The generation this router runs: read from its folder or built in memory."""
+        return self._gen
+
+    @property
+    def threads(self) -> int | None:
+        """The onnxruntime intra-op threads asked for at load (None: the default)."""
+        return self._threads
+
+    @property
+    def providers(self) -> list[str] | None:
+        """The onnxruntime execution providers asked for at load (None: CPU)."""
+        return self._providers
+
+    @property
+    def solved_head(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The float64 head a change solved, or None when the graph's stored head is used."""
+        return self._head
 
     # -- properties -------------------------------------------------------------------------
     @property

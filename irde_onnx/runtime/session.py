@@ -143,6 +143,24 @@ def check_providers(providers: Sequence[str] | None) -> list[str]:
     return wanted
 
 
+def inline_external(graph: bytes, files: Mapping[str, bytes]) -> bytes:
+    """``graph`` with every tensor stored in ``files`` (``{file name: bytes}``) put inline."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    model = onnx.load_from_string(graph)
+    for tensor in model.graph.initializer:
+        if uses_external_data(tensor):
+            info = ExternalDataInfo(tensor)
+            data = files[info.location]
+            start = int(info.offset or 0)
+            end = len(data) if info.length is None else start + int(info.length)
+            tensor.raw_data = bytes(data[start:end])
+            del tensor.external_data[:]
+            tensor.data_location = onnx.TensorProto.DEFAULT
+    return model.SerializeToString()
+
+
 def open_session(
     graph: str | os.PathLike | bytes,
     threads: int | None = None,
@@ -172,10 +190,10 @@ def open_session(
         value = ort.OrtValue.ortvalue_from_numpy(buffer)  # no copy: keep buffer alive
         opts.add_initializer(name, value)
         keep += [buffer, value]
-    if isinstance(external, Mapping):
-        names, blobs = list(external), list(external.values())
-        opts.add_external_initializers_from_files_in_memory(names, blobs, [len(b) for b in blobs])
-        keep += blobs
+    if isinstance(external, Mapping) and isinstance(graph, bytes):
+        # onnxruntime reads external files from memory only since 1.24 (no wheel for
+        # Python 3.10): the tensors are put back inline, which every version opens
+        graph = inline_external(graph, external)
     elif external is not None:
         opts.add_session_config_entry(
             "session.model_external_initializers_file_folder_path", str(external)

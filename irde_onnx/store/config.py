@@ -36,8 +36,8 @@ REQUIRED_FILES = (GRAPH_FILE, DATA_FILE, TOKENIZER_FILE, CONFIG_FILE, STATS_FILE
 FIXED_FILES = (CONFIG_FILE, TOKENIZER_FILE, DATA_FILE)
 MAX_NAME_LENGTH = 200
 # a generation file name: plain, no folder part, not hidden, not one of the fixed files
-_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
+FILE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 
 HEAD_W = "head.W"
 HEAD_B = "head.b"
@@ -410,13 +410,13 @@ def _check_files(files: object, version: int, source: str) -> None:
         fixed = FIXED_ROLE_NAMES.get(role)
         if fixed is not None and name != fixed:
             raise RouterFormatError(f"{source}: files.{role}.name must be {fixed!r}")
-        if fixed is None and (not _FILE_NAME.fullmatch(name) or name in FIXED_FILES):
+        if fixed is None and (not FILE_NAME_PATTERN.fullmatch(name) or name in FIXED_FILES):
             raise RouterFormatError(
                 f"{source}: files.{role}.name {name!r} is not a plain file name of the "
                 "router folder"
             )
         sha = entry.get("sha256")
-        if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+        if not isinstance(sha, str) or not SHA256_PATTERN.fullmatch(sha):
             raise RouterFormatError(
                 f"{source}: files.{role}.sha256 must be the file's sha256 (64 lower-case hex "
                 f"digits), got {sha!r:.80}; a format_version {version} router.json records "
