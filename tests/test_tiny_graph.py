@@ -130,3 +130,16 @@ def test_graph_uses_only_static_operators(rng, precision):
     )
     assert not summary.problems
     assert {op for _, op in summary.ops} <= STATIC_OPS
+
+
+def test_int16_and_int32_id_maps_route_alike(rng):
+    t = _table(rng, "fp16", "zero")
+    assert t.id_map.dtype == np.int16  # a table of at most 32,767 rows halves the map
+    w = rng.normal(size=(D, E)).astype(np.float32)
+    b = rng.normal(size=E).astype(np.float32)
+    ids, mask = _batch(rng)
+    feed = {"input_ids": ids, "attention_mask": mask}
+    got16 = _session(t, w, b, True).run(["scores"], feed)[0]
+    t.id_map = t.id_map.astype(np.int32)
+    got32 = _session(t, w, b, True).run(["scores"], feed)[0]
+    np.testing.assert_array_equal(got16, got32)

@@ -273,7 +273,7 @@ def tiny_router(
 
     Args:
         table_rows: (R, k) kept rows as stored: float16, float32, or int8 with ``scale``.
-        id_map: (vocab,) int32 or int64, the row of each vocabulary id (tokens outside the
+        id_map: (vocab,) int16, int32 or int64, the row of each vocabulary id (tokens outside the
             kept vocabulary share one row; special tokens read a row of ``row_weight`` 0).
         w: (k, n_experts) head weights.
         b: (n_experts,) head bias.
@@ -292,14 +292,16 @@ def tiny_router(
     if rows.dtype not in (np.int8, np.float16, np.float32):
         raise ValueError(f"table rows must be int8, float16 or float32, not {rows.dtype}")
     id_map = np.ascontiguousarray(id_map)
-    if id_map.dtype not in (np.int32, np.int64):
-        raise ValueError(f"id_map must be int32 or int64, not {id_map.dtype}")
+    if id_map.dtype not in (np.int16, np.int32, np.int64):
+        raise ValueError(f"id_map must be int16, int32 or int64, not {id_map.dtype}")
     d = int(rows.shape[1])
     nodes = [
         _const("tiny/axis1", np.array([1], np.int64)),
         _const("tiny/axis_last", np.array([-1], np.int64)),
         _const("tiny/one", np.array(1.0, np.float32)),
-        helper.make_node("Gather", [TINY_ID_MAP, "input_ids"], ["tiny/row"]),
+        helper.make_node("Gather", [TINY_ID_MAP, "input_ids"], ["tiny/row_raw"]),
+        # Gather takes int32/int64 indices: an int16 map (half the bytes) is widened
+        helper.make_node("Cast", ["tiny/row_raw"], ["tiny/row"], to=TensorProto.INT32),
         helper.make_node("Gather", [TINY_ROWS, "tiny/row"], ["tiny/emb_raw"]),
         helper.make_node("Cast", ["tiny/emb_raw"], ["tiny/emb"], to=f32),
         helper.make_node("Gather", [TINY_WEIGHT, "tiny/row"], ["tiny/weight_raw"]),

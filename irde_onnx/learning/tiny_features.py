@@ -27,7 +27,8 @@ class TinyTable:
     """What the tiny graph holds besides its head.
 
     Attributes:
-        id_map: (vocab,) int32, the table row of every vocabulary id.
+        id_map: (vocab,) int16 (when the table has at most 32,767 rows) or int32, the table
+            row of every vocabulary id.
         rows: (R, k) float16, int8 or float32; the last two rows are the shared unknown row
             (``R - 2``) and the ignored row of special tokens (``R - 1``, zeros).
         scale: (R,) float32 per-row scale of int8 rows (``row = rows * scale``), else None.
@@ -170,8 +171,9 @@ def build_tiny_table(
     rows = np.vstack([kept_rows, unknown_row[None], np.zeros((1, d))])
     stored, scale = quantise_rows(rows, precision)
     n_kept = len(kept)
-    id_map = np.full(vocab, n_kept, np.int32)
-    id_map[kept] = np.arange(n_kept, dtype=np.int32)
+    index = np.int16 if n_kept + 2 <= np.iinfo(np.int16).max else np.int32
+    id_map = np.full(vocab, n_kept, index)
+    id_map[kept] = np.arange(n_kept, dtype=index)
     id_map[special] = n_kept + 1
     weight = np.ones(n_kept + 2, np.uint8)
     weight[n_kept + 1] = 0
