@@ -247,3 +247,104 @@ def static_router(
     )
     model.ir_version = 9
     return model
+
+
+# initializers of the tiny graph (besides head.W / head.b)
+TINY_ID_MAP, TINY_ROWS, TINY_SCALE, TINY_WEIGHT = (
+    "tiny.id_map",
+    "tiny.rows",
+    "tiny.scale",
+    "tiny.weight",
+)
+
+
+def tiny_router(
+    table_rows: np.ndarray,
+    id_map: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray,
+    row_weight: np.ndarray,
+    scale: np.ndarray | None = None,
+    normalize: bool = True,
+) -> onnx.ModelProto:
+    """The tiny router: id remap -> Gather of kept rows -> masked mean -> (L2) -> head.
+
+    Mirrors :func:`irde_onnx.learning.tiny_features.tiny_scores` node for node.
+
+    Args:
+        table_rows: (R, k) kept rows as stored: float16, float32, or int8 with ``scale``.
+        id_map: (vocab,) int16, int32 or int64, the row of each vocabulary id (tokens outside the
+            kept vocabulary share one row; special tokens read a row of ``row_weight`` 0).
+        w: (k, n_experts) head weights.
+        b: (n_experts,) head bias.
+        row_weight: (R,) uint8 (or float32): 1 for rows counted in the mean, 0 otherwise.
+        scale: (R,) float32 per-row scale of int8 rows; None for float rows.
+        normalize: L2-normalise the pooled features (as the MiniLM graph does).
+
+    Returns:
+        The graph, with outputs ``scores`` (batch, n_experts) and ``features`` (batch, k).
+
+    """
+    f32 = TensorProto.FLOAT
+    rows = np.ascontiguousarray(table_rows)
+    if rows.dtype == np.int8 and scale is None:
+        raise ValueError("int8 rows need a per-row scale")
+    if rows.dtype not in (np.int8, np.float16, np.float32):
+        raise ValueError(f"table rows must be int8, float16 or float32, not {rows.dtype}")
+    id_map = np.ascontiguousarray(id_map)
+    if id_map.dtype not in (np.int16, np.int32, np.int64):
+        raise ValueError(f"id_map must be int16, int32 or int64, not {id_map.dtype}")
+    d = int(rows.shape[1])
+    nodes = [
+        _const("tiny/axis1", np.array([1], np.int64)),
+        _const("tiny/axis_last", np.array([-1], np.int64)),
+        _const("tiny/one", np.array(1.0, np.float32)),
+        helper.make_node("Gather", [TINY_ID_MAP, "input_ids"], ["tiny/row_raw"]),
+        # Gather takes int32/int64 indices: an int16 map (half the bytes) is widened
+        helper.make_node("Cast", ["tiny/row_raw"], ["tiny/row"], to=TensorProto.INT32),
+        helper.make_node("Gather", [TINY_ROWS, "tiny/row"], ["tiny/emb_raw"]),
+        helper.make_node("Cast", ["tiny/emb_raw"], ["tiny/emb"], to=f32),
+        helper.make_node("Gather", [TINY_WEIGHT, "tiny/row"], ["tiny/weight_raw"]),
+        helper.make_node("Cast", ["tiny/weight_raw"], ["tiny/weight"], to=f32),
+        helper.make_node("Cast", ["attention_mask"], ["tiny/mask_f"], to=f32),
+        helper.make_node("Mul", ["tiny/weight", "tiny/mask_f"], ["tiny/valid"]),
+        helper.make_node("ReduceSum", ["tiny/valid", "tiny/axis1"], ["tiny/n"], keepdims=1),
+        helper.make_node("Max", ["tiny/n", "tiny/one"], ["tiny/n_c"]),
+    ]
+    factor = "tiny/valid"
+    if scale is not None:
+        nodes += [
+            helper.make_node("Gather", [TINY_SCALE, "tiny/row"], ["tiny/scale"]),
+            helper.make_node("Mul", ["tiny/valid", "tiny/scale"], ["tiny/factor"]),
+        ]
+        factor = "tiny/factor"
+    pooled = "features" if not normalize else "tiny/pooled"
+    nodes += [
+        helper.make_node("Unsqueeze", [factor, "tiny/axis_last"], ["tiny/factor3"]),
+        helper.make_node("Mul", ["tiny/emb", "tiny/factor3"], ["tiny/emb_masked"]),
+        helper.make_node("ReduceSum", ["tiny/emb_masked", "tiny/axis1"], ["tiny/sum"], keepdims=0),
+        helper.make_node("Div", ["tiny/sum", "tiny/n_c"], [pooled]),
+    ]
+    if normalize:
+        nodes += [
+            _const("tiny/eps_norm", np.array(1e-12, np.float32)),
+            helper.make_node("ReduceL2", [pooled, "tiny/axis_last"], ["tiny/norm"], keepdims=1),
+            helper.make_node("Max", ["tiny/norm", "tiny/eps_norm"], ["tiny/norm_c"]),
+            helper.make_node("Div", [pooled, "tiny/norm_c"], ["features"]),
+        ]
+    nodes += _head_nodes("features", "scores", "head")
+    inputs, outputs = _io(d)
+    inits = [
+        numpy_helper.from_array(id_map, TINY_ID_MAP),
+        numpy_helper.from_array(rows, TINY_ROWS),
+        numpy_helper.from_array(np.ascontiguousarray(row_weight), TINY_WEIGHT),
+        *head_initializers(w, b),
+    ]
+    if scale is not None:
+        inits.append(numpy_helper.from_array(np.asarray(scale, np.float32), TINY_SCALE))
+    graph = helper.make_graph(nodes, "irde_tiny_router", inputs, outputs, initializer=inits)
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="irde-onnx"
+    )
+    model.ir_version = 9
+    return model
