@@ -24,15 +24,12 @@ def add_parser(subparsers: Any) -> None:  # argparse's _SubParsersAction is priv
 
 def router_info(path: str | Path) -> dict:
     """What ``irde info`` prints."""
-    from irde_onnx.store.config import FIXED_FILES, check_router_dir, read_config
+    from irde_onnx.store.config import check_router_dir, read_config
+    from irde_onnx.store.folder import router_file_sizes
 
     root = check_router_dir(path)
     cfg = read_config(root)
-    names = (*FIXED_FILES, cfg.graph_file, cfg.stats_file)
-    missing = [n for n in names if not (root / n).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{root / missing[0]} is missing: the router is incomplete")
-    sizes = {name: (root / name).stat().st_size for name in names}
+    sizes = router_file_sizes(root, cfg)
     return {
         "router": str(root),
         "experts": list(cfg.experts),

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
 from pathlib import Path
 
 from irde_onnx.errors import RouterFileError
-from irde_onnx.store.folder import LOCK_FILE
+from irde_onnx.store.folder import LOCK_FILE, probe_writable
 
 
 def _uid() -> str:
@@ -44,13 +43,7 @@ def check_changes_can_be_saved(router: str | os.PathLike, token_env: str) -> Non
         "read-only (expert changes disabled)"
     )
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".irde-write-check.", suffix=".tmp", dir=root)
-        os.close(fd)
-        os.unlink(tmp)
-        lock = root / LOCK_FILE
-        if lock.is_file() and not lock.is_symlink():
-            with open(lock, "r+b"):
-                pass
+        probe_writable(root)
     except PermissionError as exc:
         what = exc.filename if str(exc.filename).endswith(LOCK_FILE) else f"the folder {root}"
         raise RouterFileError(

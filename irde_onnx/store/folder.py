@@ -40,6 +40,7 @@ from irde_onnx.store.config import (
     CONFIG_FILE,
     DATA_FILE,
     FILE_ROLES,
+    FIXED_FILES,
     FORMAT_VERSION,
     GRAPH_FILE,
     STATS_FILE,
@@ -444,6 +445,30 @@ def try_cleanup(root: Path, manifest: bytes) -> None:
         pass
     finally:
         lock.release()
+
+
+def router_file_sizes(root: Path, config: RouterConfig) -> dict[str, int]:
+    """Bytes of every file of the generation ``config`` names; raises if one is missing."""
+    names = (*FIXED_FILES, config.graph_file, config.stats_file)
+    missing = [n for n in names if not (root / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{root / missing[0]} is missing: the router is incomplete")
+    return {name: (root / name).stat().st_size for name in names}
+
+
+def probe_writable(root: Path) -> None:
+    """Write and remove a temporary file in ``root`` and open its lock file for writing.
+
+    Raises the system's ``PermissionError`` (its ``filename`` says which) when a save
+    would fail for want of rights.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=".irde-write-check.", suffix=".tmp", dir=root)
+    os.close(fd)
+    os.unlink(tmp)
+    lock = root / LOCK_FILE
+    if lock.is_file() and not lock.is_symlink():
+        with open(lock, "r+b"):
+            pass
 
 
 def check_output_folder(path: str | os.PathLike, force: bool) -> Path:
