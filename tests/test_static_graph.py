@@ -6,6 +6,7 @@ import pytest
 
 from irde_onnx.graph.build import static_router
 from irde_onnx.learning.static_scores import static_scores
+from tests.token_batches import padded_batch
 
 VOCAB, D, E = 60, 8, 4
 SPECIAL = [0, 1, 2]  # pad, cls, sep in this toy vocabulary
@@ -14,20 +15,6 @@ SPECIAL = [0, 1, 2]  # pad, cls, sep in this toy vocabulary
 def _session(table, token_mask, w, b, strategy, k=10):
     model = static_router(table, token_mask, w, b, strategy, k)
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-
-
-def _batch(rng, batch=16, seq=12):
-    ids = rng.integers(3, VOCAB, size=(batch, seq))
-    mask = np.ones_like(ids)
-    ids[:, 0] = 1
-    for row in range(batch):  # variable lengths with padding, a SEP before the padding
-        length = rng.integers(2, seq + 1)
-        ids[row, length - 1] = 2
-        ids[row, length:] = 0
-        mask[row, length:] = 0
-    ids[0, 1:] = 0  # a prompt with no content tokens at all
-    mask[0, 2:] = 0
-    return ids.astype(np.int64), mask.astype(np.int64)
 
 
 @pytest.fixture
@@ -44,7 +31,7 @@ def toy(rng):
 def test_graph_equals_numpy_reference(toy, rng, strategy):
     table, token_mask, w, b = toy
     sess = _session(table, token_mask, w, b, strategy, k=3)
-    ids, mask = _batch(rng)
+    ids, mask = padded_batch(rng, VOCAB, seq=12)
     got = sess.run(["scores"], {"input_ids": ids, "attention_mask": mask})[0]
     ref, votes = static_scores(ids, mask, table, token_mask, w, b, strategy, 3)
     np.testing.assert_array_equal(got.argmax(1), ref.argmax(1))
@@ -115,7 +102,7 @@ def test_a_swapped_head_with_more_experts_runs_like_a_new_graph(toy, rng, strate
     w6 = rng.normal(size=(D, 6)).astype(np.float32)
     b6 = rng.normal(size=6).astype(np.float32)
     sess = open_session(path, head=(w6, b6))
-    ids, mask = _batch(rng)
+    ids, mask = padded_batch(rng, VOCAB, seq=12)
     got = sess.run(["scores"], {"input_ids": ids, "attention_mask": mask})[0]
     ref, _ = static_scores(ids, mask, table, token_mask, w6, b6, strategy, 3)
     assert got.shape == (len(ids), 6)

@@ -14,23 +14,10 @@ from irde_onnx.learning.tiny_features import (
     tiny_features,
     tiny_scores,
 )
+from tests.token_batches import padded_batch
 
 VOCAB, D, E = 80, 16, 5
 SPECIAL = [0, 1, 2]  # pad, cls, sep in this toy vocabulary
-
-
-def _batch(rng, batch=16, seq=14):
-    ids = rng.integers(3, VOCAB, size=(batch, seq))
-    mask = np.ones_like(ids)
-    ids[:, 0] = 1
-    for row in range(batch):  # variable lengths with padding, a SEP before the padding
-        length = rng.integers(2, seq + 1)
-        ids[row, length - 1] = 2
-        ids[row, length:] = 0
-        mask[row, length:] = 0
-    ids[0, 1:] = 0  # a prompt with no content tokens at all
-    mask[0, 2:] = 0
-    return ids.astype(np.int64), mask.astype(np.int64)
 
 
 def _table(rng, precision, unknown, k=None):
@@ -56,7 +43,7 @@ def test_graph_equals_numpy_reference(rng, precision, unknown, normalize):
     t = _table(rng, precision, unknown)
     w = rng.normal(size=(D, E)).astype(np.float32)
     b = rng.normal(size=E).astype(np.float32)
-    ids, mask = _batch(rng)
+    ids, mask = padded_batch(rng, VOCAB, seq=14)
     scores, feats = _session(t, w, b, normalize).run(
         ["scores", "features"], {"input_ids": ids, "attention_mask": mask}
     )
@@ -80,7 +67,7 @@ def test_projected_table_and_head_swap(rng):
             arr = w2 if init.name == "head.W" else b2
             init.CopyFrom(numpy_helper.from_array(arr, init.name))
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    ids, mask = _batch(rng)
+    ids, mask = padded_batch(rng, VOCAB, seq=14)
     scores = sess.run(["scores"], {"input_ids": ids, "attention_mask": mask})[0]
     np.testing.assert_allclose(scores, tiny_scores(ids, mask, t, w2, b2, True)[0], atol=1e-6)
 
@@ -137,7 +124,7 @@ def test_int16_and_int32_id_maps_route_alike(rng):
     assert t.id_map.dtype == np.int16  # a table of at most 32,767 rows halves the map
     w = rng.normal(size=(D, E)).astype(np.float32)
     b = rng.normal(size=E).astype(np.float32)
-    ids, mask = _batch(rng)
+    ids, mask = padded_batch(rng, VOCAB, seq=14)
     feed = {"input_ids": ids, "attention_mask": mask}
     got16 = _session(t, w, b, True).run(["scores"], feed)[0]
     t.id_map = t.id_map.astype(np.int32)
