@@ -5,11 +5,12 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
 from irde_onnx.errors import RouterChangedError
-from irde_onnx.runtime import Router, RouterEditor
+from irde_onnx.runtime import LiveRouter, Router, RouterEditor
 from irde_onnx.store.config import CONFIG_FILE, DATA_FILE, GRAPH_FILE, STATS_FILE, TOKENIZER_FILE
 from irde_onnx.store.folder import LOCK_FILE
 
@@ -124,3 +125,32 @@ def test_load_removes_stale_files_only(copy):
         }
     )
     assert cfg.stats_file == STATS_FILE  # a freshly trained router keeps the plain names
+
+
+# a second process: not in tests/runtime, which also runs under QEMU (no binfmt to exec it)
+def test_a_change_waits_for_the_folder_lock(toy_router):
+    """A change holds `.irde.lock` from read to save: it waits while
+    another process holds it, then applies its change on top of that process's save."""
+    live = LiveRouter(toy_router)
+    code = (
+        "import sys, time\nfrom irde_onnx.runtime import RouterEditor\n"
+        "r = RouterEditor.open(sys.argv[1])\nwith r.lock():\n"
+        "    print('locked', flush=True)\n"
+        "    r.add_expert('medicine', ['the patient dose', 'a heart symptom'])\n"
+        "    time.sleep(1.0)\n    r.save()\n"
+    )
+    other = subprocess.Popen(
+        [sys.executable, "-c", code, str(toy_router)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert other.stdout.readline().strip() == "locked"
+        start = time.monotonic()
+        router = live.change(lambda r: r.remove_expert("law"))
+        waited = time.monotonic() - start
+    finally:
+        other.wait(timeout=60)
+    assert other.returncode == 0
+    assert waited > 0.5  # it waited for the other process's save
+    assert router.experts == ["code", "math", "medicine"]  # both changes, none lost
+    assert live.router is router
+    assert Router.load(toy_router).experts == ["code", "math", "medicine"]
