@@ -37,9 +37,11 @@ from irde_onnx.store.folder import (
     Generation,
     acquire,
     folder_lock,
+    manifest_of,
     write_generation,
     write_router,
 )
+from irde_onnx.store.journal import drop_folded
 
 
 def _check_scores(scores: Sequence[float] | np.ndarray, n: int) -> np.ndarray:
@@ -255,7 +257,10 @@ class RouterEditor:
             assert lock is not None
             acquire(lock, root, timeout)
             try:
-                if self._base.changed_on_disk():
+                # with unsaved changes, growth of the feedback journal alone is no conflict:
+                # a save drops only the entries its statistics hold and keeps the newer ones
+                journal_only = manifest_of(root) == self._base.source.manifest
+                if self._base.changed_on_disk() and not (self._dirty and journal_only):
                     if self._dirty:
                         raise RouterChangedError(
                             f"{root} was saved by another process while this router has "
@@ -632,7 +637,10 @@ class RouterEditor:
                     gen = self._generation(buffer)
                     stats = buffer.getvalue()
                     committed = write_generation(self.path, gen.graph, stats, gen.config)
+                    # the new statistics hold the journal up to journal_seq: drop those entries
+                    size = drop_folded(self.path, self._stats.journal_seq)
                     self.saved = self._saved_router(gen, committed, self.path)
+                    self.saved._journal = size
                     self._reset(self.saved)
                 return self.path
             gen = self._generation(buffer)

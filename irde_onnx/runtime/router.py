@@ -34,6 +34,7 @@ from irde_onnx.store.folder import (
     read_generation,
     try_cleanup,
 )
+from irde_onnx.store.journal import JOURNAL_FILE, journal_size, read_journal
 
 DEFAULT_BATCH_SIZE = 32
 DECISION_OUTPUTS = ("choice", "confidence")
@@ -211,7 +212,47 @@ class Router:
         if cleanup:
             assert router.source.manifest is not None
             try_cleanup(root, router.source.manifest)
+        return router._replay_journal(root)
+
+    # bytes of the folder's feedback journal this router holds (None: not read from a folder)
+    _journal: int | None = None
+
+    def _replay_journal(self, root: Path) -> Router:
+        """Fold the journal's entries after the statistics' ``journal_seq`` (see store.journal)."""
+        entries, size = read_journal(root, self.stats.journal_seq)
+        if not entries:
+            self._journal = size
+            return self
+        from irde_onnx.runtime.editor import RouterEditor  # the editor imports this module
+
+        editor = RouterEditor(self)
+        start = 0
+        while start < len(entries):  # runs of one weight (one weight per router in practice)
+            weight = entries[start][1]
+            end = start
+            while end < len(entries) and entries[end][1] == weight:
+                end += 1
+            try:
+                editor.fold_feedback(
+                    [row for _, _, row in entries[start:end]],
+                    weight,
+                    journal_seq=entries[end - 1][0],
+                )
+            except InvalidInputError as exc:
+                raise RouterFormatError(
+                    f"{root / JOURNAL_FILE}: the entries from seq {entries[start][0]} cannot be "
+                    f"folded: {exc}; remove those lines (or the file, dropping unsaved feedback)"
+                ) from exc
+            start = end
+        router = editor.router
+        router._journal = size
         return router
+
+    def journal_changed(self) -> bool:
+        """True when the folder's feedback journal is not the one this router replayed."""
+        if self._gen.root is None or self._journal is None:
+            return False
+        return journal_size(self._gen.root) != self._journal
 
     @classmethod
     def open(
@@ -317,12 +358,14 @@ class Router:
     def changed_on_disk(self) -> bool:
         """True when ``router.json`` on disk is not the generation this router was read from.
 
+        Also true when the feedback journal grew or was folded since this router read it.
+
         Another process saved the router (or it was replaced): load it again
         (:class:`~irde_onnx.runtime.live.LiveRouter` does).
         """
         if self._gen.root is None:
             return False
-        return manifest_of(self._gen.root) != self._gen.manifest
+        return manifest_of(self._gen.root) != self._gen.manifest or self.journal_changed()
 
     @property
     def config(self) -> RouterConfig:
