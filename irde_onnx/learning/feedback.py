@@ -74,6 +74,7 @@ def parse_rows(
     modes: Sequence[str],
     target: str,
     where: str = "row",
+    labels: Sequence[str] | None = None,
 ) -> list[FeedbackRow]:
     """Check feedback rows against a router's experts; raise naming the row and the fix.
 
@@ -82,13 +83,14 @@ def parse_rows(
         experts: the router's experts.
         modes: the experts' ``pooled``/``own`` modes.
         target: the router's training target, ``domain`` or ``score``.
-        where: how rows are named in errors (``"row"``, ``"line"``).
+        where: how rows are named in errors (``"row"`` gives "row 3").
+        labels: per row, its name in errors instead (e.g. ``"file.jsonl:7"``).
 
     """
     names = list(experts)
     parsed: list[FeedbackRow] = []
     for i, row in enumerate(rows, 1):
-        at = f"{where} {i}"
+        at = labels[i - 1] if labels is not None else f"{where} {i}"
         if not isinstance(row, Mapping):
             raise InvalidInputError(f"{at}: a feedback row must be a JSON object, got {row!r}")
         extra = set(row) - ROW_KEYS

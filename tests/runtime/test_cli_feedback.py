@@ -1,0 +1,72 @@
+"""``irde feedback`` on the toy router: the fold, the save, the errors (issue 19)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from irde_onnx.cli import main
+from irde_onnx.runtime import Router, RouterEditor
+from irde_onnx.runtime.live import LiveRouter
+from irde_onnx.store.journal import JOURNAL_FILE
+
+ROWS = [
+    {"text": "solve the integral of a matrix", "expert": "math"},
+    {"text": "the judge of the appeal court", "expert": "law"},
+]
+
+
+def _hashes(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+
+
+def test_feedback_command_folds_and_saves(toy_router, tmp_path, capsys):
+    data = tmp_path / "fb.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    reference = RouterEditor.open(toy_router)
+    reference.add_feedback(ROWS, traffic_weight=3)
+    assert main(["feedback", str(toy_router), "--data", str(data), "--traffic-weight", "3"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["rows"] == 2 and out["traffic_weight"] == 3
+    assert out["feedback_rows"] == {"code": 0, "law": 1, "math": 1}
+    np.testing.assert_allclose(Router.load(toy_router).head[0], reference.head[0], atol=1e-6)
+
+
+def test_feedback_command_folds_the_servers_journal(toy_router, tmp_path, capsys):
+    LiveRouter(toy_router).feedback(ROWS[:1])
+    data = tmp_path / "fb.jsonl"
+    data.write_text(json.dumps(ROWS[1]) + "\n")
+    assert main(["feedback", str(toy_router), "--data", str(data)]) == 0
+    assert not (toy_router / JOURNAL_FILE).exists()
+    stats = Router.load(toy_router).stats
+    assert stats.feedback_rows.tolist() == [0, 1, 1] and stats.journal_seq == 1
+
+
+@pytest.mark.parametrize(
+    ("lines", "argv", "message"),
+    [
+        (
+            '{"text": "a", "expert": "law"}\n\n{"text": "b", "expert": "chem"}\n',
+            [],
+            "fb.jsonl:3: unknown expert 'chem'",
+        ),
+        (
+            '{"text": "a", "scores": {"law": 1}}\n',
+            [],
+            "fb.jsonl:1: this router was trained on domains",
+        ),
+        ('{"text": "a", "expert": "law"}\n', ["--traffic-weight", "-1"], "finite number > 0"),
+        ("not json\n", [], "fb.jsonl:1: not valid JSON"),
+    ],
+)
+def test_feedback_command_errors_change_nothing(toy_router, tmp_path, capsys, lines, argv, message):
+    data = tmp_path / "fb.jsonl"
+    data.write_text(lines)
+    before = _hashes(toy_router)
+    code = main(["feedback", str(toy_router), "--data", str(data), *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert _hashes(toy_router) == before
