@@ -25,6 +25,7 @@ def add_parser(subparsers: Any) -> None:  # argparse's _SubParsersAction is priv
 def router_info(path: str | Path) -> dict:
     """What ``irde info`` prints."""
     from irde_onnx.store.config import FIXED_FILES, check_router_dir, read_config
+    from irde_onnx.store.journal import JOURNAL_FILE
 
     root = check_router_dir(path)
     cfg = read_config(root)
@@ -33,6 +34,9 @@ def router_info(path: str | Path) -> dict:
     if missing:
         raise FileNotFoundError(f"{root / missing[0]} is missing: the router is incomplete")
     sizes = {name: (root / name).stat().st_size for name in names}
+    journal = root / JOURNAL_FILE
+    if journal.is_file():
+        sizes[JOURNAL_FILE] = journal.stat().st_size
     return {
         "router": str(root),
         "experts": list(cfg.experts),
@@ -51,8 +55,36 @@ def router_info(path: str | Path) -> dict:
         "package_version": cfg.package_version,
         "fingerprint": cfg.fingerprint,
         "policy": cfg.policy,
+        "feedback": feedback_info(root, cfg.stats_file),
         "file_bytes": sizes,
         "total_bytes": sum(sizes.values()),
+    }
+
+
+def feedback_info(root: Path, stats_file: str) -> dict:
+    """Per expert, how much of its column rests on training rows and on traffic (feedback).
+
+    Weights are row counts times row weights (tokens for the static encoder); ``traffic_share``
+    is the traffic part of the column's total. ``journal_rows``: rows accepted by a server and
+    not yet folded by a save (a load replays them).
+    """
+    from irde_onnx.learning.statistics import RouterStats
+    from irde_onnx.store.journal import read_journal
+
+    stats = RouterStats.load(root / stats_file)
+    experts = {}
+    for k, name in enumerate(stats.experts):
+        total, traffic = stats.column_n(k), float(stats.feedback_n[k])
+        experts[name] = {
+            "training_weight": total - traffic,
+            "traffic_weight": traffic,
+            "traffic_share": traffic / total if total > 0 else 0.0,
+            "feedback_rows": int(stats.feedback_rows[k]),
+        }
+    return {
+        "traffic_weight": stats.traffic_weight or None,
+        "journal_rows": len(read_journal(root, stats.journal_seq)[0]),
+        "experts": experts,
     }
 
 

@@ -217,8 +217,13 @@ def fold(
                 s.sum_xy[k] += y * mom.sum_x
                 s.sum_y[k] += y * mom.n
                 s.sum_yy[k] += y * y * mom.n
-                s.feedback_n[k] += mom.n
-                s.feedback_rows[k] += 1
+                s.feedback_rows[k] += 1  # rows naming the expert
+                if not r.domain:
+                    s.feedback_n[k] += mom.n
+            if r.domain:  # a pooled row: every pooled column is fit on it (target 0 or 1)
+                for k, mode in enumerate(s.modes):
+                    if mode == "pooled":
+                        s.feedback_n[k] += mom.n
             s.traffic_weight = weight
 
 

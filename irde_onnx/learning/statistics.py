@@ -70,8 +70,9 @@ class RouterStats:
     experts: list[str] = field(default_factory=list)
     modes: list[str] = field(default_factory=list)
     fingerprint: str = ""
-    # Feedback bookkeeping (issue 19): per expert, the weighted row count (``n`` units) and
-    # the number of feedback rows folded into its column; the weight of a feedback row
+    # Feedback bookkeeping (issue 19): per expert, the weight of feedback rows its column is
+    # fit on (``n`` units, so comparable with :meth:`column_n`) and the number of feedback
+    # rows naming it (label, score or outcome); the weight of a feedback row
     # against a training row (0: no feedback yet); the last journal entry folded in.
     feedback_n: np.ndarray = field(default_factory=lambda: np.zeros(0))
     feedback_rows: np.ndarray = field(default_factory=lambda: np.zeros(0))

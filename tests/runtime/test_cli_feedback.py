@@ -70,3 +70,29 @@ def test_feedback_command_errors_change_nothing(toy_router, tmp_path, capsys, li
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1, err
     assert _hashes(toy_router) == before
+
+
+def test_info_shows_traffic_against_training(toy_router, capsys):
+    assert main(["info", str(toy_router)]) == 0
+    info = json.loads(capsys.readouterr().out)["feedback"]
+    assert info["traffic_weight"] is None and info["journal_rows"] == 0
+    assert {e["traffic_share"] for e in info["experts"].values()} == {0.0}
+    editor = RouterEditor.open(toy_router)
+    editor.add_feedback(ROWS, traffic_weight=10)
+    editor.save()
+    LiveRouter(toy_router).feedback([{"text": "compile my code", "expert": "code"}])
+    assert main(["info", str(toy_router)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    info = out["feedback"]
+    assert info["traffic_weight"] == 10 and info["journal_rows"] == 1
+    assert JOURNAL_FILE in out["file_bytes"]
+    ids = Router.load(toy_router).tokenizer.content_ids([r["text"] for r in ROWS])
+    traffic = 10.0 * sum(len(i) for i in ids)  # pooled rows: every domain column rests on them
+    stats = RouterEditor.open(toy_router).stats  # (the journal row replayed: not in info yet)
+    for k, name in enumerate(["code", "law", "math"]):
+        e = info["experts"][name]
+        assert e["traffic_weight"] == pytest.approx(traffic)
+        assert e["training_weight"] + e["traffic_weight"] == pytest.approx(
+            stats.column_n(k) - 10.0 * 3  # "compile my code": 3 tokens, in the journal only
+        )
+    assert info["experts"]["law"]["feedback_rows"] == 1
