@@ -192,3 +192,56 @@ def test_copy_keeps_feedback(toy_router, tmp_path):
     out = editor.save(tmp_path / "copy")
     assert RouterEditor.open(out).stats.traffic_weight == 3
     shutil.rmtree(out)
+
+
+def _dense_stats(x, y, modes, experts):
+    """Dense statistics of training rows x with targets y: one shared pool (pooled columns)."""
+    from irde_onnx.learning.moments import Moments
+
+    d = x.shape[1]
+    stats = RouterStats.empty(d, diagonal=False)
+    stats.shared = Moments.from_rows(x, np.zeros((len(x), 0)))
+    full = Moments.from_rows(x, y)
+    for k, e in enumerate(experts):
+        stats.append(e, modes[k], Moments.zeros(d, 0), full.sum_xy[:, k], full.sum_y[k], 0.0)
+    return stats
+
+
+@pytest.mark.parametrize("kind", ["full scores", "subset scores", "bandit"])
+def test_dense_fold_equals_weighted_ridge(kind):
+    """Pooled-encoder rows (one feature row per prompt), as MiniLM routers fold them."""
+    from irde_onnx.learning import feedback
+    from irde_onnx.learning.statistics import EncodedRows
+
+    rng = np.random.default_rng(7)
+    d, experts, lam, weight = 6, ["a", "b", "c"], 0.3, 2.5
+    xt, yt = rng.normal(size=(40, d)), rng.uniform(size=(40, 3))
+    xf = rng.normal(size=(25, d)) + 0.5
+    stats = _dense_stats(xt, yt, ["pooled"] * 3, experts)
+    rows, has, yf = [], np.zeros((25, 3), bool), rng.uniform(size=(25, 3))
+    for t in range(25):
+        if kind == "full scores":
+            has[t] = True
+        elif kind == "subset scores":
+            has[t] = rng.uniform(size=3) < 0.5
+            has[t, t % 3] = True
+        else:
+            has[t, rng.integers(3)] = True
+        names = [experts[k] for k in np.flatnonzero(has[t])]
+        if kind == "bandit":
+            rows.append(
+                {"text": f"p{t}", "expert": names[0], "outcome": yf[t, experts.index(names[0])]}
+            )
+        else:
+            rows.append({"text": f"p{t}", "scores": {e: yf[t, experts.index(e)] for e in names}})
+    parsed = feedback.parse_rows(rows, experts, stats.modes, "score")
+    feedback.fold(stats, None, parsed, EncodedRows(xf, None, d), weight, None)
+    w1, b1 = stats.solve(lam)
+    for k in range(3):
+        r = has[:, k]
+        x = np.vstack([xt, xf[r]])
+        y = np.concatenate([yt[:, k], yf[r, k]])[:, None]
+        w = np.concatenate([np.ones(40), np.full(r.sum(), weight)])
+        w0, b0 = fresh_ridge(x, y, w, lam)
+        assert np.abs(w1[:, k] - w0[:, 0]).max() < 1e-9 and abs(b1[k] - b0[0]) < 1e-9
+    assert stats.modes == (["pooled"] * 3 if kind == "full scores" else ["own"] * 3)
