@@ -209,6 +209,12 @@ class RouterStats:
             )
         if (other.dim, other.diagonal) != (self.dim, self.diagonal):
             raise InvalidInputError(f"statistics differ in shape: {self.dim} vs {other.dim}")
+        weights = {s.traffic_weight for s in (self, other) if s.traffic_weight}
+        if len(weights) > 1:
+            raise InvalidInputError(
+                f"the statistics folded feedback with different traffic weights {sorted(weights)}; "
+                "merge statistics whose feedback weighs the same"
+            )
         merged = RouterStats.empty(self.dim, diagonal=self.diagonal, fingerprint=self.fingerprint)
         merged.shared = self.shared + other.shared
         sides = ((self, other), (other, self))

@@ -245,3 +245,16 @@ def test_dense_fold_equals_weighted_ridge(kind):
         w0, b0 = fresh_ridge(x, y, w, lam)
         assert np.abs(w1[:, k] - w0[:, 0]).max() < 1e-9 and abs(b1[k] - b0[0]) < 1e-9
     assert stats.modes == (["pooled"] * 3 if kind == "full scores" else ["own"] * 3)
+
+
+def test_merge_keeps_feedback_and_refuses_mixed_weights(toy_router):
+    a = RouterEditor.open(toy_router)
+    a.add_feedback([{"text": "solve x", "expert": "math"}], traffic_weight=2)
+    b = RouterEditor.open(toy_router)
+    b.add_feedback([{"text": "the law", "expert": "law"}], traffic_weight=2)
+    merged = a.stats.merge(b.stats)
+    assert merged.traffic_weight == 2 and merged.feedback_rows.tolist() == [0, 1, 1]
+    c = RouterEditor.open(toy_router)
+    c.add_feedback([{"text": "the law", "expert": "law"}], traffic_weight=3)
+    with pytest.raises(InvalidInputError, match=r"different traffic weights \[2.0, 3.0\]"):
+        a.stats.merge(c.stats)
