@@ -258,3 +258,19 @@ def test_merge_keeps_feedback_and_refuses_mixed_weights(toy_router):
     c.add_feedback([{"text": "the law", "expert": "law"}], traffic_weight=3)
     with pytest.raises(InvalidInputError, match=r"different traffic weights \[2.0, 3.0\]"):
         a.stats.merge(c.stats)
+
+
+def test_default_weight_is_the_research_rule(toy_router):
+    """Default 10 == training rows at omega 0.1 and feedback at 1, with lam / 10 (the research's
+    rule at the same scale): one head, as the README's weight section says."""
+    editor = RouterEditor.open(toy_router)
+    editor.add_feedback([{"text": t, "expert": e} for t, e in FEEDBACK])
+    assert editor.stats.traffic_weight == 10.0
+    texts = [t for e in EXPERTS for t in TRAIN[e]] + [t for t, _ in FEEDBACK]
+    labels = [e for e in EXPERTS for _ in TRAIN[e]] + [e for _, e in FEEDBACK]
+    n_train = sum(len(v) for v in TRAIN.values())
+    w = [0.1] * n_train + [1.0] * len(FEEDBACK)
+    x, y, wr = _token_rows(editor, texts, np.eye(3)[[EXPERTS.index(e) for e in labels]], w)
+    w0, b0 = fresh_ridge(x, y, wr, LAM / 10)
+    w1, b1 = _solved(editor)
+    assert np.abs(w1 - w0).max() < 1e-9 and np.abs(b1 - b0).max() < 1e-9
