@@ -48,6 +48,13 @@ def add_parser(subparsers: Any) -> None:  # argparse's _SubParsersAction is priv
         help="training rows one feedback row weighs (default: the router's recorded weight, "
         "else 10: training rows at 0.1 against traffic, the issue's and research's best)",
     )
+    p.add_argument(
+        "--half-life",
+        type=float,
+        metavar="N",
+        help="forget feedback: earlier feedback rows weigh half as much every N rows "
+        "(training rows stay); chosen with the first feedback and recorded; default: none",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     with editor.lock():
         cfg = editor.config
         parse_rows(rows, cfg.experts, cfg.expert_modes, cfg.target, labels=labels)
-        n = editor.add_feedback(rows, traffic_weight=args.traffic_weight)
+        n = editor.add_feedback(rows, traffic_weight=args.traffic_weight, half_life=args.half_life)
         out = editor.save()
     stats = editor.stats
     print(
@@ -74,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
                 "router": str(out),
                 "rows": n,
                 "traffic_weight": stats.traffic_weight,
+                "half_life": stats.half_life or None,
                 "feedback_rows": dict(
                     zip(stats.experts, stats.feedback_rows.astype(int).tolist(), strict=True)
                 ),

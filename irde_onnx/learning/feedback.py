@@ -167,6 +167,60 @@ def check_traffic_weight(weight: float | None, stats: RouterStats) -> float:
     return w
 
 
+def check_half_life(half_life: float | None, stats: RouterStats) -> float:
+    """The half-life to fold with (0: no forgetting); records it in ``stats`` the first time.
+
+    Forgetting keeps the feedback rows' own moments beside the statistics (they decay, the
+    training rows do not), so it must be chosen before the first feedback row.
+    """
+    recorded = stats.half_life
+    if half_life is None:
+        return recorded
+    if isinstance(half_life, bool) or not isinstance(half_life, (int, float)):
+        raise InvalidInputError(f"half_life must be a number of feedback rows, got {half_life!r}")
+    h = float(half_life)
+    if not (math.isfinite(h) and h > 0):
+        raise InvalidInputError(f"half_life must be a finite number > 0 of rows, got {half_life!r}")
+    if recorded:
+        if h != recorded:
+            raise InvalidInputError(
+                f"this router forgets feedback with half-life {recorded:g} rows; later feedback "
+                f"must use the same (omit it, or pass {recorded:g})"
+            )
+        return h
+    if stats.traffic_weight:
+        raise InvalidInputError(
+            "this router's feedback so far was folded without forgetting, and its rows can no "
+            "longer be told apart from the training rows; fold feedback without a half-life"
+        )
+    return h
+
+
+def start_forgetting(stats: RouterStats, half_life: float) -> None:
+    """Keep the feedback rows' own moments (none yet) from now on, decaying by ``half_life``."""
+    traffic = RouterStats.empty(stats.dim, diagonal=stats.diagonal, fingerprint=stats.fingerprint)
+    for name, mode in zip(stats.experts, stats.modes, strict=True):
+        zero = Moments.zeros(stats.dim, 0, diagonal=stats.diagonal)
+        traffic.append(name, mode, zero, np.zeros(stats.dim), 0.0, 0.0)
+    stats.traffic, stats.half_life = traffic, half_life
+
+
+def _decay(s: RouterStats, gamma: float) -> None:
+    """Multiply the feedback rows' weights by ``gamma``: in their moments and in ``s``."""
+    f = s.traffic
+    assert f is not None
+    a = 1.0 - gamma
+    s.shared = s.shared - _scaled(f.shared, a)
+    s.owned = [m - _scaled(fm, a) for m, fm in zip(s.owned, f.owned, strict=True)]
+    s.sum_xy = s.sum_xy - a * f.sum_xy
+    s.sum_y, s.sum_yy = s.sum_y - a * f.sum_y, s.sum_yy - a * f.sum_yy
+    s.feedback_n = s.feedback_n - a * f.feedback_n
+    f.shared = _scaled(f.shared, gamma)
+    f.owned = [_scaled(m, gamma) for m in f.owned]
+    f.sum_xy, f.sum_y, f.sum_yy = gamma * f.sum_xy, gamma * f.sum_y, gamma * f.sum_yy
+    f.feedback_n = gamma * f.feedback_n
+
+
 def _scaled(m: Moments, w: float) -> Moments:
     return Moments(m.n * w, m.sum_x * w, m.gram * w, m.sum_xy * w, m.sum_y * w, m.sum_yy * w)
 
@@ -182,12 +236,20 @@ def fold(
     encoded: EncodedRows,
     weight: float,
     table: np.ndarray | None,
+    half_life: float = 0.0,
 ) -> None:
     """Fold parsed rows (encoded as ``encoded``) into ``stats`` and ``dense`` in place.
 
     ``dense`` is ``stats`` projected to feature space (static encoder), or None when
-    ``stats`` is already dense. Each row weighs ``weight`` training rows.
+    ``stats`` is already dense. Each row weighs ``weight`` training rows. With ``half_life``
+    (rows), the earlier feedback rows' weights are multiplied by ``0.5 ** (1 / half_life)``
+    before each row is folded (research/feedback/exactness.py's rule); training rows stay.
     """
+    if half_life:
+        for s in (stats, dense):
+            if s is not None and s.traffic is None:
+                start_forgetting(s, half_life)
+    gamma = 0.5 ** (1.0 / half_life) if half_life else 1.0
     partial = {e for r in rows if not r.domain for e in r.targets}
     for s in (stats, dense):
         if s is None:
@@ -204,27 +266,35 @@ def fold(
         for s, mom in ((stats, m), (dense, mp)):
             if s is None:
                 continue
-            ks = [s.experts.index(e) for e in r.targets]
-            if r.domain:
-                _add_rows(s, ks[0], _rows(mom))
-            elif all(s.modes[k] == "pooled" for k in ks):  # every pooled column scored
-                s.shared = s.shared + _rows(mom)
-            else:
-                for k in ks:
-                    _add_rows(s, k, _rows(mom))
-            for k, e in zip(ks, r.targets, strict=True):
-                y = r.targets[e]
-                s.sum_xy[k] += y * mom.sum_x
-                s.sum_y[k] += y * mom.n
-                s.sum_yy[k] += y * y * mom.n
-                s.feedback_rows[k] += 1  # rows naming the expert
-                if not r.domain:
-                    s.feedback_n[k] += mom.n
-            if r.domain:  # a pooled row: every pooled column is fit on it (target 0 or 1)
-                for k, mode in enumerate(s.modes):
-                    if mode == "pooled":
-                        s.feedback_n[k] += mom.n
+            if s.traffic is not None:
+                _decay(s, gamma)
+                _add_row(s.traffic, r, mom)
+            _add_row(s, r, mom)
             s.traffic_weight = weight
+
+
+def _add_row(s: RouterStats, r: FeedbackRow, mom: Moments) -> None:
+    """Add one feedback row (its moments ``mom``, weighted) to the columns it informs."""
+    ks = [s.experts.index(e) for e in r.targets]
+    if r.domain:
+        _add_rows(s, ks[0], _rows(mom))
+    elif all(s.modes[k] == "pooled" for k in ks):  # every pooled column scored
+        s.shared = s.shared + _rows(mom)
+    else:
+        for k in ks:
+            _add_rows(s, k, _rows(mom))
+    for k, e in zip(ks, r.targets, strict=True):
+        y = r.targets[e]
+        s.sum_xy[k] += y * mom.sum_x
+        s.sum_y[k] += y * mom.n
+        s.sum_yy[k] += y * y * mom.n
+        s.feedback_rows[k] += 1  # rows naming the expert
+        if not r.domain:
+            s.feedback_n[k] += mom.n
+    if r.domain:  # a pooled row: every pooled column is fit on it (target 0 or 1)
+        for k, mode in enumerate(s.modes):
+            if mode == "pooled":
+                s.feedback_n[k] += mom.n
 
 
 def _rows(m: Moments) -> Moments:

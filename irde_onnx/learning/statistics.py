@@ -78,6 +78,10 @@ class RouterStats:
     feedback_rows: np.ndarray = field(default_factory=lambda: np.zeros(0))
     traffic_weight: float = 0.0
     journal_seq: int = 0
+    # With forgetting (a half-life in feedback rows): the feedback rows' own moments, in the
+    # same layout, so that they can decay while the training rows stay (None: no forgetting).
+    half_life: float = 0.0
+    traffic: RouterStats | None = None
 
     def __post_init__(self) -> None:
         if len(self.feedback_n) != len(self.owned):
@@ -105,6 +109,8 @@ class RouterStats:
         pooled = [k for k, m in enumerate(self.modes) if m == "pooled"]
         if not pooled or not any(self.experts[k] in names for k in pooled):
             return
+        if self.traffic is not None:
+            self.traffic.to_own(names)
         rows = self.shared.copy()
         for k in pooled:
             rows = rows + self.owned[k]
@@ -160,6 +166,9 @@ class RouterStats:
         self.sum_yy = np.append(self.sum_yy, float(sum_yy))
         self.feedback_n = np.append(self.feedback_n, 0.0)
         self.feedback_rows = np.append(self.feedback_rows, 0.0)
+        if self.traffic is not None:  # a new column has no feedback rows yet
+            zero = Moments.zeros(self.dim, 0, diagonal=self.diagonal)
+            self.traffic.append(name, mode, zero, np.zeros(self.dim), 0.0, 0.0)
 
     def append_domain(self, name: str, rows: Moments) -> None:
         """Add a one-hot (domain) expert whose rows are summarised by ``rows``."""
@@ -175,6 +184,8 @@ class RouterStats:
         self.sum_yy = np.delete(self.sum_yy, index)
         self.feedback_n = np.delete(self.feedback_n, index)
         self.feedback_rows = np.delete(self.feedback_rows, index)
+        if self.traffic is not None:
+            self.traffic.remove(index)
 
     def copy(self) -> RouterStats:
         """A deep copy."""
@@ -191,6 +202,8 @@ class RouterStats:
             self.feedback_rows.copy(),
             self.traffic_weight,
             self.journal_seq,
+            self.half_life,
+            None if self.traffic is None else self.traffic.copy(),
         )
 
     def merge(self, other: RouterStats) -> RouterStats:
@@ -209,6 +222,11 @@ class RouterStats:
             )
         if (other.dim, other.diagonal) != (self.dim, self.diagonal):
             raise InvalidInputError(f"statistics differ in shape: {self.dim} vs {other.dim}")
+        if self.traffic is not None or other.traffic is not None:
+            raise InvalidInputError(
+                "statistics with forgetting (a feedback half-life) cannot be merged: their "
+                "feedback rows decay by their order, which two shards do not share"
+            )
         weights = {s.traffic_weight for s in (self, other) if s.traffic_weight}
         if len(weights) > 1:
             raise InvalidInputError(
@@ -269,6 +287,8 @@ class RouterStats:
         dense.experts, dense.modes = list(self.experts), list(self.modes)
         dense.feedback_n, dense.feedback_rows = self.feedback_n.copy(), self.feedback_rows.copy()
         dense.traffic_weight, dense.journal_seq = self.traffic_weight, self.journal_seq
+        dense.half_life = self.half_life
+        dense.traffic = None if self.traffic is None else self.traffic.project(table)
         return dense
 
     def column_moments(self) -> list[tuple[list[int], Moments]]:
@@ -320,6 +340,19 @@ class RouterStats:
 
     def save(self, path: str | os.PathLike | IO[bytes]) -> None:
         """Write ``stats.npz`` (float64, compressed, no pickle) to a path or binary file."""
+        arrays = self._arrays()
+        if self.traffic is not None:  # forgetting: the feedback rows' own moments
+            arrays["half_life"] = np.float64(self.half_life)
+            for k, a in self.traffic._arrays().items():
+                if k in _KEYS:
+                    arrays[f"traffic_{k}"] = a
+        if hasattr(path, "write"):
+            np.savez_compressed(path, **arrays)
+            return
+        with open(path, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+    def _arrays(self) -> dict[str, np.ndarray]:
         arrays = {
             "shared_n": np.float64(self.shared.n),
             "shared_sum_x": self.shared.sum_x,
@@ -339,11 +372,7 @@ class RouterStats:
             arrays["feedback_rows"] = np.asarray(self.feedback_rows, dtype=np.float64)
             arrays["traffic_weight"] = np.float64(self.traffic_weight)
             arrays["journal_seq"] = np.int64(self.journal_seq)
-        if hasattr(path, "write"):
-            np.savez_compressed(path, **arrays)
-            return
-        with open(path, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+        return arrays
 
     def check_finite(self, source: str) -> None:
         """Raise :class:`InvalidInputError` if a statistic is NaN, infinite or overflowing."""
@@ -389,12 +418,26 @@ class RouterStats:
                 arrays = {k: data[k] for k in _KEYS}
                 names = {k: data[k] for k in ("experts", "modes", "fingerprint")}
                 extra = {k: data[k] for k in _FEEDBACK_KEYS if k in data.files}
+                forget = (
+                    {k: data[f"traffic_{k}"] for k in _KEYS if f"traffic_{k}" in data.files}
+                    if "half_life" in data.files
+                    else None
+                )
+                half_life = float(data["half_life"]) if forget is not None else 0.0
         except RouterFormatError:
             raise
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise RouterFormatError(f"{where} is not a readable statistics file: {exc}") from exc
         stats = cls._from_arrays(arrays, names, where)
         stats._set_feedback(extra, where)
+        if forget is not None:
+            if set(forget) != set(_KEYS) or not (half_life > 0):
+                raise RouterFormatError(
+                    f"{where}: the feedback half-life's arrays are incomplete; the file is "
+                    "damaged (copy the router again or retrain it)"
+                )
+            stats.traffic = cls._from_arrays(forget, names, f"{where} (feedback moments)")
+            stats.half_life = half_life
         return stats
 
     def _set_feedback(self, extra: dict[str, np.ndarray], where: str) -> None:

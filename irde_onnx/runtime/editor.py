@@ -435,6 +435,7 @@ class RouterEditor:
         rows: Iterable[Mapping[str, Any]],
         *,
         traffic_weight: float | None = None,
+        half_life: float | None = None,
         progress: bool = False,
     ) -> int:
         """Fold feedback rows into the statistics exactly; the head is re-solved and swapped.
@@ -451,6 +452,9 @@ class RouterEditor:
             traffic_weight: how many training rows one feedback row weighs; default: the
                 weight recorded at the router's first feedback, else 10. A weight other than
                 the recorded one is refused.
+            half_life: forget feedback: before each row, the earlier feedback rows' weights
+                are halved every ``half_life`` rows (training rows stay). Chosen with the
+                first feedback and recorded; default: the recorded one, else no forgetting.
             progress: report encoding progress on stderr.
 
         Returns:
@@ -462,12 +466,13 @@ class RouterEditor:
 
         """
         with self.lock():
-            return self.fold_feedback(rows, traffic_weight, progress=progress)
+            return self.fold_feedback(rows, traffic_weight, half_life, progress=progress)
 
     def fold_feedback(
         self,
         rows: Iterable[Mapping[str, Any]],
         traffic_weight: float | None = None,
+        half_life: float | None = None,
         *,
         journal_seq: int | None = None,
         progress: bool = False,
@@ -480,13 +485,14 @@ class RouterEditor:
             cfg = self._config
             parsed = feedback.parse_rows(list(rows), cfg.experts, cfg.expert_modes, cfg.target)
             weight = feedback.check_traffic_weight(traffic_weight, self.stats)
+            forget = feedback.check_half_life(half_life, self.stats)
             if not parsed:
                 return 0
             encoded = self.encode_rows([r.text for r in parsed], progress=progress)
             table = self.embedding_table
             stats = self.stats.copy()
             dense = self._dense_stats().copy() if table is not None else None
-            feedback.fold(stats, dense, parsed, encoded, weight, table)
+            feedback.fold(stats, dense, parsed, encoded, weight, table, forget)
             if journal_seq is not None:
                 stats.journal_seq = journal_seq
                 if dense is not None:

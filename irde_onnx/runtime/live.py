@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from irde_onnx.errors import IrdeError
-from irde_onnx.learning.feedback import check_traffic_weight
+from irde_onnx.learning.feedback import check_half_life, check_traffic_weight
 from irde_onnx.runtime.editor import RouterEditor
 from irde_onnx.runtime.router import Router
 from irde_onnx.store.folder import manifest_of
@@ -168,6 +168,7 @@ class LiveRouter:
         self,
         rows: Sequence[Mapping[str, Any]],
         traffic_weight: float | None = None,
+        half_life: float | None = None,
     ) -> tuple[int, Router]:
         """Journal feedback rows durably, then swap in the router with them folded.
 
@@ -188,10 +189,13 @@ class LiveRouter:
             with editor.lock():  # re-reads the folder if another process changed it
                 first = editor.stats.journal_seq + 1
                 weight = check_traffic_weight(traffic_weight, editor.stats)
-                n = editor.fold_feedback(rows, weight, journal_seq=first + len(rows) - 1)
+                forget = check_half_life(half_life, editor.stats)
+                n = editor.fold_feedback(
+                    rows, weight, forget or None, journal_seq=first + len(rows) - 1
+                )
                 if n == 0:
                     return first - 1, self.router
-                size = append_journal(root, [dict(r) for r in rows], first, weight)
+                size = append_journal(root, [dict(r) for r in rows], first, weight, forget)
                 self._unsaved += n
                 if self._unsaved >= self.feedback_save_rows:
                     editor.save()

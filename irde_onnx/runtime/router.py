@@ -227,15 +227,16 @@ class Router:
 
         editor = RouterEditor(self)
         start = 0
-        while start < len(entries):  # runs of one weight (one weight per router in practice)
-            weight = entries[start][1]
+        while start < len(entries):  # runs of one weight and half-life (one per router)
+            key = entries[start][1], entries[start][3]
             end = start
-            while end < len(entries) and entries[end][1] == weight:
+            while end < len(entries) and (entries[end][1], entries[end][3]) == key:
                 end += 1
             try:
                 editor.fold_feedback(
-                    [row for _, _, row in entries[start:end]],
-                    weight,
+                    [e[2] for e in entries[start:end]],
+                    key[0],
+                    key[1] or None,
                     journal_seq=entries[end - 1][0],
                 )
             except InvalidInputError as exc:

@@ -60,7 +60,7 @@ MAX_MESSAGE = 1000  # characters of an error message: a request's value is never
 _PLAIN = re.compile(r"[A-Za-z0-9._:/@+-]{1,200}")
 ROUTE_FIELDS = {"text", "texts", "top_k", "wtp"}
 EXPERT_FIELDS = {"name", "rows"}
-FEEDBACK_FIELDS = {"rows", "traffic_weight"}
+FEEDBACK_FIELDS = {"rows", "traffic_weight", "half_life"}
 ROW_FIELDS = {"text", "score"}
 
 
@@ -428,7 +428,7 @@ class Server:
         return JSONResponse({"experts": router.experts})
 
     async def feedback(self, request: Request) -> Response:
-        """``POST /feedback`` ``{"rows": [...], "traffic_weight"?}``: journal, fold, swap.
+        """``POST /feedback`` ``{"rows": [...], "traffic_weight"?, "half_life"?}``: journal, fold.
 
         Rows are ``{"text", "expert"}``, ``{"text", "scores": {...}}`` or ``{"text", "expert",
         "outcome"}``, each with ``"request_id"`` (an ``x-request-id`` this process answered a
@@ -439,8 +439,8 @@ class Server:
         data = await read_json(request, self.settings.max_body_bytes)
         _check_fields(data, FEEDBACK_FIELDS)
         rows = resolve_rows(data.get("rows"), self.recent)
-        weight = data.get("traffic_weight")
-        seq, router = await run_in_threadpool(self.holder.feedback, rows, weight)
+        weight, half_life = data.get("traffic_weight"), data.get("half_life")
+        seq, router = await run_in_threadpool(self.holder.feedback, rows, weight, half_life)
         self.metrics.observe_feedback(rows)
         return JSONResponse({"accepted": len(rows), "seq": seq, "generation": router.generation})
 

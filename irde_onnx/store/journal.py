@@ -32,8 +32,10 @@ def journal_size(root: Path) -> int:
         return 0
 
 
-def read_journal(root: Path, after: int = 0) -> tuple[list[tuple[int, float, dict]], int]:
-    """Entries ``(seq, weight, row)`` with ``seq > after``, and the bytes read (complete lines).
+def read_journal(root: Path, after: int = 0) -> tuple[list[tuple[int, float, dict, float]], int]:
+    """Entries ``(seq, weight, row, half_life)`` with ``seq > after``, and the bytes read.
+
+    Only complete lines are read (a torn last line is left out of the entries and the size).
 
     Raises:
         RouterFormatError: a complete line is not a journal entry (names the line and the fix).
@@ -45,12 +47,13 @@ def read_journal(root: Path, after: int = 0) -> tuple[list[tuple[int, float, dic
     except FileNotFoundError:
         return [], 0
     end = data.rfind(b"\n") + 1  # a torn last line was never acknowledged
-    entries: list[tuple[int, float, dict]] = []
+    entries: list[tuple[int, float, dict, float]] = []
     for i, line in enumerate(data[:end].splitlines(), 1):
         try:
             entry = json.loads(line)
             seq, weight, row = int(entry["seq"]), float(entry["weight"]), entry["row"]
-            if not isinstance(row, dict) or weight <= 0:
+            half_life = float(entry.get("half_life", 0.0))
+            if not isinstance(row, dict) or weight <= 0 or half_life < 0:
                 raise ValueError("bad row or weight")
         except (ValueError, KeyError, TypeError) as exc:
             raise RouterFormatError(
@@ -58,20 +61,26 @@ def read_journal(root: Path, after: int = 0) -> tuple[list[tuple[int, float, dic
                 "line (the rows after it are kept), or remove the file to drop unsaved feedback"
             ) from exc
         if seq > after:
-            entries.append((seq, weight, row))
+            entries.append((seq, weight, row, half_life))
     return entries, end
 
 
-def append_journal(root: Path, rows: list[dict[str, Any]], first_seq: int, weight: float) -> int:
+def append_journal(
+    root: Path, rows: list[dict[str, Any]], first_seq: int, weight: float, half_life: float = 0.0
+) -> int:
     """Append rows as entries ``first_seq, first_seq + 1, ...`` and fsync; return the size.
+
+    ``half_life`` (0: none) is recorded with each entry so that a replay forgets alike.
 
     Call while holding the folder's lock, so that sequence numbers are not interleaved.
     """
     path = Path(root) / JOURNAL_FILE
     lines = b"".join(
-        json.dumps({"seq": first_seq + i, "weight": weight, "row": row}, ensure_ascii=False).encode(
-            "utf-8"
-        )
+        json.dumps(
+            {"seq": first_seq + i, "weight": weight, "row": row}
+            | ({"half_life": half_life} if half_life else {}),
+            ensure_ascii=False,
+        ).encode("utf-8")
         + b"\n"  # JSON escapes newlines inside strings: one entry, one line
         for i, row in enumerate(rows)
     )

@@ -274,3 +274,68 @@ def test_default_weight_is_the_research_rule(toy_router):
     w0, b0 = fresh_ridge(x, y, wr, LAM / 10)
     w1, b1 = _solved(editor)
     assert np.abs(w1 - w0).max() < 1e-9 and np.abs(b1 - b0).max() < 1e-9
+
+
+HALF_LIFE = 2.0
+
+
+def _decayed(n, weight, half_life=HALF_LIFE):
+    """Feedback row t of n weighs weight * gamma ** (n - 1 - t) (exactness.py's rule)."""
+    gamma = 0.5 ** (1 / half_life)
+    return weight * gamma ** (n - 1 - np.arange(n))
+
+
+def test_forgetting_equals_decayed_weighted_ridge(toy_router):
+    editor = RouterEditor.open(toy_router)
+    rows = [{"text": t, "expert": e} for t, e in FEEDBACK]
+    editor.add_feedback(rows[:2], traffic_weight=3, half_life=HALF_LIFE)
+    editor.save()
+    again = RouterEditor.open(toy_router)  # the feedback moments travel in stats.npz
+    assert again.stats.half_life == HALF_LIFE and again.stats.traffic is not None
+    again.add_feedback(rows[2:])  # the recorded weight and half-life
+    texts = [t for e in EXPERTS for t in TRAIN[e]] + [t for t, _ in FEEDBACK]
+    labels = [e for e in EXPERTS for _ in TRAIN[e]] + [e for _, e in FEEDBACK]
+    n_train = sum(len(v) for v in TRAIN.values())
+    w = np.concatenate([np.ones(n_train), _decayed(len(FEEDBACK), 3.0)])
+    x, y, wr = _token_rows(again, texts, np.eye(3)[[EXPERTS.index(e) for e in labels]], w)
+    w0, b0 = fresh_ridge(x, y, wr, LAM)
+    w1, b1 = _solved(again)
+    assert np.abs(w1 - w0).max() < 1e-9 and np.abs(b1 - b0).max() < 1e-9
+
+
+def test_forgetting_bandit_rows_on_a_score_router(tmp_path):
+    root, y_train = build_score_router(tmp_path / "score")
+    editor = RouterEditor.open(root)
+    rng = np.random.default_rng(5)
+    texts = [t for t, _ in FEEDBACK]
+    experts = ["law", "math", "law", "code", "law"]
+    rows = [
+        {"text": t, "expert": e, "outcome": float(rng.uniform())}
+        for t, e in zip(texts, experts, strict=True)
+    ]
+    editor.add_feedback(rows, traffic_weight=1, half_life=HALF_LIFE)
+    decay = _decayed(len(rows), 1.0)  # every feedback row decays, whichever expert it names
+    w1, b1 = _solved(editor)
+    train = [t for e in EXPERTS for t in TRAIN[e]]
+    for k, e in enumerate(EXPERTS):
+        mine = [i for i, x in enumerate(experts) if x == e]
+        ys = np.concatenate([y_train[:, k], [rows[i]["outcome"] for i in mine]])[:, None]
+        w = np.concatenate([np.ones(len(train)), decay[mine]])
+        x, yy, wr = _token_rows(editor, train + [texts[i] for i in mine], ys, w)
+        w0, b0 = fresh_ridge(x, yy, wr, LAM)
+        assert np.abs(w1[:, k] - w0[:, 0]).max() < 1e-9 and abs(b1[k] - b0[0]) < 1e-9
+
+
+def test_forgetting_is_chosen_first_and_kept(toy_router):
+    editor = RouterEditor.open(toy_router)
+    editor.add_feedback([{"text": "solve x", "expert": "math"}])
+    with pytest.raises(InvalidInputError, match="folded without forgetting"):
+        editor.add_feedback([{"text": "solve x", "expert": "math"}], half_life=5)
+    other = RouterEditor.open(toy_router)
+    other.add_feedback([{"text": "solve x", "expert": "math"}], half_life=5)
+    with pytest.raises(InvalidInputError, match="half-life 5 rows"):
+        other.add_feedback([{"text": "solve x", "expert": "math"}], half_life=6)
+    with pytest.raises(InvalidInputError, match="cannot be merged"):
+        other.stats.merge(editor.stats)
+    with pytest.raises(InvalidInputError, match="half_life must be a finite number > 0"):
+        RouterEditor.open(toy_router).add_feedback([{"text": "x", "expert": "law"}], half_life=0)

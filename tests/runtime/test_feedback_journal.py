@@ -121,3 +121,20 @@ def test_editor_change_while_feedback_arrives(toy_router):
     loaded = Router.load(toy_router)
     assert loaded.stats.feedback_rows.tolist() == [1, 1, 1]
     assert loaded.policy.costs is not None
+
+
+def test_journal_replays_forgetting_alike(toy_router, tmp_path):
+    import shutil
+
+    reference = RouterEditor.open(shutil.copytree(toy_router, tmp_path / "ref"))
+    reference.add_feedback(ROWS, half_life=2)
+    live = LiveRouter(toy_router)
+    live.feedback(ROWS[:1], half_life=2)
+    live.feedback(ROWS[1:])  # the recorded half-life
+    assert read_journal(toy_router)[0][0][3] == 2.0
+    loaded = Router.load(toy_router)
+    np.testing.assert_allclose(loaded.head[0], reference.head[0], atol=1e-12)
+    live.feedback_save_rows = 1
+    live.feedback([{"text": "solve x", "expert": "math"}])  # a save: folded into stats.npz
+    reference.add_feedback([{"text": "solve x", "expert": "math"}])
+    np.testing.assert_allclose(Router.load(toy_router).head[0], reference.head[0], atol=1e-6)
