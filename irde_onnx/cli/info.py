@@ -25,7 +25,7 @@ def add_parser(subparsers: Any) -> None:  # argparse's _SubParsersAction is priv
 def router_info(path: str | Path) -> dict:
     """What ``irde info`` prints."""
     from irde_onnx.store.config import FIXED_FILES, check_router_dir, read_config
-    from irde_onnx.store.journal import JOURNAL_FILE
+    from irde_onnx.store.journal import JOURNAL_FILE, journal_size
 
     root = check_router_dir(path)
     cfg = read_config(root)
@@ -34,9 +34,8 @@ def router_info(path: str | Path) -> dict:
     if missing:
         raise FileNotFoundError(f"{root / missing[0]} is missing: the router is incomplete")
     sizes = {name: (root / name).stat().st_size for name in names}
-    journal = root / JOURNAL_FILE
-    if journal.is_file():
-        sizes[JOURNAL_FILE] = journal.stat().st_size
+    if journal_size(root):
+        sizes[JOURNAL_FILE] = journal_size(root)
     return {
         "router": str(root),
         "experts": list(cfg.experts),
@@ -55,13 +54,13 @@ def router_info(path: str | Path) -> dict:
         "package_version": cfg.package_version,
         "fingerprint": cfg.fingerprint,
         "policy": cfg.policy,
-        "feedback": feedback_info(root, cfg.stats_file),
+        "feedback": feedback_info(root),
         "file_bytes": sizes,
         "total_bytes": sum(sizes.values()),
     }
 
 
-def feedback_info(root: Path, stats_file: str) -> dict:
+def feedback_info(root: Path) -> dict:
     """Per expert, how much of its column rests on training rows and on traffic (feedback).
 
     Weights are row counts times row weights (tokens for the static encoder); ``traffic_share``
@@ -69,9 +68,10 @@ def feedback_info(root: Path, stats_file: str) -> dict:
     not yet folded by a save (a load replays them).
     """
     from irde_onnx.learning.statistics import RouterStats
+    from irde_onnx.store.folder import read_generation
     from irde_onnx.store.journal import read_journal
 
-    stats = RouterStats.load(root / stats_file)
+    stats = read_generation(root, lambda gen: RouterStats.load(gen.stats, gen.where("stats")))
     experts = {}
     for k, name in enumerate(stats.experts):
         total, traffic = stats.column_n(k), float(stats.feedback_n[k])

@@ -30,7 +30,7 @@ from irde_onnx.errors import InvalidInputError, RouterChangedError
 from irde_onnx.learning import feedback
 from irde_onnx.learning.moments import Moments
 from irde_onnx.learning.statistics import MAX_TARGET, RouterStats, bad_target_row
-from irde_onnx.runtime.router import Router, stats_mismatch
+from irde_onnx.runtime.router import Router, register_editor, stats_mismatch
 from irde_onnx.store.config import RouterConfig, expert_name_problem
 from irde_onnx.store.folder import (
     LOCK_TIMEOUT,
@@ -670,3 +670,6 @@ class RouterEditor:
 
     def __repr__(self) -> str:
         return f"RouterEditor({str(self.path)!r}, experts={self.experts})"
+
+
+register_editor(RouterEditor)  # Router.load folds a feedback journal with it

@@ -34,7 +34,7 @@ from irde_onnx.store.folder import (
     read_generation,
     try_cleanup,
 )
-from irde_onnx.store.journal import JOURNAL_FILE, journal_size, read_journal
+from irde_onnx.store.journal import journal_path, journal_size, read_journal
 
 DEFAULT_BATCH_SIZE = 32
 DECISION_OUTPUTS = ("choice", "confidence")
@@ -47,6 +47,18 @@ ENCODE_CHUNK = 256
 # more than it saves (benchmarks/speed.py: the static router at 2 threads was 79x the
 # PyTorch peer, at 1 thread 120x), so it runs on one intra-op thread unless told otherwise.
 STATIC_THREADS = 1
+
+
+# Folding the feedback journal at load is a change, made by RouterEditor, which imports this
+# module: the editor registers its class here when it is imported (irde_onnx.runtime's
+# __init__ imports it, so it is there whenever a Router exists) instead of an import cycle.
+_editor_class: Any = None
+
+
+def register_editor(editor_class: Any) -> None:
+    """Called by :mod:`irde_onnx.runtime.editor`: the class that folds a journal at load."""
+    global _editor_class
+    _editor_class = editor_class
 
 
 def _check_batch_size(batch_size: object) -> None:
@@ -223,9 +235,9 @@ class Router:
         if not entries:
             self._journal = size
             return self
-        from irde_onnx.runtime.editor import RouterEditor  # the editor imports this module
-
-        editor = RouterEditor(self)
+        if _editor_class is None:  # pragma: no cover - irde_onnx.runtime imports the editor
+            raise RuntimeError("import irde_onnx.runtime to fold a router's feedback journal")
+        editor = _editor_class(self)
         start = 0
         while start < len(entries):  # runs of one weight and half-life (one per router)
             key = entries[start][1], entries[start][3]
@@ -241,7 +253,7 @@ class Router:
                 )
             except InvalidInputError as exc:
                 raise RouterFormatError(
-                    f"{root / JOURNAL_FILE}: the entries from seq {entries[start][0]} cannot be "
+                    f"{journal_path(root)}: the entries from seq {entries[start][0]} cannot be "
                     f"folded: {exc}; remove those lines (or the file, dropping unsaved feedback)"
                 ) from exc
             start = end

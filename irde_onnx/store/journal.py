@@ -24,6 +24,11 @@ from irde_onnx.errors import RouterFormatError
 JOURNAL_FILE = "feedback.jsonl"
 
 
+def journal_path(root: Path) -> Path:
+    """Where a router folder keeps its feedback journal."""
+    return Path(root) / JOURNAL_FILE
+
+
 def journal_size(root: Path) -> int:
     """Bytes in the journal (0 when there is none): a replica compares it to notice growth."""
     try:
