@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from irde_onnx.cli import demo, experts, info, policy, route, serve, stats, train
+from irde_onnx.cli import demo, experts, feedback, info, policy, route, serve, stats, train
 from irde_onnx.cli import eval as evaluate
 from irde_onnx.cli.args import FORMATTER, Parser
 from irde_onnx.errors import IrdeError
@@ -34,6 +34,7 @@ COMMANDS = {
     "route": route,
     "experts": experts,
     "stats": stats,
+    "feedback": feedback,
     "eval": evaluate,
     "policy": policy,
     "serve": serve,

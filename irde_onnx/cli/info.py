@@ -26,10 +26,13 @@ def router_info(path: str | Path) -> dict:
     """What ``irde info`` prints."""
     from irde_onnx.store.config import check_router_dir, read_config
     from irde_onnx.store.folder import router_file_sizes
+    from irde_onnx.store.journal import JOURNAL_FILE, journal_size
 
     root = check_router_dir(path)
     cfg = read_config(root)
     sizes = router_file_sizes(root, cfg)
+    if journal_size(root):
+        sizes[JOURNAL_FILE] = journal_size(root)
     return {
         "router": str(root),
         "experts": list(cfg.experts),
@@ -48,8 +51,37 @@ def router_info(path: str | Path) -> dict:
         "package_version": cfg.package_version,
         "fingerprint": cfg.fingerprint,
         "policy": cfg.policy,
+        "feedback": feedback_info(root),
         "file_bytes": sizes,
         "total_bytes": sum(sizes.values()),
+    }
+
+
+def feedback_info(root: Path) -> dict:
+    """Per expert, how much of its column rests on training rows and on traffic (feedback).
+
+    Weights are row counts times row weights (tokens for the static encoder); ``traffic_share``
+    is the traffic part of the column's total. ``journal_rows``: rows accepted by a server and
+    not yet folded by a save (a load replays them).
+    """
+    from irde_onnx.learning.statistics import RouterStats
+    from irde_onnx.store.folder import read_generation
+    from irde_onnx.store.journal import read_journal
+
+    stats = read_generation(root, lambda gen: RouterStats.load(gen.stats, gen.where("stats")))
+    experts = {}
+    for k, name in enumerate(stats.experts):
+        total, traffic = stats.column_n(k), float(stats.feedback_n[k])
+        experts[name] = {
+            "training_weight": total - traffic,
+            "traffic_weight": traffic,
+            "traffic_share": traffic / total if total > 0 else 0.0,
+            "feedback_rows": int(stats.feedback_rows[k]),
+        }
+    return {
+        "traffic_weight": stats.traffic_weight or None,
+        "journal_rows": len(read_journal(root, stats.journal_seq)[0]),
+        "experts": experts,
     }
 
 

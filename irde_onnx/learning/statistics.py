@@ -32,6 +32,7 @@ from irde_onnx.learning.moments import Moments, solve
 STATS_NAME = "stats.npz"
 # Statistics beyond this magnitude overflow float64 when squared or solved: refused.
 MAX_STATISTIC = 1e150
+_FEEDBACK_KEYS = ("feedback_n", "feedback_rows", "traffic_weight", "journal_seq")
 _KEYS = (
     "shared_n",
     "shared_sum_x",
@@ -69,6 +70,54 @@ class RouterStats:
     experts: list[str] = field(default_factory=list)
     modes: list[str] = field(default_factory=list)
     fingerprint: str = ""
+    # Feedback bookkeeping (issue 19): per expert, the weight of feedback rows its column is
+    # fit on (``n`` units, so comparable with :meth:`column_n`) and the number of feedback
+    # rows naming it (label, score or outcome); the weight of a feedback row
+    # against a training row (0: no feedback yet); the last journal entry folded in.
+    feedback_n: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    feedback_rows: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    traffic_weight: float = 0.0
+    journal_seq: int = 0
+    # With forgetting (a half-life in feedback rows): the feedback rows' own moments, in the
+    # same layout, so that they can decay while the training rows stay (None: no forgetting).
+    half_life: float = 0.0
+    traffic: RouterStats | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.feedback_n) != len(self.owned):
+            self.feedback_n = np.zeros(len(self.owned))
+        if len(self.feedback_rows) != len(self.owned):
+            self.feedback_rows = np.zeros(len(self.owned))
+
+    def column_n(self, k: int) -> float:
+        """Total (weighted) row count expert ``k``'s column is fit on."""
+        if self.modes[k] == "own":
+            return float(self.owned[k].n)
+        return float(
+            self.shared.n
+            + sum(m.n for m, o in zip(self.owned, self.modes, strict=True) if o == "pooled")
+        )
+
+    def to_own(self, names: list[str]) -> None:
+        """Fit the pooled columns ``names`` on their own copy of the rows they are fit on.
+
+        The head is unchanged (each column keeps the same rows and targets); afterwards a
+        row can inform some of those columns and not the others (scores for a subset).
+        Every pooled column is converted at once when one is, since the shared rows then
+        belong to no remaining group.
+        """
+        pooled = [k for k, m in enumerate(self.modes) if m == "pooled"]
+        if not pooled or not any(self.experts[k] in names for k in pooled):
+            return
+        if self.traffic is not None:
+            self.traffic.to_own(names)
+        rows = self.shared.copy()
+        for k in pooled:
+            rows = rows + self.owned[k]
+        for k in pooled:
+            self.owned[k] = _rows_only(rows)
+            self.modes[k] = "own"
+        self.shared = Moments.zeros(self.dim, 0, diagonal=self.diagonal)
 
     @classmethod
     def empty(cls, dim: int, *, diagonal: bool, fingerprint: str = "") -> RouterStats:
@@ -115,6 +164,11 @@ class RouterStats:
         self.sum_xy = np.vstack([self.sum_xy, np.asarray(sum_xy, dtype=np.float64)[None, :]])
         self.sum_y = np.append(self.sum_y, float(sum_y))
         self.sum_yy = np.append(self.sum_yy, float(sum_yy))
+        self.feedback_n = np.append(self.feedback_n, 0.0)
+        self.feedback_rows = np.append(self.feedback_rows, 0.0)
+        if self.traffic is not None:  # a new column has no feedback rows yet
+            zero = Moments.zeros(self.dim, 0, diagonal=self.diagonal)
+            self.traffic.append(name, mode, zero, np.zeros(self.dim), 0.0, 0.0)
 
     def append_domain(self, name: str, rows: Moments) -> None:
         """Add a one-hot (domain) expert whose rows are summarised by ``rows``."""
@@ -128,6 +182,10 @@ class RouterStats:
         self.sum_xy = np.delete(self.sum_xy, index, axis=0)
         self.sum_y = np.delete(self.sum_y, index)
         self.sum_yy = np.delete(self.sum_yy, index)
+        self.feedback_n = np.delete(self.feedback_n, index)
+        self.feedback_rows = np.delete(self.feedback_rows, index)
+        if self.traffic is not None:
+            self.traffic.remove(index)
 
     def copy(self) -> RouterStats:
         """A deep copy."""
@@ -140,6 +198,12 @@ class RouterStats:
             list(self.experts),
             list(self.modes),
             self.fingerprint,
+            self.feedback_n.copy(),
+            self.feedback_rows.copy(),
+            self.traffic_weight,
+            self.journal_seq,
+            self.half_life,
+            None if self.traffic is None else self.traffic.copy(),
         )
 
     def merge(self, other: RouterStats) -> RouterStats:
@@ -158,6 +222,17 @@ class RouterStats:
             )
         if (other.dim, other.diagonal) != (self.dim, self.diagonal):
             raise InvalidInputError(f"statistics differ in shape: {self.dim} vs {other.dim}")
+        if self.traffic is not None or other.traffic is not None:
+            raise InvalidInputError(
+                "statistics with forgetting (a feedback half-life) cannot be merged: their "
+                "feedback rows decay by their order, which two shards do not share"
+            )
+        weights = {s.traffic_weight for s in (self, other) if s.traffic_weight}
+        if len(weights) > 1:
+            raise InvalidInputError(
+                f"the statistics folded feedback with different traffic weights {sorted(weights)}; "
+                "merge statistics whose feedback weighs the same"
+            )
         merged = RouterStats.empty(self.dim, diagonal=self.diagonal, fingerprint=self.fingerprint)
         merged.shared = self.shared + other.shared
         sides = ((self, other), (other, self))
@@ -190,6 +265,12 @@ class RouterStats:
                 sxy = sxy + parts[1].sum_xy[idx[1]]
                 sy, syy = sy + parts[1].sum_y[idx[1]], syy + parts[1].sum_yy[idx[1]]
             merged.append(name, mode, owned, sxy, sy, syy)
+            for s in parts:
+                j = s.experts.index(name)
+                merged.feedback_n[-1] += s.feedback_n[j]
+                merged.feedback_rows[-1] += s.feedback_rows[j]
+        merged.traffic_weight = self.traffic_weight or other.traffic_weight
+        merged.journal_seq = self.journal_seq
         return merged
 
     def project(self, table: np.ndarray | None) -> RouterStats:
@@ -204,6 +285,10 @@ class RouterStats:
         dense.sum_xy = _project_rows(self.sum_xy, table)
         dense.sum_y, dense.sum_yy = self.sum_y.copy(), self.sum_yy.copy()
         dense.experts, dense.modes = list(self.experts), list(self.modes)
+        dense.feedback_n, dense.feedback_rows = self.feedback_n.copy(), self.feedback_rows.copy()
+        dense.traffic_weight, dense.journal_seq = self.traffic_weight, self.journal_seq
+        dense.half_life = self.half_life
+        dense.traffic = None if self.traffic is None else self.traffic.project(table)
         return dense
 
     def column_moments(self) -> list[tuple[list[int], Moments]]:
@@ -255,6 +340,19 @@ class RouterStats:
 
     def save(self, path: str | os.PathLike | IO[bytes]) -> None:
         """Write ``stats.npz`` (float64, compressed, no pickle) to a path or binary file."""
+        arrays = self._arrays()
+        if self.traffic is not None:  # forgetting: the feedback rows' own moments
+            arrays["half_life"] = np.float64(self.half_life)
+            for k, a in self.traffic._arrays().items():
+                if k in _KEYS:
+                    arrays[f"traffic_{k}"] = a
+        if hasattr(path, "write"):
+            np.savez_compressed(path, **arrays)
+            return
+        with open(path, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+    def _arrays(self) -> dict[str, np.ndarray]:
         arrays = {
             "shared_n": np.float64(self.shared.n),
             "shared_sum_x": self.shared.sum_x,
@@ -269,11 +367,12 @@ class RouterStats:
             "modes": np.array(self.modes, dtype=np.str_).reshape(-1),
             "fingerprint": np.array(self.fingerprint, dtype=np.str_),
         }
-        if hasattr(path, "write"):
-            np.savez_compressed(path, **arrays)
-            return
-        with open(path, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+        if self.traffic_weight or self.journal_seq:  # written only once feedback was folded
+            arrays["feedback_n"] = np.asarray(self.feedback_n, dtype=np.float64)
+            arrays["feedback_rows"] = np.asarray(self.feedback_rows, dtype=np.float64)
+            arrays["traffic_weight"] = np.float64(self.traffic_weight)
+            arrays["journal_seq"] = np.int64(self.journal_seq)
+        return arrays
 
     def check_finite(self, source: str) -> None:
         """Raise :class:`InvalidInputError` if a statistic is NaN, infinite or overflowing."""
@@ -318,11 +417,47 @@ class RouterStats:
                     )
                 arrays = {k: data[k] for k in _KEYS}
                 names = {k: data[k] for k in ("experts", "modes", "fingerprint")}
+                extra = {k: data[k] for k in _FEEDBACK_KEYS if k in data.files}
+                forget = (
+                    {k: data[f"traffic_{k}"] for k in _KEYS if f"traffic_{k}" in data.files}
+                    if "half_life" in data.files
+                    else None
+                )
+                half_life = float(data["half_life"]) if forget is not None else 0.0
         except RouterFormatError:
             raise
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise RouterFormatError(f"{where} is not a readable statistics file: {exc}") from exc
-        return cls._from_arrays(arrays, names, where)
+        stats = cls._from_arrays(arrays, names, where)
+        stats._set_feedback(extra, where)
+        if forget is not None:
+            if set(forget) != set(_KEYS) or not (half_life > 0):
+                raise RouterFormatError(
+                    f"{where}: the feedback half-life's arrays are incomplete; the file is "
+                    "damaged (copy the router again or retrain it)"
+                )
+            stats.traffic = cls._from_arrays(forget, names, f"{where} (feedback moments)")
+            stats.half_life = half_life
+        return stats
+
+    def _set_feedback(self, extra: dict[str, np.ndarray], where: str) -> None:
+        if not extra:
+            return
+        shapes = {"feedback_n": (self.n_experts,), "feedback_rows": (self.n_experts,)}
+        shapes.update(traffic_weight=(), journal_seq=())
+        for k, shape in shapes.items():
+            a = extra.get(k)
+            if a is None or a.shape != shape or a.dtype.kind not in "fiu":
+                raise RouterFormatError(
+                    f"{where}: feedback array {k!r} is missing or not {shape} numbers; the file "
+                    "is damaged (copy the router again or retrain it)"
+                )
+            if not np.isfinite(a).all() or (a < 0).any():
+                raise RouterFormatError(f"{where}: feedback array {k!r} holds bad values")
+        self.feedback_n = extra["feedback_n"].astype(np.float64)
+        self.feedback_rows = extra["feedback_rows"].astype(np.float64)
+        self.traffic_weight = float(extra["traffic_weight"])
+        self.journal_seq = int(extra["journal_seq"])
 
     @classmethod
     def _from_arrays(

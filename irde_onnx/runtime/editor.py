@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -27,18 +27,21 @@ from irde_onnx.decision.policy import (
     check_min_confidence,
 )
 from irde_onnx.errors import InvalidInputError, RouterChangedError
+from irde_onnx.learning import feedback
 from irde_onnx.learning.moments import Moments
 from irde_onnx.learning.statistics import MAX_TARGET, RouterStats, bad_target_row
-from irde_onnx.runtime.router import Router, stats_mismatch
+from irde_onnx.runtime.router import Router, register_editor, stats_mismatch
 from irde_onnx.store.config import RouterConfig, expert_name_problem
 from irde_onnx.store.folder import (
     LOCK_TIMEOUT,
     Generation,
     acquire,
     folder_lock,
+    manifest_of,
     write_generation,
     write_router,
 )
+from irde_onnx.store.journal import drop_folded
 
 
 def _check_scores(scores: Sequence[float] | np.ndarray, n: int) -> np.ndarray:
@@ -254,7 +257,10 @@ class RouterEditor:
             assert lock is not None
             acquire(lock, root, timeout)
             try:
-                if self._base.changed_on_disk():
+                # with unsaved changes, growth of the feedback journal alone is no conflict:
+                # a save drops only the entries its statistics hold and keeps the newer ones
+                journal_only = manifest_of(root) == self._base.source.manifest
+                if self._base.changed_on_disk() and not (self._dirty and journal_only):
                     if self._dirty:
                         raise RouterChangedError(
                             f"{root} was saved by another process while this router has "
@@ -424,6 +430,76 @@ class RouterEditor:
             dense.append(name, mode, proj, proj.sum_xy[:, 0], proj.sum_y[0], proj.sum_yy[0])
             self._apply(stats, dense, policy=policy)
 
+    def add_feedback(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        traffic_weight: float | None = None,
+        half_life: float | None = None,
+        progress: bool = False,
+    ) -> int:
+        """Fold feedback rows into the statistics exactly; the head is re-solved and swapped.
+
+        Rows are ``{"text", "expert"}`` (domain routers: the right expert),
+        ``{"text", "scores": {expert: score}}`` (any subset of experts) or
+        ``{"text", "expert", "outcome"}`` (bandit feedback). Each row changes only the
+        columns it informs; the result equals a fresh ridge fit on the training rows
+        (weight 1) and the feedback rows (weight ``traffic_weight``). See
+        :mod:`irde_onnx.learning.feedback`.
+
+        Args:
+            rows: the feedback rows (JSON objects).
+            traffic_weight: how many training rows one feedback row weighs; default: the
+                weight recorded at the router's first feedback, else 10. A weight other than
+                the recorded one is refused.
+            half_life: forget feedback: before each row, the earlier feedback rows' weights
+                are halved every ``half_life`` rows (training rows stay). Chosen with the
+                first feedback and recorded; default: the recorded one, else no forgetting.
+            progress: report encoding progress on stderr.
+
+        Returns:
+            The number of rows folded.
+
+        Raises:
+            InvalidInputError: a bad row (named by its number, with the fix), an unknown
+                expert, or a traffic weight other than the recorded one. Nothing changes.
+
+        """
+        with self.lock():
+            return self.fold_feedback(rows, traffic_weight, half_life, progress=progress)
+
+    def fold_feedback(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        traffic_weight: float | None = None,
+        half_life: float | None = None,
+        *,
+        journal_seq: int | None = None,
+        progress: bool = False,
+    ) -> int:
+        """:meth:`add_feedback` without taking the folder's lock (its caller holds it).
+
+        ``journal_seq`` records the last journal entry these rows come from.
+        """
+        with self._lock:
+            cfg = self._config
+            parsed = feedback.parse_rows(list(rows), cfg.experts, cfg.expert_modes, cfg.target)
+            weight = feedback.check_traffic_weight(traffic_weight, self.stats)
+            forget = feedback.check_half_life(half_life, self.stats)
+            if not parsed:
+                return 0
+            encoded = self.encode_rows([r.text for r in parsed], progress=progress)
+            table = self.embedding_table
+            stats = self.stats.copy()
+            dense = self._dense_stats().copy() if table is not None else None
+            feedback.fold(stats, dense, parsed, encoded, weight, table, forget)
+            if journal_seq is not None:
+                stats.journal_seq = journal_seq
+                if dense is not None:
+                    dense.journal_seq = journal_seq
+            self._apply(stats, dense if dense is not None else stats)
+            return len(parsed)
+
     def remove_expert(self, name: str, *, fallback: str | None = None) -> None:
         """Remove an expert: its column, and its rows from the shared statistics.
 
@@ -567,7 +643,10 @@ class RouterEditor:
                     gen = self._generation(buffer)
                     stats = buffer.getvalue()
                     committed = write_generation(self.path, gen.graph, stats, gen.config)
+                    # the new statistics hold the journal up to journal_seq: drop those entries
+                    size = drop_folded(self.path, self._stats.journal_seq)
                     self.saved = self._saved_router(gen, committed, self.path)
+                    self.saved._journal = size
                     self._reset(self.saved)
                 return self.path
             gen = self._generation(buffer)
@@ -591,3 +670,6 @@ class RouterEditor:
 
     def __repr__(self) -> str:
         return f"RouterEditor({str(self.path)!r}, experts={self.experts})"
+
+
+register_editor(RouterEditor)  # Router.load folds a feedback journal with it

@@ -6,17 +6,23 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from irde_onnx.errors import IrdeError
+from irde_onnx.learning.feedback import check_half_life, check_traffic_weight
 from irde_onnx.runtime.editor import RouterEditor
 from irde_onnx.runtime.router import Router
 from irde_onnx.store.folder import manifest_of
+from irde_onnx.store.journal import append_journal
 
 log = logging.getLogger("irde.serve")
 
 RETRY_MAX = 30.0  # seconds: longest wait between retries of a folder that fails to load
+# Feedback rows journaled since the last save after which :meth:`LiveRouter.feedback` saves a
+# generation (folding and truncating the journal), so a load replays at most this many rows.
+FEEDBACK_SAVE_ROWS = 256
 
 
 class LiveRouter:
@@ -64,6 +70,8 @@ class LiveRouter:
         self._retry_first = retry_first
         self._retry_wait = 0.0
         self._retry_at = 0.0
+        self.feedback_save_rows = FEEDBACK_SAVE_ROWS
+        self._unsaved = 0  # feedback rows this process journaled since its last save
 
     @property
     def generation(self) -> str:
@@ -155,3 +163,47 @@ class LiveRouter:
                 assert router is not None
             self._swap(router, "api")
             return router
+
+    def feedback(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        traffic_weight: float | None = None,
+        half_life: float | None = None,
+    ) -> tuple[int, Router]:
+        """Journal feedback rows durably, then swap in the router with them folded.
+
+        Under the folder's lock: the rows are checked and folded into a copy of the current
+        statistics (a bad row raises and nothing changes), appended to the folder's journal
+        and fsync'd (so they survive a kill -9 once this returns), and the re-solved router is
+        swapped in. Every :attr:`feedback_save_rows` rows a generation is saved, which folds
+        the journal into ``stats.npz`` and truncates it. Other processes see the rows when
+        :meth:`reload_if_changed` notices the journal grew (a load replays it).
+
+        Returns:
+            The journal sequence number of the last row, and the router now served.
+
+        """
+        root = self.path
+        with self._lock:
+            editor = RouterEditor(self.router)
+            with editor.lock():  # re-reads the folder if another process changed it
+                first = editor.stats.journal_seq + 1
+                weight = check_traffic_weight(traffic_weight, editor.stats)
+                forget = check_half_life(half_life, editor.stats)
+                n = editor.fold_feedback(
+                    rows, weight, forget or None, journal_seq=first + len(rows) - 1
+                )
+                if n == 0:
+                    return first - 1, self.router
+                size = append_journal(root, [dict(r) for r in rows], first, weight, forget)
+                self._unsaved += n
+                if self._unsaved >= self.feedback_save_rows:
+                    editor.save()
+                    router = editor.saved
+                    assert router is not None
+                    self._unsaved = 0
+                else:
+                    router = editor.router
+                    router._journal = size  # the journal as this router holds it
+            self._swap(router, "feedback")
+            return first + n - 1, router

@@ -34,6 +34,7 @@ from irde_onnx.store.folder import (
     read_generation,
     try_cleanup,
 )
+from irde_onnx.store.journal import journal_path, journal_size, read_journal
 
 DEFAULT_BATCH_SIZE = 32
 DECISION_OUTPUTS = ("choice", "confidence")
@@ -46,6 +47,18 @@ ENCODE_CHUNK = 256
 # more than it saves (benchmarks/speed.py: the static router at 2 threads was 79x the
 # PyTorch peer, at 1 thread 120x), so it runs on one intra-op thread unless told otherwise.
 STATIC_THREADS = 1
+
+
+# Folding the feedback journal at load is a change, made by RouterEditor, which imports this
+# module: the editor registers its class here when it is imported (irde_onnx.runtime's
+# __init__ imports it, so it is there whenever a Router exists) instead of an import cycle.
+_editor_class: Any = None
+
+
+def register_editor(editor_class: Any) -> None:
+    """Called by :mod:`irde_onnx.runtime.editor`: the class that folds a journal at load."""
+    global _editor_class
+    _editor_class = editor_class
 
 
 def _check_batch_size(batch_size: object) -> None:
@@ -211,7 +224,48 @@ class Router:
         if cleanup:
             assert router.source.manifest is not None
             try_cleanup(root, router.source.manifest)
+        return router._replay_journal(root)
+
+    # bytes of the folder's feedback journal this router holds (None: not read from a folder)
+    _journal: int | None = None
+
+    def _replay_journal(self, root: Path) -> Router:
+        """Fold the journal's entries after the statistics' ``journal_seq`` (see store.journal)."""
+        entries, size = read_journal(root, self.stats.journal_seq)
+        if not entries:
+            self._journal = size
+            return self
+        if _editor_class is None:  # pragma: no cover - irde_onnx.runtime imports the editor
+            raise RuntimeError("import irde_onnx.runtime to fold a router's feedback journal")
+        editor = _editor_class(self)
+        start = 0
+        while start < len(entries):  # runs of one weight and half-life (one per router)
+            key = entries[start][1], entries[start][3]
+            end = start
+            while end < len(entries) and (entries[end][1], entries[end][3]) == key:
+                end += 1
+            try:
+                editor.fold_feedback(
+                    [e[2] for e in entries[start:end]],
+                    key[0],
+                    key[1] or None,
+                    journal_seq=entries[end - 1][0],
+                )
+            except InvalidInputError as exc:
+                raise RouterFormatError(
+                    f"{journal_path(root)}: the entries from seq {entries[start][0]} cannot be "
+                    f"folded: {exc}; remove those lines (or the file, dropping unsaved feedback)"
+                ) from exc
+            start = end
+        router = editor.router
+        router._journal = size
         return router
+
+    def journal_changed(self) -> bool:
+        """True when the folder's feedback journal is not the one this router replayed."""
+        if self._gen.root is None or self._journal is None:
+            return False
+        return journal_size(self._gen.root) != self._journal
 
     @classmethod
     def open(
@@ -317,12 +371,14 @@ class Router:
     def changed_on_disk(self) -> bool:
         """True when ``router.json`` on disk is not the generation this router was read from.
 
+        Also true when the feedback journal grew or was folded since this router read it.
+
         Another process saved the router (or it was replaced): load it again
         (:class:`~irde_onnx.runtime.live.LiveRouter` does).
         """
         if self._gen.root is None:
             return False
-        return manifest_of(self._gen.root) != self._gen.manifest
+        return manifest_of(self._gen.root) != self._gen.manifest or self.journal_changed()
 
     @property
     def config(self) -> RouterConfig:

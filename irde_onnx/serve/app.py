@@ -39,6 +39,7 @@ from irde_onnx.serve.edge import (
     request_id_of,
 )
 from irde_onnx.serve.errors import ApiError
+from irde_onnx.serve.feedback import RecentPrompts, resolve_rows
 from irde_onnx.serve.gateway import (
     ROUTER_MODEL,
     ROUTER_NAMES,
@@ -59,6 +60,7 @@ MAX_MESSAGE = 1000  # characters of an error message: a request's value is never
 _PLAIN = re.compile(r"[A-Za-z0-9._:/@+-]{1,200}")
 ROUTE_FIELDS = {"text", "texts", "top_k", "wtp"}
 EXPERT_FIELDS = {"name", "rows"}
+FEEDBACK_FIELDS = {"rows", "traffic_weight", "half_life"}
 ROW_FIELDS = {"text", "score"}
 
 
@@ -241,6 +243,7 @@ class Server:
             load_backends(settings.backends) if settings.backends else None
         )
         self.client: httpx.AsyncClient | None = None
+        self.recent = RecentPrompts()  # prompts of recent routes, for feedback by request id
 
     def _on_swap(self, cause: str) -> None:
         self.metrics.swaps.labels(cause).inc()
@@ -353,6 +356,8 @@ class Server:
             routes = await run_in_threadpool(router.route, texts, top_k)
         for r in routes:
             self.metrics.decisions.labels(r.expert).inc()
+        if single:
+            self.recent.put(request_id_of(request.scope), texts[0])
         out = [r.to_dict() for r in routes]
         return JSONResponse(out[0] if single else out)
 
@@ -421,6 +426,23 @@ class Server:
 
         router = await run_in_threadpool(self.holder.change, remove)
         return JSONResponse({"experts": router.experts})
+
+    async def feedback(self, request: Request) -> Response:
+        """``POST /feedback`` ``{"rows": [...], "traffic_weight"?, "half_life"?}``: journal, fold.
+
+        Rows are ``{"text", "expert"}``, ``{"text", "scores": {...}}`` or ``{"text", "expert",
+        "outcome"}``, each with ``"request_id"`` (an ``x-request-id`` this process answered a
+        route with) in place of ``"text"`` if wanted. The 200 comes after the rows are in the
+        folder's journal and fsync'd: accepted feedback survives a crash.
+        """
+        self.check_token(request)
+        data = await read_json(request, self.settings.max_body_bytes)
+        _check_fields(data, FEEDBACK_FIELDS)
+        rows = resolve_rows(data.get("rows"), self.recent)
+        weight, half_life = data.get("traffic_weight"), data.get("half_life")
+        seq, router = await run_in_threadpool(self.holder.feedback, rows, weight, half_life)
+        self.metrics.observe_feedback(rows)
+        return JSONResponse({"accepted": len(rows), "seq": seq, "generation": router.generation})
 
     async def healthz(self, request: Request) -> Response:
         """``GET /healthz``: 200 while this process routes, with ``status`` ok or degraded.
@@ -518,6 +540,7 @@ class Server:
             router = self.holder.router
             expert = (await run_in_threadpool(router.route, [text]))[0].expert
             self.metrics.decisions.labels(expert).inc()
+            self.recent.put(request_id_of(request.scope), text)
         if expert is None:  # no user text: the default backend
             backend, target = self.backends.default, "the default backend"
             headers = {"x-irde-decision": decision}
@@ -692,6 +715,7 @@ def create_app(settings: ServeSettings) -> Starlette:
         Route(
             "/experts/{name:path}", e("experts_remove", server.remove_expert), methods=["DELETE"]
         ),
+        Route("/feedback", e("feedback", server.feedback, openai=True), methods=["POST"]),
         Route("/healthz", e("healthz", server.healthz), methods=["GET"]),
         Route("/metrics", server.metrics_text, methods=["GET"]),
     ]

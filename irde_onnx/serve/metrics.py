@@ -22,6 +22,9 @@ LATENCY_BUCKETS = (
 )
 
 
+OUTCOME_ALPHA = 0.05  # ~the last 20 rows of an expert weigh most in its outcome average
+
+
 class ServerMetrics:
     """Requests, latency, decisions per expert, head swaps, errors and reload failures."""
 
@@ -68,6 +71,38 @@ class ServerMetrics:
             "1 while the folder on disk cannot be loaded and an older router is served",
             registry=r,
         )
+
+        self.feedback_rows = Counter(
+            "irde_feedback_rows",
+            "feedback rows accepted (journaled) by the expert they inform",
+            ["expert"],
+            registry=r,
+        )
+        self.feedback_outcome = Gauge(
+            "irde_feedback_outcome_avg",
+            f"moving average (exponential, weight {OUTCOME_ALPHA} per row) of the outcomes and "
+            "scores fed back per expert",
+            ["expert"],
+            registry=r,
+        )
+        self._outcome: dict[str, float] = {}
+
+    def observe_feedback(self, rows: list[dict]) -> None:
+        """Count accepted feedback rows per expert and update the outcome averages."""
+        for row in rows:
+            if "scores" in row:
+                targets = row["scores"]
+            elif "outcome" in row:
+                targets = {row["expert"]: row["outcome"]}
+            else:  # a domain label: counted, no outcome
+                self.feedback_rows.labels(row["expert"]).inc()
+                continue
+            for expert, value in targets.items():
+                self.feedback_rows.labels(expert).inc()
+                old = self._outcome.get(expert)
+                new = float(value) if old is None else old + OUTCOME_ALPHA * (value - old)
+                self._outcome[expert] = new
+                self.feedback_outcome.labels(expert).set(new)
 
     def render(self) -> bytes:
         """The Prometheus text exposition format."""

@@ -59,7 +59,7 @@ SAVE_STEPS = ("graph", "stats", "manifest", "commit", "cleanup")
 _GENERATION = re.compile(r"(router\.[0-9a-f]{8,64}\.onnx|stats\.[0-9a-f]{8,64}\.npz)")
 # temporaries: this module's ``.<name>.<random>.tmp`` and the ``.<name>.<random>`` of 0.x saves
 _TEMPORARY = re.compile(
-    r"\.(router\.json|router\.onnx|stats\.npz|tokenizer\.json|router\.onnx\.data|"
+    r"\.(router\.json|router\.onnx|stats\.npz|tokenizer\.json|router\.onnx\.data|feedback\.jsonl|"
     r"router\.[0-9a-f]+\.onnx|stats\.[0-9a-f]+\.npz)\..+"
 )
 _save_hook: Callable[[str], None] | None = None
