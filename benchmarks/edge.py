@@ -1,9 +1,10 @@
 """Edge figures: size on disk, peak RSS, cold start and per-route time of each demo router.
 
 Routers: the demo routers of the JS tests (static fp16 vote, MiniLM fp32 with the view
-``strip_options+tail`` and layers 6,5, MiniLM int8), built by conformance/make_golden.py into
-js/test/routers when missing. A row is a name in ROUTERS (how to get the router's folder), or
-``--router NAME=PATH`` for a router already on disk: a new encoder gets its row by name.
+``strip_options+tail`` and layers 6,5, MiniLM int8, tiny int8), built by
+conformance/make_golden.py into js/test/routers when missing. A row is a name in ROUTERS (how
+to get the router's folder), or ``--router NAME=PATH`` for a router already on disk: a new
+encoder gets its row by name.
 
 Each measurement runs in fresh processes with one intra-op thread, through the public runtime
 (``irde_onnx.runtime.Router``):
@@ -57,7 +58,7 @@ ARM64 = ROOT / "build" / "arm64"  # .ci/arm64's cache: sysroot, site-packages
 ARM64_CPU = "neoverse-n1"
 # prompts timed per router under emulation (QEMU runs float SIMD in software: fp32 MiniLM is
 # about 400x slower than on x86, int8 about 150x)
-ARM64_PROMPTS = {"static": 30, "fp32": 3, "int8": 10}
+ARM64_PROMPTS = {"static": 30, "fp32": 3, "int8": 10, "tiny": 30}
 ARM64_PROMPTS_DEFAULT = 5
 # sentences for --synthetic prompts (no ../shared/data): any tokenizer cuts them to 64 tokens
 SYNTHETIC = [
@@ -89,6 +90,7 @@ ROUTERS: dict[str, tuple[str, Callable[[], Path]]] = {
     "static": ("static fp16, vote", demo_router("static")),
     "fp32": ("MiniLM fp32, layers 6,5, view strip_options+tail", demo_router("fp32")),
     "int8": ("MiniLM int8, last layer", demo_router("int8")),
+    "tiny": ("tiny int8: kept table rows, k 256, mean", demo_router("tiny")),
 }
 
 

@@ -1,6 +1,6 @@
 """Benchmark: routing speed and memory of irde routers against the usual PyTorch way.
 
-Routers: minilm int8, minilm fp32 and static (trained in the run on a few hundred RouterDC
+Routers: minilm int8, minilm fp32, static and tiny (trained in the run on a few hundred RouterDC
 prompts; speed does not depend on the head's values). Peer: sentence-transformers encode of
 the same MiniLM + a scikit-learn Ridge predict, on the same prompts. Each engine runs in a
 fresh subprocess per thread count (so the runtime process never imports torch) and reports:
@@ -42,13 +42,16 @@ from benchmarks.report import (
 
 LENGTHS = (16, 64, 128, 256)
 BATCH = 32
-ENGINES = ("minilm-int8", "minilm-fp32", "static", "pytorch")
+ENGINES = ("minilm-int8", "minilm-fp32", "static", "tiny", "pytorch")
 ROUTER_SPECS = {
     "minilm-int8": {"encoder": "minilm", "precision": "int8"},
     "minilm-fp32": {"encoder": "minilm", "precision": "fp32"},
     "static": {"encoder": "static"},
+    "tiny": {"encoder": "tiny"},
 }
-TARGET_RATIO = {"minilm-int8": 3.0, "static": 100.0}
+TARGET_RATIO = {"minilm-int8": 3.0, "static": 100.0, "tiny": 70.0}
+# route p50 at 64 tokens, batch 1 (ms), for the routers with a latency target (issue 21)
+TARGET_P50_MS = {"tiny": 0.3}
 WARMUP = 10
 
 
@@ -351,13 +354,20 @@ def tables(results: list[dict[str, Any]], routers: dict[str, Any], venvs: dict[s
             cells.append(f"{r['throughput']['64'] / peer['throughput']['64']:.1f}x")
             target = TARGET_RATIO.get(engine)
             ratio64 = peer["latency_ms"]["64"]["p50"] / r["latency_ms"]["64"]["p50"]
-            cells.append(
+            verdict = (
                 "—"
                 if target is None
                 else (
                     f"met (>= {target:g}x)" if ratio64 >= target else f"**missed** (< {target:g}x)"
                 )
             )
+            limit = TARGET_P50_MS.get(engine)
+            if limit is not None:
+                p50 = r["latency_ms"]["64"]["p50"]
+                verdict += f"; p50 {p50:.3f} ms " + (
+                    f"met (<= {limit:g} ms)" if p50 <= limit else f"**missed** (> {limit:g} ms)"
+                )
+            cells.append(verdict)
             ratio_rows.append(cells)
     if ratio_rows:
         out += [

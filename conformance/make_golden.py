@@ -4,8 +4,9 @@ Builds small routers from models/demo: static fp16 vote, MiniLM fp32 (input view
 ``strip_options+tail``, pooled layers 6 and 5), MiniLM int8 (view ``full``, last layer), a
 static router with a decision policy (costs, a default willingness to pay, a confidence
 threshold with a fallback expert, a softmax temperature), a static router with the view
-``strip_options+tail``, and a copy of the static router without the graph outputs ``choice``
-and ``confidence`` (a router saved before them). Then records, for every golden prompt, the
+``strip_options+tail``, a tiny router (int8 kept rows of the table, view ``full``), and a copy
+of the static router without the graph outputs ``choice`` and ``confidence`` (a router saved
+before them). Then records, for every golden prompt, the
 token ids of the Python tokenizer (one list per input view) and each router's scores,
 decision (the graph's ``choice``) and ``confidence``; for the policy router also the
 decisions with the willingness to pay overridden per call (``Router.route(..., wtp=)``); and
@@ -56,6 +57,7 @@ ROUTERS = {
         "lam": 1.0,
         "view": "strip_options+tail",
     },
+    "tiny": {"encoder": "tiny", "precision": "int8", "lam": 0.05},
 }
 # router.json policies set after training (RouterEditor.set_policy); costs in USD per prompt
 POLICIES = {

@@ -275,7 +275,7 @@ JS_MESSAGES: dict[str, str] = {
     "files.stats without sha256": "router.json: files.stats.sha256 must be the file's sha256 "
     "(64 lower-case hex digits); a format_version 3 router.json records one for each file: "
     "copy the router folder again from a good copy",
-    "unknown encoder": 'router.json: unknown encoder "bert"; known: minilm,static',
+    "unknown encoder": 'router.json: unknown encoder "bert"; known: ' + ",".join(ENCODERS),
     "precision of another encoder": 'router.json: unknown precision "int8"',
     "unknown strategy": 'router.json: unknown strategy "max"',
     "unknown target": "router.json: unknown target 'quality'; known: domain,score",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
 
+from irde_onnx.defaults import TINY_DIM, TINY_MAX_BYTES
 from irde_onnx.errors import InvalidInputError
 
 FEATURE_ROWS = "feature_rows"
@@ -118,6 +119,20 @@ ENCODERS: dict[str, EncoderSpec] = {
             strategies=("vote", "mean", "entropy_top_k"),
             statistics=TOKEN_COUNTS,
             build="irde_onnx.export.minilm:build_static",
+        ),
+        EncoderSpec(
+            name="tiny",
+            help="MiniLM's word-embedding table cut to the training vocabulary (<= 5 MB), "
+            "mean-pooled",
+            feature_dim=TINY_DIM,
+            precisions=("int8", "fp16"),
+            strategies=("mean",),
+            statistics=FEATURE_ROWS,
+            build="irde_onnx.export.tiny:build_tiny",
+            # the table, its id map and scales fit a byte budget whatever the vocabulary
+            # (irde_onnx.defaults.TINY_MAX_BYTES): counted as fixed weights of 4 bytes
+            token_weights=0,
+            fixed_weights=TINY_MAX_BYTES // 4,
         ),
     )
 }

@@ -27,7 +27,16 @@ RESULTS = ROOT / "benchmarks" / "results"
 @pytest.fixture(scope="module")
 def bench():
     """The benchmark modules (the benchmarks package, found through pyproject's pythonpath)."""
-    names = ["calibration", "js_hosts", "quality", "quality_report", "routerbench", "speed"]
+    names = [
+        "calibration",
+        "js_hosts",
+        "page_download",
+        "quality",
+        "quality_report",
+        "routerbench",
+        "speed",
+        "tiny_quality",
+    ]
     modules = {n: importlib.import_module(f"benchmarks.{n}") for n in names}
     # research scripts that wrote a section of BENCHMARKS.md
     modules["decision_variants"] = importlib.import_module("research.decision_variants.variants")
@@ -74,6 +83,10 @@ def render(bench, name: str) -> str:
         return bench.routerbench.report(results("routerbench.json"))
     if name == "decision_variants":
         return bench.decision_variants.report(research_results("decision_variants"))
+    if name == "tiny-quality":
+        return bench.tiny_quality.render(results("tiny_quality.json"))
+    if name == "page":
+        return bench.page_download.render(results("page_download.json"))
     if name == "speed":
         data = results("speed.json")
         return bench.speed.tables(data["results"], data["routers"], data["venvs"])
@@ -90,7 +103,16 @@ def render(bench, name: str) -> str:
 
 @pytest.mark.parametrize(
     "name",
-    ["calibration", "routerbench", "decision_variants", "speed", "quality", "generalisation"],
+    [
+        "calibration",
+        "routerbench",
+        "decision_variants",
+        "speed",
+        "quality",
+        "generalisation",
+        "tiny-quality",
+        "page",
+    ],
 )
 def test_committed_tables_are_what_the_results_render_to(bench, name):
     committed, rendered = tables(section(name)), tables(render(bench, name))

@@ -108,3 +108,12 @@ def test_the_issue_s_11_kb_graph_asking_for_gigabytes_is_refused_at_load(
     (root / "router.json").write_text(json.dumps(config))
     with pytest.raises(RouterFormatError, match="ConstantOfShape a constant size"):
         Router.load(root)
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_tiny_graphs_use_listed_ops_and_fit_the_bound(minilm_tokenizer, demo_train, precision):
+    from irde_onnx.export.tiny import build_tiny
+
+    ids = minilm_tokenizer.content_ids(demo_train[0])
+    built = build_tiny(precision, "mean", 10, minilm_tokenizer, len(EXPERTS), train_ids=ids)
+    _check(built.model, "tiny", 256, minilm_tokenizer.vocab_size)

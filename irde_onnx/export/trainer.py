@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -70,10 +71,12 @@ class RouterTrainer:
     Arguments are stored as given and checked in :meth:`fit` (as in scikit-learn).
 
     Args:
-        encoder: ``minilm`` (pooled all-MiniLM-L6-v2 features) or ``static`` (the paper's
-            token-level router on MiniLM's word-embedding table).
+        encoder: ``minilm`` (pooled all-MiniLM-L6-v2 features), ``static`` (the paper's
+            token-level router on MiniLM's word-embedding table) or ``tiny`` (that table cut
+            to the training vocabulary within 5 MB, mean-pooled: :mod:`irde_onnx.export.tiny`).
         precision: ``int8`` (default) or ``fp32`` for minilm; ``fp16`` (default) or ``fp32``
-            for the static table. The head is always float32.
+            for the static table; ``int8`` (default) or ``fp16`` for tiny. The head is always
+            float32.
         strategy: static only: ``vote`` (default), ``mean`` or ``entropy_top_k``, or
             ``"auto"`` to choose the strategy and k by cross-validation.
         top_k_tokens: k of ``entropy_top_k``.
@@ -327,7 +330,7 @@ class RouterTrainer:
         # 1. the graph that ships, built in memory with a zero head: the features the head
         #    is fit on are the shipped graph's own
         router, validate = self._build(
-            spec, precision, export_strategy, kind, names, view=view, layers=layers
+            spec, precision, export_strategy, kind, names, view=view, layers=layers, texts=texts
         )
 
         # 2. statistics: per expert (domains) or shared (scores), and per fold
@@ -358,6 +361,7 @@ class RouterTrainer:
                     view=view,
                     layers=layers,
                     top_k_tokens=top_k,
+                    texts=texts,
                 )
 
         # 4. the head and the decision settings, through the editor: one final graph
@@ -441,6 +445,7 @@ class RouterTrainer:
             names,
             view="full",
             layers=union if union != (last,) else (),
+            texts=texts,
         )
         viewed = {v: [prepare_text(t, self.max_length, v) for t in texts] for v in views}
         unique = list(dict.fromkeys(t for v in views for t in viewed[v]))
@@ -469,13 +474,23 @@ class RouterTrainer:
         view: str,
         layers: tuple[int, ...],
         top_k_tokens: int | None = None,
+        texts: Sequence[str] = (),
     ) -> tuple[Router, Validator]:
-        """The router with a zero head and placeholder statistics, built in memory."""
+        """The router with a zero head and placeholder statistics, built in memory.
+
+        ``texts``: the training prompts, for builders that take their content ids.
+        """
         top_k = self.top_k_tokens if top_k_tokens is None else top_k_tokens
         tokenizer_json = shipped_tokenizer(minilm_tokenizer_file(), self.max_length)
         tokenizer = TextTokenizer(tokenizer_json, self.max_length, view)
-        built: BuiltGraph = spec.builder()(
-            precision, strategy, top_k, tokenizer, len(names), layers=layers
+        builder = spec.builder()
+        extra: dict[str, Any] = {}
+        if "train_ids" in inspect.signature(builder).parameters:
+            # builders whose graph depends on the training prompts (tiny: its kept rows and
+            # projection) get their content ids, the router's view applied
+            extra["train_ids"] = tokenizer.content_ids(texts)
+        built: BuiltGraph = builder(
+            precision, strategy, top_k, tokenizer, len(names), layers=layers, **extra
         )
         config = RouterConfig(
             experts=tuple(names),

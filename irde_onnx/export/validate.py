@@ -9,6 +9,7 @@ import numpy as np
 
 from irde_onnx.errors import ExportValidationError
 from irde_onnx.learning.static_scores import static_scores
+from irde_onnx.learning.tiny_features import TinyTable, tiny_scores
 from irde_onnx.runtime.router import Router
 from irde_onnx.runtime.tokenize import prepare_text
 
@@ -24,6 +25,7 @@ FEATURE_ATOL_FP32 = 1e-4
 MIN_COSINE_INT8 = 0.95
 SCORE_ATOL = 1e-4
 STATIC_ATOL = 1e-5
+TINY_ATOL = 1e-5
 
 
 @dataclass(frozen=True)
@@ -101,3 +103,29 @@ def validate_static(
             f"static graph scores differ from numpy by {worst:.3g} (tolerance {STATIC_ATOL:g})"
         )
     return ValidationReport("numpy", "max_abs_diff", worst, STATIC_ATOL, worst)
+
+
+def validate_tiny(
+    router: Router, table: TinyTable, normalize: bool, w: np.ndarray, b: np.ndarray
+) -> ValidationReport:
+    """Graph features, scores and decisions against :func:`tiny_scores` (numpy)."""
+    worst = 0.0
+    feats = router.features(PROBE_TEXTS)
+    scores = router.scores(PROBE_TEXTS)
+    for idx, ids, mask in router.tokenizer.batches(PROBE_TEXTS, 4):
+        ref, ref_feats = tiny_scores(ids, mask, table, w, b, normalize)
+        worst = max(
+            worst,
+            float(np.abs(scores[idx] - ref).max()),
+            float(np.abs(feats[idx] - ref_feats).max()),
+        )
+        if not np.array_equal(scores[idx].argmax(1), ref.argmax(1)):
+            raise ExportValidationError(
+                f"tiny graph picks other experts than the numpy reference for texts {idx.tolist()}"
+            )
+    if worst > TINY_ATOL:
+        raise ExportValidationError(
+            f"tiny graph features or scores differ from numpy by {worst:.3g} "
+            f"(tolerance {TINY_ATOL:g})"
+        )
+    return ValidationReport("numpy", "max_abs_diff", worst, TINY_ATOL, worst)

@@ -76,7 +76,12 @@ MINILM_OPS = STATIC_OPS | {
     "Sqrt",
     "Transpose",
 }
-ALLOWED_OPS: dict[str, frozenset[str]] = {"static": STATIC_OPS, "minilm": frozenset(MINILM_OPS)}
+# the tiny router (graph/build.py tiny_router) writes a subset of the static operators
+ALLOWED_OPS: dict[str, frozenset[str]] = {
+    "static": STATIC_OPS,
+    "minilm": frozenset(MINILM_OPS),
+    "tiny": STATIC_OPS,
+}
 # operator -> the input positions that give the size of the tensor it makes
 SIZE_INPUTS = {
     "ConstantOfShape": (0,),

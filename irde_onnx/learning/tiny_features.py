@@ -100,6 +100,37 @@ def select_vocabulary(
     return np.flatnonzero(keep).astype(np.int64)
 
 
+def vocabulary_within(
+    train_ids: Sequence[np.ndarray],
+    vocab_size: int,
+    special_ids: Sequence[int],
+    frequent: np.ndarray | None,
+    n_frequent: int,
+    max_rows: int,
+) -> np.ndarray:
+    """:func:`select_vocabulary` cut to at most ``max_rows`` ids (a byte budget).
+
+    The first ``n_frequent`` ids of ``frequent`` are kept first, then the training tokens
+    from the most to the least often seen (ties: the smaller id); the ones left out read the
+    shared unknown row. Sorted int64 ids.
+    """
+    kept = select_vocabulary(train_ids, vocab_size, special_ids, frequent, n_frequent)
+    if len(kept) <= max_rows:
+        return kept
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+    counts = np.zeros(vocab_size, np.float64)
+    if len(train_ids):
+        flat = np.concatenate([np.asarray(a, np.int64) for a in train_ids])
+        counts = np.bincount(flat, minlength=vocab_size).astype(np.float64)
+    if frequent is not None and n_frequent > 0:
+        order = np.asarray(frequent, np.int64)
+        order = order[~np.isin(order, np.asarray(special_ids, np.int64))]
+        counts[order[:n_frequent]] = np.inf
+    rank = np.lexsort((kept, -counts[kept]))  # most seen first, then the smaller id
+    return np.sort(kept[rank[:max_rows]])
+
+
 def fit_projection(features: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """PCA of pooled training features: ``(mean (d,), components (d, k))``, float64."""
     x = np.asarray(features, np.float64)

@@ -134,6 +134,20 @@ export const SPEC = freeze({
    "layers": 0,
    "token_weights": null,
    "fixed_weights": 0
+  },
+  "tiny": {
+   "feature_dim": 256,
+   "precisions": [
+    "int8",
+    "fp16"
+   ],
+   "strategies": [
+    "mean"
+   ],
+   "pooled": true,
+   "layers": 0,
+   "token_weights": 0,
+   "fixed_weights": 1250000
   }
  },
  "default_encoder": "minilm",
@@ -182,6 +196,37 @@ export const SPEC = freeze({
     "Where"
    ],
    "static": [
+    "Add",
+    "ArgMax",
+    "Cast",
+    "Clip",
+    "Concat",
+    "Constant",
+    "ConstantOfShape",
+    "Div",
+    "Gather",
+    "GatherElements",
+    "Identity",
+    "Less",
+    "Log",
+    "MatMul",
+    "Max",
+    "Min",
+    "Mul",
+    "Neg",
+    "OneHot",
+    "ReduceL2",
+    "ReduceSum",
+    "ScatterElements",
+    "Shape",
+    "Softmax",
+    "Squeeze",
+    "Sub",
+    "TopK",
+    "Unsqueeze",
+    "Where"
+   ],
+   "tiny": [
     "Add",
     "ArgMax",
     "Cast",

@@ -102,6 +102,18 @@ describe("demo page in headless Chromium", { ...browserSkip(), timeout: 300_000 
     await page.close();
   });
 
+  it(`tiny router: scores within ${SCORE_ATOL} of Python, identical decisions`, async () => {
+    const texts = await goldenTexts();
+    const page = await openPage("tiny");
+    const routes = await routeInPage(page, texts, 1);
+    const { maxDiff, maxConfDiff, flips } = compareRoutes("tiny", routes, golden.routers.tiny.experts);
+    console.log(`# Chromium tiny: max |score difference| ${maxDiff.toExponential(2)}, max |confidence difference| ${maxConfDiff.toExponential(2)}`);
+    assert.ok(maxDiff <= SCORE_ATOL, `max |score difference| ${maxDiff}`);
+    assert.ok(maxConfDiff <= SCORE_ATOL, `max |confidence difference| ${maxConfDiff}`);
+    assert.deepEqual(flips, []);
+    await page.close();
+  });
+
   for (const [name, overrides] of Object.entries(golden.wtp ?? {})) {
     it(`${name} router: Python's decisions and confidences, also with a per-call wtp`, async () => {
       const texts = await goldenTexts();
