@@ -35,12 +35,18 @@ if TYPE_CHECKING:
     import numpy as np
 
 # max |score - x86| allowed per router; a decision may only change where x86's top-2 margin
-# is within the same tolerance. None: float32 rounding only (STATIC_ULPS), no decision change
-TOLERANCE: dict[str, float | None] = {"static": None, "fp32": 1e-5, "int8": 0.05}
+# is within the same tolerance. None: float32 rounding only (STATIC_ULPS), no decision change.
+# tiny: an int8 table dequantised in float, then a mean and a MatMul: float rounding, as fp32
+TOLERANCE: dict[str, float | None] = {"static": None, "fp32": 1e-5, "int8": 0.05, "tiny": 1e-5}
 STATIC_ULPS = 2
 # prompts routed per router: (longest prompt in tokens, token budget); None: every prompt.
 # Override with ARM64_BUDGET="fp32=32:250,int8=64:1500" (e.g. "int8=256:100000": all).
-BUDGET: dict[str, tuple[int, int] | None] = {"static": None, "fp32": (32, 250), "int8": (64, 1500)}
+BUDGET: dict[str, tuple[int, int] | None] = {
+    "static": None,
+    "fp32": (32, 250),
+    "int8": (64, 1500),
+    "tiny": None,
+}
 
 
 def budgets() -> dict[str, tuple[int, int] | None]:

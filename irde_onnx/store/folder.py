@@ -188,7 +188,8 @@ def acquire(lock: FileLock, root: str | os.PathLike, timeout: float = LOCK_TIMEO
         ) from exc
 
 
-def _fsync_dir(root: Path) -> None:
+def fsync_dir(root: Path) -> None:
+    """Make a rename or a new file in ``root`` durable (no-op where unsupported)."""
     try:
         fd = os.open(root, os.O_RDONLY)
     except OSError:  # not supported (Windows): the rename is still atomic
@@ -368,7 +369,7 @@ def _write_generation(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(root)
+    fsync_dir(root)
     _step("cleanup")
     remove_stale(root, committed)
     return committed

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from irde_onnx.errors import RouterFormatError
+from irde_onnx.store.folder import fsync_dir
 
 JOURNAL_FILE = "feedback.jsonl"
 
@@ -98,7 +99,7 @@ def append_journal(
     finally:
         os.close(fd)
     if new:
-        _fsync_dir(Path(root))
+        fsync_dir(Path(root))
     return size
 
 
@@ -119,22 +120,9 @@ def drop_folded(root: Path, upto: int) -> int:
     keep = [line + b"\n" for line in data[:end].splitlines() if int(json.loads(line)["seq"]) > upto]
     if not keep:
         path.unlink()
-        _fsync_dir(root)
+        fsync_dir(root)
         return 0
     tmp = write_temporary(root, JOURNAL_FILE, b"".join(keep))
     os.replace(tmp, path)
-    _fsync_dir(root)
+    fsync_dir(root)
     return path.stat().st_size
-
-
-def _fsync_dir(root: Path) -> None:
-    try:
-        fd = os.open(root, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
