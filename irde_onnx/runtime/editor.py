@@ -645,8 +645,7 @@ class RouterEditor:
                     committed = write_generation(self.path, gen.graph, stats, gen.config)
                     # the new statistics hold the journal up to journal_seq: drop those entries
                     size = drop_folded(self.path, self._stats.journal_seq)
-                    self.saved = self._saved_router(gen, committed, self.path)
-                    self.saved._journal = size
+                    self.saved = self._saved_router(gen, committed, self.path).with_journal(size)
                     self._reset(self.saved)
                 return self.path
             gen = self._generation(buffer)

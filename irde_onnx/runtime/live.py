@@ -203,7 +203,6 @@ class LiveRouter:
                     assert router is not None
                     self._unsaved = 0
                 else:
-                    router = editor.router
-                    router._journal = size  # the journal as this router holds it
+                    router = editor.router.with_journal(size)  # the journal as it holds it
             self._swap(router, "feedback")
             return first + n - 1, router

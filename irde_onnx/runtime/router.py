@@ -257,9 +257,14 @@ class Router:
                     f"folded: {exc}; remove those lines (or the file, dropping unsaved feedback)"
                 ) from exc
             start = end
-        router = editor.router
-        router._journal = size
-        return router
+        return editor.router.with_journal(size)
+
+    def with_journal(self, size: int | None) -> Router:
+        """The same router, holding the folder's feedback journal of ``size`` bytes."""
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin._journal = size
+        return twin
 
     def journal_changed(self) -> bool:
         """True when the folder's feedback journal is not the one this router replayed."""
