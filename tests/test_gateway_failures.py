@@ -17,16 +17,15 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 
+import httpx
 import pytest
 
-pytest.importorskip("starlette")
-httpx = pytest.importorskip("httpx")
 openai = pytest.importorskip("openai")
 
-from irde_onnx.runtime import Router  # noqa: E402
-from irde_onnx.serve import ServeSettings, create_app  # noqa: E402
+from irde_onnx.runtime import Router
+from irde_onnx.serve import ServeSettings, create_app
 
-from .serve_helpers import running  # noqa: E402
+from .serve_helpers import running
 
 MATH = "Solve for x: 3x - 7 = 2x + 5."
 MESSAGES = [{"role": "user", "content": MATH}]

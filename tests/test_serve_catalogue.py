@@ -9,22 +9,19 @@ import logging
 import shlex
 import socket
 
+import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
-pytest.importorskip("starlette")
-httpx = pytest.importorskip("httpx")
+from irde_onnx.runtime import RouterEditor
+from irde_onnx.serve import ServeSettings, create_app
+from irde_onnx.serve.app import log_value
 
-from starlette.applications import Starlette  # noqa: E402
-from starlette.requests import Request  # noqa: E402
-from starlette.responses import JSONResponse  # noqa: E402
-from starlette.routing import Route  # noqa: E402
-
-from irde_onnx.runtime import RouterEditor  # noqa: E402
-from irde_onnx.serve import ServeSettings, create_app  # noqa: E402
-from irde_onnx.serve.app import log_value  # noqa: E402
-
-from .bad_inputs import folder_hashes  # noqa: E402
-from .serve_helpers import running  # noqa: E402
+from .bad_inputs import folder_hashes
+from .serve_helpers import running
 
 TOKEN = "catalogue-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}

@@ -9,19 +9,16 @@ import subprocess
 import sys
 import time
 
+import httpx
 import numpy as np
 import pytest
 
 from irde_onnx.runtime import Router, RouterEditor
+from irde_onnx.serve import ServeSettings, create_app
+from irde_onnx.serve.feedback import RecentPrompts
 from irde_onnx.store.journal import JOURNAL_FILE
 
-httpx = pytest.importorskip("httpx")
-pytest.importorskip("starlette")
-
-from irde_onnx.serve import ServeSettings, create_app  # noqa: E402
-from irde_onnx.serve.feedback import RecentPrompts  # noqa: E402
-
-from .serve_helpers import free_port, running  # noqa: E402
+from .serve_helpers import free_port, running
 
 TOKEN = "feedback-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}

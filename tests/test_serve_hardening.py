@@ -15,15 +15,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+import uvicorn
 
-pytest.importorskip("starlette")
-httpx = pytest.importorskip("httpx")
-
-import uvicorn  # noqa: E402
-
-from irde_onnx.serve import ServeSettings, create_app  # noqa: E402
-from irde_onnx.serve.runner import RunOptions, uvicorn_config  # noqa: E402
+from irde_onnx.serve import ServeSettings, create_app
+from irde_onnx.serve.runner import RunOptions, uvicorn_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "hardening-token"

@@ -15,12 +15,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+import httpx
 
-httpx = pytest.importorskip("httpx")
-pytest.importorskip("starlette")
-
-from .serve_helpers import free_port  # noqa: E402
+from .serve_helpers import free_port
 
 TOKEN = "workers-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
