@@ -18,9 +18,8 @@ import threading
 from collections.abc import Callable, Iterator
 
 import httpx
+import openai
 import pytest
-
-openai = pytest.importorskip("openai")
 
 from irde_onnx.runtime import Router
 from irde_onnx.serve import ServeSettings, create_app
