@@ -166,14 +166,12 @@ def open_session(
     threads: int | None = None,
     providers: Sequence[str] | None = None,
     head: tuple[np.ndarray, np.ndarray] | None = None,
-    initializers: Mapping[str, np.ndarray] | None = None,
     external: str | os.PathLike | Mapping[str, bytes] | None = None,
 ) -> ort.InferenceSession:
     """Open ``graph`` (a file or its bytes); ``head=(W, b)`` replaces the head initializers.
 
-    ``initializers`` replaces further initializers by name (the decision policy's), keeping
-    their dtype. The replacement arrays must outlive the session (onnxruntime keeps a
-    reference to their memory), so they are attached to the returned session object.
+    The replacement arrays must outlive the session (onnxruntime keeps a reference to their
+    memory), so they are attached to the returned session object.
     ``external``: for graph bytes, where their external tensors live: a folder, or
     ``{file name: bytes}``.
     """
@@ -183,8 +181,6 @@ def open_session(
     if head is not None:
         w, b = head
         replaced += [(HEAD_W, np.asarray(w, np.float32)), (HEAD_B, np.asarray(b, np.float32))]
-    if initializers:
-        replaced += list(initializers.items())
     for name, arr in replaced:
         buffer = np.ascontiguousarray(arr)
         value = ort.OrtValue.ortvalue_from_numpy(buffer)  # no copy: keep buffer alive
