@@ -35,10 +35,13 @@ from benchmarks.report import (
 )
 
 SECTION = "tiny-quality"
+PAGE_BUDGET = 2_000_000  # RouterTrainer(max_bytes=...) of the page-sized tiny router
 TARGETS = {"in_source": 0.88, "cross_source": 0.69}
 VARIANTS = {
     "tiny int8 (grouped CV)": ({"encoder": "tiny"}, True),
     "tiny int8 (5 shuffled folds)": ({"encoder": "tiny"}, False),
+    # the page budget: a graph whose page (wasm + scripts + tokenizer + graph) stays <= 6 MB gzip
+    "tiny int8, 2 MB budget (grouped CV)": ({"encoder": "tiny", "max_bytes": PAGE_BUDGET}, True),
     "static fp16 vote (grouped CV)": ({"encoder": "static", "strategy": "vote"}, True),
     "static fp16 mean (grouped CV)": ({"encoder": "static", "strategy": "mean"}, True),
 }
@@ -49,8 +52,13 @@ def log(message: str) -> None:
     print(f"[tiny-quality {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def run(data: Path, variants: Sequence[str]) -> dict[str, Any]:
-    """Every variant on both protocols."""
+def slug(variant: str) -> str:
+    """A folder name for a variant (``--save-routers``)."""
+    return "".join(c if c.isalnum() else "-" for c in variant).strip("-").replace("--", "-")
+
+
+def run(data: Path, variants: Sequence[str], save: Path | None = None) -> dict[str, Any]:
+    """Every variant on both protocols; ``save``: keep the in-source tiny routers there."""
     from irde_onnx.export import RouterTrainer
     from research.tiny.study import protocols
 
@@ -76,7 +84,9 @@ def run(data: Path, variants: Sequence[str]) -> dict[str, Any]:
             acc = float(np.mean([a == labels[i] for a, i in zip(pred, scored, strict=True)]))
             cfg = trainer.router_.config
             with tempfile.TemporaryDirectory(prefix="irde-tiny-quality-") as tmp:
-                graph = trainer.save(Path(tmp) / "router")
+                keep = save is not None and name == "in_source" and variant.startswith("tiny")
+                where = save / slug(variant) if keep else Path(tmp) / "router"
+                graph = trainer.save(where, overwrite=keep)
                 size = sum(
                     (graph / f).stat().st_size
                     for f in ("router.onnx", "router.onnx.data")
@@ -128,7 +138,9 @@ def render(result: dict[str, Any]) -> str:
                 "tiny router's temperature) chosen by grouped CV on the training rows (groups: "
                 "source benchmark; source subset for cross-source), or by 5 shuffled folds where "
                 "said; test rows scored once. The graph, lam and temperature columns are the "
-                "in-source routers'.",
+                "in-source routers'. The 2 MB budget (`irde train --encoder tiny --max-bytes "
+                f"{PAGE_BUDGET}`) keeps fewer vocabulary rows so that a browser page holding the "
+                "router stays under 6 MB gzip (see the page download section).",
                 "",
                 markdown_table(
                     [
@@ -154,9 +166,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--json", type=Path, default=RESULTS / "tiny_quality.json")
     parser.add_argument("--md", type=Path, default=None, help="markdown file (BENCHMARKS.md)")
+    parser.add_argument(
+        "--save-routers",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep the in-source tiny routers in DIR/<variant> (for benchmarks.page_download)",
+    )
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
-    result = {"header": header(command_line()), "protocols": run(args.data, args.variants)}
+    protocols = run(args.data, args.variants, args.save_routers)
+    result = {"header": header(command_line()), "protocols": protocols}
     result["seconds"] = time.perf_counter() - t0
     markdown = render(result)
     print(markdown)

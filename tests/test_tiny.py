@@ -159,3 +159,36 @@ def test_needs_training_prompts():
 
     with pytest.raises(InvalidInputError, match="training prompts"):
         build_tiny("int8", "mean", 10, None, 3)
+
+
+def test_max_bytes_keeps_a_smaller_table_that_still_routes(demo_train, demo_samples, tmp_path):
+    from irde_onnx.export.tiny import MIN_TINY_BYTES
+
+    budget = 1_000_000
+    tr = RouterTrainer(encoder="tiny", max_bytes=budget, lam=0.05, progress=False)
+    tr.fit(*demo_train)
+    folder = tr.save(tmp_path / "small")
+    graph_bytes = (folder / "router.onnx").stat().st_size + (folder / "router.onnx.data").stat().st_size
+    assert graph_bytes <= budget
+    rows = len(np.unique(_id_map(folder)))
+    # the demo prompts hold ~5,400 kept rows at the default budget; 1 MB holds fewer
+    assert rows <= max_table_rows(TINY_DIM, "int8", 30522, len(tr.experts_), budget)
+    assert tr.validation_ is not None  # the graph matches the numpy reference
+    texts, labels = demo_samples
+    assert np.mean([p == y for p, y in zip(tr.predict(texts), labels, strict=True)]) >= 0.7
+    assert MIN_TINY_BYTES <= budget
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"encoder": "static", "max_bytes": 2_000_000}, "tiny encoder only"),
+        ({"encoder": "tiny", "max_bytes": 1000}, "max_bytes must be an integer >= 500,000"),
+        ({"encoder": "tiny", "max_bytes": 2.5e6}, "max_bytes must be an integer"),
+    ],
+)
+def test_max_bytes_errors(demo_train, kwargs, match):
+    from irde_onnx.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match=match):
+        RouterTrainer(progress=False, **kwargs).fit(*demo_train)

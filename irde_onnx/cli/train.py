@@ -78,6 +78,14 @@ def add_parser(subparsers: Any) -> None:  # argparse's _SubParsersAction is priv
     p.add_argument("--label-field", default="expert", help='label field (default "expert")')
     _selection_arguments(p)
     p.add_argument("--max-length", type=positive_int, default=256, help="tokens kept per prompt")
+    p.add_argument(
+        "--max-bytes",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="tiny only: the graph's byte budget (default 5000000; e.g. 2000000 keeps a "
+        "browser page under 6 MB gzip, see BENCHMARKS.md)",
+    )
     threads_argument(p)
     p.add_argument("--force", action="store_true", help="replace a non-empty --out directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -169,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
         calibrate=not args.no_calibration,
         view=args.view,
         layers=args.layers,
+        max_bytes=args.max_bytes,
     )
     if args.engine == "ray":
         from irde_onnx.engines.ray import require_ray

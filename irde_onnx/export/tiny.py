@@ -57,6 +57,9 @@ def vocabulary_order(tokenizer: TextTokenizer) -> np.ndarray:
     return order[~np.isin(order, tokenizer.special_ids)]
 
 
+MIN_TINY_BYTES = 500_000  # the smallest budget RouterTrainer(max_bytes=...) accepts: ~1,500 rows
+
+
 def max_table_rows(
     dim: int, precision: str, vocab_size: int, n_experts: int, budget: int = TINY_MAX_BYTES
 ) -> int:
@@ -110,16 +113,18 @@ def build_tiny(
     layers: tuple[int, ...] = (),
     *,
     train_ids: Sequence[np.ndarray] | None = None,
+    budget: int = TINY_MAX_BYTES,
 ) -> BuiltGraph:
     """The tiny router of ``train_ids`` (each training prompt's content ids) + a zero head.
 
-    The trainer passes ``train_ids`` to the builders that take it; see
+    The trainer passes ``train_ids`` to the builders that take it, and ``budget`` (the
+    graph's bytes) when ``RouterTrainer(max_bytes=...)`` is set; see
     :func:`irde_onnx.export.minilm.build_minilm` for the other arguments.
     """
     del strategy, top_k_tokens, layers  # one strategy (mean), no layers
     if not train_ids:
         raise InvalidInputError("the tiny encoder needs the training prompts (train_ids)")
-    t = tiny_table(train_ids, tokenizer, precision, n_experts)
+    t = tiny_table(train_ids, tokenizer, precision, n_experts, budget=budget)
     zeros_w = np.zeros((t.dim, n_experts), np.float32)
     zeros_b = np.zeros(n_experts, np.float32)
     model = graph.tiny_router(t.rows, t.id_map, zeros_w, zeros_b, t.weight, t.scale, TINY_NORMALIZE)

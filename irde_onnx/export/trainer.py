@@ -15,6 +15,7 @@ from irde_onnx._version import __version__
 from irde_onnx.arguments import check_texts
 from irde_onnx.decision.policy import UNSET
 from irde_onnx.defaults import default_layers, default_view
+from irde_onnx.export.tiny import MIN_TINY_BYTES
 from irde_onnx.encoders import DEFAULT_ENCODER, EncoderSpec, get_encoder
 from irde_onnx.errors import InvalidInputError
 from irde_onnx.export.minilm import BuiltGraph, minilm_tokenizer_file
@@ -107,6 +108,9 @@ class RouterTrainer:
             encoders): a softmax temperature (domains) or a per-expert affine map of the
             scores folded into the head (scores), on at most ``CALIBRATION_ROWS`` rows. The
             static encoder is not calibrated.
+        max_bytes: tiny only: the byte budget of its graph (default
+            ``irde_onnx.defaults.TINY_MAX_BYTES``, 5,000,000); a smaller one keeps fewer
+            vocabulary rows, e.g. to fit a web page's download (BENCHMARKS.md, page).
 
     Attributes:
         experts_: expert names in column order.
@@ -143,6 +147,7 @@ class RouterTrainer:
         calibrate: bool = True,
         view: str | None = None,
         layers: Sequence[int] | str | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         self.encoder = encoder
         self.precision = precision
@@ -162,6 +167,7 @@ class RouterTrainer:
         self.calibrate = calibrate
         self.view = view
         self.layers = layers
+        self.max_bytes = max_bytes
 
     # -- parameters and targets -------------------------------------------------------------
     def _resolved(self) -> tuple[EncoderSpec, str, str]:
@@ -198,6 +204,17 @@ class RouterTrainer:
             raise InvalidInputError(f"engine must be one of {ENGINES}, got {self.engine!r}")
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
             raise InvalidInputError(f"workers must be a positive integer, got {self.workers!r}")
+        if self.max_bytes is not None:
+            if "budget" not in inspect.signature(spec.builder()).parameters:
+                raise InvalidInputError(
+                    f"max_bytes (--max-bytes) applies to the tiny encoder only, not {spec.name!r}; "
+                    "leave it out or use encoder='tiny'"
+                )
+            if type(self.max_bytes) is not int or self.max_bytes < MIN_TINY_BYTES:
+                raise InvalidInputError(
+                    f"max_bytes must be an integer >= {MIN_TINY_BYTES:,} (room for the head "
+                    f"and a few thousand vocabulary rows), got {self.max_bytes!r}"
+                )
         if not isinstance(self.cv_folds, int) or self.cv_folds < 2:
             raise InvalidInputError(f"cv_folds must be an integer >= 2, got {self.cv_folds!r}")
         return spec, precision, strategy
@@ -489,6 +506,8 @@ class RouterTrainer:
             # builders whose graph depends on the training prompts (tiny: its kept rows and
             # projection) get their content ids, the router's view applied
             extra["train_ids"] = tokenizer.content_ids(texts)
+        if self.max_bytes is not None:  # checked in _resolved: the builder takes a budget
+            extra["budget"] = self.max_bytes
         built: BuiltGraph = builder(
             precision, strategy, top_k, tokenizer, len(names), layers=layers, **extra
         )

@@ -1,13 +1,14 @@
 // What the demo page downloads in headless Chromium for each router: every URL it fetches
 // (page, scripts, onnxruntime-web's wasm build, the router's files), with the served file's
-// raw bytes and its bytes gzipped (zlib level 9, as a static server with gzip would send it),
+// raw bytes, its bytes gzipped (zlib level 9, as a static server with gzip would send it) and
+// brotli-compressed (quality 11, as a CDN or a server with precompressed .br files sends it),
 // read from disk (Playwright does not hand over bodies of every size). Prints one JSON object.
 // Used by benchmarks/page_download.py:  node bench/page_bytes.mjs ROUTERS_DIR NAME [NAME...]
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
-import { gzipSync } from "node:zlib";
+import { brotliCompressSync, constants, gzipSync } from "node:zlib";
 
 import { chromium } from "playwright-core";
 
@@ -25,21 +26,26 @@ try {
     const context = await browser.newContext();
     const page = await context.newPage();
     const files = [];
+    // only names here: compressing in the handler would block this process, which also
+    // serves the page (brotli at quality 11 takes seconds per MB)
     page.on("response", (response) => {
       const url = new URL(response.url());
-      const rel = decodeURIComponent(url.pathname);
-      let file;
-      if (rel.startsWith("/router/")) file = path.join(path.resolve(routersDir), rel.slice(8));
-      else file = path.join(JS_ROOT, "demo", rel === "/" ? "index.html" : rel.slice(1));
-      const body = readFileSync(file);
-      files.push({
-        path: rel, status: response.status(), bytes: body.length,
-        gzip: gzipSync(body, { level: 9 }).length,
-      });
+      files.push({ path: decodeURIComponent(url.pathname), status: response.status() });
     });
     await page.goto(`${base}?router=router/${name}/`);
     await page.waitForSelector("body[data-ready]", { timeout: 120_000 });
     const ready = await page.getAttribute("body", "data-ready");
+    for (const f of files) {
+      const file = f.path.startsWith("/router/")
+        ? path.join(path.resolve(routersDir), f.path.slice(8))
+        : path.join(JS_ROOT, "demo", f.path === "/" ? "index.html" : f.path.slice(1));
+      const body = readFileSync(file);
+      f.bytes = body.length;
+      f.gzip = gzipSync(body, { level: 9 }).length;
+      f.brotli = brotliCompressSync(body, {
+        params: { [constants.BROTLI_PARAM_QUALITY]: 11, [constants.BROTLI_PARAM_SIZE_HINT]: body.length },
+      }).length;
+    }
     files.sort((a, b) => b.bytes - a.bytes);
     out[name] = { ready, files };
     await context.close();

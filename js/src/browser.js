@@ -127,10 +127,13 @@ function asBytes(data) {
 /** A router in the browser (onnxruntime-web, wasm). */
 export class Router extends CoreRouter {
   /**
-   * Load the router folder served at baseUrl (router.json, the graph, the statistics,
-   * router.onnx.data, tokenizer.json); every file's sha256 is checked against router.json.
+   * Load the router folder served at baseUrl (router.json, the graph, router.onnx.data,
+   * tokenizer.json); every file's sha256 is checked against router.json. The statistics
+   * (stats.npz) are not fetched: routing never reads them; `checkStatistics: true` fetches
+   * and checks them too.
    * @param {string|URL} baseUrl the folder's URL; a relative URL resolves against the page
-   * @param {{wasmPaths?: string, threads?: number, fetch?: typeof fetch}} [options]
+   * @param {{wasmPaths?: string, threads?: number, fetch?: typeof fetch,
+   *   checkStatistics?: boolean}} [options]
    *   wasmPaths: the folder URL (ending in /) that serves ort-wasm-simd-threaded.wasm, when
    *   it is not where the bundle expects it
    */
@@ -143,10 +146,12 @@ export class Router extends CoreRouter {
     const configText = await (await fetchOk(configUrl, fetchImpl)).text();
     const parsed = parseConfig(configText, configUrl);
     const get = (name) => fetchOk(new URL(name, base).href, fetchImpl).then((r) => r.arrayBuffer());
-    // the statistics are fetched only to check their sha256 (the JS host never reads them)
+    // routing never reads the statistics: they are fetched (to check their sha256) only when
+    // asked, which keeps them off the page's download (issue 21: 2.5 MB for a tiny router)
+    const wantStats = options.checkStatistics === true && Boolean(parsed.stats.sha256);
     const [graph, stats, tokenizer, data] = await Promise.all([
       get(parsed.graph.name),
-      parsed.stats.sha256 ? get(parsed.stats.name) : null,
+      wantStats ? get(parsed.stats.name) : null,
       get(TOKENIZER_FILE),
       get(DATA_FILE),
     ]);
@@ -158,8 +163,9 @@ export class Router extends CoreRouter {
 
   /**
    * Build a router from the bytes of its files (e.g. picked by the user or cached). Every
-   * file router.json records a sha256 for must be given as it is on disk: `stats` for
-   * format_version 2 and 3, `tokenizer` as bytes (or its exact text) for 3.
+   * file given is checked against the sha256 router.json records; `tokenizer` must be bytes
+   * (or its exact text) for format_version 3. `stats` is optional: routing never reads the
+   * statistics, so they are checked only when given.
    * @param {{routerJson: string, graph: Uint8Array|ArrayBuffer,
    *   data: Uint8Array|ArrayBuffer, tokenizer: Uint8Array|ArrayBuffer|string|object,
    *   stats?: Uint8Array|ArrayBuffer}} files
@@ -169,12 +175,6 @@ export class Router extends CoreRouter {
     configure(options);
     const source = options.source ?? "router";
     const parsed = parseConfig(String(files.routerJson), `${source}/${CONFIG_FILE}`);
-    if (parsed.stats.sha256 && files.stats == null) {
-      throw new InvalidInputError(
-        `${source}/${CONFIG_FILE} records the sha256 of ${parsed.stats.name}: give its bytes ` +
-        "as files.stats, so that they are checked as every host checks them",
-      );
-    }
     let { tokenizer } = files;
     if (typeof tokenizer === "string") tokenizer = new TextEncoder().encode(tokenizer);
     else if (tokenizer instanceof ArrayBuffer || tokenizer instanceof Uint8Array) tokenizer = asBytes(tokenizer);
@@ -212,6 +212,7 @@ export class Router extends CoreRouter {
       source,
       backend: "wasm",
       RouterClass: Router,
+      unread: stats == null ? ["stats"] : [],
       openSession: () => createSession(graph, data),
     });
   }

@@ -443,13 +443,16 @@ export async function sha256Hex(bytes) {
  * Raise unless every file has the SHA-256 router.json records (Python's verify_generation):
  * format_version 3 every file, 2 the graph and statistics, 1 none.
  * @param {ReturnType<typeof parseConfig>} parsed
- * @param {Record<string, string>} digests lower-case hex SHA-256 per role (graph, stats,
+ * @param {Record<string, string|null>} digests lower-case hex SHA-256 per role (graph, stats,
  *   data, tokenizer), computed by the host from the bytes it uses
+ * @param {string} source
+ * @param {string[]} [unread] roles the host did not read and does not need (the browser's
+ *   statistics, which routing never reads): not checked
  */
-export function checkDigests(parsed, digests, source) {
+export function checkDigests(parsed, digests, source, unread = []) {
   for (const role of ["graph", "stats", "data", "tokenizer"]) {
     const { name, sha256 } = parsed.files[role];
-    if (!sha256) continue;
+    if (!sha256 || unread.includes(role)) continue;
     if (digests[role] !== sha256) {
       throw new RouterFormatError(
         `${source}/${name} does not match the sha256 recorded in ${CONFIG_FILE}: the file is ` +
@@ -885,12 +888,13 @@ export class Router {
  * @param {object} parts.tokenizerJson parsed tokenizer.json
  * @param {(graph: {name: string}) => Promise<object>} parts.openSession opens the session
  * @param {object} parts.ort the onnxruntime module (for Tensor)
+ * @param {string[]} [parts.unread] roles the host did not read (not checked)
  */
 export async function routerFromParts({ parsed, graphBytes, digests, tokenizerJson, openSession,
-  ort, source, backend, RouterClass = Router }) {
+  ort, source, backend, RouterClass = Router, unread = [] }) {
   const { config, graph, policy } = parsed;
   const graphSource = `${source}/${graph.name}`;
-  checkDigests(parsed, digests, source);
+  checkDigests(parsed, digests, source, unread);
   const tokenizer = new TextTokenizer(tokenizerJson, config.max_length, `${source}/${TOKENIZER_FILE}`,
     config.view);
   const problem = graphProblem(graphBytes, config.encoder, config.feature_dim, config.experts.length,

@@ -168,4 +168,59 @@ describe("broken router folders (conformance/bad_folders)", () => {
       }
     });
   });
+
+  // the page does not download what routing never reads: fromUrl leaves stats.npz alone
+  // unless asked to check it, and then a tampered file is refused as in every host
+  describe("browser fromUrl and the statistics", () => {
+    const tampered = cases.find((c) => c.name === "tampered statistics");
+    const fetchFrom = (root, log) => async (url) => {
+      const name = decodeURIComponent(new URL(url).pathname.split("/").pop());
+      log.push(name);
+      try {
+        return new Response(await readFile(path.join(root, name)));
+      } catch {
+        return new Response("missing", { status: 404 });
+      }
+    };
+
+    it("does not fetch stats.npz by default: a tampered one is never read", async () => {
+      const { root } = await prepare(tampered, "url-default");
+      const log = [];
+      await assert.rejects(BrowserRouter.fromUrl("http://irde.test/r/", { fetch: fetchFrom(root, log) }),
+        (err) => {
+          // every folder check passed; only the wasm session cannot start under Node
+          assert.match(err.message, /router\.onnx cannot be loaded: no available backend found/);
+          return true;
+        });
+      assert.deepEqual(log.slice().sort(), ["router.json", "router.onnx", "router.onnx.data", "tokenizer.json"]);
+    });
+
+    it("checkStatistics: true fetches stats.npz and refuses a tampered one", async () => {
+      const { root } = await prepare(tampered, "url-check");
+      const log = [];
+      await assert.rejects(
+        BrowserRouter.fromUrl("http://irde.test/r/", { fetch: fetchFrom(root, log), checkStatistics: true }),
+        (err) => {
+          assert.equal(err.name, "RouterFormatError", err.message);
+          assert.match(err.message, /stats\.npz does not match the sha256/);
+          return true;
+        });
+      assert.ok(log.includes("stats.npz"));
+    });
+
+    it("fromBytes without stats checks every other file", async () => {
+      const flipped = cases.find((c) => c.name === "tampered encoder weights");
+      const { root } = await prepare(flipped, "bytes-nostats");
+      await assert.rejects(BrowserRouter.fromBytes({
+        routerJson: await readFile(path.join(root, "router.json"), "utf8"),
+        graph: await readFile(path.join(root, "router.onnx")),
+        data: await readFile(path.join(root, "router.onnx.data")),
+        tokenizer: await readFile(path.join(root, "tokenizer.json")),
+      }, { source: root }), (err) => {
+        assert.equal(err.name, "RouterFormatError", err.message);
+        return true;
+      });
+    });
+  });
 });
+

@@ -141,8 +141,10 @@ describe("demo page in headless Chromium", { ...browserSkip(), timeout: 300_000 
     await page.close();
   });
 
-  it("fetched nothing but this origin", () => {
+  it("fetched nothing but this origin, and no statistics (routing never reads them)", () => {
     const foreign = requests.filter((u) => !u.startsWith(base) && !u.startsWith("data:") && !u.startsWith("blob:"));
     assert.deepEqual(foreign, []);
+    assert.ok(requests.some((u) => u.endsWith("/router.onnx.data")), "the page loaded a router");
+    assert.deepEqual(requests.filter((u) => u.endsWith(".npz")), []);
   });
 });

@@ -8,14 +8,14 @@ export {
 } from "./core.js";
 export type {
   BrowserOptions, Decision, DecideSettings, PolicySettings, Route, RouteOptions, RouterConfig,
-  RouterFiles,
+  RouterFiles, UrlOptions,
 } from "./core.js";
-import type { BrowserOptions, RouterFiles } from "./core.js";
+import type { BrowserOptions, RouterFiles, UrlOptions } from "./core.js";
 export * as ort from "onnxruntime-web/wasm";
 
 export class Router extends CoreRouter {
   /** Load the router folder served at baseUrl (relative URLs resolve against the page). */
-  static fromUrl(baseUrl: string | URL, options?: BrowserOptions & { fetch?: typeof fetch }): Promise<Router>;
+  static fromUrl(baseUrl: string | URL, options?: BrowserOptions & UrlOptions): Promise<Router>;
   /** Build a router from the bytes of its files. */
   static fromBytes(files: RouterFiles, options?: BrowserOptions & { source?: string }): Promise<Router>;
 }

@@ -8,7 +8,7 @@
 // so `ort` is exported by the browser build's declarations only.
 import { Router as CoreRouter } from "./core.js";
 import type { LoadOptions } from "./index.js";
-import type { BrowserOptions, RouterFiles } from "./core.js";
+import type { BrowserOptions, RouterFiles, UrlOptions } from "./core.js";
 
 export {
   DEFAULT_VIEW, FileNotFoundError, FORMAT_VERSIONS, InvalidInputError, IrdeError,
@@ -17,7 +17,7 @@ export {
 } from "./core.js";
 export type {
   BrowserOptions, Decision, DecideSettings, PolicySettings, Route, RouteOptions, RouterConfig,
-  RouterFiles,
+  RouterFiles, UrlOptions,
 } from "./core.js";
 export type { LoadOptions } from "./index.js";
 
@@ -29,7 +29,7 @@ export class Router extends CoreRouter {
   static load(dir: string, options?: LoadOptions): Promise<Router>;
   /** Browsers only (the "browser" build, onnxruntime-web): load the router folder served at
    * baseUrl (relative URLs resolve against the page). */
-  static fromUrl(baseUrl: string | URL, options?: BrowserOptions & { fetch?: typeof fetch }): Promise<Router>;
+  static fromUrl(baseUrl: string | URL, options?: BrowserOptions & UrlOptions): Promise<Router>;
   /** Browsers only (the "browser" build): build a router from the bytes of its files. */
   static fromBytes(files: RouterFiles, options?: BrowserOptions & { source?: string }): Promise<Router>;
 }

@@ -68,6 +68,17 @@ export interface BrowserOptions {
   threads?: number;
 }
 
+/** Options of Router.fromUrl (the browser build) beyond BrowserOptions. */
+export interface UrlOptions {
+  /** The fetch to use (default: the page's). */
+  fetch?: typeof fetch;
+  /**
+   * Also fetch stats.npz and check its sha256 (default false: routing never reads the
+   * statistics, so the page does not download them).
+   */
+  checkStatistics?: boolean;
+}
+
 export interface RouterFiles {
   /** router.json text. */
   routerJson: string;
@@ -80,7 +91,10 @@ export interface RouterFiles {
    * router.json records no sha256 for it (format_version 1 and 2).
    */
   tokenizer: Uint8Array | ArrayBuffer | string | object;
-  /** The statistics file named by router.json: required when it records their sha256. */
+  /**
+   * The statistics file named by router.json: optional (routing never reads it); checked
+   * against its recorded sha256 when given.
+   */
   stats?: Uint8Array | ArrayBuffer;
 }
 
