@@ -126,9 +126,9 @@ class Exploration:
     def __str__(self) -> str:
         """The command-line form: ``off``, ``eps:R`` or ``bonus:A``."""
         if self.mode == "epsilon":
-            return f"eps:{self.rate:g}"
+            return f"eps:{float(self.rate)!r}"  # repr: parse() reads back the same number
         if self.mode == "bonus":
-            return f"bonus:{self.alpha:g}"
+            return f"bonus:{float(self.alpha)!r}"
         return "off"
 
 
