@@ -186,3 +186,33 @@ def test_serve_cli_refuses_bad_exploration(toy_router, capsys, monkeypatch):
     assert main(["serve", str(toy_router), "--explore", "bonus:0.1"]) == 2
     err = capsys.readouterr().err
     assert "no uncertainty output" in err and "Traceback" not in err
+
+
+def test_each_worker_explores_with_its_own_stream(toy_router):
+    """--workers N: worker i gets explore_stream i (its slot's, kept by a replacement)."""
+    from irde_onnx.serve.runner import RunOptions, Supervisor
+
+    started = []
+
+    class FakeProcess:
+        def __init__(self, target, args, daemon):  # noqa: ANN001
+            started.append(ServeSettings.from_json(args[0]))
+
+        def start(self):
+            pass
+
+    class FakeContext:
+        Process = FakeProcess
+
+        @staticmethod
+        def Pipe(duplex):  # noqa: ANN001, N802
+            return object(), type("End", (), {"close": lambda self: None})()
+
+    settings = ServeSettings(router=str(toy_router), explore="eps:0.1", explore_seed=9)
+    supervisor = Supervisor(settings, RunOptions(workers=3), sock=None)  # type: ignore[arg-type]
+    supervisor.context = FakeContext()  # type: ignore[assignment]
+    for slot in supervisor.slots:  # _start: what run() does per slot, without processes
+        supervisor._start(slot)
+    supervisor._start(supervisor.slots[1])  # a replacement
+    assert [s.explore_stream for s in started] == [0, 1, 2, 1]
+    assert {(s.explore, s.explore_seed) for s in started} == {("eps:0.1", 9)}
