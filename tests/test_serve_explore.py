@@ -178,6 +178,7 @@ def test_serve_cli_refuses_bad_exploration(toy_router, capsys, monkeypatch):
         (["--explore", "eps:2"], "--explore"),
         (["--explore", "ucb:1"], "'eps:RATE'"),
         (["--explore", "eps:0.1", "--explore-seed", "-1"], "seed"),
+        (["--explore-seed", "3"], "--explore eps:RATE"),
     ]:
         assert main(["serve", str(toy_router), *argv]) == 2
         err = capsys.readouterr().err

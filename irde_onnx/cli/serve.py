@@ -179,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
         exploration = Exploration.parse(args.explore, args.explore_seed)
     except InvalidInputError as exc:
         raise UsageError(f"--explore / --explore-seed: {exc}") from None
+    if args.explore_seed is not None and exploration.mode != "epsilon":
+        raise UsageError("--explore-seed seeds the draws of --explore eps:RATE; give that too")
     settings = ServeSettings(
         router=str(args.router),
         threads=args.threads,

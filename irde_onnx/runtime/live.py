@@ -126,7 +126,7 @@ class LiveRouter:
             else Explorer(exploration, stream=explore_stream)
         )
         check_exploration(self.router, self.explorer.setting)
-        if self.explorer.setting.enabled:
+        if self.explorer.setting.mode == "epsilon":  # the seed, so that a run can be replayed
             log.info(
                 "%s: exploring with %s, seed %s (stream %d)",
                 self.path,
@@ -134,6 +134,8 @@ class LiveRouter:
                 self.explorer.seed,
                 self.explorer.stream,
             )
+        elif self.explorer.setting.enabled:
+            log.info("%s: exploring with %s", self.path, self.explorer.setting)
         self._no_uncertainty: str | None = None  # the generation last warned about
         self.swaps = 0
         self.reload_error: str | None = None  # why the folder on disk cannot be served

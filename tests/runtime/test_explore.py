@@ -295,3 +295,9 @@ def test_a_generation_without_uncertainty_is_served_greedy(toy_router, monkeypat
         live.route(TEXTS, router=plain)
     assert not any(r.explored for r in got)
     assert sum("no uncertainty output" in m for m in caplog.messages) == 1  # once per generation
+
+
+def test_the_seed_is_logged_at_start(toy_router, caplog):
+    with caplog.at_level("INFO", logger="irde.serve"):
+        live = LiveRouter(toy_router, exploration="eps:0.1")
+    assert f"exploring with eps:0.1, seed {live.explorer.seed} (stream 0)" in caplog.text
