@@ -15,6 +15,7 @@ examples:
   curl -s localhost:8000/route -d '{"text": "Solve 3x + 5 = 20", "top_k": 2}'
   irde serve my-router --backends backends.json     # OpenAI-compatible gateway
   IRDE_CLIENT_TOKEN=key irde serve my-router --host 0.0.0.0 --backends backends.json
+  IRDE_TOKEN=secret irde serve my-router --explore eps:0.05 --explore-seed 7
 """
 
 
@@ -104,6 +105,21 @@ def add_parser(subparsers: Any) -> None:  # argparse's _SubParsersAction is priv
         "from a browser; repeatable (default: none)",
     )
     p.add_argument(
+        "--explore",
+        default="off",
+        metavar="MODE",
+        help="explore routed requests for the feedback loop: eps:RATE (another expert than "
+        "the router's pick with probability RATE), bonus:ALPHA (the best utility + ALPHA x "
+        "the router's uncertainty; needs a router with that output) or off (default)",
+    )
+    p.add_argument(
+        "--explore-seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="seed of the exploration's draws (default: drawn, and logged at start-up)",
+    )
+    p.add_argument(
         "--reload-interval",
         type=float,
         default=1.0,
@@ -156,6 +172,15 @@ def run(args: argparse.Namespace) -> int:
     for flag in ("keep_alive", "header_timeout", "body_timeout"):
         if not getattr(args, flag) > 0:  # also refuses nan
             raise UsageError(f"--{flag.replace('_', '-')} must be a number of seconds > 0")
+    from irde_onnx.decision.explore import Exploration
+    from irde_onnx.errors import InvalidInputError
+
+    try:
+        exploration = Exploration.parse(args.explore, args.explore_seed)
+    except InvalidInputError as exc:
+        raise UsageError(f"--explore / --explore-seed: {exc}") from None
+    if args.explore_seed is not None and exploration.mode != "epsilon":
+        raise UsageError("--explore-seed seeds the draws of --explore eps:RATE; give that too")
     settings = ServeSettings(
         router=str(args.router),
         threads=args.threads,
@@ -167,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
         chat_max_body_bytes=args.chat_max_body_bytes,
         client_keys=args.client_keys,
         cors_origins=list(args.cors_origin),
+        explore=str(exploration),
+        explore_seed=exploration.seed,
     )
     from irde_onnx.serve.auth import exposure_problem, is_loopback, load_client_keys
     from irde_onnx.serve.edge import cors_origin_problem

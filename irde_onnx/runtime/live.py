@@ -7,13 +7,19 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from irde_onnx.errors import IrdeError
+import numpy as np
+
+from irde_onnx.arguments import check_texts, check_wtp
+from irde_onnx.decision.explore import Exploration, Explorer, utility
+from irde_onnx.decision.policy import UNSET
+from irde_onnx.errors import InvalidInputError, IrdeError
 from irde_onnx.learning.feedback import check_half_life, check_traffic_weight
 from irde_onnx.runtime.editor import RouterEditor
-from irde_onnx.runtime.router import Router
+from irde_onnx.runtime.router import Route, Router
 from irde_onnx.store.folder import manifest_of
 from irde_onnx.store.journal import append_journal
 
@@ -23,6 +29,55 @@ RETRY_MAX = 30.0  # seconds: longest wait between retries of a folder that fails
 # Feedback rows journaled since the last save after which :meth:`LiveRouter.feedback` saves a
 # generation (folding and truncating the journal), so a load replays at most this many rows.
 FEEDBACK_SAVE_ROWS = 256
+
+
+@dataclass(frozen=True)
+class LiveRoute(Route):
+    """A route served by :meth:`LiveRouter.route`: the served expert and the greedy one.
+
+    Attributes:
+        expert: the expert to serve the prompt: :attr:`greedy`, or another one when the
+            exploration setting explored this prompt.
+        greedy: the router's own decision (what :meth:`Router.route` gives).
+        explored: True when ``expert`` is not ``greedy`` (exploration chose it).
+        scores, top, confidence: as :class:`Route`, the router's view (of the greedy pick).
+
+    """
+
+    greedy: str = ""
+    explored: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """:meth:`Route.to_dict` plus ``"explored"`` and ``"greedy"``."""
+        return {**super().to_dict(), "explored": self.explored, "greedy": self.greedy}
+
+
+def check_exploration(router: Router, setting: Exploration) -> None:
+    """Refuse a setting the router cannot serve: the bonus needs its ``uncertainty`` output.
+
+    Raises:
+        InvalidInputError: bonus exploration asked of a router whose graph has no
+            uncertainty; the message names the folder and the fixes.
+
+    """
+    if setting.needs_uncertainty and not getattr(router, "has_uncertainty", False):
+        raise InvalidInputError(
+            f"exploration {setting} needs the router's per-expert uncertainty, but "
+            f"{router.path or 'this router'} has no uncertainty output (written by newer "
+            "versions of irde train / irde experts); save it again with such a version, or "
+            "explore with eps:RATE instead"
+        )
+
+
+def _live(route: Route, expert: str, explored: bool) -> LiveRoute:
+    return LiveRoute(
+        expert=expert,
+        scores=route.scores,
+        top=route.top,
+        confidence=route.confidence,
+        greedy=route.expert,
+        explored=explored,
+    )
 
 
 class LiveRouter:
@@ -56,6 +111,8 @@ class LiveRouter:
         on_swap: Callable[[str], None] | None = None,
         on_reload_failure: Callable[[], None] | None = None,
         retry_first: float = 1.0,
+        exploration: Exploration | Explorer | str | None = None,
+        explore_stream: int = 0,
     ) -> None:
         self.path = Path(path)
         self.threads = threads
@@ -63,6 +120,23 @@ class LiveRouter:
         self._on_reload_failure = on_reload_failure or (lambda: None)
         self._lock = threading.Lock()  # serialises loads and changes; routing never takes it
         self.router = Router.load(self.path, threads=threads)
+        self.explorer = (
+            exploration
+            if isinstance(exploration, Explorer)
+            else Explorer(exploration, stream=explore_stream)
+        )
+        check_exploration(self.router, self.explorer.setting)
+        if self.explorer.setting.mode == "epsilon":  # the seed, so that a run can be replayed
+            log.info(
+                "%s: exploring with %s, seed %s (stream %d)",
+                self.path,
+                self.explorer.setting,
+                self.explorer.seed,
+                self.explorer.stream,
+            )
+        elif self.explorer.setting.enabled:
+            log.info("%s: exploring with %s", self.path, self.explorer.setting)
+        self._no_uncertainty: str | None = None  # the generation last warned about
         self.swaps = 0
         self.reload_error: str | None = None  # why the folder on disk cannot be served
         self.reload_error_at: float | None = None  # time.time() of the first such failure
@@ -72,6 +146,82 @@ class LiveRouter:
         self._retry_at = 0.0
         self.feedback_save_rows = FEEDBACK_SAVE_ROWS
         self._unsaved = 0  # feedback rows this process journaled since its last save
+
+    @property
+    def exploration(self) -> Exploration:
+        """The exploration setting of :meth:`route` (``off`` unless one was given)."""
+        return self.explorer.setting
+
+    def route(
+        self,
+        texts: Sequence[str],
+        top_k: int = 1,
+        batch_size: int | None = None,
+        *,
+        wtp: float | None = UNSET,
+        router: Router | None = None,
+    ) -> list[LiveRoute]:
+        """Route each text with the served router, then explore as :attr:`exploration` says.
+
+        Args:
+            texts: prompts.
+            top_k: how many experts to rank by score in ``top``.
+            batch_size: prompts per onnxruntime call (default: the router's).
+            wtp: this call's willingness to pay, as :meth:`Router.route` (the utility the
+                exploration compares uses it too).
+            router: route with this router (one the caller read from :attr:`router` and
+                keeps to the end of its request); default the one served now.
+
+        Returns:
+            One :class:`LiveRoute` per text: ``expert`` to serve, ``greedy`` the router's
+            decision, ``explored`` whether they differ. With exploration off, ``expert`` is
+            ``greedy`` and everything else is what :meth:`Router.route` returns.
+
+        """
+        router = self.router if router is None else router
+        texts = check_texts(texts)
+        routes = router.route(texts, top_k, batch_size, wtp=wtp)
+        setting = self.explorer.setting
+        if not setting.enabled or not routes:
+            return [_live(r, r.expert, False) for r in routes]
+        uncertainty = None
+        if setting.needs_uncertainty:
+            if not getattr(router, "has_uncertainty", False):
+                # checked at start-up; a generation saved since without the output is served
+                # greedy (a warning per generation), never failed request by request
+                if self._no_uncertainty != router.generation:
+                    self._no_uncertainty = router.generation
+                    log.warning(
+                        "%s: generation %s has no uncertainty output: %s exploration is off "
+                        "until a generation with one is served",
+                        self.path,
+                        router.generation,
+                        setting,
+                    )
+                return [_live(r, r.expert, False) for r in routes]
+            uncertainty = router.uncertainty(texts, batch_size)  # type: ignore[attr-defined]
+        experts = router.experts
+        policy = router.policy
+        scores = np.array([[r.scores[e] for e in experts] for r in routes], np.float32)
+        greedy = np.array([experts.index(r.expert) for r in routes], np.int64)
+        u = utility(
+            scores,
+            router.config.target,
+            costs=policy.cost_vector(experts) if policy.costs is not None else None,
+            wtp=policy.wtp if wtp is UNSET else check_wtp(wtp),
+            temperature=policy.temperature,
+        )
+        abstained = None
+        if policy.fallback is not None and policy.min_confidence > 0:
+            confidence = np.array(
+                [np.nan if r.confidence is None else r.confidence for r in routes], np.float32
+            )
+            abstained = confidence < np.float32(policy.min_confidence)
+        choice, explored = self.explorer.choose(u, uncertainty, greedy, abstained)
+        return [
+            _live(r, experts[int(c)], bool(x))
+            for r, c, x in zip(routes, choice, explored, strict=True)
+        ]
 
     @property
     def generation(self) -> str:

@@ -28,6 +28,7 @@ from starlette.routing import Route
 
 from irde_onnx.arguments import check_texts, check_top_k, check_wtp, shorten
 from irde_onnx.data import expert_rows
+from irde_onnx.decision.explore import Exploration
 from irde_onnx.errors import InvalidInputError, IrdeError, RouterBusyError
 from irde_onnx.runtime import LiveRouter, Router, RouterEditor
 from irde_onnx.serve.auth import CLIENT_TOKEN_ENV, load_client_keys
@@ -54,6 +55,8 @@ from irde_onnx.store.config import expert_name_problem
 
 log = logging.getLogger("irde.serve")
 access_log = logging.getLogger("irde.access")
+explore_log = logging.getLogger("irde.explore")
+EXPLORED = "x-irde-explored"  # "1" on a response whose expert exploration chose
 
 SETTINGS_ENV = "IRDE_SERVE_SETTINGS"
 MAX_MESSAGE = 1000  # characters of an error message: a request's value is never echoed whole
@@ -85,6 +88,11 @@ class ServeSettings:
         cors_origins: origins allowed to call ``/route`` and ``/v1/*`` from a browser; with
             no client key, those endpoints are open (``irde serve`` allows that on
             loopback only, unless ``--allow-anonymous``).
+        explore: exploration of routed requests (``off``, ``eps:RATE`` or ``bonus:ALPHA``;
+            see :mod:`irde_onnx.decision.explore`); off by default.
+        explore_seed: the seed of the exploration's draws (None: drawn and logged).
+        explore_stream: a second seed component; ``--workers`` gives each worker its
+            number, so workers started with one seed draw different sequences.
 
     """
 
@@ -99,6 +107,9 @@ class ServeSettings:
     client_token_env: str = CLIENT_TOKEN_ENV
     client_keys: str | None = None
     cors_origins: list[str] = field(default_factory=list)
+    explore: str = "off"
+    explore_seed: int | None = None
+    explore_stream: int = 0
 
     def to_json(self) -> str:
         """JSON, to pass the settings to worker processes."""
@@ -228,13 +239,17 @@ class Server:
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
         self.metrics = ServerMetrics()
+        exploration = Exploration.parse(settings.explore, settings.explore_seed)
         self.holder = LiveRouter(
             settings.router,
             settings.threads,
             on_swap=self._on_swap,
             on_reload_failure=self.metrics.reload_failures.inc,
             retry_first=max(settings.reload_interval, 0.05),
+            exploration=exploration,  # a bonus without the uncertainty output fails here
+            explore_stream=settings.explore_stream,
         )
+        self.exploring = exploration.enabled
         self.metrics.experts.set(len(self.holder.router.experts))
         self.token = read_token(settings.token_env)
         self.client_keys = load_client_keys(settings.client_token_env, settings.client_keys)
@@ -350,16 +365,44 @@ class Server:
         data = await read_json(request, self.settings.max_body_bytes)
         router = self.holder.router  # this request uses this router to the end
         texts, top_k, single = route_request(data, router.experts, self.settings.max_texts)
-        if "wtp" in data:  # this request's willingness to pay (null: quality only)
-            routes = await run_in_threadpool(partial(router.route, texts, top_k, wtp=data["wtp"]))
-        else:
-            routes = await run_in_threadpool(router.route, texts, top_k)
-        for r in routes:
-            self.metrics.decisions.labels(r.expert).inc()
+        kw = {"wtp": data["wtp"]} if "wtp" in data else {}  # null: quality only
+        rid = request_id_of(request.scope)
+        if not self.exploring:
+            routes = await run_in_threadpool(partial(router.route, texts, top_k, **kw))
+            for r in routes:
+                self.metrics.decisions.labels(r.expert).inc()
+            if single:
+                self.recent.put(rid, texts[0], routes[0].expert)
+            out = [r.to_dict() for r in routes]
+            return JSONResponse(out[0] if single else out)
+        live = await run_in_threadpool(
+            partial(self.holder.route, texts, top_k, router=router, **kw)
+        )
+        for i, r in enumerate(live):
+            self.count_decision(r.expert, r.greedy, r.explored, rid, i, "route")
         if single:
-            self.recent.put(request_id_of(request.scope), texts[0])
-        out = [r.to_dict() for r in routes]
-        return JSONResponse(out[0] if single else out)
+            self.recent.put(rid, texts[0], live[0].expert, live[0].greedy, live[0].explored)
+        body = [r.to_dict() for r in live]
+        headers = {EXPLORED: "1"} if any(r.explored for r in live) else None
+        return JSONResponse(body[0] if single else body, headers=headers)
+
+    def count_decision(
+        self, expert: str, greedy: str, explored: bool, rid: str, index: int, endpoint: str
+    ) -> None:
+        """Count a routing decision; an explored one also in its metric and one log line."""
+        self.metrics.decisions.labels(expert).inc()
+        if not explored:
+            return
+        self.metrics.explored.labels(expert).inc()
+        explore_log.info(
+            "explored request_id=%s index=%d greedy=%s chosen=%s mode=%s endpoint=%s",
+            rid,
+            index,
+            log_value(greedy),
+            log_value(expert),
+            self.holder.exploration,
+            endpoint,
+        )
 
     async def list_experts(self, request: Request) -> Response:
         """``GET /experts``: what ``irde experts list`` prints, as one object."""
@@ -536,18 +579,22 @@ class Server:
         self.check_client(request)
         data = await read_json(request, self.settings.chat_max_body_bytes, "--chat-max-body-bytes")
         expert, decision, text = self._decide(data)
+        rid = request_id_of(request.scope)
+        explored = False
         if text is not None:
-            router = self.holder.router
-            expert = (await run_in_threadpool(router.route, [text]))[0].expert
-            self.metrics.decisions.labels(expert).inc()
-            self.recent.put(request_id_of(request.scope), text)
+            # the expert served is the one exploration chose, when it explores
+            (routed,) = await run_in_threadpool(self.holder.route, [text])
+            expert, explored = routed.expert, routed.explored
+            self.count_decision(expert, routed.greedy, explored, rid, 0, "chat_completions")
+            self.recent.put(rid, text, expert, routed.greedy, explored)
         if expert is None:  # no user text: the default backend
             backend, target = self.backends.default, "the default backend"
             headers = {"x-irde-decision": decision}
         else:
             backend, target = self.backends.for_expert(expert), f"the backend of expert {expert!r}"
             headers = {"x-irde-expert": expert_header(expert), "x-irde-decision": decision}
-        rid = request_id_of(request.scope)
+        if explored:
+            headers[EXPLORED] = "1"
         client = request.client.host if request.client else "-"
 
         def access(status: int) -> None:

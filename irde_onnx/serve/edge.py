@@ -11,9 +11,9 @@ in the access log line of the gateway, and is sent upstream to the backend. A ba
 ``/route`` and the OpenAI-compatible ones (``/v1/*``, ``/models``, ``/chat/completions``).
 Preflight ``OPTIONS`` requests are answered there for listed origins only; responses carry
 ``Access-Control-Allow-Origin`` for a listed origin and expose ``x-irde-expert``,
-``x-irde-decision`` and ``x-request-id`` to the page. Expert changes, ``/healthz`` and
-``/metrics`` get no CORS headers. No cookies are used, so credentials are not allowed; a
-client key travels in the ``Authorization`` header, which preflight allows.
+``x-irde-decision``, ``x-irde-explored`` and ``x-request-id`` to the page. Expert changes,
+``/healthz`` and ``/metrics`` get no CORS headers. No cookies are used, so credentials are
+not allowed; a client key travels in the ``Authorization`` header, which preflight allows.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ REQUEST_ID = "x-request-id"
 REQUEST_ID_KEY = "irde.request_id"  # where the id is kept in the ASGI scope
 MAX_REQUEST_ID = 128
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:/@+-]")
-EXPOSED = ("x-irde-expert", "x-irde-decision", REQUEST_ID)
+EXPOSED = ("x-irde-expert", "x-irde-decision", "x-irde-explored", REQUEST_ID)
 CORS_PREFIXES = ("/v1/", "/models", "/chat/completions")
 CORS_PATHS = ("/route", "/route/")
 

@@ -26,7 +26,7 @@ OUTCOME_ALPHA = 0.05  # ~the last 20 rows of an expert weigh most in its outcome
 
 
 class ServerMetrics:
-    """Requests, latency, decisions per expert, head swaps, errors and reload failures."""
+    """Requests, latency, decisions (and explored ones) per expert, swaps, errors, reloads."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -46,6 +46,13 @@ class ServerMetrics:
         )
         self.decisions = Counter(
             "irde_decisions", "routing decisions by chosen expert", ["expert"], registry=r
+        )
+        self.explored = Counter(
+            "irde_explored",
+            "routing decisions that exploration (irde serve --explore) sent to another expert "
+            "than the router's own pick, by the expert chosen",
+            ["expert"],
+            registry=r,
         )
         self.swaps = Counter(
             "irde_head_swaps",

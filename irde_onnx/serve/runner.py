@@ -19,7 +19,7 @@ import multiprocessing
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from multiprocessing.connection import Connection
 from socket import socket
 from typing import Any
@@ -123,7 +123,7 @@ class Supervisor:
     """Keeps ``options.workers`` worker processes running on one socket."""
 
     def __init__(self, settings: ServeSettings, options: RunOptions, sock: socket) -> None:
-        self.settings_json = settings.to_json()
+        self.settings = settings
         self.options_json = json.dumps(asdict(options))
         self.sock = sock
         self.slots = [_Slot() for _ in range(options.workers)]
@@ -132,9 +132,13 @@ class Supervisor:
 
     def _start(self, slot: _Slot) -> None:
         receive, send = self.context.Pipe(duplex=False)
+        # each worker explores with its own stream of draws (its slot's, kept by a
+        # replacement), so that workers started with one --explore-seed do not draw alike
+        number = next(i for i, s in enumerate(self.slots) if s is slot)  # not ==: equal slots
+        settings = replace(self.settings, explore_stream=self.settings.explore_stream + number)
         process = self.context.Process(
             target=_worker,
-            args=(self.settings_json, self.options_json, self.sock, send),
+            args=(settings.to_json(), self.options_json, self.sock, send),
             daemon=False,
         )
         process.start()
