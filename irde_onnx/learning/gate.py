@@ -1,4 +1,4 @@
-"""The gate of an expert added from few scored prompts: does its column help routing?
+"""The gate of an expert added from few scored prompts: does its column help routing.
 
 A column solved from a few hundred scored prompts extrapolates: on routerdc7 an LLM added
 from 25-400 random labels made routing up to 5 points worse than leaving it out
@@ -14,7 +14,8 @@ not routing) until its gate passes:
 - the gate passes when the mean gain minus ``margin`` (default 2) standard errors is > 0.
 
 Measured on routerdc7 (BENCHMARKS.md, "Adding an expert from few labels"): the gate keeps
-the worst loss at 0 for every n; it also keeps out LLMs that would help at n <= 400.
+the worst loss at 0 for every n up to 1,600 rows, but it kept out every LLM, also those
+that help (dolphin-2.9 by the task mean, Meta-Llama-3-8B over prompts).
 The gate compares quality only (no costs), as the research measured it.
 """
 
@@ -154,7 +155,9 @@ def gate(
     loo = loo_predictions(features, y, lam, weights)
     best = np.argmax(p, axis=1) if n else np.zeros(0, dtype=np.int64)
     best_pred = p[np.arange(n), best]
-    alternative = best_pred if actual is None else np.asarray(actual, np.float64)[np.arange(n), best]
+    alternative = (
+        best_pred if actual is None else np.asarray(actual, np.float64)[np.arange(n), best]
+    )
     chosen = loo > best_pred
     g = np.where(chosen, y - alternative, 0.0)
     gain = float(g.mean()) if n else 0.0
