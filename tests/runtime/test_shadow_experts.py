@@ -206,3 +206,15 @@ def test_experts_command_errors(pooled, toy_router, tmp_path, capsys, argv, mess
     assert main([a.format(**names) for a in argv]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_journaled_feedback_for_a_shadow_is_replayed_at_load(pooled):
+    from irde_onnx.runtime.live import LiveRouter
+
+    editor = RouterEditor.open(pooled)
+    editor.add_expert("new", FEW, FEW_Y)
+    editor.save()
+    LiveRouter(pooled).feedback([{"text": MORE[0], "expert": "new", "outcome": 1.0}])
+    loaded = Router.load(pooled)  # replays the journal: the shadow's column and rows grow
+    assert loaded.experts == ["a", "b"] and len(loaded.stats.shadows["new"]) == 21
+    assert loaded.stats.feedback_rows[loaded.stats.experts.index("new")] == 1
