@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     editor = RouterEditor.open(args.router)
     with editor.lock():
         cfg = editor.config
-        parse_rows(rows, cfg.experts, cfg.expert_modes, cfg.target, labels=labels)
+        stats = editor.stats  # routing and shadow experts both take feedback
+        parse_rows(rows, stats.experts, stats.modes, cfg.target, labels=labels)
         n = editor.add_feedback(rows, traffic_weight=args.traffic_weight, half_life=args.half_life)
         out = editor.save()
     stats = editor.stats

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from irde_onnx.cli.args import FORMATTER
+
+if TYPE_CHECKING:
+    from irde_onnx.learning.statistics import RouterStats
 
 
 def add_parser(subparsers: Any) -> None:  # argparse's _SubParsersAction is private
@@ -24,12 +27,14 @@ def add_parser(subparsers: Any) -> None:  # argparse's _SubParsersAction is priv
 
 def router_info(path: str | Path) -> dict:
     """What ``irde info`` prints."""
+    from irde_onnx.learning.statistics import RouterStats
     from irde_onnx.store.config import check_router_dir, read_config
-    from irde_onnx.store.folder import router_file_sizes
+    from irde_onnx.store.folder import read_generation, router_file_sizes
     from irde_onnx.store.journal import JOURNAL_FILE, journal_size
 
     root = check_router_dir(path)
     cfg = read_config(root)
+    stats = read_generation(root, lambda gen: RouterStats.load(gen.stats, gen.where("stats")))
     sizes = router_file_sizes(root, cfg)
     if journal_size(root):
         sizes[JOURNAL_FILE] = journal_size(root)
@@ -51,13 +56,17 @@ def router_info(path: str | Path) -> dict:
         "package_version": cfg.package_version,
         "fingerprint": cfg.fingerprint,
         "policy": cfg.policy,
-        "feedback": feedback_info(root),
+        # experts solved but not routing until their gate passes (`irde experts list`)
+        "shadow_experts": {
+            name: {"rows": len(rows), "cost": rows.cost} for name, rows in stats.shadows.items()
+        },
+        "feedback": feedback_info(root, stats),
         "file_bytes": sizes,
         "total_bytes": sum(sizes.values()),
     }
 
 
-def feedback_info(root: Path) -> dict:
+def feedback_info(root: Path, stats: RouterStats | None = None) -> dict:
     """Per expert, how much of its column rests on training rows and on traffic (feedback).
 
     Weights are row counts times row weights (tokens for the static encoder); ``traffic_share``
@@ -68,7 +77,8 @@ def feedback_info(root: Path) -> dict:
     from irde_onnx.store.folder import read_generation
     from irde_onnx.store.journal import read_journal
 
-    stats = read_generation(root, lambda gen: RouterStats.load(gen.stats, gen.where("stats")))
+    if stats is None:
+        stats = read_generation(root, lambda gen: RouterStats.load(gen.stats, gen.where("stats")))
     experts = {}
     for k, name in enumerate(stats.experts):
         total, traffic = stats.column_n(k), float(stats.feedback_n[k])

@@ -33,6 +33,7 @@ STATS_NAME = "stats.npz"
 # Statistics beyond this magnitude overflow float64 when squared or solved: refused.
 MAX_STATISTIC = 1e150
 _FEEDBACK_KEYS = ("feedback_n", "feedback_rows", "traffic_weight", "journal_seq")
+_SHADOW_KEYS = ("features", "scores", "weights", "cost")  # per shadow expert k: shadow_{key}_{k}
 _KEYS = (
     "shared_n",
     "shared_sum_x",
@@ -44,6 +45,44 @@ _KEYS = (
     "sum_y",
     "sum_yy",
 )
+
+
+@dataclass
+class ShadowRows:
+    """The scored rows of a shadow expert (issue 19), kept to re-check its gate.
+
+    A shadow expert's column is solved from its moments like any ``own`` column, but it
+    does not route (it is not in ``router.json`` nor in the graph) until its gate
+    (:mod:`irde_onnx.learning.gate`) passes; the gate needs each row, not only moments.
+
+    Attributes:
+        features: (n, d) float32, the rows' features (the graph's ``features`` output).
+        scores: (n,) the expert's score on each row.
+        weights: (n,) each row's weight in the column (1, or the traffic weight).
+        cost: the expert's cost per prompt, kept for when it joins a router with costs.
+
+    """
+
+    features: np.ndarray
+    scores: np.ndarray
+    weights: np.ndarray
+    cost: float | None = None
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def extend(self, features: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> ShadowRows:
+        """These rows followed by more rows (a new object)."""
+        return ShadowRows(
+            np.concatenate([self.features, np.asarray(features, np.float32)]),
+            np.concatenate([self.scores, np.asarray(scores, np.float64)]),
+            np.concatenate([self.weights, np.asarray(weights, np.float64)]),
+            self.cost,
+        )
+
+    def copy(self) -> ShadowRows:
+        """A deep copy."""
+        return ShadowRows(self.features.copy(), self.scores.copy(), self.weights.copy(), self.cost)
 
 
 @dataclass
@@ -82,12 +121,53 @@ class RouterStats:
     # same layout, so that they can decay while the training rows stay (None: no forgetting).
     half_life: float = 0.0
     traffic: RouterStats | None = None
+    # Shadow experts (issue 19 point 4): columns solved and reported but not routing, by
+    # name, with the rows their gate is re-checked on. Routing columns: :attr:`routing`.
+    shadows: dict[str, ShadowRows] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.feedback_n) != len(self.owned):
             self.feedback_n = np.zeros(len(self.owned))
         if len(self.feedback_rows) != len(self.owned):
             self.feedback_rows = np.zeros(len(self.owned))
+
+    @property
+    def routing(self) -> list[int]:
+        """Indices of the columns that route (every column but the shadow experts')."""
+        return [k for k, name in enumerate(self.experts) if name not in self.shadows]
+
+    @property
+    def routing_experts(self) -> list[str]:
+        """The routing experts' names, in column order (``router.json``'s experts)."""
+        return [self.experts[k] for k in self.routing]
+
+    @property
+    def routing_modes(self) -> list[str]:
+        """The routing experts' modes, in column order."""
+        return [self.modes[k] for k in self.routing]
+
+    def promote(self, name: str) -> None:
+        """Shadow expert ``name`` routes from now on: its column moves last, unchanged."""
+        if name not in self.shadows:
+            raise InvalidInputError(
+                f"{name!r} is not a shadow expert (shadows: {list(self.shadows)})"
+            )
+        k = self.experts.index(name)
+        self._reorder([i for i in range(self.n_experts) if i != k] + [k])
+        del self.shadows[name]
+
+    def _reorder(self, order: list[int]) -> None:
+        self.owned = [self.owned[i] for i in order]
+        self.experts = [self.experts[i] for i in order]
+        self.modes = [self.modes[i] for i in order]
+        self.sum_xy, self.sum_y, self.sum_yy = (
+            self.sum_xy[order],
+            self.sum_y[order],
+            self.sum_yy[order],
+        )
+        self.feedback_n, self.feedback_rows = self.feedback_n[order], self.feedback_rows[order]
+        if self.traffic is not None:
+            self.traffic._reorder(order)
 
     def column_n(self, k: int) -> float:
         """Total (weighted) row count expert ``k``'s column is fit on."""
@@ -176,6 +256,7 @@ class RouterStats:
 
     def remove(self, index: int) -> None:
         """Drop expert ``index``: its column and the rows it owns."""
+        self.shadows.pop(self.experts[index], None)
         del self.owned[index]
         del self.experts[index]
         del self.modes[index]
@@ -204,6 +285,7 @@ class RouterStats:
             self.journal_seq,
             self.half_life,
             None if self.traffic is None else self.traffic.copy(),
+            {name: rows.copy() for name, rows in self.shadows.items()},
         )
 
     def merge(self, other: RouterStats) -> RouterStats:
@@ -222,6 +304,11 @@ class RouterStats:
             )
         if (other.dim, other.diagonal) != (self.dim, self.diagonal):
             raise InvalidInputError(f"statistics differ in shape: {self.dim} vs {other.dim}")
+        if self.shadows or other.shadows:
+            raise InvalidInputError(
+                "statistics with shadow experts cannot be merged: remove them (irde experts "
+                "remove DIR NAME) or let them pass their gate first"
+            )
         if self.traffic is not None or other.traffic is not None:
             raise InvalidInputError(
                 "statistics with forgetting (a feedback half-life) cannot be merged: their "
@@ -289,6 +376,7 @@ class RouterStats:
         dense.traffic_weight, dense.journal_seq = self.traffic_weight, self.journal_seq
         dense.half_life = self.half_life
         dense.traffic = None if self.traffic is None else self.traffic.project(table)
+        dense.shadows = {name: rows.copy() for name, rows in self.shadows.items()}
         return dense
 
     def column_moments(self) -> list[tuple[list[int], Moments]]:
@@ -372,6 +460,16 @@ class RouterStats:
             arrays["feedback_rows"] = np.asarray(self.feedback_rows, dtype=np.float64)
             arrays["traffic_weight"] = np.float64(self.traffic_weight)
             arrays["journal_seq"] = np.int64(self.journal_seq)
+        if self.shadows:  # written only when there are shadow experts: old files have none
+            arrays["shadow"] = np.array([e in self.shadows for e in self.experts], dtype=bool)
+            for k, name in enumerate(self.experts):
+                if name in self.shadows:
+                    rows = self.shadows[name]
+                    arrays[f"shadow_features_{k}"] = np.asarray(rows.features, np.float32)
+                    arrays[f"shadow_scores_{k}"] = np.asarray(rows.scores, np.float64)
+                    arrays[f"shadow_weights_{k}"] = np.asarray(rows.weights, np.float64)
+                    cost = np.nan if rows.cost is None else rows.cost
+                    arrays[f"shadow_cost_{k}"] = np.float64(cost)
         return arrays
 
     def check_finite(self, source: str) -> None:
@@ -424,12 +522,16 @@ class RouterStats:
                     else None
                 )
                 half_life = float(data["half_life"]) if forget is not None else 0.0
+                shadow = {
+                    k: data[k] for k in data.files if k == "shadow" or k.startswith("shadow_")
+                }
         except RouterFormatError:
             raise
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise RouterFormatError(f"{where} is not a readable statistics file: {exc}") from exc
         stats = cls._from_arrays(arrays, names, where)
         stats._set_feedback(extra, where)
+        stats._set_shadows(shadow, where)
         if forget is not None:
             if set(forget) != set(_KEYS) or not (half_life > 0):
                 raise RouterFormatError(
@@ -439,6 +541,41 @@ class RouterStats:
             stats.traffic = cls._from_arrays(forget, names, f"{where} (feedback moments)")
             stats.half_life = half_life
         return stats
+
+    def _set_shadows(self, arrays: dict[str, np.ndarray], where: str) -> None:
+        if not arrays:
+            return
+        mask = arrays.get("shadow")
+        if mask is None or mask.dtype != bool or mask.shape != (self.n_experts,):
+            raise RouterFormatError(
+                f"{where}: the shadow mask is missing or not {self.n_experts} booleans; the "
+                "file is damaged (copy the router again or retrain it)"
+            )
+        for k in np.flatnonzero(mask):
+            a = {key: arrays.get(f"shadow_{key}_{k}") for key in _SHADOW_KEYS}
+            n = -1 if a["scores"] is None else len(a["scores"])
+            shapes = {"features": (n, self.dim), "scores": (n,), "weights": (n,), "cost": ()}
+            for key, shape in shapes.items():
+                v = a[key]
+                if v is None or v.shape != shape or v.dtype.kind != "f":
+                    raise RouterFormatError(
+                        f"{where}: shadow expert {self.experts[k]!r}'s array {key!r} is missing "
+                        f"or not {shape} numbers; the file is damaged (copy the router again)"
+                    )
+                if key != "cost" and not np.isfinite(v).all():
+                    raise RouterFormatError(
+                        f"{where}: shadow expert {self.experts[k]!r}'s {key} hold NaN or "
+                        "infinite values; the file is damaged (copy the router again)"
+                    )
+            if self.diagonal or self.modes[k] != "own" or n < 1 or (a["weights"] <= 0).any():
+                raise RouterFormatError(
+                    f"{where}: shadow expert {self.experts[k]!r} is not an own column with "
+                    "rows of positive weight; the file is damaged (copy the router again)"
+                )
+            cost = float(a["cost"])
+            self.shadows[self.experts[k]] = ShadowRows(
+                a["features"], a["scores"], a["weights"], None if np.isnan(cost) else cost
+            )
 
     def _set_feedback(self, extra: dict[str, np.ndarray], where: str) -> None:
         if not extra:

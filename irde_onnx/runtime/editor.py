@@ -28,8 +28,9 @@ from irde_onnx.decision.policy import (
 )
 from irde_onnx.errors import InvalidInputError, RouterChangedError
 from irde_onnx.learning import feedback
+from irde_onnx.learning.gate import GATE_ROWS, GateResult, gate
 from irde_onnx.learning.moments import Moments
-from irde_onnx.learning.statistics import MAX_TARGET, RouterStats, bad_target_row
+from irde_onnx.learning.statistics import MAX_TARGET, RouterStats, ShadowRows, bad_target_row
 from irde_onnx.runtime.router import Router, register_editor, stats_mismatch
 from irde_onnx.store.config import RouterConfig, expert_name_problem
 from irde_onnx.store.folder import (
@@ -295,13 +296,16 @@ class RouterEditor:
         """
         config = self._config if lam is None else replace(self._config, lam=lam)
         policy = self.policy if policy is None else policy
-        policy.check(stats.experts)
+        routing, experts = stats.routing, stats.routing_experts  # shadows solved, not routing
+        policy.check(experts)
         stats.check_finite("the changed statistics")
-        w, b = policy.calibrate_head(*dense.solve(config.lam), stats.experts)
+        w_all, b_all = dense.solve(config.lam)
+        _check_head(w_all, b_all)
+        w, b = policy.calibrate_head(w_all[:, routing], b_all[routing], experts)
         _check_head(w, b)
         self._stats, self._dense, self._head = stats, dense, (w, b)
         self._changed(
-            replace(config.with_experts(stats.experts, stats.modes), policy=policy.to_dict())
+            replace(config.with_experts(experts, stats.routing_modes), policy=policy.to_dict())
         )
 
     def set_statistics(self, stats: RouterStats, lam: float | None = None) -> None:
@@ -365,7 +369,8 @@ class RouterEditor:
         *,
         cost: float | None = None,
         progress: bool = False,
-    ) -> None:
+        gate: bool | None = None,
+    ) -> GateResult | None:
         """Add an expert without retraining; the head is re-solved and swapped in place.
 
         Args:
@@ -377,19 +382,118 @@ class RouterEditor:
                 prompts alone and the other columns stay as they are.
             cost: the new expert's cost per prompt; required when the router has costs.
             progress: report encoding progress on stderr.
+            gate: with ``scores``, whether the new column must first pass its gate
+                (:mod:`irde_onnx.learning.gate`): if it fails, the expert is added as a
+                *shadow* (solved, listed by :attr:`shadow_experts`, not routing) and
+                re-gated at each :meth:`save`. ``None`` (default): gate a scored expert
+                with fewer rows than ``GATE_ROWS`` (1000) and than the router's columns
+                rest on; ``False``: it routes at once (the behaviour before the gate).
+                Domain experts and static routers are never gated.
+
+        Returns:
+            The gate's figures when the expert was gated (``passed``: it routes), else None.
 
         Raises:
             InvalidInputError: an invalid or duplicate name, no texts, a score count that
-                does not match, NaN, infinite or overflowing scores (beyond 1e12), or domain
-                texts for a router trained on scores. The router is unchanged when this is
-                raised.
+                does not match, NaN, infinite or overflowing scores (beyond 1e12), domain
+                texts for a router trained on scores, or ``gate=True`` for domain texts or
+                a static router. The router is unchanged when this is raised.
 
         """
         texts, y = _check_expert_args(name, texts, scores)
         with self.lock():
             name, texts, y = self.check_new_expert(name, texts, scores, cost)
-            rows = self.encode_rows(texts, progress=progress).moments(y)
-            self.add_expert_rows(name, rows, scores is None, cost)
+            gated = self.gated(gate, scores is not None, len(texts))
+            encoded = self.encode_rows(texts, progress=progress)
+            rows = encoded.moments(y)
+            result = shadow = None
+            if gated:
+                ones = np.ones(len(texts))
+                result = self._gate(encoded.features, y[:, 0], ones)
+                if not result.passed:
+                    shadow = ShadowRows(encoded.features.astype(np.float32), y[:, 0], ones, cost)
+            self.add_expert_rows(name, rows, scores is None, cost, shadow=shadow)
+            return result
+
+    # -- shadow experts (issue 19 point 4) ---------------------------------------------------
+    def gated(self, gate: bool | None, scored: bool, n: int) -> bool:
+        """Whether a new expert of ``n`` rows goes through its gate (see :meth:`add_expert`).
+
+        Raises InvalidInputError for ``gate=True`` where no gate applies.
+        """
+        if gate is not None and not isinstance(gate, bool):
+            raise InvalidInputError(f"gate must be True, False or None, got {gate!r}")
+        if gate is False:
+            return False
+        why = (
+            "domain texts join the pooled rows exactly, as in training"
+            if not scored
+            else None
+            if self.config.pooled
+            else "this static router has no per-prompt features to gate on"
+        )
+        if why is not None:
+            if gate:
+                raise InvalidInputError(f"the gate applies to experts added with scores: {why}")
+            return False
+        if gate:
+            return True
+        stats = self.stats
+        rows = max((stats.column_n(k) for k in stats.routing), default=0.0)
+        return n < min(GATE_ROWS, rows)
+
+    def _routing_head(self) -> tuple[np.ndarray, np.ndarray]:
+        """The routing columns' float64 head (calibrated), solved if the graph's is used."""
+        if self._head is not None:
+            return self._head
+        stats = self._dense_stats()
+        w, b = stats.solve(self.config.lam)
+        return self.policy.calibrate_head(w[:, stats.routing], b[stats.routing], self.experts)
+
+    def _gate(self, features: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> GateResult:
+        w, b = self._routing_head()
+        x = np.asarray(features, dtype=np.float64)
+        return gate(x, scores, x @ w + b, self.config.lam, weights=weights)
+
+    @property
+    def shadow_experts(self) -> list[str]:
+        """Experts added as shadows: solved and listed, not routing until their gate passes."""
+        return list(self.stats.shadows)
+
+    def shadow_gates(self) -> dict[str, GateResult]:
+        """Each shadow expert's gate figures against the router as changed."""
+        return {
+            name: self._gate(rows.features, rows.scores, rows.weights)
+            for name, rows in self.stats.shadows.items()
+        }
+
+    def promote_expert(self, name: str) -> None:
+        """Let shadow expert ``name`` route now, gate or not: as if added with ``gate=False``."""
+        with self.lock():
+            rows = self.stats.shadows.get(name)
+            if rows is None:
+                raise InvalidInputError(
+                    f"{name!r} is not a shadow expert; shadow experts: {self.shadow_experts}"
+                )
+            policy = self.policy.with_expert(name, rows.cost)
+            stats, dense = self.stats.copy(), self._dense_stats().copy()
+            stats.promote(name)
+            dense.promote(name)
+            self._apply(stats, dense, policy=policy)
+
+    def regate(self) -> dict[str, GateResult]:
+        """Re-check every shadow expert's gate; those that pass route from now on.
+
+        :meth:`save` calls it. Returns the figures of every shadow expert checked.
+        """
+        with self._lock:
+            results = {}
+            for name in self.shadow_experts:
+                rows = self.stats.shadows[name]
+                results[name] = self._gate(rows.features, rows.scores, rows.weights)
+                if results[name].passed:
+                    self.promote_expert(name)
+            return results
 
     def check_new_expert(
         self,
@@ -400,6 +504,11 @@ class RouterEditor:
     ) -> tuple[str, list[str], np.ndarray]:
         """``add_expert``'s checks, before any encoding: ``(name, texts, targets (n, 1))``."""
         texts, y_given = _check_expert_args(name, texts, scores)
+        if name in self.stats.shadows:
+            raise InvalidInputError(
+                f"expert {name!r} already exists as a shadow expert (not routing yet); remove "
+                "it first or choose another name"
+            )
         if name in self.experts:
             raise InvalidInputError(
                 f"expert {name!r} already exists; remove it first or choose another name "
@@ -418,8 +527,19 @@ class RouterEditor:
         assert y_given is not None
         return name, texts, y_given
 
-    def add_expert_rows(self, name: str, rows: Moments, pooled: bool, cost: float | None) -> None:
-        """Add an expert checked by :meth:`check_new_expert` from its rows' moments."""
+    def add_expert_rows(
+        self,
+        name: str,
+        rows: Moments,
+        pooled: bool,
+        cost: float | None,
+        *,
+        shadow: ShadowRows | None = None,
+    ) -> None:
+        """Add an expert checked by :meth:`check_new_expert` from its rows' moments.
+
+        With ``shadow`` (its rows), it is added as a shadow expert: solved, not routing.
+        """
         with self.lock():
             policy = self.policy.with_expert(name, cost)
             table = self.embedding_table
@@ -428,6 +548,11 @@ class RouterEditor:
             mode = "pooled" if pooled else "own"
             stats.append(name, mode, rows, rows.sum_xy[:, 0], rows.sum_y[0], rows.sum_yy[0])
             dense.append(name, mode, proj, proj.sum_xy[:, 0], proj.sum_y[0], proj.sum_yy[0])
+            if shadow is not None:
+                if pooled:
+                    raise InvalidInputError("a shadow expert is added with scores")
+                stats.shadows[name], dense.shadows[name] = shadow, shadow.copy()
+                policy = self.policy  # its cost joins the policy when it is promoted
             self._apply(stats, dense, policy=policy)
 
     def add_feedback(
@@ -483,7 +608,10 @@ class RouterEditor:
         """
         with self._lock:
             cfg = self._config
-            parsed = feedback.parse_rows(list(rows), cfg.experts, cfg.expert_modes, cfg.target)
+            # shadow experts take feedback too (stats.experts: routing and shadow experts)
+            parsed = feedback.parse_rows(
+                list(rows), self.stats.experts, self.stats.modes, cfg.target
+            )
             weight = feedback.check_traffic_weight(traffic_weight, self.stats)
             forget = feedback.check_half_life(half_life, self.stats)
             if not parsed:
@@ -493,6 +621,7 @@ class RouterEditor:
             stats = self.stats.copy()
             dense = self._dense_stats().copy() if table is not None else None
             feedback.fold(stats, dense, parsed, encoded, weight, table, forget)
+            _extend_shadows(stats, parsed, encoded.features, weight)
             if journal_seq is not None:
                 stats.journal_seq = journal_seq
                 if dense is not None:
@@ -509,8 +638,18 @@ class RouterEditor:
         """
         with self.lock():
             experts = self.experts
+            if name in self.stats.shadows:  # not routing: no policy entry to drop
+                stats, dense = self.stats.copy(), self._dense_stats().copy()
+                index = stats.experts.index(name)
+                stats.remove(index)
+                dense.remove(index)
+                self._apply(stats, dense)
+                return
             if name not in experts:
-                raise InvalidInputError(f"unknown expert {name!r}; experts: {experts}")
+                raise InvalidInputError(
+                    f"unknown expert {name!r}; experts: {experts}"
+                    + (f", shadow experts: {self.shadow_experts}" if self.stats.shadows else "")
+                )
             if len(experts) == 1:
                 raise InvalidInputError(f"{name!r} is the last expert; a router needs one")
             policy = self.policy.without_expert(name, fallback)
@@ -654,6 +793,8 @@ class RouterEditor:
             return target
 
     def _generation(self, stats: io.BytesIO) -> Generation:
+        if self._stats.shadows:
+            self.regate()  # shadow experts whose gate now passes join the graph
         self._stats.save(stats)
         return replace(self._base.source, config=self._config, graph=self.graph())
 
@@ -669,6 +810,20 @@ class RouterEditor:
 
     def __repr__(self) -> str:
         return f"RouterEditor({str(self.path)!r}, experts={self.experts})"
+
+
+def _extend_shadows(
+    stats: RouterStats, rows: Sequence[feedback.FeedbackRow], x: np.ndarray | None, weight: float
+) -> None:
+    """Keep the feedback rows naming shadow experts beside their moments, for their gate."""
+    if not stats.shadows or x is None:
+        return
+    for name in list(stats.shadows):
+        idx = [i for i, r in enumerate(rows) if name in r.targets]
+        if idx:
+            y = np.array([rows[i].targets[name] for i in idx])
+            extended = stats.shadows[name].extend(x[idx], y, np.full(len(idx), weight))
+            stats.shadows[name] = extended
 
 
 register_editor(RouterEditor)  # Router.load folds a feedback journal with it

@@ -83,9 +83,11 @@ def stats_mismatch(stats: RouterStats, config: RouterConfig, vocab_size: int) ->
 
 def _check_stats(stats: RouterStats, gen: Generation, tokenizer: TextTokenizer) -> None:
     config, path, cfg_file = gen.config, gen.where("stats"), gen.where("config")
-    if stats.experts != list(config.experts) or stats.modes != list(config.expert_modes):
+    # shadow experts (not routing yet) live in the statistics only, not in router.json
+    experts, modes = stats.routing_experts, stats.routing_modes
+    if experts != list(config.experts) or modes != list(config.expert_modes):
         raise RouterFormatError(
-            f"{path} has experts {stats.experts} but {cfg_file} lists {list(config.experts)}"
+            f"{path} has experts {experts} but {cfg_file} lists {list(config.experts)}"
         )
     problem = stats_mismatch(stats, config, tokenizer.vocab_size)
     if problem == "features":
