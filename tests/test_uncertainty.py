@@ -222,3 +222,16 @@ def test_minilm_int8_output_equals_the_statistics_reference(minilm_router_dir):
     assert router.has_uncertainty
     want = editor.uncertainty_width().width(router.features(PROBES))
     np.testing.assert_allclose(router.uncertainty(PROBES), want, rtol=0, atol=ATOL)
+
+
+@pytest.mark.slow
+def test_the_cost_benchmark_runs(capsys):
+    from benchmarks import uncertainty_cost
+
+    from .conftest import shared_data_or_fail
+
+    data = shared_data_or_fail("routerdc7").parent
+    args = ["--data", str(data), "--routers", "tiny", "--train-rows", "60", "--prompts", "4"]
+    assert uncertainty_cost.main([*args, "--rounds", "1", "--no-write"]) == 0
+    out = capsys.readouterr().out
+    assert "| tiny | 16 |" in out and "| tiny | 64 |" in out and "| tiny | 7 | 256 | 32 |" in out
