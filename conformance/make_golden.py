@@ -8,7 +8,8 @@ threshold with a fallback expert, a softmax temperature), a static router with t
 of the static router without the graph outputs ``choice`` and ``confidence`` (a router saved
 before them). Then records, for every golden prompt, the
 token ids of the Python tokenizer (one list per input view) and each router's scores,
-decision (the graph's ``choice``) and ``confidence``; for the policy router also the
+decision (the graph's ``choice``) and ``confidence``, the ``uncertainty`` output of the
+routers that have it (MiniLM and tiny); for the policy router also the
 decisions with the willingness to pay overridden per call (``Router.route(..., wtp=)``); and
 cases of the decision rule alone (``irde_onnx.decision.policy.decide`` on fixed scores).
 The JS tests (``node --test`` in js/) load the same routers and compare. Prompts cover every
@@ -277,6 +278,7 @@ def compute(routers: dict[str, Path], prompts: list[dict]) -> dict:
         "experts": {},
         "confidence": {},
         "wtp": {},
+        "uncertainty": {},
     }
     for name, path in routers.items():
         router = Router.load(path, threads=1)
@@ -299,6 +301,8 @@ def compute(routers: dict[str, Path], prompts: list[dict]) -> dict:
         result["scores"][name] = [[r.scores[e] for e in router.experts] for r in routes]
         result["experts"][name] = [r.expert for r in routes]
         result["confidence"][name] = [r.confidence for r in routes]
+        if router.has_uncertainty:  # pooled routers: the graph's optional uncertainty output
+            result["uncertainty"][name] = router.uncertainty(texts).astype(float).tolist()
         if name in POLICIES:
             result["wtp"][name] = []
             for wtp in WTP_OVERRIDES:
@@ -484,6 +488,20 @@ def run(check: bool, routers: Path = DEFAULT_ROUTERS, data: Path = DEFAULT_DATA)
     if not close(golden.get("wtp"), record["wtp"]):
         print(f"golden.json is stale for the per-call wtp; {REGENERATE}", file=sys.stderr)
         return 1
+    have, want = golden.get("uncertainty", {}), record["uncertainty"]
+    if sorted(have) != sorted(want):
+        print(
+            f"golden.json has the uncertainty of {sorted(have)}, the routers give it for "
+            f"{sorted(want)}; {REGENERATE}",
+            file=sys.stderr,
+        )
+        return 1
+    for name in want:
+        diff = np.abs(np.array(have[name]) - np.array(want[name])).max()
+        print(f"{name}: max |uncertainty - golden| = {diff:.2e}")
+        if diff > CHECK_ATOL:
+            print(f"golden.json is stale for the {name} uncertainty; {REGENERATE}", file=sys.stderr)
+            return 1
     print(f"golden.json matches the Python runtime ({len(prompts)} prompts)")
     return 0
 

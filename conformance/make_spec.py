@@ -35,6 +35,7 @@ from irde_onnx.decision.policy import Policy
 from irde_onnx.encoders import DEFAULT_ENCODER, ENCODERS
 from irde_onnx.errors import InvalidInputError, RouterFormatError
 from irde_onnx.graph import rules
+from irde_onnx.learning import uncertainty
 from irde_onnx.runtime import router as runtime_router
 from irde_onnx.runtime.tokenize import MAX_CHARS_PER_TOKEN
 from irde_onnx.store import config as store_config
@@ -115,6 +116,9 @@ def spec() -> dict[str, Any]:
             "size_inputs": {k: list(v) for k, v in rules.SIZE_INPUTS.items()},
             "slack_bytes": rules.SLACK_BYTES,
             "element_bytes": {str(k): v for k, v in rules.ELEMENT_BYTES.items()},
+            # pooled encoders' weight bound adds the uncertainty output's floats:
+            # feature_dim * (k + 1) + n_experts * (k + 1)^2, k = min(rank, feature_dim)
+            "uncertainty_rank": uncertainty.UNCERTAINTY_RANK,
         },
         "policy": {
             "fields": [f.name for f in dataclasses.fields(Policy)],
@@ -122,6 +126,9 @@ def spec() -> dict[str, Any]:
         },
         "runtime": {
             "decision_outputs": list(runtime_router.DECISION_OUTPUTS),
+            # optional graph output, float32 (batch, n_experts): pooled routers saved by
+            # this version have it (irde_onnx/learning/uncertainty.py)
+            "uncertainty_output": uncertainty.UNCERTAINTY_OUTPUT,
             "default_batch_size": runtime_router.DEFAULT_BATCH_SIZE,
             "int8_batch_size": runtime_router.INT8_BATCH_SIZE,
         },

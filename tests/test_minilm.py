@@ -59,7 +59,13 @@ def test_graph_interface(minilm_router_dir):
         ("input_ids", "tensor(int64)", ["batch", "sequence"]),
         ("attention_mask", "tensor(int64)", ["batch", "sequence"]),
     ]
-    assert [o.name for o in sess.get_outputs()] == ["scores", "features", "choice", "confidence"]
+    assert [o.name for o in sess.get_outputs()] == [
+        "scores",
+        "features",
+        "choice",
+        "confidence",
+        "uncertainty",
+    ]
     # declared in the graph: a symbolic n_experts, so a head with more columns fits
     model = load_graph_proto(minilm_router_dir / GRAPH_FILE)
     declared = {
@@ -73,6 +79,7 @@ def test_graph_interface(minilm_router_dir):
         "features": ["batch", width],
         "choice": ["batch"],
         "confidence": ["batch"],
+        "uncertainty": ["batch", "n_experts"],
     }
     meta = sess.get_modelmeta().custom_metadata_map
     assert json.loads(meta["irde.experts"]) == Router.load(minilm_router_dir).experts

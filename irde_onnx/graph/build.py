@@ -3,7 +3,9 @@
 Inputs ``input_ids`` and ``attention_mask`` (int64, [batch, sequence]); output ``scores``
 [batch, n_experts] and, for pooled encoders, ``features`` [batch, d]. The head is the
 initializers ``head.W`` [d, n_experts] and ``head.b`` [n_experts] (MatMul + Add), so a runtime
-can replace them; ``n_experts`` is a symbolic dimension.
+can replace them; ``n_experts`` is a symbolic dimension. The editor appends the decision
+nodes (``choice``, ``confidence``: :mod:`irde_onnx.decision.nodes`) and, for pooled encoders,
+the ``uncertainty`` output [batch, n_experts] (:func:`add_uncertainty`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from irde_onnx.learning.static_scores import ENTROPY_FLOOR, INVALID_ENTROPY
+from irde_onnx.learning.uncertainty import UNCERTAINTY_OUTPUT, SubspaceWidth
 from irde_onnx.store.config import HEAD_B, HEAD_W, STATIC_TABLE, STATIC_TOKEN_MASK
 
 OPSET = 18
@@ -348,3 +351,113 @@ def tiny_router(
     )
     model.ir_version = 9
     return model
+
+
+# initializers of the uncertainty output (learning/uncertainty.py, SubspaceWidth.graph_arrays)
+UNCERTAINTY_INITIALIZERS = {
+    "mu": "uncertainty.mu",
+    "basis": "uncertainty.basis",
+    "factors": "uncertainty.factors",
+    "offset": "uncertainty.offset",
+}
+
+
+def has_uncertainty(model: onnx.ModelProto) -> bool:
+    """True when the graph already has the ``uncertainty`` output."""
+    return any(o.name == UNCERTAINTY_OUTPUT for o in model.graph.output)
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), OPSET)
+
+
+def uncertainty_nodes(rank: int, opset: int = OPSET) -> list[onnx.NodeProto]:
+    """Nodes from ``features`` to ``uncertainty`` (batch, n_experts): ``||L_e z||`` per expert.
+
+    ``(features - mu) @ basis @ factors + offset`` holds ``L_e z`` in block ``e`` of ``rank + 1``
+    columns; Reshape to (batch, n_experts, rank + 1), ReduceSumSquare, Sqrt. Every node takes
+    a tensor computed from the prompt, so onnxruntime folds none of the initializers.
+    """
+    names = UNCERTAINTY_INITIALIZERS
+    nodes = [
+        _const("uncertainty/shape", np.array([0, -1, rank + 1], np.int64)),
+        helper.make_node("Sub", ["features", names["mu"]], ["uncertainty/centred"]),
+        helper.make_node("MatMul", ["uncertainty/centred", names["basis"]], ["uncertainty/z"]),
+        helper.make_node("MatMul", ["uncertainty/z", names["factors"]], ["uncertainty/lz"]),
+        helper.make_node("Add", ["uncertainty/lz", names["offset"]], ["uncertainty/v"]),
+        helper.make_node("Reshape", ["uncertainty/v", "uncertainty/shape"], ["uncertainty/v3"]),
+    ]
+    if opset >= 18:  # axes became an input in opset 18
+        nodes += [
+            _const("uncertainty/axis2", np.array([2], np.int64)),
+            helper.make_node(
+                "ReduceSumSquare",
+                ["uncertainty/v3", "uncertainty/axis2"],
+                ["uncertainty/sq"],
+                keepdims=0,
+            ),
+        ]
+    else:
+        nodes.append(
+            helper.make_node(
+                "ReduceSumSquare", ["uncertainty/v3"], ["uncertainty/sq"], axes=[2], keepdims=0
+            )
+        )
+    nodes.append(helper.make_node("Sqrt", ["uncertainty/sq"], [UNCERTAINTY_OUTPUT]))
+    return nodes
+
+
+def uncertainty_initializers(width: SubspaceWidth) -> list[onnx.TensorProto]:
+    """The float32 initializers of ``width`` (:meth:`SubspaceWidth.graph_arrays`)."""
+    arrays = width.graph_arrays()
+    return [
+        numpy_helper.from_array(arrays[k], name) for k, name in UNCERTAINTY_INITIALIZERS.items()
+    ]
+
+
+def add_uncertainty(model: onnx.ModelProto, width: SubspaceWidth) -> None:
+    """Give a pooled router graph the ``uncertainty`` output of ``width``, in place.
+
+    A graph that already has it (of the same rank) gets its initializers rewritten, as the
+    head's are; the encoder is not touched.
+    """
+    g = model.graph
+    if not any(o.name == "features" for o in g.output):
+        raise ValueError("the uncertainty output needs a graph with the features output")
+    if has_uncertainty(model):
+        rank = next(
+            int(numpy_helper.to_array(n.attribute[0].t)[2]) - 1
+            for n in g.node
+            if n.output and n.output[0] == "uncertainty/shape"
+        )
+        if rank == width.rank:
+            values = {t.name: t for t in uncertainty_initializers(width)}
+            for tensor in g.initializer:
+                if tensor.name in values:
+                    tensor.CopyFrom(values[tensor.name])
+            return
+        remove_uncertainty(model)
+    g.node.extend(uncertainty_nodes(width.rank, _opset(model)))
+    g.initializer.extend(uncertainty_initializers(width))
+    g.output.append(
+        helper.make_tensor_value_info(UNCERTAINTY_OUTPUT, TensorProto.FLOAT, [BATCH, N_EXPERTS])
+    )
+
+
+def remove_uncertainty(model: onnx.ModelProto) -> None:
+    """Drop the ``uncertainty`` output, its nodes and initializers (a graph saved before it)."""
+    g = model.graph
+    keep_out = [o for o in g.output if o.name != UNCERTAINTY_OUTPUT]
+    del g.output[:]
+    g.output.extend(keep_out)
+    keep_nodes = [
+        n
+        for n in g.node
+        if not all(o.startswith("uncertainty/") or o == UNCERTAINTY_OUTPUT for o in n.output)
+    ]
+    del g.node[:]
+    g.node.extend(keep_nodes)
+    dropped = set(UNCERTAINTY_INITIALIZERS.values())
+    keep_inits = [t for t in g.initializer if t.name not in dropped]
+    del g.initializer[:]
+    g.initializer.extend(keep_inits)

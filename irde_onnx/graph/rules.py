@@ -12,8 +12,9 @@ these rules at load, before onnxruntime sees it:
   ``Expand``, ``Tile``, ``Range``, ``OneHot``'s depth) never take that size from a constant:
   in the exported graphs it always comes from the input's shape;
 * the initializers and constants together declare at most the bytes the encoder needs
-  (:func:`weight_bound`): its weights at 4 bytes each (fp32, the widest precision), the head
-  and 1 MiB for the small constants, quantisation scales and decision settings.
+  (:func:`weight_bound`): its weights at 4 bytes each (fp32, the widest precision), the head,
+  the uncertainty output's subspace and factors, and 1 MiB for the small constants,
+  quantisation scales and decision settings.
 
 The graph is read with a small protobuf walk of ``router.onnx`` (the encoder's weights live
 in ``router.onnx.data`` and are not read), so routing still never imports the ``onnx``
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 
 from irde_onnx.encoders import ENCODERS
 from irde_onnx.errors import RouterFormatError
+from irde_onnx.learning.uncertainty import uncertainty_floats
 
 # the graph tail and head (export/graph.py), the decision policy (policy_graph.py), every
 # static strategy (vote, mean, entropy_top_k) and the toy router of tests/toy.py
@@ -76,11 +78,15 @@ MINILM_OPS = STATIC_OPS | {
     "Sqrt",
     "Transpose",
 }
+# the uncertainty output of the pooled encoders (graph/build.py uncertainty_nodes)
+UNCERTAINTY_OPS = frozenset(
+    {"Add", "Constant", "MatMul", "ReduceSumSquare", "Reshape", "Sqrt", "Sub"}
+)
 # the tiny router (graph/build.py tiny_router) writes a subset of the static operators
 ALLOWED_OPS: dict[str, frozenset[str]] = {
     "static": STATIC_OPS,
-    "minilm": frozenset(MINILM_OPS),
-    "tiny": STATIC_OPS,
+    "minilm": frozenset(MINILM_OPS | UNCERTAINTY_OPS),
+    "tiny": STATIC_OPS | UNCERTAINTY_OPS,
 }
 # operator -> the input positions that give the size of the tensor it makes
 SIZE_INPUTS = {
@@ -245,12 +251,15 @@ def weight_bound(encoder: str, feature_dim: int, n_experts: int, vocab_size: int
 
     The encoder's weights at 4 bytes each (``token_weights`` per vocabulary entry, or the
     router's ``feature_dim`` + 1 for a static table and its token mask, plus
-    ``fixed_weights``), the head (``feature_dim`` + 1 per expert, float32) and
-    :data:`SLACK_BYTES` for everything small.
+    ``fixed_weights``), the head (``feature_dim`` + 1 per expert, float32), the uncertainty
+    output of pooled encoders (:func:`~irde_onnx.learning.uncertainty.uncertainty_floats`)
+    and :data:`SLACK_BYTES` for everything small.
     """
     spec = ENCODERS[encoder]
     per_token = spec.token_weights if spec.token_weights is not None else feature_dim + 1
     weights = per_token * vocab_size + spec.fixed_weights + (feature_dim + 1) * n_experts
+    if spec.pooled:
+        weights += uncertainty_floats(feature_dim, n_experts)
     return 4 * weights + SLACK_BYTES
 
 

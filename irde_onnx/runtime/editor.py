@@ -1,7 +1,8 @@
 """RouterEditor: every change to a router (experts, statistics, policy), and its save.
 
 Setters check their arguments and update the statistics, head and configuration in memory;
-the complete graph (head, policy nodes, metadata) and its one onnxruntime session are built
+the complete graph (head, policy nodes, the uncertainty output of pooled encoders, metadata)
+and its one onnxruntime session are built
 when the changed router is first needed (:attr:`RouterEditor.router`, :meth:`save`), so a
 batch of changes opens one session.
 """
@@ -31,6 +32,7 @@ from irde_onnx.learning import feedback
 from irde_onnx.learning.gate import GATE_ROWS, GateResult, gate
 from irde_onnx.learning.moments import Moments
 from irde_onnx.learning.statistics import MAX_TARGET, RouterStats, ShadowRows, bad_target_row
+from irde_onnx.learning.uncertainty import SubspaceWidth, subspace_width
 from irde_onnx.runtime.router import Router, register_editor, stats_mismatch
 from irde_onnx.store.config import RouterConfig, expert_name_problem
 from irde_onnx.store.folder import (
@@ -129,6 +131,8 @@ class RouterEditor:
         self._dense: RouterStats | None = None  # the base router's, until a change
         self._head: tuple[np.ndarray, np.ndarray] | None = router.solved_head
         self._graph: bytes | None = None  # the complete graph of the changes, once built
+        # (dense statistics, lam, the uncertainty output's factors from them), once computed
+        self._width: tuple[RouterStats, float, SubspaceWidth] | None = None
         self._dirty = False  # changed in memory since read or saved
 
     # -- what the changes make -------------------------------------------------------------
@@ -172,7 +176,7 @@ class RouterEditor:
         return self._base.encode_rows(texts, **kw)
 
     def graph(self) -> bytes:
-        """The complete ``router.onnx`` of the changes: head, policy nodes and metadata."""
+        """The complete ``router.onnx`` of the changes: head, policy, uncertainty, metadata."""
         if self._graph is None:
             from irde_onnx.decision.nodes import add_policy
             from irde_onnx.graph.metadata import graph_metadata, set_metadata
@@ -183,9 +187,25 @@ class RouterEditor:
             if self._head is not None:
                 replace_head(model, *self._head)
             add_policy(model, cfg.target, Policy.from_dict(cfg.policy), list(cfg.experts))
+            if cfg.pooled:
+                from irde_onnx.graph.build import add_uncertainty
+
+                add_uncertainty(model, self.uncertainty_width())
             set_metadata(model, graph_metadata(cfg))
             self._graph = model.SerializeToString()
         return self._graph
+
+    def uncertainty_width(self) -> SubspaceWidth:
+        """The ``uncertainty`` output's subspace and factors, from the statistics as changed.
+
+        A pure function of the dense statistics and ``lam``, recomputed once per batch of
+        changes (a change of the policy alone reuses it). Pooled encoders only.
+        """
+        dense, lam = self._dense_stats(), self._config.lam
+        cached = self._width
+        if cached is None or cached[0] is not dense or cached[1] != lam:
+            cached = self._width = (dense, lam, subspace_width(dense, lam))
+        return cached[2]
 
     @property
     def router(self) -> Router:

@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from irde_onnx.decision.policy import UNSET, Policy, decide
 from irde_onnx.errors import InvalidInputError, RouterFormatError
 from irde_onnx.graph.rules import check_graph
 from irde_onnx.learning.statistics import EncodedRows, RouterStats
+from irde_onnx.learning.uncertainty import UNCERTAINTY_OUTPUT
 from irde_onnx.runtime.session import open_session, ort  # session.py imports onnxruntime
 from irde_onnx.runtime.tokenize import TextTokenizer
 from irde_onnx.store.config import STATIC_TABLE, RouterConfig, check_router_dir
@@ -124,15 +125,18 @@ def _check_session(session: ort.InferenceSession, gen: Generation, tok: TextToke
             "(an interrupted copy or save?); save the router again from a good copy"
         )
     ((_, ids, mask),) = tok.batches([""], 1)
+    probe = ["scores", UNCERTAINTY_OUTPUT] if UNCERTAINTY_OUTPUT in outputs else ["scores"]
     try:
-        out = session.run(["scores"], {"input_ids": ids, "attention_mask": mask})[0]
+        got = session.run(probe, {"input_ids": ids, "attention_mask": mask})
     except Exception as exc:  # onnxruntime raises its own exception types
         raise RouterFormatError(f"{graph} cannot route a prompt: {exc}") from exc
-    if out.ndim != 2 or out.shape[1] != len(config.experts):
-        raise RouterFormatError(
-            f"{graph} scores {out.shape[-1]} experts but {gen.where('config')} lists "
-            f"{len(config.experts)}; the folder mixes two routers: copy it again"
-        )
+    for name, out in zip(probe, got, strict=True):
+        if out.ndim != 2 or out.shape[1] != len(config.experts):
+            raise RouterFormatError(
+                f"{graph} gives {name} of {out.shape[-1]} experts but {gen.where('config')} "
+                f"lists {len(config.experts)}; the folder mixes two routers: copy it again"
+            )
+    out = got[0]
     if not np.isfinite(out).all():
         raise RouterFormatError(
             f"{graph} gives NaN or infinite scores (its head is not finite); every prompt "
@@ -330,6 +334,7 @@ class Router:
         self._head, self._threads = head, threads
         self._providers = list(providers) if providers else None
         self._decides = {o.name for o in session.get_outputs()} >= set(DECISION_OUTPUTS)
+        self._has_uncertainty = any(o.name == UNCERTAINTY_OUTPUT for o in session.get_outputs())
         self._dense = dense  # statistics in feature space (static: projected), once computed
         self._table = table
         return self
@@ -481,13 +486,82 @@ class Router:
                 results[j][idx] = arr
         return [r if r is not None else np.zeros((0, 0), np.float32) for r in results]
 
-    def scores(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
-        """Every expert's score for each text, shape (n_texts, n_experts)."""
+    @overload
+    def scores(
+        self,
+        texts: Sequence[str],
+        batch_size: int | None = None,
+        *,
+        with_uncertainty: Literal[False] = False,
+    ) -> np.ndarray: ...
+
+    @overload
+    def scores(
+        self,
+        texts: Sequence[str],
+        batch_size: int | None = None,
+        *,
+        with_uncertainty: Literal[True],
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def scores(
+        self, texts: Sequence[str], batch_size: int | None = None, *, with_uncertainty: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Every expert's score for each text, shape (n_texts, n_experts).
+
+        With ``with_uncertainty=True``: ``(scores, uncertainty)`` from one session run, both
+        (n_texts, n_experts) (see :meth:`uncertainty`).
+        """
         texts = check_texts(texts)
         _check_batch_size(batch_size)
+        if with_uncertainty:
+            self._check_uncertainty()
+        outputs = ["scores", UNCERTAINTY_OUTPUT] if with_uncertainty else ["scores"]
+        if not texts:
+            empty = np.zeros((0, len(self.config.experts)), dtype=np.float32)
+            return (empty, empty.copy()) if with_uncertainty else empty
+        got = self._run(texts, outputs, batch_size)
+        return (got[0], got[1]) if with_uncertainty else got[0]
+
+    @property
+    def has_uncertainty(self) -> bool:
+        """True when the graph computes the ``uncertainty`` output (:meth:`uncertainty`)."""
+        return self._has_uncertainty
+
+    def _check_uncertainty(self) -> None:
+        if self._has_uncertainty:
+            return
+        if not self.config.pooled:
+            raise InvalidInputError(
+                "a static router has no uncertainty output: its scores are votes of tokens, "
+                "not one ridge prediction per prompt; train a minilm or tiny router for it"
+            )
+        where = str(self.path) if self.path is not None else "path"
+        raise InvalidInputError(
+            f"{self._gen.where()} was saved before the uncertainty output existed: save the "
+            f"router again with this version to add it (RouterEditor.open({where!r}).save() "
+            "in Python, or any change with irde experts, irde policy or irde feedback)"
+        )
+
+    def uncertainty(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        """The uncertainty of each expert's predicted quality, shape (n_texts, n_experts).
+
+        The width of a LinUCB confidence interval in a 32-dimensional PCA subspace of the
+        features, ``sqrt(z^T A_e^-1 z)`` (:mod:`irde_onnx.learning.uncertainty`): large where
+        the expert's column has seen few rows like the prompt. The graph's ``uncertainty``
+        output, so every host computes the same.
+
+        Raises:
+            InvalidInputError: the router has no such output (a static router, or a router
+                saved before it: save it again, as the message says).
+
+        """
+        texts = check_texts(texts)
+        _check_batch_size(batch_size)
+        self._check_uncertainty()
         if not texts:
             return np.zeros((0, len(self.config.experts)), dtype=np.float32)
-        return self._run(texts, ["scores"], batch_size)[0]
+        return self._run(texts, [UNCERTAINTY_OUTPUT], batch_size)[0]
 
     def features(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         """Pooled sentence features of each text, shape (n_texts, d) (pooled encoders only)."""

@@ -67,6 +67,8 @@ const ready = start();
 window.irde = {
   ready: ready.then((router) => router.experts),
   route: async (texts, options) => (await ready).route(texts, options),
+  // rows as plain arrays: typed arrays do not cross into the driving script as such
+  uncertainty: async (texts) => (await (await ready).uncertainty(texts)).map((r) => Array.from(r)),
 };
 ready.then(() => { document.body.dataset.ready = "yes"; }, (err) => {
   document.body.dataset.ready = "error";

@@ -469,6 +469,10 @@ export const ALLOWED_OPS = SPEC.graph_rules.allowed_ops;
 /** Operator -> the input positions that give the size of the tensor it makes. */
 export const SIZE_INPUTS = SPEC.graph_rules.size_inputs;
 export const SLACK_BYTES = SPEC.graph_rules.slack_bytes;
+// the optional output of pooled routers (Python's learning/uncertainty.py): float32
+// [batch, n_experts], the width of each expert's predicted quality
+export const UNCERTAINTY_OUTPUT = SPEC.runtime.uncertainty_output;
+const UNCERTAINTY_RANK = SPEC.graph_rules.uncertainty_rank;
 // bytes of one element per ONNX TensorProto.DataType (keys are the type numbers as strings)
 const ELEMENT_BYTES = SPEC.graph_rules.element_bytes;
 
@@ -572,7 +576,12 @@ export function summarizeGraph(bytes) {
 export function weightBound(encoder, featureDim, nExperts, vocabSize) {
   const spec = ENCODER_SPECS[encoder];
   const perToken = spec.tokenWeights ?? featureDim + 1;
-  return 4 * (perToken * vocabSize + spec.fixedWeights + (featureDim + 1) * nExperts) + SLACK_BYTES;
+  let weights = perToken * vocabSize + spec.fixedWeights + (featureDim + 1) * nExperts;
+  if (spec.pooled) {  // the uncertainty output: mu and the basis, the factors and offsets
+    const k1 = Math.min(UNCERTAINTY_RANK, featureDim) + 1;
+    weights += featureDim * k1 + nExperts * k1 * k1;
+  }
+  return 4 * weights + SLACK_BYTES;
 }
 
 /** Why the graph bytes break the rules, or null (Python's graph_rules.graph_problem). */
@@ -716,6 +725,8 @@ export class Router {
     }
     // graphs saved before the decision policy have no choice/confidence: decided here instead
     this.hasDecision = hasDecisionOutputs(session.outputNames);
+    // pooled routers saved by irde-onnx with the uncertainty output (older ones lack it)
+    this.hasUncertainty = outputs.has(UNCERTAINTY_OUTPUT);
   }
 
   /** Expert names in column order. */
@@ -738,10 +749,12 @@ export class Router {
     return checkTexts(texts).map((t) => this.tokenizer.encode(t));
   }
 
-  // one row per text: {scores: Float32Array, choice?: number, confidence?: number}
-  async #run(encoded, batchSize, withDecision) {
+  // one row per text: {scores: Float32Array, choice?: number, confidence?: number,
+  // uncertainty?: Float32Array}
+  async #run(encoded, batchSize, withDecision, withUncertainty = false) {
     const n = this.config.experts.length;
     const names = withDecision ? ["scores", ...DECISION_OUTPUTS] : ["scores"];
+    if (withUncertainty) names.push(UNCERTAINTY_OUTPUT);
     const out = new Array(encoded.length);
     const lengths = encoded.map((e) => e.length);
     const order = encoded.length <= batchSize ? lengths.map((_, i) => i) : stableArgsort(lengths);
@@ -774,6 +787,10 @@ export class Router {
           out[i].choice = Number(result.choice.data[row]);
           out[i].confidence = result.confidence.data[row];
         }
+        if (withUncertainty) {
+          const u = result[UNCERTAINTY_OUTPUT];
+          out[i].uncertainty = Float32Array.from(u.data.subarray(row * n, (row + 1) * n));
+        }
       });
     }
     return out;
@@ -788,16 +805,47 @@ export class Router {
   }
 
   /**
-   * Every expert's score for each text: one Float32Array (n_experts) per text.
+   * Every expert's score for each text: one Float32Array (n_experts) per text. With
+   * `withUncertainty: true`, `{scores, uncertainty}` from one session run (see uncertainty()).
+   * @param {string[]} texts
+   * @param {{batchSize?: number, withUncertainty?: boolean}} [options]
+   */
+  async scores(texts, { batchSize, withUncertainty = false } = {}) {
+    texts = checkTexts(texts);
+    const size = this.#batchSize(batchSize);
+    if (withUncertainty) this.#checkUncertainty();
+    if (!texts.length) return withUncertainty ? { scores: [], uncertainty: [] } : [];
+    const rows = await this.#run(
+      texts.map((t) => this.tokenizer.encode(t)), size, false, withUncertainty,
+    );
+    const scores = rows.map((r) => r.scores);
+    return withUncertainty ? { scores, uncertainty: rows.map((r) => r.uncertainty) } : scores;
+  }
+
+  /**
+   * The uncertainty of each expert's predicted quality (the graph's `uncertainty` output,
+   * Python's Router.uncertainty): one Float32Array (n_experts) per text.
    * @param {string[]} texts
    * @param {{batchSize?: number}} [options]
    */
-  async scores(texts, { batchSize } = {}) {
-    texts = checkTexts(texts);
-    const size = this.#batchSize(batchSize);
-    if (!texts.length) return [];
-    const rows = await this.#run(texts.map((t) => this.tokenizer.encode(t)), size, false);
-    return rows.map((r) => r.scores);
+  async uncertainty(texts, { batchSize } = {}) {
+    const { uncertainty } = await this.scores(texts, { batchSize, withUncertainty: true });
+    return uncertainty;
+  }
+
+  #checkUncertainty() {
+    if (this.hasUncertainty) return;
+    if (!ENCODER_SPECS[this.config.encoder].pooled) {
+      throw new InvalidInputError(
+        "a static router has no uncertainty output: its scores are votes of tokens, not one " +
+        "ridge prediction per prompt; train a minilm or tiny router for it",
+      );
+    }
+    throw new InvalidInputError(
+      `${this.source}/${this.graphName} was saved before the uncertainty output existed: save ` +
+      "the router again with irde-onnx (Python) to add it (RouterEditor.open(path).save(), or " +
+      "any change with irde experts, irde policy or irde feedback)",
+    );
   }
 
   /**

@@ -182,6 +182,7 @@ export const SPEC = freeze({
     "OneHot",
     "ReduceL2",
     "ReduceSum",
+    "ReduceSumSquare",
     "Reshape",
     "ScatterElements",
     "Shape",
@@ -248,9 +249,12 @@ export const SPEC = freeze({
     "OneHot",
     "ReduceL2",
     "ReduceSum",
+    "ReduceSumSquare",
+    "Reshape",
     "ScatterElements",
     "Shape",
     "Softmax",
+    "Sqrt",
     "Squeeze",
     "Sub",
     "TopK",
@@ -292,7 +296,8 @@ export const SPEC = freeze({
    "12": 4,
    "13": 8,
    "16": 2
-  }
+  },
+  "uncertainty_rank": 32
  },
  "policy": {
   "fields": [
@@ -317,6 +322,7 @@ export const SPEC = freeze({
    "choice",
    "confidence"
   ],
+  "uncertainty_output": "uncertainty",
   "default_batch_size": 32,
   "int8_batch_size": 1
  }

@@ -13,8 +13,8 @@ import { chromium } from "playwright-core";
 
 import { startServer } from "../demo/serve.mjs";
 import {
-  CHROMIUM_ARGS, CHROMIUM_PATH, INT8_WASM_ATOL, JS_ROOT, ROUTERS, SCORE_ATOL, browserSkip,
-  compareRoutes, golden, goldenTexts,
+  CHROMIUM_ARGS, CHROMIUM_PATH, INT8_WASM_ATOL, JS_ROOT, ROUTERS, SCORE_ATOL, UNCERTAINTY_ATOL,
+  browserSkip, compareRoutes, golden, goldenTexts, uncertaintyDiff,
 } from "./helpers.mjs";
 
 
@@ -61,6 +61,18 @@ describe("demo page in headless Chromium", { ...browserSkip(), timeout: 300_000 
     }, [units, topK, wtp === undefined ? "default" : wtp]);
   }
 
+  async function uncertaintyInPage(page, texts) {
+    const units = texts.map((t) => Array.from({ length: t.length }, (_, i) => t.charCodeAt(i)));
+    return page.evaluate(async (all) => {
+      const strings = all.map((u) => {
+        let s = "";
+        for (let i = 0; i < u.length; i += 8192) s += String.fromCharCode(...u.slice(i, i + 8192));
+        return s;
+      });
+      return window.irde.uncertainty(strings);
+    }, units);
+  }
+
   it("int8 router: every golden prompt within the wasm int8 tolerance, the UI shows the decision", async () => {
     const texts = await goldenTexts();
     const page = await openPage("int8");
@@ -71,6 +83,10 @@ describe("demo page in headless Chromium", { ...browserSkip(), timeout: 300_000 
     assert.ok(confExcess <= 0, `a confidence moved ${confExcess} beyond what its scores allow`);
     for (const flip of flips) assert.ok(flip.margin < INT8_WASM_ATOL, JSON.stringify(flip));
     console.log(`# Chromium int8: max |score difference| ${maxDiff.toExponential(2)}, max |confidence difference| ${maxConfDiff.toExponential(2)}, ${flips.length} flip(s) of ${texts.length}`);
+    // wasm's int8 kernels move the features, so the widths move with the scores
+    const widthDiff = uncertaintyDiff("int8", await uncertaintyInPage(page, texts));
+    console.log(`# Chromium int8: max |uncertainty difference| ${widthDiff.toExponential(2)}`);
+    assert.ok(widthDiff <= INT8_WASM_ATOL, `max |uncertainty difference| ${widthDiff}`);
 
     // through the text box and the button, as a person would
     for (const i of [3, 8, 9, 20]) {
@@ -111,6 +127,9 @@ describe("demo page in headless Chromium", { ...browserSkip(), timeout: 300_000 
     assert.ok(maxDiff <= SCORE_ATOL, `max |score difference| ${maxDiff}`);
     assert.ok(maxConfDiff <= SCORE_ATOL, `max |confidence difference| ${maxConfDiff}`);
     assert.deepEqual(flips, []);
+    const widthDiff = uncertaintyDiff("tiny", await uncertaintyInPage(page, texts));
+    console.log(`# Chromium tiny: max |uncertainty difference| ${widthDiff.toExponential(2)}`);
+    assert.ok(widthDiff <= UNCERTAINTY_ATOL, `max |uncertainty difference| ${widthDiff}`);
     await page.close();
   });
 

@@ -1,15 +1,16 @@
 // Conformance with the Python runtime: the same token ids (each router's input view), scores,
 // decisions and confidences on onnxruntime-node, and on onnxruntime-web's wasm backend (what
-// a browser computes); the same decisions when a call overrides the willingness to pay.
+// a browser computes); the same decisions when a call overrides the willingness to pay; the
+// same uncertainty output where the router has it.
 
 import assert from "node:assert/strict";
 import path from "node:path";
 import { describe, it } from "node:test";
 
-import { Router } from "../src/node.js";
+import { InvalidInputError, Router } from "../src/node.js";
 import {
-  INT8_WASM_ATOL, ROUTERS, ROUTER_NAMES, SCORE_ATOL, compareRoutes, golden, goldenTexts,
-  skipUnlessReady,
+  INT8_WASM_ATOL, ROUTERS, ROUTER_NAMES, SCORE_ATOL, UNCERTAINTY_ATOL, compareRoutes, golden,
+  goldenTexts, skipUnlessReady, uncertaintyDiff,
 } from "./helpers.mjs";
 
 const ready = skipUnlessReady();
@@ -55,6 +56,37 @@ describe("per-call willingness to pay (decided from the scores, as Python's poli
         // the wtp the router stores gives the graph's own decision
         const own = await router.route(texts, { wtp: router.config.policy.wtp ?? null });
         assert.deepEqual(own.map((r) => r.expert), golden.experts[name]);
+        await router.release();
+      });
+    }
+  }
+});
+
+describe("the uncertainty output (Python's Router.uncertainty)", ready, () => {
+  for (const name of ROUTER_NAMES) {
+    for (const backend of ["node", "wasm"]) {
+      // int8 on wasm quantises activations its own way: its features, hence widths, move
+      const atol = name === "int8" && backend === "wasm" ? INT8_WASM_ATOL : UNCERTAINTY_ATOL;
+      it(`${name} on ${backend}: ${golden.uncertainty?.[name] ? `within ${atol} of Python` : "absent, and asking for it throws"}`, async () => {
+        const router = await Router.load(path.join(ROUTERS, name), { threads: 1, backend });
+        const want = golden.uncertainty?.[name];
+        assert.equal(router.hasUncertainty, want !== undefined);
+        if (want === undefined) {
+          await assert.rejects(router.uncertainty(["x"]), InvalidInputError);
+          await assert.rejects(router.scores(["x"], { withUncertainty: true }), InvalidInputError);
+          assert.equal((await router.scores(["x"])).length, 1);
+          await router.release();
+          return;
+        }
+        const texts = await goldenTexts();
+        const both = await router.scores(texts, { withUncertainty: true });
+        const alone = await router.uncertainty(texts);
+        const diff = uncertaintyDiff(name, alone);
+        assert.ok(diff <= atol, `max |uncertainty difference| ${diff}`);
+        assert.deepEqual(both.uncertainty, alone, "one run gives the same as uncertainty()");
+        assert.deepEqual(both.scores, await router.scores(texts));
+        assert.deepEqual(await router.scores([], { withUncertainty: true }), { scores: [], uncertainty: [] });
+        console.log(`# ${name} on ${backend}: max |uncertainty difference| ${diff.toExponential(2)}`);
         await router.release();
       });
     }

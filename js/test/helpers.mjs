@@ -18,6 +18,20 @@ export const ROUTER_NAMES = Object.keys(golden.routers);
 // at most, fp32 router; onnxruntime-node gives Python's exact numbers). generate.py --check
 // holds the Python runtime on another CPU to golden.json within the same 1e-6.
 export const SCORE_ATOL = 1e-6;
+// the uncertainty output against Python's (float32 through a 32-d subspace and a norm)
+export const UNCERTAINTY_ATOL = 1e-5;
+
+/** The largest |difference| between rows of uncertainty and golden.json's for a router. */
+export function uncertaintyDiff(name, rows) {
+  const want = golden.uncertainty[name];
+  if (rows.length !== want.length) throw new Error(`${rows.length} rows for ${want.length} prompts`);
+  let max = 0;
+  rows.forEach((row, i) => {
+    if (row.length !== want[i].length) throw new Error(`row ${i}: ${row.length} experts`);
+    want[i].forEach((w, j) => { max = Math.max(max, Math.abs(row[j] - w)); });
+  });
+  return max;
+}
 // The wasm int8 kernels (DynamicQuantizeLinear + MatMulInteger) round differently from the
 // native CPU ones: scores may move by up to this much, and a decision may flip only where
 // Python's margin between the two experts is below it.

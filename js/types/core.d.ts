@@ -196,12 +196,26 @@ export class Router {
   /** True when the graph computes `choice` and `confidence` (routers saved before the
    * policy do not; their decision is then computed from the scores). */
   readonly hasDecision: boolean;
+  /** True when the graph computes `uncertainty` (pooled routers saved with it; static
+   * routers and older ones do not). */
+  readonly hasUncertainty: boolean;
   /** Prompts per onnxruntime call when batchSize is not given (1 for int8). */
   readonly defaultBatchSize: number;
   /** Token ids of each text, special tokens included (what the graph is fed). */
   encode(texts: string[]): number[][];
   /** Every expert's score for each text, in column order. */
-  scores(texts: string[], options?: { batchSize?: number }): Promise<Float32Array[]>;
+  scores(texts: string[], options?: { batchSize?: number; withUncertainty?: false }): Promise<Float32Array[]>;
+  /** Scores and uncertainty from one session run (throws without the uncertainty output). */
+  scores(
+    texts: string[],
+    options: { batchSize?: number; withUncertainty: true },
+  ): Promise<{ scores: Float32Array[]; uncertainty: Float32Array[] }>;
+  /**
+   * The uncertainty of each expert's predicted quality (the graph's `uncertainty` output):
+   * the width of a LinUCB interval in a 32-dimensional subspace of the features, one row of
+   * n_experts per text. Throws InvalidInputError when the router has no such output.
+   */
+  uncertainty(texts: string[], options?: { batchSize?: number }): Promise<Float32Array[]>;
   /** Route each text: the policy's decision and confidence; one Route per text, in input order. */
   route(texts: string[], options?: RouteOptions): Promise<Route[]>;
   /**

@@ -14,7 +14,10 @@ async function node(): Promise<string> {
   const costs: Record<string, number> | undefined = router.config.policy.costs;
   void cheap; void quality; void choice; void rule; void view; void costs;
   const scores: Float32Array[] = await router.scores(["x"]);
-  void first; void scores;
+  const widths: Float32Array[] = router.hasUncertainty ? await router.uncertainty(["x"]) : [];
+  const both: { scores: Float32Array[]; uncertainty: Float32Array[] } =
+    await router.scores(["x"], { withUncertainty: true });
+  void first; void scores; void widths; void both;
   const e: unknown = new RouterFormatError("x");
   void e;
   return routes[0].expert + router.experts.join(",") + prepareText("x", 256, "strip_options+tail");
