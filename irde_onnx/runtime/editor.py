@@ -204,7 +204,10 @@ class RouterEditor:
         dense, lam = self._dense_stats(), self._config.lam
         cached = self._width
         if cached is None or cached[0] is not dense or cached[1] != lam:
-            cached = self._width = (dense, lam, subspace_width(dense, lam))
+            width = subspace_width(dense, lam)
+            # the graph's columns are the routing experts': a shadow's factor stays out
+            width = replace(width, factors=width.factors[dense.routing])
+            cached = self._width = (dense, lam, width)
         return cached[2]
 
     @property
