@@ -492,6 +492,8 @@ class RouterEditor:
             table = self.embedding_table
             stats = self.stats.copy()
             dense = self._dense_stats().copy() if table is not None else None
+            if stats.kappa is None:  # saved before kappa: no column's lam moves at this point
+                stats.kappa = (dense if dense is not None else stats).set_kappa(cfg.lam)
             feedback.fold(stats, dense, parsed, encoded, weight, table, forget)
             if journal_seq is not None:
                 stats.journal_seq = journal_seq
