@@ -258,22 +258,27 @@ def solve(moments: Moments, lam: float) -> tuple[np.ndarray, np.ndarray]:
 # kappa of a router with no rows at all: the place in :func:`lam_grid` that 5-fold CV picks
 # on all routerdc7 train rows (research/feedback, "The lam finding": lam 33 = 3.16 x scale)
 COLD_KAPPA = 3.16
-# a column's data scale is at least this (a single row has none): its lam stays > 0
+# A column's scatter counts as at least this share of its uncentred trace: one row (or
+# identical rows) has none, and the rounding left in ``gram - n m m^T`` must not be fit.
+_MIN_SCATTER_SHARE = 1e-6
 _MIN_SCALE = 1e-12
 
 
 def data_scale(moments: Moments) -> float:
     """``trace(Sxx)/d`` of dense ``moments``: the centred scatter per feature (0 with no rows).
 
-    The unit of :func:`lam_grid`; it grows with the (weighted) row count.
+    The unit of :func:`lam_grid`; it grows with the (weighted) row count. It is at least
+    ``1e-6`` of the uncentred ``trace(sum x x^T)/d``, so that a column of one row (no
+    scatter) still gets a penalty above the rounding of its centred moments.
     """
     if moments.diagonal:
         raise InvalidInputError("project token-count moments to feature space first")
     if moments.n <= 0:
         return 0.0
     mean_x = moments.sum_x / moments.n
-    trace = float(np.trace(moments.gram)) - moments.n * float(mean_x @ mean_x)
-    return max(trace, 0.0) / moments.n_features
+    raw = float(np.trace(moments.gram))
+    trace = raw - moments.n * float(mean_x @ mean_x)
+    return max(trace, _MIN_SCATTER_SHARE * raw, 0.0) / moments.n_features
 
 
 def relative_lam(moments: Moments, kappa: float | None, floor: float) -> float:
