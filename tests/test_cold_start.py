@@ -147,8 +147,6 @@ def test_irde_train_experts(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--experts", "a,b", "--data", str(DEMO / "train.jsonl")], "not both"),
-        ([], "not neither"),
         (["--data", str(DEMO / "train.jsonl"), "--prior", "0.5"], "--prior goes with --experts"),
         (["--experts", "a,b", "--group-field", "source"], "a cold start has none"),
         (["--experts", "a,b", "--wtp", "1"], "--wtp needs costs"),
@@ -168,6 +166,8 @@ def test_irde_train_cold_start_errors(tmp_path, capsys, extra, message):
         (["--experts", "a"], "at least 2 experts"),
         (["--experts", "a,b", "--prior", "nan"], "must be a finite number"),
         (["--experts", "a,b", "--prior", "high"], "is not a number"),
+        (["--experts", "a,b", "--data", str(DEMO / "train.jsonl")], "not allowed with"),
+        ([], "one of the arguments --data --experts is required"),
     ],
 )
 def test_irde_train_bad_names_or_prior_exit_2(tmp_path, capsys, value, message):
@@ -175,3 +175,47 @@ def test_irde_train_bad_names_or_prior_exit_2(tmp_path, capsys, value, message):
         main(["train", "--out", str(tmp_path / "r"), *value])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1 and message in err, err
+
+
+# -- from a few labelled rows ------------------------------------------------------------------
+def _demo_rows(n):
+    rows = [json.loads(line) for line in (DEMO / "train.jsonl").open()]
+    keep = np.random.default_rng(0).permutation(len(rows))[:n]
+    return [rows[i] for i in sorted(keep)]
+
+
+def test_irde_train_from_50_domain_rows(tmp_path, capsys):
+    data = tmp_path / "fifty.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in _demo_rows(50)))
+    out = tmp_path / "r"
+    argv = ["train", "--data", str(data), "--encoder", "static", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    line = json.loads(capsys.readouterr().out)
+    router = Router.load(out)
+    lam = router.config.selection["lam"]
+    assert lam["chosen"] and lam["value"] == line["lam"] > 0
+    assert router.stats.kappa == lam["kappa"] > 0
+    assert router.config.selection["folds"] == 5
+
+
+def test_score_rows_from_50_rows_skip_a_calibration_that_flips_columns():
+    rows = _demo_rows(50)
+    y = np.random.default_rng(1).uniform(size=(50, 3))  # scores with no signal at all
+    tr = RouterTrainer(encoder="tiny", progress=False, validate=False)
+    tr.fit([r["text"] for r in rows], scores=y, experts=["a", "b", "c"])
+    skipped = tr.selection_.get("calibration")
+    assert skipped is not None and skipped["fitted"] is False and skipped["experts"]
+    assert "calibration" not in tr.router_.policy.to_dict()
+    assert tr.stats_.kappa is not None
+
+
+def test_too_few_rows_are_refused_with_the_fix():
+    one = _demo_rows(1)[0]["text"]
+    with pytest.raises(InvalidInputError, match="1 training row is too few.*--experts"):
+        RouterTrainer(encoder="static", lam=1.0, progress=False).fit(
+            [one], scores=[[0.1, 0.2]], experts=["a", "b"]
+        )
+    rows = _demo_rows(8)
+    texts, labels = [r["text"] for r in rows], [r["expert"] for r in rows]
+    with pytest.raises(InvalidInputError, match="leave 1 in a cross-validation fold, too few to c"):
+        RouterTrainer(encoder="static", progress=False).fit(texts, labels)

@@ -53,13 +53,14 @@ def add_parser(subparsers: Any) -> None:  # argparse's _SubParsersAction is priv
         formatter_class=FORMATTER,
         description="Train a router and export it.",
     )
-    p.add_argument(
+    rows = p.add_mutually_exclusive_group(required=True)
+    rows.add_argument(
         "--data",
         action="append",
         metavar="FILE.jsonl",
         help="training rows (repeat for several files); or --experts for a cold start",
     )
-    p.add_argument(
+    rows.add_argument(
         "--experts",
         type=expert_names,
         default=None,
@@ -185,11 +186,6 @@ def run(args: argparse.Namespace) -> int:
     from irde_onnx.decision.policy import UNSET
     from irde_onnx.store.folder import check_output_folder
 
-    if (args.data is None) == (args.experts is None):
-        raise UsageError(
-            "give --data FILE.jsonl (training rows) or --experts a,b,c (a cold start), not "
-            + ("both" if args.data else "neither")
-        )
     if args.experts is not None:
         return _cold_start(args)
     if args.prior is not None:

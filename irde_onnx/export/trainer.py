@@ -48,6 +48,8 @@ DEFAULT_PRIOR = 0.5
 
 # rows whose out-of-fold scores fit the confidence calibration (features held in memory)
 CALIBRATION_ROWS = 50_000
+# choices by cross-validation need this many rows in every fold (5-fold: 10 rows)
+MIN_ROWS_PER_FOLD = 2
 ENGINES = ("local", "ray")
 Validator = Callable[[Router, np.ndarray, np.ndarray], ValidationReport]
 
@@ -360,6 +362,7 @@ class RouterTrainer:
         kind, names, y = self._targets(len(texts), labels, scores, experts)
         fold, selection = self._folds(len(texts), groups, group_name)
         view_arg, layers_arg = self._view_layers(spec)
+        self._check_enough_rows(len(texts), fold, view_arg, layers_arg, strategy)
         views = list(AUTO_VIEWS) if view_arg == AUTO else [str(view_arg)]
         layer_sets = (
             [tuple(x) for x in AUTO_LAYERS]
@@ -420,7 +423,14 @@ class RouterTrainer:
 
         # 4. the head and the decision settings, through the editor: one final graph;
         # 5. prove the export: the router validated runs the graph that ships
+        self._skipped_calibration: list[str] = []
         settings = self._calibration(kind, names, y, folds, lam)
+        if self._skipped_calibration:
+            selection["calibration"] = {
+                "fitted": False,
+                "reason": "out-of-fold scores fall as quality rises (too few rows)",
+                "experts": self._skipped_calibration,
+            }
         if costs is not None:
             settings["costs"] = costs
         if wtp is not UNSET:
@@ -538,6 +548,37 @@ class RouterTrainer:
         self.validation_: ValidationReport | None = report
         self.target_ = kind
         return report
+
+    def _check_enough_rows(
+        self, n: int, fold: np.ndarray, view: Any, layers: Any, strategy: str
+    ) -> None:
+        """Refuse choices by cross-validation with fewer than MIN_ROWS_PER_FOLD rows a fold."""
+        auto = [
+            name
+            for name, value in (
+                ("lam", self.lam),
+                ("view", view),
+                ("layers", layers),
+                ("strategy", strategy),
+            )
+            if isinstance(value, str) and value == AUTO
+        ]
+        if n < 2:
+            raise InvalidInputError(
+                f"{n} training row is too few to fit a head; give at least 2 rows, or start "
+                "from no rows (RouterTrainer.fit_prior, irde train --experts a,b,c)"
+            )
+        if not auto:
+            return
+        smallest = int(np.bincount(fold).min())
+        if smallest < MIN_ROWS_PER_FOLD:
+            need = MIN_ROWS_PER_FOLD * (int(fold.max()) + 1)
+            raise InvalidInputError(
+                f"{n} training rows leave {smallest} in a cross-validation fold, too few to "
+                f"choose {', '.join(auto)} (at least {MIN_ROWS_PER_FOLD} a fold: about {need} "
+                "rows, or groups that large); give more rows or fixed settings (lam=1.0 / "
+                "--lam 1.0), or start from no rows (fit_prior, irde train --experts a,b,c)"
+            )
 
     def _folds(
         self, n: int, groups: Sequence[Any] | None, group_name: str | None
@@ -675,7 +716,16 @@ class RouterTrainer:
 
         pred = out_of_fold_scores(folds, self._fold, features, lam)
         self.oof_scores_ = pred
-        return calibration_settings(kind, pred, y[self._calibration_rows], names)
+        settings = calibration_settings(kind, pred, y[self._calibration_rows], names)
+        if kind == "score":
+            flipped = [e for e, (scale, _) in settings["calibration"].items() if not scale > 0]
+            if flipped:
+                # out-of-fold scores that fall as quality rises (a fit on few rows): their
+                # map would turn those columns upside down (measured on routerdc7 from 50
+                # rows: 4 points of reward lost); keep the head as solved
+                self._skipped_calibration = flipped
+                return {}
+        return settings
 
     def _statistics(
         self,
