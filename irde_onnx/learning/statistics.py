@@ -290,9 +290,9 @@ class RouterStats:
                 merged.feedback_rows[-1] += s.feedback_rows[j]
         merged.traffic_weight = self.traffic_weight or other.traffic_weight
         merged.journal_seq = self.journal_seq
-        # the router's own kappa stays (lam then follows the merged rows); a prior is kept
-        # for a column that still has no rows
-        merged.kappa = self.kappa if self.kappa is not None else other.kappa
+        # this router's kappa stays, or its fixed lam (None): lam then follows the merged
+        # rows; a prior is kept for a column that still has no rows
+        merged.kappa = self.kappa
         if self.prior is not None or other.prior is not None:
             merged.prior = np.array([_prior_of(name, self, other) for name in merged.experts])
         return merged
