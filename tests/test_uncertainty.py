@@ -38,8 +38,19 @@ PROBES = [
 ]
 
 
-def reference(groups, lam, probes_f, n_experts, k=UNCERTAINTY_RANK):
-    """Widths (n, E) from rows: ``groups`` = [(columns, X (n, d), weights (n,))]."""
+def column_lam(xg, wg, lam, kappa):
+    """The relative rule from rows: max(lam, kappa * centred weighted scatter per feature)."""
+    if kappa is None:
+        return lam
+    xg = xg.astype(np.float64)
+    mean = wg @ xg / wg.sum()
+    scatter = float(((xg - mean) ** 2 * wg[:, None]).sum()) / xg.shape[1]
+    return max(lam, kappa * scatter)
+
+
+def reference(groups, lam, probes_f, n_experts, k=UNCERTAINTY_RANK, kappa=None):
+    """Widths (n, E) from rows: ``groups`` = [(columns, X (n, d), weights (n,))]; each
+    column's lam by the relative rule (``kappa``) as the head's solve uses it."""
     x = np.vstack([g[1] for g in groups]).astype(np.float64)
     w = np.concatenate([g[2] for g in groups])
     mu = w @ x / w.sum()
@@ -50,7 +61,7 @@ def reference(groups, lam, probes_f, n_experts, k=UNCERTAINTY_RANK):
     out = np.full((len(probes_f), n_experts), np.nan)
     for cols, xg, wg in groups:
         z = np.hstack([(xg.astype(np.float64) - mu) @ p, np.ones((len(xg), 1))])
-        a = (z * wg[:, None]).T @ z + lam * np.eye(k + 1)
+        a = (z * wg[:, None]).T @ z + column_lam(xg, wg, lam, kappa) * np.eye(k + 1)
         width = np.sqrt(np.einsum("ij,ij->i", zq, np.linalg.solve(a, zq.T).T))
         for col in cols:
             out[:, col] = width
@@ -59,7 +70,13 @@ def reference(groups, lam, probes_f, n_experts, k=UNCERTAINTY_RANK):
 
 def assert_matches(router, groups):
     got = router.uncertainty(PROBES)
-    want = reference(groups, router.config.lam, router.features(PROBES), len(router.experts))
+    want = reference(
+        groups,
+        router.config.lam,
+        router.features(PROBES),
+        len(router.experts),
+        kappa=router.stats.kappa,
+    )
     assert got.dtype == np.float32 and got.shape == (len(PROBES), len(router.experts))
     np.testing.assert_allclose(got, want, rtol=0, atol=ATOL)
     return got

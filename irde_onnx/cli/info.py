@@ -91,6 +91,7 @@ def feedback_info(root: Path, stats: RouterStats | None = None) -> dict:
     return {
         "traffic_weight": stats.traffic_weight or None,
         "journal_rows": len(read_journal(root, stats.journal_seq)[0]),
+        "kappa": stats.kappa,  # lam relative to the data (None: a fixed lam)
         "experts": experts,
     }
 

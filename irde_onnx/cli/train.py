@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from typing import Any
 
 from irde_onnx.cli import policy as cli_policy
@@ -35,6 +36,9 @@ examples:
   # choices by leave-one-source-out cross-validation: carry over to unseen sources
   irde train --data domains.jsonl --label-field domain --group-field source \\
       --view auto --layers auto --out router-grouped
+  # a cold start: no rows, named experts predicting a prior (or picked by cost) until
+  # `irde feedback` folds rows
+  irde train --experts gpt-4o,llama-3,mistral --prior 0.5 --costs costs.json --out router-cold
 """
 
 
@@ -49,12 +53,27 @@ def add_parser(subparsers: Any) -> None:  # argparse's _SubParsersAction is priv
         formatter_class=FORMATTER,
         description="Train a router and export it.",
     )
-    p.add_argument(
+    rows = p.add_mutually_exclusive_group(required=True)
+    rows.add_argument(
         "--data",
         action="append",
-        required=True,
         metavar="FILE.jsonl",
-        help="training rows (repeat for several files)",
+        help="training rows (repeat for several files); or --experts for a cold start",
+    )
+    rows.add_argument(
+        "--experts",
+        type=expert_names,
+        default=None,
+        metavar="A,B,...",
+        help="a cold start instead of --data: a router of these score experts fit on no "
+        "rows, each predicting --prior (with costs: picked by cost) until feedback arrives",
+    )
+    p.add_argument(
+        "--prior",
+        type=prior_value,
+        default=None,
+        metavar="SCORE",
+        help="with --experts: every expert's predicted quality before feedback (default 0.5)",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="router directory to write")
     encoder_arguments(p)
@@ -110,6 +129,30 @@ def add_parser(subparsers: Any) -> None:  # argparse's _SubParsersAction is priv
     )
 
 
+def expert_names(text: str) -> list[str]:
+    """``a,b,c``: distinct non-empty names (argparse ``type``)."""
+    names = [part.strip() for part in text.split(",")]
+    if any(not name for name in names):
+        raise argparse.ArgumentTypeError(f"{text!r} holds an empty expert name; give a,b,c")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise argparse.ArgumentTypeError(f"{text!r} names {dupes} twice; give each expert once")
+    if len(names) < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: a router needs at least 2 experts")
+    return names
+
+
+def prior_value(text: str) -> float:
+    """A finite number (argparse ``type``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number")
+    return value
+
+
 def _selection_arguments(p: argparse.ArgumentParser) -> None:
     """``--group-field``, ``--view`` and ``--layers`` of ``irde train``."""
     from irde_onnx.defaults import MEASURED
@@ -149,9 +192,12 @@ def run(args: argparse.Namespace) -> int:
     """Train, export and print one JSON line describing the router."""
     from irde_onnx.data import load_training_set
     from irde_onnx.decision.policy import UNSET
-    from irde_onnx.export import RouterTrainer
     from irde_onnx.store.folder import check_output_folder
 
+    if args.experts is not None:
+        return _cold_start(args)
+    if args.prior is not None:
+        raise UsageError("--prior goes with --experts (a cold start); --data rows set the fit")
     out = check_output_folder(args.out, args.force)  # before the long work
     data = load_training_set(args.data, args.label_field)
     costs = (
@@ -162,23 +208,7 @@ def run(args: argparse.Namespace) -> int:
     if args.wtp is not None and costs is None:
         raise UsageError('--wtp needs costs: give --costs FILE.json or rows with "costs"')
     groups = data.groups(args.group_field) if args.group_field else None
-    trainer = RouterTrainer(
-        encoder=args.encoder,
-        precision=args.precision,
-        strategy=args.strategy,
-        top_k_tokens=args.top_k_tokens,
-        lam=args.lam,
-        max_length=args.max_length,
-        threads=args.threads,
-        progress=not args.quiet,
-        engine=args.engine,
-        address=args.address,
-        workers=args.workers,
-        calibrate=not args.no_calibration,
-        view=args.view,
-        layers=args.layers,
-        max_bytes=args.max_bytes,
-    )
+    trainer = _trainer(args)
     if args.engine == "ray":
         from irde_onnx.engines.ray import require_ray
 
@@ -205,6 +235,57 @@ def run(args: argparse.Namespace) -> int:
             wtp=wtp,
         )
     trainer.save(out, overwrite=args.force)
+    _print_router(trainer, out, len(data.texts))
+    return 0
+
+
+def _trainer(args: argparse.Namespace) -> Any:
+    from irde_onnx.export import RouterTrainer
+
+    return RouterTrainer(
+        encoder=args.encoder,
+        precision=args.precision,
+        strategy=args.strategy,
+        top_k_tokens=args.top_k_tokens,
+        lam=args.lam,
+        max_length=args.max_length,
+        threads=args.threads,
+        progress=not args.quiet,
+        engine=args.engine,
+        address=args.address,
+        workers=args.workers,
+        calibrate=not args.no_calibration,
+        view=args.view,
+        layers=args.layers,
+        max_bytes=args.max_bytes,
+    )
+
+
+def _cold_start(args: argparse.Namespace) -> int:
+    """``--experts``: a router of named score experts fit on no rows (a prior each)."""
+    from irde_onnx.decision.policy import UNSET
+    from irde_onnx.export.trainer import DEFAULT_PRIOR
+    from irde_onnx.store.folder import check_output_folder
+
+    if args.group_field or args.label_field != "expert":
+        raise UsageError("--group-field and --label-field read --data rows; a cold start has none")
+    out = check_output_folder(args.out, args.force)
+    costs = cli_policy.read_costs(args.costs) if args.costs else None
+    if args.wtp is not None and costs is None:
+        raise UsageError("--wtp needs costs: give --costs FILE.json")
+    trainer = _trainer(args)
+    trainer.fit_prior(
+        args.experts,
+        DEFAULT_PRIOR if args.prior is None else args.prior,
+        costs=costs,
+        wtp=UNSET if args.wtp is None else args.wtp,
+    )
+    trainer.save(out, overwrite=args.force)
+    _print_router(trainer, out, 0)
+    return 0
+
+
+def _print_router(trainer: Any, out: Any, n_texts: int) -> None:
     cfg = trainer.router_.config
     print(
         json.dumps(
@@ -219,10 +300,9 @@ def run(args: argparse.Namespace) -> int:
                 "layers": list(cfg.layers),
                 "strategy": cfg.strategy,
                 "selection": cfg.selection.get("method"),
-                "n_texts": len(data.texts),
+                "n_texts": n_texts,
                 "policy": cfg.policy,
             },
             ensure_ascii=False,
         )
     )
-    return 0

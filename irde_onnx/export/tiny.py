@@ -93,11 +93,14 @@ def tiny_table(
         TINY_FREQUENT_ROWS,
         rows,
     )
-    # PCA of the training prompts' pooled features on the full fp32 table
+    # PCA of the training prompts' pooled features on the full fp32 table; with no prompts
+    # (a cold start), of the kept rows themselves (each a one-token prompt)
     pooled = np.zeros((len(train_ids), full_dim))
     for i, ids in enumerate(train_ids):
         if len(ids):
             pooled[i] = table[np.asarray(ids, np.int64)].mean(axis=0, dtype=np.float64)
+    if not len(train_ids):
+        pooled = np.asarray(table[kept], np.float64)
     projection = None
     if dim < full_dim:
         projection = fit_projection(pooled, dim)
@@ -117,12 +120,14 @@ def build_tiny(
 ) -> BuiltGraph:
     """The tiny router of ``train_ids`` (each training prompt's content ids) + a zero head.
 
+    No prompts (a cold start): the table keeps the tokenizer's most frequent ids alone.
+
     The trainer passes ``train_ids`` to the builders that take it, and ``budget`` (the
     graph's bytes) when ``RouterTrainer(max_bytes=...)`` is set; see
     :func:`irde_onnx.export.minilm.build_minilm` for the other arguments.
     """
     del strategy, top_k_tokens, layers  # one strategy (mean), no layers
-    if not train_ids:
+    if train_ids is None:
         raise InvalidInputError("the tiny encoder needs the training prompts (train_ids)")
     t = tiny_table(train_ids, tokenizer, precision, n_experts, budget=budget)
     zeros_w = np.zeros((t.dim, n_experts), np.float32)

@@ -20,7 +20,13 @@ from irde_onnx.encoders import DEFAULT_ENCODER, EncoderSpec, get_encoder
 from irde_onnx.errors import InvalidInputError
 from irde_onnx.export.minilm import BuiltGraph, minilm_tokenizer_file
 from irde_onnx.export.validate import ValidationReport
-from irde_onnx.learning.moments import Moments, choose_lam, fold_ids, group_fold_ids
+from irde_onnx.learning.moments import (
+    COLD_KAPPA,
+    Moments,
+    choose_lam,
+    fold_ids,
+    group_fold_ids,
+)
 from irde_onnx.learning.partial import PartialStats, StatsPlan, encoded_statistics
 from irde_onnx.learning.selection import (
     AUTO_LAYERS,
@@ -37,9 +43,14 @@ from irde_onnx.store.graph_file import new_generation
 from irde_onnx.views import AUTO_VIEWS, check_view
 
 AUTO = "auto"
+# a cold router's predicted quality for every expert (research/feedback: 0.5 stayed best
+# when chosen on the train replay; 0.8 and 1.0 were not better)
+DEFAULT_PRIOR = 0.5
 
 # rows whose out-of-fold scores fit the confidence calibration (features held in memory)
 CALIBRATION_ROWS = 50_000
+# choices by cross-validation need this many rows in every fold (5-fold: 10 rows)
+MIN_ROWS_PER_FOLD = 2
 ENGINES = ("local", "ray")
 Validator = Callable[[Router, np.ndarray, np.ndarray], ValidationReport]
 
@@ -64,6 +75,47 @@ def calibration_sample(n: int, seed: int, size: int = CALIBRATION_ROWS) -> np.nd
         return np.arange(n, dtype=np.int64)
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(n, size, replace=False)).astype(np.int64)
+
+
+def _check_experts(experts: Sequence[str]) -> list[str]:
+    """A cold router's expert names: at least 2 valid names, no duplicates."""
+    if isinstance(experts, (str, bytes)) or not isinstance(experts, Sequence):
+        raise InvalidInputError(f"experts must be a list of names, got {experts!r}")
+    names = list(experts)
+    for name in names:
+        if not isinstance(name, str):
+            raise InvalidInputError(f"expert names must be strings, got {name!r}")
+        problem = expert_name_problem(name)
+        if problem:
+            raise InvalidInputError(f"the expert name {name!r} {problem}")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InvalidInputError(f"duplicate expert names {dupes}; give each expert once")
+    if len(names) < 2:
+        raise InvalidInputError(f"a router needs at least 2 experts, got {names}")
+    return names
+
+
+def _check_prior(prior: float | Mapping[str, float], names: list[str]) -> np.ndarray:
+    """Per expert, its prior quality: one number for all, or ``{expert: number}`` for each."""
+    if isinstance(prior, Mapping):
+        missing = [e for e in names if e not in prior]
+        extra = sorted(set(prior) - set(names))
+        if missing or extra:
+            raise InvalidInputError(
+                f"the prior must name every expert once: missing {missing}, unknown {extra}"
+            )
+        values = [prior[e] for e in names]
+    else:
+        values = [prior] * len(names)
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise InvalidInputError(f"a prior must be a number (a predicted score), got {v!r}")
+        if not (np.isfinite(float(v)) and abs(float(v)) <= MAX_TARGET):
+            raise InvalidInputError(
+                f"a prior must be finite and at most {MAX_TARGET:g} in magnitude, got {v!r}"
+            )
+    return np.array([float(v) for v in values], dtype=np.float64)
 
 
 class RouterTrainer:
@@ -327,6 +379,7 @@ class RouterTrainer:
         kind, names, y = self._targets(len(texts), labels, scores, experts)
         fold, selection = self._folds(len(texts), groups, group_name)
         view_arg, layers_arg = self._view_layers(spec)
+        self._check_enough_rows(len(texts), fold, view_arg, layers_arg, strategy)
         views = list(AUTO_VIEWS) if view_arg == AUTO else [str(view_arg)]
         layer_sets = (
             [tuple(x) for x in AUTO_LAYERS]
@@ -363,6 +416,10 @@ class RouterTrainer:
         else:
             lam, cv = float(self.lam), {}
         selection["lam"] = {"value": lam, "chosen": self.lam == AUTO}
+        if self.lam == AUTO:
+            # CV chose lam's place in the grid scaled to the data: keep that place (kappa) as
+            # rows arrive; lam itself is unchanged for the training rows (issue 19)
+            selection["lam"]["kappa"] = stats.set_kappa(lam, table)
         if auto_strategy:
             chosen, table_ = choose_strategy(ids, y, fold, folds, lam, np.asarray(table), kind)
             selection["strategy"] = [c.as_dict() for c in table_]
@@ -381,27 +438,123 @@ class RouterTrainer:
                     texts=texts,
                 )
 
-        # 4. the head and the decision settings, through the editor: one final graph
-        editor = RouterEditor(router)
-        editor.set_statistics(stats, lam)
+        # 4. the head and the decision settings, through the editor: one final graph;
+        # 5. prove the export: the router validated runs the graph that ships
+        self._skipped_calibration: list[str] = []
         settings = self._calibration(kind, names, y, folds, lam)
+        if self._skipped_calibration:
+            selection["calibration"] = {
+                "fitted": False,
+                "reason": "out-of-fold scores fall as quality rises (too few rows)",
+                "experts": self._skipped_calibration,
+            }
         if costs is not None:
             settings["costs"] = costs
         if wtp is not UNSET:
             settings["wtp"] = wtp
-        if settings:
-            editor.set_policy(**settings)
-        editor.set_selection(selection)
-        w, b = editor.head
-
-        # 5. prove the export: the router validated runs the graph that ships
-        report = validate(editor.router, w, b) if self.validate else None
-        editor.annotate(
+        report = self._finish(router, validate, stats, lam, settings, selection, names, kind, cv)
+        self.editor_.annotate(
             n_texts=len(texts),
             texts_per_expert={e: int(c) for e, c in zip(names, (y > 0).sum(0), strict=True)},
             lam_search={f"{k:.6g}": v for k, v in cv.items()},
             validation=report.as_dict() if report else None,
         )
+        return self
+
+    def fit_prior(
+        self,
+        experts: Sequence[str],
+        prior: float | Mapping[str, float] = DEFAULT_PRIOR,
+        *,
+        costs: Mapping[str, float] | None = None,
+        wtp: float | None = UNSET,
+    ) -> RouterTrainer:
+        """A cold start: a router of named score experts fit on no rows.
+
+        Every expert's column predicts its prior (``W = 0``, ``b = prior``) until feedback
+        rows arrive (:meth:`RouterEditor.add_feedback`); with ``costs`` the graph's
+        cost-aware policy picks by cost meanwhile. The statistics are empty, with the
+        router's dimension; each column's lam is ``max(lam, kappa * trace(Sxx)/d)`` of its
+        rows with kappa :data:`~irde_onnx.learning.moments.COLD_KAPPA` and ``lam`` the
+        trainer's number (``"auto"``: 0, the relative rule alone). The static encoder
+        uses the ``mean`` strategy unless another is given (its scores are then the
+        predicted quality, which costs are weighed against).
+
+        Args:
+            experts: the experts' names, at least 2, no duplicates.
+            prior: the predicted quality of every expert, or ``{expert: prior}`` for each.
+            costs: cost per prompt of each expert (as :meth:`fit`).
+            wtp: the default willingness to pay (needs ``costs``).
+
+        Returns:
+            self
+
+        Raises:
+            InvalidInputError: bad names or priors, or a setting that needs rows (``auto``
+                view, layers or strategy).
+
+        """
+        spec, precision, strategy = self._resolved()
+        names = _check_experts(experts)
+        priors = _check_prior(prior, names)
+        view, layers = self._view_layers(spec)
+        if AUTO in (view, layers, strategy):
+            raise InvalidInputError(
+                "a router without training rows cannot choose its view, layers or strategy "
+                "by cross-validation; give them (or leave the defaults)"
+            )
+        if self.strategy is None and "mean" in spec.strategies:
+            strategy = "mean"  # static: scores are the predicted quality, not token votes
+        lam = 0.0 if self.lam == AUTO else float(self.lam)
+        router, validate = self._build(
+            spec, precision, strategy, "score", names, view=str(view), layers=tuple(layers)
+        )
+        diagonal = not spec.pooled
+        dim = router.tokenizer.vocab_size if diagonal else router.config.feature_dim
+        stats = RouterStats.empty(dim, diagonal=diagonal, fingerprint=router.config.fingerprint)
+        for name in names:
+            zero = Moments.zeros(dim, 0, diagonal=diagonal)
+            stats.append(name, "pooled", zero, np.zeros(dim), 0.0, 0.0)
+        stats.prior = priors
+        stats.kappa = COLD_KAPPA
+        selection: dict[str, Any] = {
+            "method": "prior",
+            "prior": {e: float(p) for e, p in zip(names, priors, strict=True)},
+            "lam": {"value": lam, "chosen": False, "kappa": COLD_KAPPA},
+        }
+        settings: dict[str, Any] = {}
+        if costs is not None:
+            settings["costs"] = costs
+        if wtp is not UNSET:
+            settings["wtp"] = wtp
+        report = self._finish(router, validate, stats, lam, settings, selection, names, "score", {})
+        self.editor_.annotate(
+            n_texts=0,
+            texts_per_expert={e: 0 for e in names},
+            validation=report.as_dict() if report else None,
+        )
+        return self
+
+    def _finish(
+        self,
+        router: Router,
+        validate: Validator,
+        stats: RouterStats,
+        lam: float,
+        settings: dict[str, Any],
+        selection: dict[str, Any],
+        names: list[str],
+        kind: str,
+        cv: dict[float, float],
+    ) -> ValidationReport | None:
+        """The head and decision settings through the editor (one final graph), validated."""
+        editor = RouterEditor(router)
+        editor.set_statistics(stats, lam)
+        if settings:
+            editor.set_policy(**settings)
+        editor.set_selection(selection)
+        w, b = editor.head
+        report = validate(editor.router, w, b) if self.validate else None
         self.editor_ = editor
         self.router_ = editor.router
         self.experts_ = names
@@ -411,7 +564,38 @@ class RouterTrainer:
         self.selection_ = selection
         self.validation_: ValidationReport | None = report
         self.target_ = kind
-        return self
+        return report
+
+    def _check_enough_rows(
+        self, n: int, fold: np.ndarray, view: Any, layers: Any, strategy: str
+    ) -> None:
+        """Refuse choices by cross-validation with fewer than MIN_ROWS_PER_FOLD rows a fold."""
+        auto = [
+            name
+            for name, value in (
+                ("lam", self.lam),
+                ("view", view),
+                ("layers", layers),
+                ("strategy", strategy),
+            )
+            if isinstance(value, str) and value == AUTO
+        ]
+        if n < 2:
+            raise InvalidInputError(
+                f"{n} training row is too few to fit a head; give at least 2 rows, or start "
+                "from no rows (RouterTrainer.fit_prior, irde train --experts a,b,c)"
+            )
+        if not auto:
+            return
+        smallest = int(np.bincount(fold).min())
+        if smallest < MIN_ROWS_PER_FOLD:
+            need = MIN_ROWS_PER_FOLD * (int(fold.max()) + 1)
+            raise InvalidInputError(
+                f"{n} training rows leave {smallest} in a cross-validation fold, too few to "
+                f"choose {', '.join(auto)} (at least {MIN_ROWS_PER_FOLD} a fold: about {need} "
+                "rows, or groups that large); give more rows or fixed settings (lam=1.0 / "
+                "--lam 1.0), or start from no rows (fit_prior, irde train --experts a,b,c)"
+            )
 
     def _folds(
         self, n: int, groups: Sequence[Any] | None, group_name: str | None
@@ -551,7 +735,16 @@ class RouterTrainer:
 
         pred = out_of_fold_scores(folds, self._fold, features, lam)
         self.oof_scores_ = pred
-        return calibration_settings(kind, pred, y[self._calibration_rows], names)
+        settings = calibration_settings(kind, pred, y[self._calibration_rows], names)
+        if kind == "score":
+            flipped = [e for e, (scale, _) in settings["calibration"].items() if not scale > 0]
+            if flipped:
+                # out-of-fold scores that fall as quality rises (a fit on few rows): their
+                # map would turn those columns upside down (measured on routerdc7 from 50
+                # rows: 4 points of reward lost); keep the head as solved
+                self._skipped_calibration = flipped
+                return {}
+        return settings
 
     def _statistics(
         self,

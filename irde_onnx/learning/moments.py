@@ -25,6 +25,10 @@ __all__ = [
     "solve",
     "choose_lam",
     "lam_grid",
+    "data_scale",
+    "relative_lam",
+    "kappa_of",
+    "COLD_KAPPA",
     "fold_ids",
     "group_fold_ids",
     "sse",
@@ -249,6 +253,68 @@ def solve(moments: Moments, lam: float) -> tuple[np.ndarray, np.ndarray]:
     w = _cholesky_solve(sxx + lam * np.eye(sxx.shape[0]), sxy)
     b = mean_y - mean_x @ w
     return w, b
+
+
+# kappa of a router with no rows at all: the place in :func:`lam_grid` that 5-fold CV picks
+# on all routerdc7 train rows (research/feedback, "The lam finding": lam 33 = 3.16 x scale)
+COLD_KAPPA = 3.16
+# A column's scatter counts as at least this share of its uncentred trace: one row (or
+# identical rows) has none, and the rounding left in ``gram - n m m^T`` must not be fit.
+_MIN_SCATTER_SHARE = 1e-6
+_MIN_SCALE = 1e-12
+
+
+def data_scale(moments: Moments) -> float:
+    """``trace(Sxx)/d`` of dense ``moments``: the centred scatter per feature (0 with no rows).
+
+    The unit of :func:`lam_grid`; it grows with the (weighted) row count. It is at least
+    ``1e-6`` of the uncentred ``trace(sum x x^T)/d``, so that a column of one row (no
+    scatter) still gets a penalty above the rounding of its centred moments.
+    """
+    if moments.diagonal:
+        raise InvalidInputError("project token-count moments to feature space first")
+    if moments.n <= 0:
+        return 0.0
+    mean_x = moments.sum_x / moments.n
+    raw = float(np.trace(moments.gram))
+    trace = raw - moments.n * float(mean_x @ mean_x)
+    return max(trace, _MIN_SCATTER_SHARE * raw, 0.0) / moments.n_features
+
+
+def relative_lam(moments: Moments, kappa: float | None, floor: float) -> float:
+    """A column's ridge penalty: ``max(floor, kappa * trace(Sxx)/d)`` of its own moments.
+
+    ``kappa`` is lam in units of :func:`data_scale` (its place in :func:`lam_grid`), so the
+    penalty follows the rows a column is fit on (their count, traffic weight and forgetting)
+    and the solve stays exact: the penalty is a function of the same moments. ``floor`` (the
+    router's lam) keeps a column fit on few rows at the penalty it was given. ``kappa`` None:
+    ``floor`` (a fixed lam).
+
+    Args:
+        moments: the dense (weighted) moments the column is fit on.
+        kappa: the router's kappa, or None.
+        floor: the router's lam, >= 0.
+
+    """
+    floor = _check_lam(floor)
+    if kappa is None:
+        return floor
+    return max(floor, float(kappa) * max(data_scale(moments), _MIN_SCALE))
+
+
+def kappa_of(lam: float, scale: float) -> float:
+    """The kappa that puts ``lam`` at ``scale`` (:func:`data_scale`): ``lam / scale``.
+
+    Rounded down if needed so that ``kappa * scale <= lam`` exactly: the rows that set it
+    keep ``lam`` to the last bit. :data:`COLD_KAPPA` when there are no rows (``scale`` 0).
+    """
+    lam = _check_lam(lam)
+    if not scale > 0:
+        return COLD_KAPPA
+    kappa = lam / scale
+    while kappa > 0 and kappa * scale > lam:
+        kappa = float(np.nextafter(kappa, 0.0))
+    return kappa
 
 
 def fold_ids(n: int, k: int = 5, seed: int = 0) -> np.ndarray:

@@ -27,7 +27,7 @@ from typing import IO
 import numpy as np
 
 from irde_onnx.errors import InvalidInputError, RouterFormatError
-from irde_onnx.learning.moments import Moments, solve
+from irde_onnx.learning.moments import Moments, data_scale, kappa_of, relative_lam, solve
 
 STATS_NAME = "stats.npz"
 # Statistics beyond this magnitude overflow float64 when squared or solved: refused.
@@ -124,12 +124,25 @@ class RouterStats:
     # Shadow experts (issue 19 point 4): columns solved and reported but not routing, by
     # name, with the rows their gate is re-checked on. Routing columns: :attr:`routing`.
     shadows: dict[str, ShadowRows] = field(default_factory=dict)
+    # lam relative to the data (issue 19): each column's lam is
+    # ``max(lam, kappa * trace(Sxx_e)/d)`` of its own moments (:func:`relative_lam`);
+    # None: the router's lam for every column (statistics saved before kappa existed).
+    kappa: float | None = None
+    # per expert, the score its column predicts while it has no rows (a cold start);
+    # NaN: no prior (such a column needs rows). None: no expert has one.
+    prior: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if len(self.feedback_n) != len(self.owned):
             self.feedback_n = np.zeros(len(self.owned))
         if len(self.feedback_rows) != len(self.owned):
             self.feedback_rows = np.zeros(len(self.owned))
+        if self.prior is not None:
+            self.prior = np.asarray(self.prior, dtype=np.float64).reshape(-1)
+            if len(self.prior) != len(self.owned):
+                raise InvalidInputError(
+                    f"{len(self.prior)} priors for {len(self.owned)} experts; give one each"
+                )
 
     @property
     def routing(self) -> list[int]:
@@ -166,6 +179,8 @@ class RouterStats:
             self.sum_yy[order],
         )
         self.feedback_n, self.feedback_rows = self.feedback_n[order], self.feedback_rows[order]
+        if self.prior is not None:
+            self.prior = self.prior[order]
         if self.traffic is not None:
             self.traffic._reorder(order)
 
@@ -246,6 +261,8 @@ class RouterStats:
         self.sum_yy = np.append(self.sum_yy, float(sum_yy))
         self.feedback_n = np.append(self.feedback_n, 0.0)
         self.feedback_rows = np.append(self.feedback_rows, 0.0)
+        if self.prior is not None:  # an added expert comes with rows: no prior
+            self.prior = np.append(self.prior, np.nan)
         if self.traffic is not None:  # a new column has no feedback rows yet
             zero = Moments.zeros(self.dim, 0, diagonal=self.diagonal)
             self.traffic.append(name, mode, zero, np.zeros(self.dim), 0.0, 0.0)
@@ -265,6 +282,8 @@ class RouterStats:
         self.sum_yy = np.delete(self.sum_yy, index)
         self.feedback_n = np.delete(self.feedback_n, index)
         self.feedback_rows = np.delete(self.feedback_rows, index)
+        if self.prior is not None:
+            self.prior = np.delete(self.prior, index)
         if self.traffic is not None:
             self.traffic.remove(index)
 
@@ -286,6 +305,8 @@ class RouterStats:
             self.half_life,
             None if self.traffic is None else self.traffic.copy(),
             {name: rows.copy() for name, rows in self.shadows.items()},
+            self.kappa,
+            None if self.prior is None else self.prior.copy(),
         )
 
     def merge(self, other: RouterStats) -> RouterStats:
@@ -358,6 +379,11 @@ class RouterStats:
                 merged.feedback_rows[-1] += s.feedback_rows[j]
         merged.traffic_weight = self.traffic_weight or other.traffic_weight
         merged.journal_seq = self.journal_seq
+        # this router's kappa stays, or its fixed lam (None): lam then follows the merged
+        # rows; a prior is kept for a column that still has no rows
+        merged.kappa = self.kappa
+        if self.prior is not None or other.prior is not None:
+            merged.prior = np.array([_prior_of(name, self, other) for name in merged.experts])
         return merged
 
     def project(self, table: np.ndarray | None) -> RouterStats:
@@ -377,6 +403,8 @@ class RouterStats:
         dense.half_life = self.half_life
         dense.traffic = None if self.traffic is None else self.traffic.project(table)
         dense.shadows = {name: rows.copy() for name, rows in self.shadows.items()}
+        dense.kappa = self.kappa
+        dense.prior = None if self.prior is None else self.prior.copy()
         return dense
 
     def column_moments(self) -> list[tuple[list[int], Moments]]:
@@ -406,24 +434,59 @@ class RouterStats:
             self.sum_yy[cols].copy(),
         )
 
+    def data_scale(self, table: np.ndarray | None = None) -> float:
+        """The largest ``trace(Sxx)/d`` over the columns' rows (:func:`data_scale`); 0: none."""
+        dense = self._dense_for(table)
+        return max((data_scale(mom) for _, mom in dense.column_moments()), default=0.0)
+
+    def set_kappa(self, lam: float, table: np.ndarray | None = None) -> float:
+        """Record kappa so that no column's lam moves now: ``lam / data_scale``.
+
+        Every column keeps ``lam`` until its rows grow past the largest column's today; with
+        no rows, :data:`~irde_onnx.learning.moments.COLD_KAPPA`. Returns kappa.
+        """
+        self.kappa = kappa_of(lam, self.data_scale(table))
+        return self.kappa
+
+    def column_lams(self, lam: float, table: np.ndarray | None = None) -> np.ndarray:
+        """Each expert's effective ridge penalty (:func:`relative_lam`), shape (E,)."""
+        dense = self._dense_for(table)
+        lams = np.full(self.n_experts, float(lam))
+        for cols, mom in dense.column_moments():
+            lams[cols] = relative_lam(mom, self.kappa, lam)
+        return lams
+
+    def _dense_for(self, table: np.ndarray | None) -> RouterStats:
+        if self.diagonal and table is None:
+            raise InvalidInputError("token-count statistics need the embedding table to solve")
+        return self.project(table)
+
     def solve(self, lam: float, table: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Solve the head: ``W`` (d, E) and ``b`` (E,).
 
+        Each column's penalty is :func:`relative_lam` of its rows (``lam`` itself without
+        kappa). A column with no rows predicts its prior (W = 0, b = prior).
+
         Args:
-            lam: ridge penalty.
+            lam: the router's ridge penalty (with kappa: the floor).
             table: embedding table (vocab, d) for token-count statistics.
 
+        Raises:
+            InvalidInputError: a column with no rows and no prior.
+
         """
-        if self.diagonal and table is None:
-            raise InvalidInputError("token-count statistics need the embedding table to solve")
-        dense = self.project(table)
+        dense = self._dense_for(table)
         w = np.zeros((dense.dim, self.n_experts))
         b = np.zeros(self.n_experts)
         for cols, mom in dense.column_moments():
             if mom.n <= 0:
-                names = [self.experts[k] for k in cols]
-                raise InvalidInputError(f"expert(s) {names} have no rows to be fit on")
-            w[:, cols], b[cols] = solve(mom, lam)
+                prior = None if self.prior is None else self.prior[cols]
+                if prior is None or not np.isfinite(prior).all():
+                    names = [self.experts[k] for k in cols]
+                    raise InvalidInputError(f"expert(s) {names} have no rows to be fit on")
+                b[cols] = prior
+                continue
+            w[:, cols], b[cols] = solve(mom, relative_lam(mom, self.kappa, lam))
         return w, b
 
     def save(self, path: str | os.PathLike | IO[bytes]) -> None:
@@ -455,6 +518,10 @@ class RouterStats:
             "modes": np.array(self.modes, dtype=np.str_).reshape(-1),
             "fingerprint": np.array(self.fingerprint, dtype=np.str_),
         }
+        if self.kappa is not None:  # written only when set: older files read as before
+            arrays["kappa"] = np.float64(self.kappa)
+        if self.prior is not None:
+            arrays["prior"] = np.asarray(self.prior, dtype=np.float64)
         if self.traffic_weight or self.journal_seq:  # written only once feedback was folded
             arrays["feedback_n"] = np.asarray(self.feedback_n, dtype=np.float64)
             arrays["feedback_rows"] = np.asarray(self.feedback_rows, dtype=np.float64)
@@ -516,6 +583,7 @@ class RouterStats:
                 arrays = {k: data[k] for k in _KEYS}
                 names = {k: data[k] for k in ("experts", "modes", "fingerprint")}
                 extra = {k: data[k] for k in _FEEDBACK_KEYS if k in data.files}
+                lam_rule = {k: data[k] for k in ("kappa", "prior") if k in data.files}
                 forget = (
                     {k: data[f"traffic_{k}"] for k in _KEYS if f"traffic_{k}" in data.files}
                     if "half_life" in data.files
@@ -532,6 +600,7 @@ class RouterStats:
         stats = cls._from_arrays(arrays, names, where)
         stats._set_feedback(extra, where)
         stats._set_shadows(shadow, where)
+        stats._set_lam_rule(lam_rule, where)
         if forget is not None:
             if set(forget) != set(_KEYS) or not (half_life > 0):
                 raise RouterFormatError(
@@ -576,6 +645,28 @@ class RouterStats:
             self.shadows[self.experts[k]] = ShadowRows(
                 a["features"], a["scores"], a["weights"], None if np.isnan(cost) else cost
             )
+    def _set_lam_rule(self, arrays: dict[str, np.ndarray], where: str) -> None:
+        kappa, prior = arrays.get("kappa"), arrays.get("prior")
+        if kappa is not None:
+            if (
+                kappa.shape != ()
+                or kappa.dtype.kind != "f"
+                or not (np.isfinite(kappa) and kappa >= 0)
+            ):
+                raise RouterFormatError(
+                    f"{where}: 'kappa' must be one finite number >= 0; the file is damaged "
+                    "(copy the router again or retrain it)"
+                )
+            self.kappa = float(kappa)
+        if prior is not None:
+            if prior.shape != (self.n_experts,) or prior.dtype.kind != "f":
+                raise RouterFormatError(
+                    f"{where}: 'prior' must hold {self.n_experts} numbers, one per expert; the "
+                    "file is damaged (copy the router again or retrain it)"
+                )
+            if np.isinf(prior).any() or (np.abs(np.nan_to_num(prior)) > MAX_STATISTIC).any():
+                raise RouterFormatError(f"{where}: 'prior' holds infinite values")
+            self.prior = prior.astype(np.float64)
 
     def _set_feedback(self, extra: dict[str, np.ndarray], where: str) -> None:
         if not extra:
@@ -669,6 +760,16 @@ class RouterStats:
             modes,
             str(names["fingerprint"]),
         )
+
+
+def _prior_of(name: str, *sides: RouterStats) -> float:
+    """The prior of ``name`` on the first side that has one, else NaN."""
+    for s in sides:
+        if s.prior is not None and name in s.experts:
+            p = float(s.prior[s.experts.index(name)])
+            if np.isfinite(p):
+                return p
+    return float("nan")
 
 
 def _rows_only(m: Moments) -> Moments:

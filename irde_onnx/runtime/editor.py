@@ -198,13 +198,14 @@ class RouterEditor:
     def uncertainty_width(self) -> SubspaceWidth:
         """The ``uncertainty`` output's subspace and factors, from the statistics as changed.
 
-        A pure function of the dense statistics and ``lam``, recomputed once per batch of
-        changes (a change of the policy alone reuses it). Pooled encoders only.
+        A pure function of the dense statistics and each column's lam (the relative rule),
+        recomputed once per batch of changes (a change of the policy alone reuses it).
+        Pooled encoders only.
         """
         dense, lam = self._dense_stats(), self._config.lam
         cached = self._width
         if cached is None or cached[0] is not dense or cached[1] != lam:
-            width = subspace_width(dense, lam)
+            width = subspace_width(dense, dense.column_lams(lam))  # each column's own lam
             # the graph's columns are the routing experts': a shadow's factor stays out
             width = replace(width, factors=width.factors[dense.routing])
             cached = self._width = (dense, lam, width)
@@ -643,6 +644,8 @@ class RouterEditor:
             table = self.embedding_table
             stats = self.stats.copy()
             dense = self._dense_stats().copy() if table is not None else None
+            if stats.kappa is None:  # saved before kappa: no column's lam moves at this point
+                stats.kappa = (dense if dense is not None else stats).set_kappa(cfg.lam)
             feedback.fold(stats, dense, parsed, encoded, weight, table, forget)
             _extend_shadows(stats, parsed, encoded.features, weight)
             if journal_seq is not None:
