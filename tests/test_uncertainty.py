@@ -139,7 +139,7 @@ def test_after_add_and_remove_the_output_equals_the_reference(tiny_dir, demo_tra
     assert_matches(editor.router, [(*pooled, np.ones(len(pooled[1])))])
     # an expert added with scores: its column is fit on its own rows alone
     scored = ["sum of two primes", "court of appeal ruling", "python list sort", "heart dose"]
-    editor.add_expert("judge", scored, [0.2, 0.9, 0.1, 0.4])
+    editor.add_expert("judge", scored, [0.2, 0.9, 0.1, 0.4], gate=False)  # routes at once
     k = editor.experts.index("judge")
     own = ([k], base.features(scored), np.ones(len(scored)))
     assert_matches(editor.router, [(pooled[0][:k], pooled[1], np.ones(len(pooled[1]))), own])
