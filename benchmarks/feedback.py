@@ -43,9 +43,31 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.report import DEFAULT_DATA, RESULTS, command_line, header, markdown_table, write_section
-from benchmarks.splits import cross_source_split, in_source_split, labelled_domains, load_domain_records, onehot, source_of
-from benchmarks.streams import FeatureCache, LamRule, Learner, cv_lam, default_cache, mean_ci, trace_scale
+from benchmarks.report import (
+    DEFAULT_DATA,
+    RESULTS,
+    command_line,
+    header,
+    markdown_table,
+    write_section,
+)
+from benchmarks.splits import (
+    cross_source_split,
+    in_source_split,
+    labelled_domains,
+    load_domain_records,
+    onehot,
+    source_of,
+)
+from benchmarks.streams import (
+    FeatureCache,
+    LamRule,
+    Learner,
+    cv_lam,
+    default_cache,
+    mean_ci,
+    trace_scale,
+)
 from irde_onnx.decision.policy import decide
 from irde_onnx.learning.moments import Moments, group_fold_ids
 
@@ -113,7 +135,9 @@ def run_stream(
         x = xs[sl]
         pick = choose(policy, learner.scores(x), x, learner, rng, costs, wtp)
         out = ys[sl][np.arange(len(x)), pick]
-        rewards[sl] = out if cost_rows is None else out - cost_rows[sl][np.arange(len(x)), pick] / WTP
+        rewards[sl] = (
+            out if cost_rows is None else out - cost_rows[sl][np.arange(len(x)), pick] / WTP
+        )
         rows = [
             {"text": t, "expert": names[k], "outcome": float(o)}
             for t, k, o in zip(texts[sl], pick, out, strict=True)
@@ -143,7 +167,7 @@ def summarise(per_seed: dict[str, list[float]], reference: str | None) -> dict[s
     return out
 
 
-# -- parts -------------------------------------------------------------------------------------------
+# -- parts ---------------------------------------------------------------------------------
 def part_domains(cache: FeatureCache, seeds: int) -> dict[str, Any]:
     x, rows = cache.features("domains-cap600")
     labels = np.array([r["domain"] for r in rows])
@@ -153,7 +177,12 @@ def part_domains(cache: FeatureCache, seeds: int) -> dict[str, Any]:
     _, _, train_source = cross_source_split(
         labelled_domains(load_domain_records(cache.data / "domains")[0])
     )
-    unseen = np.array([lab in train_source and src != train_source[lab] for lab, src in zip(labels, sources)])
+    unseen = np.array(
+        [
+            lab in train_source and src != train_source[lab]
+            for lab, src in zip(labels, sources, strict=True)
+        ]
+    )
     test = unseen | (np.array([lab not in train_source for lab in labels]) & in_source_split(data))
     tr = ~test
     classes = sorted(set(labels.tolist()))
@@ -178,7 +207,7 @@ def part_domains(cache: FeatureCache, seeds: int) -> dict[str, Any]:
         truth = np.array([classes.index(v) for v in labels[rest]])
         learners = {w: base.copy() for w in {w for w, _ in configs.values()}}
 
-        def acc(lr: Learner, rule: LamRule) -> float:
+        def acc(lr: Learner, rule: LamRule, rest=rest, truth=truth) -> float:
             lr.solve(rule)
             pick, _ = decide(lr.scores(x[rest]), "domain")
             return float(np.mean(pick == truth))
@@ -196,7 +225,10 @@ def part_domains(cache: FeatureCache, seeds: int) -> dict[str, Any]:
                 got[n].append(acc(learners[w], rule))
         for n in configs:
             curves[n].append(got[n])
-        log(f"domains seed {s}: offline {off:.4f}, " + ", ".join(f"{n} {v[marks.index(200)]:.4f}/{v[-1]:.4f}" for n, v in got.items()))
+        log(
+            f"domains seed {s}: offline {off:.4f}, "
+            + ", ".join(f"{n} {v[marks.index(200)]:.4f}/{v[-1]:.4f}" for n, v in got.items())
+        )
     at = {
         f"after {m}" if m != half else "after the first half": summarise(
             {n: [c[marks.index(m)] for c in curves[n]] for n in curves}, "offline"
@@ -224,7 +256,9 @@ def scored_part(cache: FeatureCache, part: str, costs: bool = False):
     return x, y, [r["text"] for r in rows], experts, c
 
 
-def part_dc(cache: FeatureCache, seeds: int, which: str, batch: int | None = None) -> dict[str, Any]:
+def part_dc(
+    cache: FeatureCache, seeds: int, which: str, batch: int | None = None
+) -> dict[str, Any]:
     """routerdc7 bandit streams: ``dc-id`` (from 100 rows), ``dc-id-none``, ``dc-ood``."""
     trx, try_, _, experts, _ = scored_part(cache, TRAIN_SPLIT)
     tex, tey, tet, _, _ = scored_part(cache, "routerdc7-test_ood" if which == "dc-ood" else TEST_ID)
@@ -235,7 +269,6 @@ def part_dc(cache: FeatureCache, seeds: int, which: str, batch: int | None = Non
     if which == "dc-id":
         configs = {
             "greedy, weight 10, lam relative": ("greedy", 10.0, "relative"),
-            "greedy, weight 1, lam relative": ("greedy", 1.0, "relative"),
             "greedy, weight 10, lam fixed": ("greedy", 10.0, "fixed"),
             "eps 0.05, weight 10, lam relative": ("eps:0.05", 10.0, "relative"),
         }
@@ -275,17 +308,26 @@ def part_dc(cache: FeatureCache, seeds: int, which: str, batch: int | None = Non
             start.solve(LamRule("fixed", lam0))
             refs["start router, no feedback"] = start
         for name, lr in refs.items():
-            r = ys.max(1) if lr is None else ys[np.arange(len(ys)), decide(lr.scores(xs), "score")[0]]
+            r = (
+                ys.max(1)
+                if lr is None
+                else ys[np.arange(len(ys)), decide(lr.scores(xs), "score")[0]]
+            )
             last.setdefault(name, []).append(points(r[half:].mean()))
             curves.setdefault(name, []).append(binned(r))
         for name, (pol, w, kind) in configs.items():
             t = time.perf_counter()
             rule = LamRule(kind, lam0, kappa)
-            r = run_stream(base.copy(), xs, ys, texts, policy=pol, rule=rule, weight=w, batch=batch, seed=s)
+            r = run_stream(
+                base.copy(), xs, ys, texts, policy=pol, rule=rule, weight=w, batch=batch, seed=s
+            )
             seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t
             last.setdefault(name, []).append(points(r[half:].mean()))
             curves.setdefault(name, []).append(binned(r))
-            log(f"{which} seed {s} {name}: last half {last[name][-1]:.2f} (offline {last['offline'][-1]:.2f}) {time.perf_counter() - t:.0f} s")
+            log(
+                f"{which} seed {s} {name}: last half {last[name][-1]:.2f} "
+                f"(offline {last['offline'][-1]:.2f}) {time.perf_counter() - t:.0f} s"
+            )
     first = next(iter(configs))
     summary = summarise(last, "offline")
     for name in configs:
@@ -296,7 +338,9 @@ def part_dc(cache: FeatureCache, seeds: int, which: str, batch: int | None = Non
         "batch": batch,
         "lam_offline": lam_off,
         "stream_rows": int(len(tex)),
-        "configs": {n: {"policy": p, "traffic_weight": w, "lam_rule": k} for n, (p, w, k) in configs.items()},
+        "configs": {
+            n: {"policy": p, "traffic_weight": w, "lam_rule": k} for n, (p, w, k) in configs.items()
+        },
         "summary": summary,
         "curves": curves,
         "seconds": seconds,
@@ -334,7 +378,10 @@ def part_routerbench(cache: FeatureCache, seeds: int, batch: int = 32) -> dict[s
         base = Learner.scored(trx[b], try_[b], experts)
         start = base.copy()
         start.solve(LamRule("fixed", lam0))
-        for name, lr, c in (("offline", offline, trc.mean(0)), ("start router, no feedback", start, costs)):
+        for name, lr, c in (
+            ("offline", offline, trc.mean(0)),
+            ("start router, no feedback", start, costs),
+        ):
             u, q = utility(lr, c)
             util.setdefault(name, []).append(u)
             qual.setdefault(name, []).append(q)
@@ -346,14 +393,26 @@ def part_routerbench(cache: FeatureCache, seeds: int, batch: int = 32) -> dict[s
         for name, (pol, w, kind) in configs.items():
             lr = base.copy()
             r = run_stream(
-                lr, trx[st], try_[st], [trt[i] for i in st], policy=pol, rule=LamRule(kind, lam0, kappa),
-                weight=w, batch=batch, seed=s, costs=costs, cost_rows=trc[st],
+                lr,
+                trx[st],
+                try_[st],
+                [trt[i] for i in st],
+                policy=pol,
+                rule=LamRule(kind, lam0, kappa),
+                weight=w,
+                batch=batch,
+                seed=s,
+                costs=costs,
+                cost_rows=trc[st],
             )
             u, q = utility(lr, costs)
             util.setdefault(name, []).append(u)
             qual.setdefault(name, []).append(q)
             curves.setdefault(name, []).append(binned(r, 20))
-            log(f"routerbench seed {s} {name}: utility {u:.2f} (offline {u_off:.2f}), quality {q:.2f}")
+            log(
+                f"routerbench seed {s} {name}: utility {u:.2f} (offline {u_off:.2f}), "
+                f"quality {q:.2f}"
+            )
     return {
         "batch": batch,
         "wtp": WTP,
@@ -368,7 +427,11 @@ def part_routerbench(cache: FeatureCache, seeds: int, batch: int = 32) -> dict[s
 
 def percentiles(ts: Sequence[float]) -> dict[str, float]:
     a = np.asarray(ts) * 1000.0
-    return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)), "calls": len(a)}
+    return {
+        "p50_ms": float(np.percentile(a, 50)),
+        "p99_ms": float(np.percentile(a, 99)),
+        "calls": len(a),
+    }
 
 
 def part_observe(cache: FeatureCache, calls: int) -> dict[str, Any]:
@@ -411,9 +474,19 @@ def part_observe(cache: FeatureCache, calls: int) -> dict[str, Any]:
             for _ in range(calls):
                 x = (rng.normal(size=(size, d)) / np.sqrt(d)).astype(np.float32)
                 if target == "domain":
-                    raw = [{"text": "p", "expert": names[int(rng.integers(len(names)))]} for _ in range(size)]
+                    raw = [
+                        {"text": "p", "expert": names[int(rng.integers(len(names)))]}
+                        for _ in range(size)
+                    ]
                 else:
-                    raw = [{"text": "p", "expert": names[int(rng.integers(len(names)))], "outcome": float(rng.uniform())} for _ in range(size)]
+                    raw = [
+                        {
+                            "text": "p",
+                            "expert": names[int(rng.integers(len(names)))],
+                            "outcome": float(rng.uniform()),
+                        }
+                        for _ in range(size)
+                    ]
                 t = time.perf_counter()
                 parsed = feedback.parse_rows(raw, st.experts, st.modes, target)
                 feedback.fold(st, None, parsed, EncodedRows(x, None, d), 10.0, None)
@@ -424,11 +497,16 @@ def part_observe(cache: FeatureCache, calls: int) -> dict[str, Any]:
                 ts_solve.append(t2 - t1)
             out[f"fold, {label}, {size} row(s)"] = percentiles(ts_fold)
             out[f"solve, {label}, after {size} row(s)"] = percentiles(ts_solve)
-            log(f"observe fold {label} {size}: {out[f'fold, {label}, {size} row(s)']}, solve {out[f'solve, {label}, after {size} row(s)']}")
+            log(
+                f"observe fold {label} {size}: {out[f'fold, {label}, {size} row(s)']}, "
+                f"solve {out[f'solve, {label}, after {size} row(s)']}"
+            )
     return out
 
 
-def part_memory(total: int, batch: int = 1000, d: int = 768, save: Callable[[dict], None] | None = None) -> dict[str, Any]:
+def part_memory(
+    total: int, batch: int = 1000, d: int = 768, save: Callable[[dict], None] | None = None
+) -> dict[str, Any]:
     """RSS before/after folding ``total`` synthetic rows (7-expert score router, bandit rows)."""
     import psutil
 
@@ -449,7 +527,10 @@ def part_memory(total: int, batch: int = 1000, d: int = 768, save: Callable[[dic
             gc.collect()
             out["rss_mib"][str(done)] = proc.memory_info().rss / 2**20
             out["seconds"][str(done)] = time.perf_counter() - t0
-            log(f"memory: {done} rows, RSS {out['rss_mib'][str(done)]:.1f} MiB, {out['seconds'][str(done)]:.0f} s")
+            log(
+                f"memory: {done} rows, RSS {out['rss_mib'][str(done)]:.1f} MiB, "
+                f"{out['seconds'][str(done)]:.0f} s"
+            )
             if save is not None:
                 save(out)
         if done >= total:
@@ -457,7 +538,9 @@ def part_memory(total: int, batch: int = 1000, d: int = 768, save: Callable[[dic
         x = (rng.normal(size=(batch, d)) / np.sqrt(d)).astype(np.float32)
         k = rng.integers(0, 7, batch)
         o = rng.uniform(size=batch)
-        raw = [{"text": "p", "expert": names[int(k[i])], "outcome": float(o[i])} for i in range(batch)]
+        raw = [
+            {"text": "p", "expert": names[int(k[i])], "outcome": float(o[i])} for i in range(batch)
+        ]
         parsed = feedback.parse_rows(raw, lr.stats.experts, lr.stats.modes, "score")
         feedback.fold(lr.stats, None, parsed, EncodedRows(x, None, d), 10.0, None)
         done += batch
@@ -490,12 +573,17 @@ def plot(key: str, res: dict[str, Any], out: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(7, 4))
     if key == "domains":
         xs = res["marks"]
-        xlabel, ylabel = "labelled feedback rows", "accuracy on the other half of the held-out sources"
+        xlabel, ylabel = (
+            "labelled feedback rows",
+            "accuracy on the other half of the held-out sources",
+        )
     else:
         n = len(next(iter(curves.values()))[0])
         xs = (np.arange(n) + 0.5) / n
         xlabel = "position in the stream (fraction; mean over seeds per bin)"
-        ylabel = "reward (picked score - cost/wtp)" if key == "routerbench" else "reward (picked score)"
+        ylabel = (
+            "reward (picked score - cost/wtp)" if key == "routerbench" else "reward (picked score)"
+        )
     for name, c in curves.items():
         m = np.mean(np.asarray(c), 0)
         style = "--" if name in ("offline", "oracle") or name.startswith("start") else "-"
@@ -537,34 +625,49 @@ def render(data: dict[str, Any], cache_note: str, command: str) -> str:
         "research/feedback: paired seeds (same stream order and start rows for every row of a "
         "table), mean [95% t interval] over seeds, points. Re-solves every 128 prompts on "
         "test_id, 64 on test_ood, 32 on RouterBench (the research's cadence, not the issue's 16). "
-        "Traffic weight 10 is the product default (`DEFAULT_TRAFFIC_WEIGHT`). \"lam relative\": "
+        'Traffic weight 10 is the product default (`DEFAULT_TRAFFIC_WEIGHT`). "lam relative": '
         "each column's lam = max(lam0, kappa * trace(centred Sxx_e)/d), kappa = lam0 / "
         "(trace/d) of the start rows (fb-learn's rule, computed in `benchmarks/streams.py` "
-        "until it is on main); \"lam fixed\": lam0 throughout (the product today). A cold "
+        'until it is on main); "lam fixed": lam0 throughout (the product today). A cold '
         "column (no rows) predicts 0.5 (a stand-in: the product's cold start is not on main). "
         f"Features: {cache_note}."
     )
     lines.append("")
     targets = target_rows(data)
     if targets:
-        lines += ["### Targets (measured figure first)", "", markdown_table(["target", "measured", "met?"], targets), ""]
+        lines += [
+            "### Targets (measured figure first)",
+            "",
+            markdown_table(["target", "measured", "met?"], targets),
+            "",
+        ]
     for key in ("domains", "dc-id", "dc-id-none", "dc-ood", "routerbench"):
         if key in data:
             lines += stream_section(key, data[key])
     if "observe" in data:
         o = data["observe"]
         lines += ["### `observe` cost", "", f"Router: {o['router']}.", ""]
-        rows = [[k, f"{v['p50_ms']:.2f}", f"{v['p99_ms']:.2f}", v["calls"]] for k, v in o.items() if isinstance(v, dict)]
+        rows = [
+            [k, f"{v['p50_ms']:.2f}", f"{v['p99_ms']:.2f}", v["calls"]]
+            for k, v in o.items()
+            if isinstance(v, dict)
+        ]
         lines += [markdown_table(["what", "p50 (ms)", "p99 (ms)", "calls"], rows), ""]
     if "memory" in data:
         m = data["memory"]
-        rows = [[f"{int(k):,}", f"{v:.1f}", f"{m['seconds'][k]:.0f}"] for k, v in m["rss_mib"].items()]
+        rows = [
+            [f"{int(k):,}", f"{v:.1f}", f"{m['seconds'][k]:.0f}"] for k, v in m["rss_mib"].items()
+        ]
         lines += [
             "### Memory over 1M feedback rows",
             "",
             f"RSS of the process while `learning.feedback.fold` folds {m['rows']:,} synthetic "
             f"{m['dim']}-d bandit rows (a 7-expert score router, batches of {m['batch']}):"
-            + (f" {m['fold_ms_per_row']:.2f} ms per row." if "fold_ms_per_row" in m else " (partial run)."),
+            + (
+                f" {m['fold_ms_per_row']:.2f} ms per row."
+                if "fold_ms_per_row" in m
+                else " (partial run)."
+            ),
             "",
             markdown_table(["rows folded", "RSS (MiB)", "seconds"], rows),
             "",
@@ -577,44 +680,88 @@ def target_rows(data: dict[str, Any]) -> list[list[str]]:
     if "domains" in data:
         s = data["domains"]["summary"]
         name = "weight 10, lam fixed (product default)"
-        for label, key, bar in (("after 200 feedback rows", "after 200", 90), ("after the first half", "after the first half", 95)):
+        for label, key, bar in (
+            ("after 200 feedback rows", "after 200", 90),
+            ("after the first half", "after the first half", 95),
+        ):
             c = s[key][name]
             best = max(s[key], key=lambda n: s[key][n]["mean"] if n != "offline" else -1)
-            rows.append([
-                f"domains cross-source >= {bar}% {label}",
-                f"{100 * c['mean']:.2f}% [{100 * c['ci95'][0]:.2f}, {100 * c['ci95'][1]:.2f}] (product default; lowest seed {100 * min(c['per_seed']):.2f}); best: {best} {100 * s[key][best]['mean']:.2f}%",
-                "yes" if c["mean"] >= bar / 100 else "no",
-            ])
-    for key, bar, label in (("dc-id", 0.5, "test_id from 100 labels, last half within 0.5 of offline"), ("dc-id-none", 0.3, "test_id from no labels, within 0.3 of offline")):
+            rows.append(
+                [
+                    f"domains cross-source >= {bar}% {label}",
+                    f"{100 * c['mean']:.2f}% [{100 * c['ci95'][0]:.2f}, "
+                    f"{100 * c['ci95'][1]:.2f}] (product default; lowest seed "
+                    f"{100 * min(c['per_seed']):.2f}); best: {best} "
+                    f"{100 * s[key][best]['mean']:.2f}%",
+                    "yes" if c["mean"] >= bar / 100 else "no",
+                ]
+            )
+    for key, bar, label in (
+        ("dc-id", 0.5, "test_id from 100 labels, last half within 0.5 of offline"),
+        ("dc-id-none", 0.3, "test_id from no labels, within 0.3 of offline"),
+    ):
         if key in data:
             s = data[key]["summary"]
             cfgs = [n for n in data[key]["configs"]]
             best = max(cfgs, key=lambda n: s[n]["delta"]["mean"])
             c = s[best]["delta"]
-            rows.append([label, f"{fmt_delta(c)} points ({best}); per seed {seeds_str(c)}", "yes" if c["mean"] >= -bar else "no"])
+            rows.append(
+                [
+                    label,
+                    f"{fmt_delta(c)} points ({best}); per seed {seeds_str(c)}",
+                    "yes" if c["mean"] >= -bar else "no",
+                ]
+            )
     if "dc-ood" in data:
         s = data["dc-ood"]["summary"]
         cfgs = list(data["dc-ood"]["configs"])
         best = max(cfgs, key=lambda n: s[n]["delta"]["mean"])
         c = s[best]["delta"]
         ok = c["mean"] >= 0.5 and s[best]["ahead_every_seed"]
-        rows.append(["test_ood after train: >= +0.5 over offline, ahead on every seed", f"{fmt_delta(c)} points ({best}); per seed {seeds_str(c)}", "yes" if ok else "no"])
+        rows.append(
+            [
+                "test_ood after train: >= +0.5 over offline, ahead on every seed",
+                f"{fmt_delta(c)} points ({best}); per seed {seeds_str(c)}",
+                "yes" if ok else "no",
+            ]
+        )
     if "routerbench" in data:
         s = data["routerbench"]["summary"]["utility"]
         cfgs = [n for n in s if n not in ("offline", "start router, no feedback")]
         best = max(cfgs, key=lambda n: s[n]["delta"]["mean"])
         c = s[best]["delta"]
-        rows.append(["RouterBench from 100 labels: utility within 1 point of offline", f"{fmt_delta(c)} points ({best}); per seed {seeds_str(c)}", "yes (mean)" if c["mean"] >= -1 else "no"])
+        rows.append(
+            [
+                "RouterBench from 100 labels: utility within 1 point of offline",
+                f"{fmt_delta(c)} points ({best}); per seed {seeds_str(c)}",
+                "yes (mean)" if c["mean"] >= -1 else "no",
+            ]
+        )
     if "observe" in data:
         o = data["observe"]
         a, b = o.get("add_feedback, 1 row(s)"), o.get("add_feedback, 64 row(s)")
         if a and b:
-            rows.append(["`observe` per row and per batch of 64, p50/p99", f"add_feedback: 1 row {a['p50_ms']:.1f}/{a['p99_ms']:.1f} ms, 64 rows {b['p50_ms']:.1f}/{b['p99_ms']:.1f} ms", "measured (no bar)"])
+            rows.append(
+                [
+                    "`observe` per row and per batch of 64, p50/p99",
+                    f"add_feedback: 1 row {a['p50_ms']:.1f}/{a['p99_ms']:.1f} ms, "
+                    f"64 rows {b['p50_ms']:.1f}/{b['p99_ms']:.1f} ms",
+                    "measured (no bar)",
+                ]
+            )
     if "memory" in data:
         m = data["memory"]["rss_mib"]
         vals = list(m.values())
         last = max(int(k) for k in m)
-        rows.append(["memory flat over 1M feedback rows", f"RSS {vals[0]:.1f} -> {vals[-1]:.1f} MiB over {last:,} rows", "yes" if last >= 1_000_000 and vals[-1] - vals[0] < 20 else ("no" if vals[-1] - vals[0] >= 20 else "partial run")])
+        rows.append(
+            [
+                "memory flat over 1M feedback rows",
+                f"RSS {vals[0]:.1f} -> {vals[-1]:.1f} MiB over {last:,} rows",
+                "yes"
+                if last >= 1_000_000 and vals[-1] - vals[0] < 20
+                else ("no" if vals[-1] - vals[0] >= 20 else "partial run"),
+            ]
+        )
     return rows
 
 
@@ -640,19 +787,61 @@ def stream_section(key: str, res: dict[str, Any]) -> list[str]:
         for when, s in res["summary"].items():
             for name, c in s.items():
                 d = c.get("delta")
-                rows.append([when, name, fmt({k: (100 * v if k == "mean" else [100 * u for u in v] if k == "ci95" else v) for k, v in c.items() if k in ("mean", "ci95")}), "" if d is None else fmt_delta({"mean": 100 * d["mean"], "ci95": [100 * u for u in d["ci95"]]}), "" if d is None else " ".join(f"{100 * v:+.1f}" for v in d["per_seed"])])
-        out += [markdown_table(["after", "rule", "accuracy (%)", "delta vs offline", "per seed"], rows), ""]
+                rows.append(
+                    [
+                        when,
+                        name,
+                        fmt(
+                            {
+                                k: (
+                                    100 * v
+                                    if k == "mean"
+                                    else [100 * u for u in v]
+                                    if k == "ci95"
+                                    else v
+                                )
+                                for k, v in c.items()
+                                if k in ("mean", "ci95")
+                            }
+                        ),
+                        ""
+                        if d is None
+                        else fmt_delta(
+                            {"mean": 100 * d["mean"], "ci95": [100 * u for u in d["ci95"]]}
+                        ),
+                        "" if d is None else " ".join(f"{100 * v:+.1f}" for v in d["per_seed"]),
+                    ]
+                )
+        out += [
+            markdown_table(["after", "rule", "accuracy (%)", "delta vs offline", "per seed"], rows),
+            "",
+        ]
     elif key == "routerbench":
         out.append(
             f"Stream: the other 1,218 train rows, batch {res['batch']}, costs = each LLM's mean "
             f"cost on the 100 start rows; scored on test after the stream. Offline (all train "
             f"rows, full information): utility {res['offline']['utility']:.2f}, quality "
-            f"{res['offline']['quality']:.2f}; oracle utility on test {res['oracle_utility_test']:.2f}."
+            f"{res['offline']['quality']:.2f}; oracle utility on test "
+            f"{res['oracle_utility_test']:.2f}."
         )
         out.append("")
         u, q = res["summary"]["utility"], res["summary"]["quality"]
-        rows = [[n, fmt(u[n]), fmt(q[n]), fmt_delta(u[n]["delta"]) if "delta" in u[n] else "", seeds_str(u[n]["delta"]) if "delta" in u[n] else ""] for n in u]
-        out += [markdown_table(["router", "utility", "quality", "delta utility vs offline", "per seed"], rows), ""]
+        rows = [
+            [
+                n,
+                fmt(u[n]),
+                fmt(q[n]),
+                fmt_delta(u[n]["delta"]) if "delta" in u[n] else "",
+                seeds_str(u[n]["delta"]) if "delta" in u[n] else "",
+            ]
+            for n in u
+        ]
+        out += [
+            markdown_table(
+                ["router", "utility", "quality", "delta utility vs offline", "per seed"], rows
+            ),
+            "",
+        ]
     else:
         s = res["summary"]
         out.append(
@@ -666,19 +855,47 @@ def stream_section(key: str, res: dict[str, Any]) -> list[str]:
         for n, c in s.items():
             d = c.get("delta")
             vs = c.get("vs " + first)
-            rows.append([n, fmt(c), "" if d is None else fmt_delta(d), "" if d is None else seeds_str(d), "" if vs is None else fmt_delta(vs), "" if d is None else ("yes" if c["ahead_every_seed"] else "no")])
-        out += [markdown_table(["router", "last-half reward", "delta vs offline", "per seed", f"paired vs {first}", "ahead every seed"], rows), ""]
+            rows.append(
+                [
+                    n,
+                    fmt(c),
+                    "" if d is None else fmt_delta(d),
+                    "" if d is None else seeds_str(d),
+                    "" if vs is None else fmt_delta(vs),
+                    "" if d is None else ("yes" if c["ahead_every_seed"] else "no"),
+                ]
+            )
+        out += [
+            markdown_table(
+                [
+                    "router",
+                    "last-half reward",
+                    "delta vs offline",
+                    "per seed",
+                    f"paired vs {first}",
+                    "ahead every seed",
+                ],
+                rows,
+            ),
+            "",
+        ]
         secs = res.get("seconds", {})
         if secs:
-            out += ["Stream time (all seeds): " + ", ".join(f"{n} {v:.0f} s" for n, v in secs.items()) + ".", ""]
+            out += [
+                "Stream time (all seeds): "
+                + ", ".join(f"{n} {v:.0f} s" for n, v in secs.items())
+                + ".",
+                "",
+            ]
     out += [f"![{key}](benchmarks/results/feedback_{key}.png)", ""]
     return out
 
 
 def report(data: dict[str, Any], cache_note: str, command: str, write: bool) -> str:
-    for key, res in data.items():
-        if key in PARTS and isinstance(res, dict) and "curves" in res:
-            plot(key, res, RESULTS)
+    if write:
+        for key, res in data.items():
+            if key in PARTS and isinstance(res, dict) and "curves" in res:
+                plot(key, res, RESULTS)
     text = render(data, cache_note, command)
     if write:
         write_section("feedback", text)
@@ -689,13 +906,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--cache", type=Path, default=default_cache(), help="features cache (default $IRDE_FEATURE_CACHE or ~/.cache/irde-onnx/features)")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=default_cache(),
+        help="features cache (default $IRDE_FEATURE_CACHE or ~/.cache/irde-onnx/features)",
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--memory-rows", type=int, default=1_000_000)
     parser.add_argument("--calls", type=int, default=50, help="timed calls per observe figure")
     parser.add_argument("--results", type=Path, default=RESULTS_JSON)
-    parser.add_argument("--report", action="store_true", help="only rebuild the section and plots from the JSON")
-    parser.add_argument("--no-write", action="store_true", help="print only: no JSON, plots or BENCHMARKS.md")
+    parser.add_argument(
+        "--report", action="store_true", help="only rebuild the section and plots from the JSON"
+    )
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only: no JSON, plots or BENCHMARKS.md"
+    )
     args = parser.parse_args(argv)
     cache = FeatureCache(args.cache, args.data)
     data: dict[str, Any] = {}
@@ -713,7 +939,9 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 res = part_memory(
                     args.memory_rows,
-                    save=None if args.no_write else (lambda r: save_result("memory", r, args.results)),
+                    save=None
+                    if args.no_write
+                    else (lambda r: save_result("memory", r, args.results)),
                 )
             res["wall_seconds"] = time.perf_counter() - t
             data[part] = res

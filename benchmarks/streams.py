@@ -78,7 +78,12 @@ class FeatureCache:
 
                 trainer = RouterTrainer(progress=False, lam=1.0, validate=False)
                 trainer.fit(
-                    ["what is two plus two", "a contract clause", "solve for x", "the law of torts"],
+                    [
+                        "what is two plus two",
+                        "a contract clause",
+                        "solve for x",
+                        "the law of torts",
+                    ],
                     ["math", "law", "math", "law"],
                 )
                 trainer.save(self.router_dir)
@@ -194,9 +199,18 @@ class Learner:
         d = x.shape[1]
         pool = Moments.from_rows(x, y)
         stats = RouterStats.empty(d, diagonal=False)
-        stats.shared = Moments(pool.n, pool.sum_x, pool.gram, np.zeros((d, 0)), np.zeros(0), np.zeros(0))
+        stats.shared = Moments(
+            pool.n, pool.sum_x, pool.gram, np.zeros((d, 0)), np.zeros(0), np.zeros(0)
+        )
         for k, name in enumerate(experts):
-            stats.append(name, "pooled", Moments.zeros(d, 0), pool.sum_xy[:, k], pool.sum_y[k], pool.sum_yy[k])
+            stats.append(
+                name,
+                "pooled",
+                Moments.zeros(d, 0),
+                pool.sum_xy[:, k],
+                pool.sum_y[k],
+                pool.sum_yy[k],
+            )
         return cls(stats, "score")
 
     @classmethod
