@@ -147,13 +147,17 @@ def trace_scale(mom: Moments) -> float:
     return float(np.trace(sxx)) / sxx.shape[0]
 
 
-def relative_lam(mom: Moments, lam0: float, kappa: float) -> float:
-    """The relative lam rule: ``max(lam0, kappa * trace(centred Sxx)/d)`` of a column's rows.
+def relative_lam(moments: Moments, kappa: float | None, floor: float) -> float:
+    """The relative lam rule: ``max(floor, kappa * trace(centred Sxx)/d)`` of a column's rows.
 
-    The rule fb-learn adds to the product (RouterStats ``kappa``); until it is on main the
-    benchmark computes it here. Switching to the product is this one line.
+    fb-learn adds this rule to the product as ``irde_onnx.learning.moments.relative_lam``
+    (same signature; RouterStats gains ``kappa``). Until it is on main the benchmark computes
+    it here; switching is one line: import ``relative_lam`` from ``irde_onnx.learning.moments``
+    instead of defining it here. ``kappa`` None: ``floor`` (a fixed lam).
     """
-    return max(lam0, kappa * trace_scale(mom))
+    if kappa is None:
+        return floor
+    return max(floor, kappa * max(trace_scale(moments), 1e-12))
 
 
 def cv_lam(x: np.ndarray, y: np.ndarray, groups: Sequence[int] | None = None) -> float:
@@ -172,7 +176,7 @@ class LamRule:
     kappa: float = 0.0
 
     def lam(self, mom: Moments) -> float:
-        return self.lam0 if self.kind == "fixed" else relative_lam(mom, self.lam0, self.kappa)
+        return self.lam0 if self.kind == "fixed" else relative_lam(mom, self.kappa, self.lam0)
 
 
 # -- the learner -----------------------------------------------------------------------------------

@@ -132,9 +132,9 @@ def test_relative_lam_grows_with_rows_and_keeps_its_floor():
         Moments.from_rows(rng.normal(size=(5, D)), np.zeros((5, 0))),
         Moments.from_rows(rng.normal(size=(500, D)), np.zeros((500, 0))),
     )
-    assert relative_lam(few, 3.0, 0.01) == 3.0
+    assert relative_lam(few, 0.01, 3.0) == 3.0
     assert (
-        relative_lam(many, 3.0, 1.0) == pytest.approx(trace_scale(many)) and trace_scale(many) > 3.0
+        relative_lam(many, 1.0, 3.0) == pytest.approx(trace_scale(many)) and trace_scale(many) > 3.0
     )
 
 
