@@ -257,35 +257,53 @@ def scored_part(cache: FeatureCache, part: str, costs: bool = False):
     return x, y, [r["text"] for r in rows], experts, c
 
 
+def dc_configs(which: str) -> dict[str, tuple[str, float, str]]:
+    """The stream's configurations: name -> (policy, traffic weight, lam rule)."""
+    if which == "dc-id":
+        return {
+            "greedy, weight 10, lam relative": ("greedy", 10.0, "relative"),
+            "greedy, weight 10, lam fixed": ("greedy", 10.0, "fixed"),
+        }
+    if which == "dc-id-none":
+        return {
+            "greedy, lam relative": ("greedy", 10.0, "relative"),
+            "eps 0.05, lam relative": ("eps:0.05", 10.0, "relative"),
+        }
+    return {
+        "greedy, weight 10, lam relative": ("greedy", 10.0, "relative"),
+        "greedy, weight 10, lam fixed": ("greedy", 10.0, "fixed"),
+    }
+
+
 def part_dc(
-    cache: FeatureCache, seeds: int, which: str, batch: int | None = None
+    cache: FeatureCache,
+    seeds: Sequence[int],
+    which: str,
+    batch: int | None = None,
+    on_seed: Callable[[dict[str, Any], int, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """routerdc7 bandit streams: ``dc-id`` (from 100 rows), ``dc-id-none``, ``dc-ood``."""
+    """routerdc7 bandit streams: ``dc-id`` (from 100 rows), ``dc-id-none``, ``dc-ood``.
+
+    ``on_seed(meta, seed, result)`` is called as each seed finishes (results are saved per
+    seed, so seeds can run in separate processes and a cut run keeps what it finished)."""
     trx, try_, _, experts, _ = scored_part(cache, TRAIN_SPLIT)
     tex, tey, tet, _, _ = scored_part(cache, "routerdc7-test_ood" if which == "dc-ood" else TEST_ID)
     batch = batch or (64 if which == "dc-ood" else 128)
     lam_off = cv_lam(trx, try_)
     offline = Learner.scored(trx, try_, experts)
     offline.solve(LamRule("fixed", lam_off))
-    if which == "dc-id":
-        configs = {
-            "greedy, weight 10, lam relative": ("greedy", 10.0, "relative"),
-            "greedy, weight 10, lam fixed": ("greedy", 10.0, "fixed"),
-        }
-    elif which == "dc-id-none":
-        configs = {
-            "greedy, lam relative": ("greedy", 10.0, "relative"),
-            "eps 0.05, lam relative": ("eps:0.05", 10.0, "relative"),
-        }
-    else:
-        configs = {
-            "greedy, weight 10, lam relative": ("greedy", 10.0, "relative"),
-            "greedy, weight 10, lam fixed": ("greedy", 10.0, "fixed"),
-        }
-    last: dict[str, list[float]] = {}
-    curves: dict[str, list[list[float]]] = {}
-    seconds: dict[str, float] = {}
-    for s in range(seeds):
+    configs = dc_configs(which)
+    meta = {
+        "batch": batch,
+        "lam_offline": lam_off,
+        "stream_rows": int(len(tex)),
+        "order": list(configs),
+        "configs": {
+            n: {"policy": p, "traffic_weight": w, "lam_rule": k} for n, (p, w, k) in configs.items()
+        },
+    }
+    per_seed: dict[str, Any] = {}
+    for s in seeds:
         perm = np.random.default_rng(s).permutation(len(tex))
         xs, ys, texts = tex[perm], tey[perm], [tet[i] for i in perm]
         half = len(xs) // 2
@@ -306,45 +324,67 @@ def part_dc(
             start = base.copy()
             start.solve(LamRule("fixed", lam0))
             refs["start router, no feedback"] = start
+        res: dict[str, Any] = {"last": {}, "curves": {}, "seconds": {}}
         for name, lr in refs.items():
             r = (
                 ys.max(1)
                 if lr is None
                 else ys[np.arange(len(ys)), decide(lr.scores(xs), "score")[0]]
             )
-            last.setdefault(name, []).append(points(r[half:].mean()))
-            curves.setdefault(name, []).append(binned(r))
+            res["last"][name] = points(r[half:].mean())
+            res["curves"][name] = binned(r)
         for name, (pol, w, kind) in configs.items():
             t = time.perf_counter()
             rule = LamRule(kind, lam0, kappa)
             r = run_stream(
                 base.copy(), xs, ys, texts, policy=pol, rule=rule, weight=w, batch=batch, seed=s
             )
-            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t
-            last.setdefault(name, []).append(points(r[half:].mean()))
-            curves.setdefault(name, []).append(binned(r))
+            res["seconds"][name] = time.perf_counter() - t
+            res["last"][name] = points(r[half:].mean())
+            res["curves"][name] = binned(r)
             log(
-                f"{which} seed {s} {name}: last half {last[name][-1]:.2f} "
-                f"(offline {last['offline'][-1]:.2f}) {time.perf_counter() - t:.0f} s"
+                f"{which} seed {s} {name}: last half {res['last'][name]:.2f} "
+                f"(offline {res['last']['offline']:.2f}) {time.perf_counter() - t:.0f} s"
             )
-    first = next(iter(configs))
+        per_seed[str(s)] = res
+        if on_seed is not None:
+            on_seed(meta, s, res)
+    return assemble_dc({**meta, "per_seed": per_seed})
+
+
+def assemble_dc(entry: dict[str, Any]) -> dict[str, Any]:
+    """Summary, curves and times of a routerdc7 stream from its per-seed results."""
+    per_seed = entry["per_seed"]
+    seeds = sorted(per_seed, key=int)
+    names = list(per_seed[seeds[0]]["last"])
+    last = {n: [per_seed[s]["last"][n] for s in seeds] for n in names}
+    first = entry["order"][0]
     summary = summarise(last, "offline")
-    for name in configs:
-        if name != first:
-            d = np.asarray(last[name]) - np.asarray(last[first])
-            summary[name]["vs " + first] = mean_ci(d)
+    for name in entry["order"][1:]:
+        d = np.asarray(last[name]) - np.asarray(last[first])
+        summary[name]["vs " + first] = mean_ci(d)
     return {
-        "batch": batch,
-        "lam_offline": lam_off,
-        "stream_rows": int(len(tex)),
-        "configs": {
-            n: {"policy": p, "traffic_weight": w, "lam_rule": k} for n, (p, w, k) in configs.items()
-        },
+        **entry,
         "summary": summary,
-        "curves": curves,
-        "seconds": seconds,
-        "seeds": seeds,
+        "curves": {n: [per_seed[s]["curves"][n] for s in seeds] for n in names},
+        "seconds": {n: sum(per_seed[s]["seconds"][n] for s in seeds) for n in entry["order"]},
+        "seeds": len(seeds),
+        "seed_ids": [int(s) for s in seeds],
     }
+
+
+def save_seed(path: Path, which: str, meta: dict[str, Any], seed: int, res: dict[str, Any]) -> None:
+    """Add one seed's stream results to the JSON and re-assemble the summary (locked)."""
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = json.loads(path.read_text()) if path.is_file() else {}
+        entry = data.get(which, {})
+        per_seed = dict(entry.get("per_seed", {}))
+        per_seed[str(seed)] = res
+        data[which] = assemble_dc({**meta, "per_seed": per_seed})
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        tmp.replace(path)
 
 
 def part_routerbench(cache: FeatureCache, seeds: int, batch: int = 32) -> dict[str, Any]:
@@ -808,6 +848,14 @@ def stream_section(key: str, res: dict[str, Any]) -> list[str]:
             f"other half. lam {res['lam']:.4g} (leave-one-source-out CV). Deltas vs offline in "
             "points of accuracy."
         )
+        s200 = res["summary"]["after 200"]
+        out.append(
+            f"Check against the research harness (research/feedback, numpy on the same features): "
+            f"offline {100 * s200['offline']['mean']:.2f}% and equal weight after 200 rows "
+            f"{100 * s200['weight 1, lam fixed']['mean']:.2f}% here; 81.15% and 84.04% there. "
+            "Weight 10 at the router's lam is the product's rule (the research's omega 0.1 "
+            "at lam / 10)."
+        )
         out.append("")
         rows = []
         for when, s in res["summary"].items():
@@ -876,7 +924,7 @@ def stream_section(key: str, res: dict[str, Any]) -> list[str]:
             f"train rows, full information, lam {res['lam_offline']:.4g} by 5-fold CV."
         )
         out.append("")
-        first = next(iter(res["configs"]))
+        first = res.get("order", list(res["configs"]))[0]
         rows = []
         for n, c in s.items():
             d = c.get("delta")
@@ -948,7 +996,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-write", action="store_true", help="print only: no JSON, plots or BENCHMARKS.md"
     )
+    parser.add_argument(
+        "--seed-list",
+        type=int,
+        nargs="+",
+        default=None,
+        help="routerdc7 streams: run only these seeds (default 0..seeds-1); seeds run in "
+        "separate processes are merged in the JSON",
+    )
     args = parser.parse_args(argv)
+    seed_list = args.seed_list if args.seed_list is not None else list(range(args.seeds))
     cache = FeatureCache(args.cache, args.data)
     data: dict[str, Any] = {}
     if not args.report:
@@ -957,7 +1014,17 @@ def main(argv: list[str] | None = None) -> int:
             if part == "domains":
                 res = part_domains(cache, args.seeds)
             elif part in ("dc-id", "dc-id-none", "dc-ood"):
-                res = part_dc(cache, args.seeds, part)
+                res = part_dc(
+                    cache,
+                    seed_list,
+                    part,
+                    on_seed=None
+                    if args.no_write
+                    else (lambda m, sd, r, p=part: save_seed(args.results, p, m, sd, r)),
+                )
+                if not args.no_write:  # the per-seed saves hold it, with other processes' seeds
+                    log(f"{part} done in {time.perf_counter() - t:.0f} s")
+                    continue
             elif part == "routerbench":
                 res = part_routerbench(cache, args.seeds)
             elif part == "observe":

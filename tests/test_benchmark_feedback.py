@@ -24,6 +24,8 @@ from benchmarks.streams import (
 )
 from irde_onnx.learning.moments import Moments
 
+from .test_benchmark_figures import section, tables
+
 D = 16
 EXPERTS = ["a", "b", "c"]
 FINGERPRINT = "fake-fingerprint"
@@ -188,3 +190,11 @@ def test_memory_part_reports_rss_at_each_mark():
     res = bench.part_memory(2000, batch=1000, d=D)
     assert set(res["rss_mib"]) == {"0", "1000", "2000"}  # marks between batches are skipped
     assert all(v > 0 for v in res["rss_mib"].values()) and res["fold_ms_per_row"] > 0
+
+
+def test_committed_section_is_what_the_committed_results_render_to():
+    """BENCHMARKS.md's feedback tables are what benchmarks/results/feedback.json renders to."""
+    data = json.loads(bench.RESULTS_JSON.read_text(encoding="utf-8"))
+    committed = tables(section("feedback"))
+    assert committed, "the feedback section has no table"
+    assert committed == tables(bench.render(data, "", ""))
