@@ -381,13 +381,21 @@ def save_seed(path: Path, which: str, meta: dict[str, Any], seed: int, res: dict
         entry = data.get(which, {})
         per_seed = dict(entry.get("per_seed", {}))
         per_seed[str(seed)] = res
-        data[which] = assemble_dc({**meta, "per_seed": per_seed})
+        assemble = assemble_routerbench if which == "routerbench" else assemble_dc
+        data[which] = assemble({**meta, "per_seed": per_seed})
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
         tmp.replace(path)
 
 
-def part_routerbench(cache: FeatureCache, seeds: int, batch: int = 32) -> dict[str, Any]:
+def part_routerbench(
+    cache: FeatureCache,
+    seeds: Sequence[int],
+    batch: int = 32,
+    on_seed: Callable[[dict[str, Any], int, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """RouterBench: 100 labelled train rows, the rest as a bandit stream with costs; utility
+    on test after the stream. ``on_seed`` as in :func:`part_dc`."""
     trx, try_, trt, experts, trc = scored_part(cache, "routerbench-train", costs=True)
     tex, tey, _, _, tec = scored_part(cache, "routerbench-test", costs=True)
     lam_off = cv_lam(trx, try_)
@@ -403,11 +411,17 @@ def part_routerbench(cache: FeatureCache, seeds: int, batch: int = 32) -> dict[s
         "greedy, weight 10, lam relative": ("greedy", 10.0, "relative"),
         "greedy, weight 1, lam relative": ("greedy", 1.0, "relative"),
     }
-    util: dict[str, list[float]] = {}
-    qual: dict[str, list[float]] = {}
-    curves: dict[str, list[list[float]]] = {}
     u_off, q_off = utility(offline, trc.mean(0))
-    for s in range(seeds):
+    meta = {
+        "batch": batch,
+        "wtp": WTP,
+        "lam_offline": lam_off,
+        "offline": {"utility": u_off, "quality": q_off},
+        "oracle_utility_test": points(np.mean((tey - tec / WTP).max(1))),
+        "order": list(configs),
+    }
+    per_seed: dict[str, Any] = {}
+    for s in seeds:
         perm = np.random.default_rng(s).permutation(len(trx))
         b, st = perm[:100], perm[100:]
         costs = trc[b].mean(0)
@@ -416,18 +430,16 @@ def part_routerbench(cache: FeatureCache, seeds: int, batch: int = 32) -> dict[s
         base = Learner.scored(trx[b], try_[b], experts)
         start = base.copy()
         start.solve(LamRule("fixed", lam0))
+        res: dict[str, Any] = {"utility": {}, "quality": {}, "curves": {}}
+        ar = np.arange(len(st))
         for name, lr, c in (
             ("offline", offline, trc.mean(0)),
             ("start router, no feedback", start, costs),
         ):
-            u, q = utility(lr, c)
-            util.setdefault(name, []).append(u)
-            qual.setdefault(name, []).append(q)
+            res["utility"][name], res["quality"][name] = utility(lr, c)
             p = decide(lr.scores(trx[st]), "score", costs=c, wtp=WTP)[0]
-            ar = np.arange(len(st))
-            curves.setdefault(name, []).append(binned(try_[st][ar, p] - trc[st][ar, p] / WTP, 20))
-        ar = np.arange(len(st))
-        curves.setdefault("oracle", []).append(binned((try_[st] - trc[st] / WTP).max(1), 20))
+            res["curves"][name] = binned(try_[st][ar, p] - trc[st][ar, p] / WTP, 20)
+        res["curves"]["oracle"] = binned((try_[st] - trc[st] / WTP).max(1), 20)
         for name, (pol, w, kind) in configs.items():
             lr = base.copy()
             r = run_stream(
@@ -444,22 +456,35 @@ def part_routerbench(cache: FeatureCache, seeds: int, batch: int = 32) -> dict[s
                 cost_rows=trc[st],
             )
             u, q = utility(lr, costs)
-            util.setdefault(name, []).append(u)
-            qual.setdefault(name, []).append(q)
-            curves.setdefault(name, []).append(binned(r, 20))
+            res["utility"][name], res["quality"][name] = u, q
+            res["curves"][name] = binned(r, 20)
             log(
                 f"routerbench seed {s} {name}: utility {u:.2f} (offline {u_off:.2f}), "
                 f"quality {q:.2f}"
             )
+        per_seed[str(s)] = res
+        if on_seed is not None:
+            on_seed(meta, s, res)
+    return assemble_routerbench({**meta, "per_seed": per_seed})
+
+
+def assemble_routerbench(entry: dict[str, Any]) -> dict[str, Any]:
+    """Summary and curves of the RouterBench stream from its per-seed results."""
+    per_seed = entry["per_seed"]
+    seeds = sorted(per_seed, key=int)
+    names = list(per_seed[seeds[0]]["utility"])
+    summary = {
+        k: summarise({n: [per_seed[s][k][n] for s in seeds] for n in names}, "offline")
+        for k in ("utility", "quality")
+    }
     return {
-        "batch": batch,
-        "wtp": WTP,
-        "lam_offline": lam_off,
-        "offline": {"utility": u_off, "quality": q_off},
-        "oracle_utility_test": points(np.mean((tey - tec / WTP).max(1))),
-        "summary": {"utility": summarise(util, "offline"), "quality": summarise(qual, "offline")},
-        "curves": curves,
-        "seeds": seeds,
+        **entry,
+        "summary": summary,
+        "curves": {
+            n: [per_seed[s]["curves"][n] for s in seeds] for n in per_seed[seeds[0]]["curves"]
+        },
+        "seeds": len(seeds),
+        "seed_ids": [int(s) for s in seeds],
     }
 
 
@@ -722,18 +747,26 @@ def render(data: dict[str, Any], cache_note: str, command: str) -> str:
         rows = [
             [f"{int(k):,}", f"{v:.1f}", f"{m['seconds'][k]:.0f}"] for k, v in m["rss_mib"].items()
         ]
+        done = max(int(k) for k in m["rss_mib"])
+        note = ""
+        if done < 1_000_000:
+            fold64 = data.get("observe", {}).get("fold, 7 score experts, bandit rows, 64 row(s)")
+            ms = fold64["cpu_p50_ms"] / 64 if fold64 else 3.0
+            per_row = f"{ms:.1f} ms of CPU" if fold64 else "milliseconds"
+            note = (
+                f" **1M rows were not reached**: the product's fold takes {per_row} per row at "
+                f"768-d (row by row: an outer product and several d x d temporaries per row), so "
+                f"1M rows need about {1e6 * ms / 6e4:.0f}"
+                " CPU-minutes, more than this run could get on the shared machine; this run "
+                f"folded {done:,} rows."
+            )
         lines += [
-            "### Memory over 1M feedback rows",
+            "### Memory while folding feedback rows",
             "",
-            f"RSS of the process while `learning.feedback.fold` folds {m['rows']:,} synthetic "
-            f"{m['dim']}-d bandit rows (a 7-expert score router, batches of {m['batch']}):"
-            + (
-                f" {m['fold_ms_per_row']:.2f} ms per row."
-                if "fold_ms_per_row" in m
-                else " (partial run)."
-            ),
+            f"RSS of the process while `learning.feedback.fold` folds synthetic "
+            f"{m['dim']}-d bandit rows (a 7-expert score router, batches of {m['batch']})." + note,
             "",
-            markdown_table(["rows folded", "RSS (MiB)", "seconds"], rows),
+            markdown_table(["rows folded", "RSS (MiB)", "wall seconds"], rows),
             "",
         ]
     return "\n".join(lines)
@@ -896,7 +929,7 @@ def stream_section(key: str, res: dict[str, Any]) -> list[str]:
             f"cost on the 100 start rows; scored on test after the stream. Offline (all train "
             f"rows, full information): utility {res['offline']['utility']:.2f}, quality "
             f"{res['offline']['quality']:.2f}; oracle utility on test "
-            f"{res['oracle_utility_test']:.2f}."
+            f"{res['oracle_utility_test']:.2f}. Seeds {res.get('seed_ids')}."
         )
         out.append("")
         u, q = res["summary"]["utility"], res["summary"]["quality"]
@@ -921,7 +954,8 @@ def stream_section(key: str, res: dict[str, Any]) -> list[str]:
         out.append(
             f"{res['stream_rows']} prompts in a seeded order, re-solve every {res['batch']}; "
             f"reward = the picked LLM's score, mean over the last half (points). Offline: all "
-            f"train rows, full information, lam {res['lam_offline']:.4g} by 5-fold CV."
+            f"train rows, full information, lam {res['lam_offline']:.4g} by 5-fold CV. Seeds "
+            f"{res.get('seed_ids', list(range(res['seeds'])))}."
         )
         out.append("")
         first = res.get("order", list(res["configs"]))[0]
@@ -1001,7 +1035,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         nargs="+",
         default=None,
-        help="routerdc7 streams: run only these seeds (default 0..seeds-1); seeds run in "
+        help="streams (not domains): run only these seeds (default 0..seeds-1); seeds run in "
         "separate processes are merged in the JSON",
     )
     args = parser.parse_args(argv)
@@ -1026,7 +1060,16 @@ def main(argv: list[str] | None = None) -> int:
                     log(f"{part} done in {time.perf_counter() - t:.0f} s")
                     continue
             elif part == "routerbench":
-                res = part_routerbench(cache, args.seeds)
+                res = part_routerbench(
+                    cache,
+                    seed_list,
+                    on_seed=None
+                    if args.no_write
+                    else (lambda m, sd, r: save_seed(args.results, "routerbench", m, sd, r)),
+                )
+                if not args.no_write:
+                    log(f"routerbench done in {time.perf_counter() - t:.0f} s")
+                    continue
             elif part == "observe":
                 res = part_observe(cache, args.calls)
             else:
