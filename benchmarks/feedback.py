@@ -850,15 +850,20 @@ def target_rows(data: dict[str, Any]) -> list[list[str]]:
             )
     if "memory" in data:
         m = data["memory"]["rss_mib"]
-        vals = list(m.values())
-        last = max(int(k) for k in m)
+        marks = sorted(m, key=int)
+        last = int(marks[-1])
+        first = marks[1] if len(marks) > 2 else marks[0]  # after the first batches: warm
+        warm = m[first]
+        grew = m[marks[-1]] - warm
+        verdict = "no" if grew >= 5 else ("yes" if last >= 1_000_000 else "1M not reached")
+        if len(marks) <= 2:
+            verdict = "not measured (too few marks)"
         rows.append(
             [
                 "memory flat over 1M feedback rows",
-                f"RSS {vals[0]:.1f} -> {vals[-1]:.1f} MiB over {last:,} rows",
-                "yes"
-                if last >= 1_000_000 and vals[-1] - vals[0] < 20
-                else ("no" if vals[-1] - vals[0] >= 20 else "partial run"),
+                f"RSS {m[marks[0]]:.1f} MiB before, {warm:.1f} after {int(first):,} rows, "
+                f"{m[marks[-1]]:.1f} after {last:,} rows ({grew:+.1f} MiB since the first mark)",
+                verdict,
             ]
         )
     return rows
@@ -889,9 +894,11 @@ def stream_section(key: str, res: dict[str, Any]) -> list[str]:
             "Weight 10 at the router's lam is the product's rule (the research's omega 0.1 "
             "at lam / 10)."
         )
+        out.insert(-1, "")
         out.append("")
         rows = []
-        for when, s in res["summary"].items():
+        order = ["after 50", "after 200", "after the first half"]
+        for when, s in sorted(res["summary"].items(), key=lambda kv: order.index(kv[0])):
             for name, c in s.items():
                 d = c.get("delta")
                 rows.append(
@@ -1084,7 +1091,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_write:
                 save_result(part, res, args.results)
             log(f"{part} done in {res['wall_seconds']:.0f} s")
-    if not args.no_write and args.results.is_file():
+    if (args.report or not args.no_write) and args.results.is_file():
         data = json.loads(args.results.read_text())
     note = cache.describe() if (cache.router_dir / "router.json").is_file() else str(cache.cache)
     if cache.encoded:
