@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import gc
+import hashlib
 import json
 import os
 import shutil
@@ -375,7 +376,7 @@ def assemble_dc(entry: dict[str, Any]) -> dict[str, Any]:
 
 def save_seed(path: Path, which: str, meta: dict[str, Any], seed: int, res: dict[str, Any]) -> None:
     """Add one seed's stream results to the JSON and re-assemble the summary (locked)."""
-    with open(path.with_suffix(".lock"), "w") as lock:
+    with open(lock_path(path), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         data = json.loads(path.read_text()) if path.is_file() else {}
         entry = data.get(which, {})
@@ -619,10 +620,16 @@ def part_memory(
 
 
 # -- results, plots, report ------------------------------------------------------------------------
+def lock_path(path: Path) -> Path:
+    """The lock file serialising writers of the results JSON (outside the repository)."""
+    tag = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"irde-bench-{path.stem}-{tag}.lock"
+
+
 def save_result(key: str, value: dict[str, Any], path: Path = RESULTS_JSON) -> None:
     """Merge one part's results into the JSON (under a lock: parts may run in parallel)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
+    with open(lock_path(path), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         data = json.loads(path.read_text()) if path.is_file() else {}
         data[key] = value
@@ -745,7 +752,8 @@ def render(data: dict[str, Any], cache_note: str, command: str) -> str:
     if "memory" in data:
         m = data["memory"]
         rows = [
-            [f"{int(k):,}", f"{v:.1f}", f"{m['seconds'][k]:.0f}"] for k, v in m["rss_mib"].items()
+            [f"{int(k):,}", f"{v:.1f}", f"{m['seconds'][k]:.0f}"]
+            for k, v in sorted(m["rss_mib"].items(), key=lambda kv: int(kv[0]))
         ]
         done = max(int(k) for k in m["rss_mib"])
         note = ""
