@@ -780,6 +780,12 @@ def render(data: dict[str, Any], cache_note: str, command: str) -> str:
     return "\n".join(lines)
 
 
+def few(ci: dict[str, Any]) -> str:
+    """A warning when fewer than 5 seeds ran (the protocol asks for >= 5)."""
+    n = len(ci["per_seed"])
+    return f" ({n} of 5 seeds: the run was cut, not conclusive)" if n < 5 else ""
+
+
 def target_rows(data: dict[str, Any]) -> list[list[str]]:
     rows: list[list[str]] = []
     if "domains" in data:
@@ -813,8 +819,8 @@ def target_rows(data: dict[str, Any]) -> list[list[str]]:
             rows.append(
                 [
                     label,
-                    f"{fmt_delta(c)} points ({best}); per seed {seeds_str(c)}",
-                    "yes" if c["mean"] >= -bar else "no",
+                    f"{fmt_delta(c)} points ({best}); per seed {seeds_str(c)}" + few(c),
+                    ("yes" if c["mean"] >= -bar else "no") + few(c),
                 ]
             )
     if "dc-ood" in data:
@@ -826,8 +832,8 @@ def target_rows(data: dict[str, Any]) -> list[list[str]]:
         rows.append(
             [
                 "test_ood after train: >= +0.5 over offline, ahead on every seed",
-                f"{fmt_delta(c)} points ({best}); per seed {seeds_str(c)}",
-                "yes" if ok else "no",
+                f"{fmt_delta(c)} points ({best}); per seed {seeds_str(c)}" + few(c),
+                ("yes" if ok else "no") + few(c),
             ]
         )
     if "routerbench" in data:
@@ -838,8 +844,8 @@ def target_rows(data: dict[str, Any]) -> list[list[str]]:
         rows.append(
             [
                 "RouterBench from 100 labels: utility within 1 point of offline",
-                f"{fmt_delta(c)} points ({best}); per seed {seeds_str(c)}",
-                "yes (mean)" if c["mean"] >= -1 else "no",
+                f"{fmt_delta(c)} points ({best}); per seed {seeds_str(c)}" + few(c),
+                ("yes (mean)" if c["mean"] >= -1 else "no") + few(c),
             ]
         )
     if "observe" in data:
