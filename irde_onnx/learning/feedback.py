@@ -244,6 +244,8 @@ def fold(
     ``stats`` is already dense. Each row weighs ``weight`` training rows. With ``half_life``
     (rows), the earlier feedback rows' weights are multiplied by ``0.5 ** (1 / half_life)``
     before each row is folded (research/feedback/exactness.py's rule); training rows stay.
+    Rows are folded in one pass per group of columns they inform (one weighted product per
+    group, not one outer product per row): the same sums, in another order.
     """
     if half_life:
         for s in (stats, dense):
@@ -259,39 +261,92 @@ def fold(
             if not r.domain and set(r.targets) != set(pooled) and partial & set(pooled):
                 s.to_own(pooled)
                 break
-    one = np.ones((1, 1))
-    for i, r in enumerate(rows):
-        m = _scaled(encoded.moments(one, np.array([i])), weight)
+    n_rows = len(rows)
+    if not n_rows:
+        return
+    # Before each row the earlier feedback decays by gamma: over a batch of B rows that is
+    # one decay by gamma**B, with row i (of B) weighing gamma**(B-1-i) (exact, one pass).
+    row_w = weight * gamma ** np.arange(n_rows - 1, -1, -1, dtype=np.float64)
+    for s in (stats, dense):
+        if s is not None and s.traffic is not None:
+            _decay(s, gamma**n_rows)
+    for idx, y, key in _batches(stats, rows):
+        m = _batch_moments(encoded, idx, y, row_w[idx])
         mp = m.project(table) if (dense is not None and table is not None) else m
         for s, mom in ((stats, m), (dense, mp)):
             if s is None:
                 continue
             if s.traffic is not None:
-                _decay(s, gamma)
-                _add_row(s.traffic, r, mom)
-            _add_row(s, r, mom)
+                _add_batch(s.traffic, key, mom, len(idx))
+            _add_batch(s, key, mom, len(idx))
+    for s in (stats, dense):
+        if s is not None:
             s.traffic_weight = weight
 
 
-def _add_row(s: RouterStats, r: FeedbackRow, mom: Moments) -> None:
-    """Add one feedback row (its moments ``mom``, weighted) to the columns it informs."""
-    ks = [s.experts.index(e) for e in r.targets]
-    if r.domain:
-        _add_rows(s, ks[0], _rows(mom))
-    elif all(s.modes[k] == "pooled" for k in ks):  # every pooled column scored
-        s.shared = s.shared + _rows(mom)
+def _batches(
+    s: RouterStats, rows: Sequence[FeedbackRow]
+) -> list[tuple[np.ndarray, np.ndarray, tuple[str, list[int]]]]:
+    """Rows grouped by the columns they inform: (row indices, targets (n, m), key).
+
+    Keys: ``("domain", [k])`` one-hot rows of expert k; ``("shared", pooled columns)``
+    score rows of every pooled column; ``("own", [k])`` score rows of own column k.
+    """
+    pooled = [k for k, m in enumerate(s.modes) if m == "pooled"]
+    groups: dict[tuple[str, tuple[int, ...]], tuple[list[int], list[list[float]]]] = {}
+
+    def put(kind: str, cols: list[int], i: int, y: list[float]) -> None:
+        idx, ys = groups.setdefault((kind, tuple(cols)), ([], []))
+        idx.append(i)
+        ys.append(y)
+
+    for i, r in enumerate(rows):
+        ks = [s.experts.index(e) for e in r.targets]
+        if r.domain:
+            put("domain", ks, i, [1.0])
+        elif all(s.modes[k] == "pooled" for k in ks):  # every pooled column scored
+            put("shared", pooled, i, [r.targets[s.experts[k]] for k in pooled])
+        else:
+            for k in ks:
+                put("own", [k], i, [r.targets[s.experts[k]]])
+    return [
+        (np.asarray(idx, dtype=np.int64), np.asarray(ys, dtype=np.float64), (kind, list(cols)))
+        for (kind, cols), (idx, ys) in groups.items()
+    ]
+
+
+def _batch_moments(encoded: EncodedRows, idx: np.ndarray, y: np.ndarray, w: np.ndarray) -> Moments:
+    """Weighted moments of the prompts ``idx`` with targets ``y``."""
+    if encoded.features is not None:
+        return Moments.from_rows(np.asarray(encoded.features)[idx], y, w)
+    if np.all(w == w[0]):  # token counts take no per-row weights: one weight for all
+        return _scaled(encoded.moments(y, idx), float(w[0]))
+    total = None
+    for j, i in enumerate(idx):  # forgetting on token counts: row by row
+        m = _scaled(encoded.moments(y[j : j + 1], np.array([i])), float(w[j]))
+        total = m if total is None else total + m
+    assert total is not None
+    return total
+
+
+def _add_batch(s: RouterStats, key: tuple[str, list[int]], mom: Moments, count: int) -> None:
+    """Add the weighted moments ``mom`` of ``count`` rows to the columns ``key`` names."""
+    kind, cols = key
+    rows = _rows(mom)
+    if kind == "domain":
+        _add_rows(s, cols[0], rows)
+    elif kind == "shared":
+        s.shared = s.shared + rows
     else:
-        for k in ks:
-            _add_rows(s, k, _rows(mom))
-    for k, e in zip(ks, r.targets, strict=True):
-        y = r.targets[e]
-        s.sum_xy[k] += y * mom.sum_x
-        s.sum_y[k] += y * mom.n
-        s.sum_yy[k] += y * y * mom.n
-        s.feedback_rows[k] += 1  # rows naming the expert
-        if not r.domain:
+        _add_rows(s, cols[0], rows)
+    for j, k in enumerate(cols):
+        s.sum_xy[k] += mom.sum_xy[:, j]
+        s.sum_y[k] += mom.sum_y[j]
+        s.sum_yy[k] += mom.sum_yy[j]
+        s.feedback_rows[k] += count  # rows naming the expert
+        if kind != "domain":
             s.feedback_n[k] += mom.n
-    if r.domain:  # a pooled row: every pooled column is fit on it (target 0 or 1)
+    if kind == "domain":  # a pooled row: every pooled column is fit on it (target 0 or 1)
         for k, mode in enumerate(s.modes):
             if mode == "pooled":
                 s.feedback_n[k] += mom.n
