@@ -88,12 +88,9 @@ def log(msg: str) -> None:
 
 # -- exploration -----------------------------------------------------------------------------------
 def bonus_hook(scores: np.ndarray, x: np.ndarray, learner: Learner, alpha: float) -> np.ndarray:
-    """The uncertainty-bonus policy: needs the product's uncertainty output (issue 19 point 3,
-    fb-unc), not on main yet; fill in here (scores + alpha * width) once it is."""
-    raise NotImplementedError(
-        "the bonus policy needs the router's uncertainty output, which is not on main yet; "
-        "use greedy or eps:E"
-    )
+    """The uncertainty-bonus policy: scores + alpha * the product's uncertainty widths (what
+    ``irde serve --explore bonus:A`` adds to each expert's utility)."""
+    return scores + alpha * learner.width(x)
 
 
 def choose(
@@ -264,11 +261,13 @@ def dc_configs(which: str) -> dict[str, tuple[str, float, str]]:
         return {
             "greedy, weight 10, lam relative": ("greedy", 10.0, "relative"),
             "greedy, weight 10, lam fixed": ("greedy", 10.0, "fixed"),
+            "bonus 0.1, weight 10, lam relative": ("bonus:0.1", 10.0, "relative"),
         }
     if which == "dc-id-none":
         return {
             "greedy, lam relative": ("greedy", 10.0, "relative"),
             "eps 0.05, lam relative": ("eps:0.05", 10.0, "relative"),
+            "bonus 0.1, lam relative": ("bonus:0.1", 10.0, "relative"),
         }
     return {
         "greedy, weight 10, lam relative": ("greedy", 10.0, "relative"),

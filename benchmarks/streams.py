@@ -10,8 +10,10 @@ Used by ``benchmarks/feedback.py``. Two pieces:
 - :class:`Learner`: a router's statistics (:class:`irde_onnx.learning.statistics.RouterStats`)
   that feedback rows are parsed (``learning.feedback.parse_rows``) and folded into
   (``learning.feedback.fold``, features given as ``EncodedRows``), then re-solved per column
-  group with ``learning.moments.solve``: lam fixed (what ``RouterStats.solve`` does), or
-  relative to each column's data (:func:`relative_lam`).
+  group with ``learning.moments.solve``: lam fixed, or relative to each column's data
+  (the product's ``learning.moments.relative_lam``, the rule ``RouterStats.solve`` applies
+  with a kappa); columns without rows predict their prior, as the product's cold start does.
+  :meth:`Learner.width` is the product's uncertainty (``learning.uncertainty``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,15 @@ import numpy as np
 
 from benchmarks.splits import limit_rows, load_domain_records, read_rows
 from irde_onnx.learning import feedback
-from irde_onnx.learning.moments import Moments, choose_lam, fold_ids, solve
+from irde_onnx.learning.moments import (
+    Moments,
+    choose_lam,
+    data_scale,
+    fold_ids,
+    relative_lam,
+    solve,
+)
+from irde_onnx.learning.uncertainty import subspace_width
 from irde_onnx.learning.statistics import EncodedRows, RouterStats
 
 CACHE_ENV = "IRDE_FEATURE_CACHE"
@@ -140,24 +150,8 @@ class FeatureCache:
 
 # -- lam -----------------------------------------------------------------------------------------
 def trace_scale(mom: Moments) -> float:
-    """``trace(centred Sxx) / d`` of dense moments (0 without rows)."""
-    if mom.n <= 0:
-        return 0.0
-    sxx = mom.centred()[0]
-    return float(np.trace(sxx)) / sxx.shape[0]
-
-
-def relative_lam(moments: Moments, kappa: float | None, floor: float) -> float:
-    """The relative lam rule: ``max(floor, kappa * trace(centred Sxx)/d)`` of a column's rows.
-
-    fb-learn adds this rule to the product as ``irde_onnx.learning.moments.relative_lam``
-    (same signature; RouterStats gains ``kappa``). Until it is on main the benchmark computes
-    it here; switching is one line: import ``relative_lam`` from ``irde_onnx.learning.moments``
-    instead of defining it here. ``kappa`` None: ``floor`` (a fixed lam).
-    """
-    if kappa is None:
-        return floor
-    return max(floor, kappa * max(trace_scale(moments), 1e-12))
+    """``trace(centred Sxx) / d`` of dense moments: the product's :func:`data_scale`."""
+    return data_scale(mom)
 
 
 def cv_lam(x: np.ndarray, y: np.ndarray, groups: Sequence[int] | None = None) -> float:
@@ -183,8 +177,8 @@ class LamRule:
 class Learner:
     """A router's statistics with feedback folded by the product's code, and its head.
 
-    Columns without rows (a cold start) predict ``prior`` (W = 0, b = prior): a stand-in for
-    the product's cold start, which is not on main yet.
+    Columns without rows (a cold start) predict ``prior`` (W = 0, b = prior), as
+    ``RouterStats.solve`` does for a router of ``irde train --experts``.
     """
 
     def __init__(self, stats: RouterStats, target: str, prior: float = 0.5) -> None:
@@ -192,6 +186,8 @@ class Learner:
         self.w = np.zeros((stats.dim, stats.n_experts))
         self.b = np.full(stats.n_experts, prior)
         self._solved: dict[tuple[int, ...], tuple] = {}
+        self._lams = np.zeros(stats.n_experts)
+        self._width = None
 
     @property
     def experts(self) -> list[str]:
@@ -238,6 +234,7 @@ class Learner:
     def copy(self) -> Learner:
         out = Learner(self.stats.copy(), self.target, self.prior)
         out.w, out.b, out._solved = self.w.copy(), self.b.copy(), dict(self._solved)
+        out._lams, out._width = self._lams.copy(), self._width
         return out
 
     def feed(self, x: np.ndarray, rows: Sequence[Mapping[str, Any]], weight: float) -> None:
@@ -254,11 +251,21 @@ class Learner:
             key = (tuple(cols), float(mom.n), float(s.feedback_rows[cols].sum()), rule)
             if self._solved.get(tuple(cols)) == key:
                 continue
+            self._width = None
             if mom.n <= 0:
                 self.w[:, cols], self.b[cols] = 0.0, self.prior
+                self._lams[cols] = rule.lam0
             else:
-                self.w[:, cols], self.b[cols] = solve(mom, rule.lam(mom))
+                self._lams[cols] = rule.lam(mom)
+                self.w[:, cols], self.b[cols] = solve(mom, self._lams[cols][0])
             self._solved[tuple(cols)] = key
+
+    def width(self, x: np.ndarray) -> np.ndarray:
+        """The uncertainty output's widths (n, E): the product's k=32 subspace width of the
+        statistics as solved (each column at its lam), as the graph computes it."""
+        if self._width is None:
+            self._width = subspace_width(self.stats, self._lams)
+        return self._width.width(x)
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """The head's scores (n, E), as the graph's ``scores`` output."""

@@ -23,6 +23,7 @@ from benchmarks.streams import (
     trace_scale,
 )
 from irde_onnx.learning.moments import Moments
+from irde_onnx.learning.uncertainty import subspace_width
 
 from .test_benchmark_figures import section, tables
 
@@ -160,8 +161,14 @@ def test_stream_is_seeded_and_bounded_by_the_oracle():
     b = bench.run_stream(Learner.scored(x0, y0, EXPERTS), xs, ys, texts, policy="eps:0.3", **kw)
     np.testing.assert_array_equal(a, b)
     assert a.shape == (50,) and (a <= ys.max(1)).all()
-    with pytest.raises(NotImplementedError, match="uncertainty output"):
-        bench.run_stream(Learner.scored(x0, y0, EXPERTS), xs, ys, texts, policy="bonus:0.1", **kw)
+    # the bonus policy adds alpha * the product's widths: alpha 0 is greedy, bit for bit
+    greedy = bench.run_stream(Learner.scored(x0, y0, EXPERTS), xs, ys, texts, policy="greedy", **kw)
+    zero = bench.run_stream(Learner.scored(x0, y0, EXPERTS), xs, ys, texts, policy="bonus:0", **kw)
+    np.testing.assert_array_equal(greedy, zero)
+    lr = Learner.scored(x0, y0, EXPERTS)
+    lr.solve(kw["rule"])
+    want = lr.scores(xs) + 0.5 * subspace_width(lr.stats, np.full(len(EXPERTS), 1.0)).width(xs)
+    np.testing.assert_allclose(bench.bonus_hook(lr.scores(xs), xs, lr, 0.5), want, atol=1e-12)
 
 
 def test_cache_refuses_rows_it_was_not_made_for(fake):
