@@ -15,13 +15,14 @@ from irde_onnx.errors import (
     RouterFileError,
     RouterFormatError,
 )
-from irde_onnx.runtime import LiveRouter, Route, Router, RouterEditor
+from irde_onnx.runtime import LiveRoute, LiveRouter, Route, Router, RouterEditor
 
 __all__ = [
     "__version__",
     "ExportValidationError",
     "InvalidInputError",
     "IrdeError",
+    "LiveRoute",
     "LiveRouter",
     "MissingExtraError",
     "Route",

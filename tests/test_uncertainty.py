@@ -252,3 +252,24 @@ def test_the_cost_benchmark_runs(capsys):
     assert uncertainty_cost.main([*args, "--rounds", "1", "--no-write"]) == 0
     out = capsys.readouterr().out
     assert "| tiny | 16 |" in out and "| tiny | 64 |" in out and "| tiny | 7 | 256 | 32 |" in out
+
+
+def test_route_with_uncertainty_and_the_bonus_on_a_real_router(tiny_dir):
+    from irde_onnx.decision.explore import utility
+    from irde_onnx.runtime import LiveRouter
+
+    router = Router.load(tiny_dir)
+    routes = router.route(PROBES, with_uncertainty=True)
+    widths = router.uncertainty(PROBES)
+    got = np.array([[r.uncertainty[e] for e in router.experts] for r in routes], np.float32)
+    np.testing.assert_array_equal(got, widths)  # one session run gives the same widths
+    assert [r.expert for r in routes] == [r.expert for r in router.route(PROBES)]
+    assert "uncertainty" in routes[0].to_dict() and "uncertainty" not in router.route(PROBES)[0].to_dict()
+    # the server's bonus: argmax of the policy's utility + alpha * the graph's widths
+    alpha = 0.05
+    live = LiveRouter(tiny_dir, exploration=f"bonus:{alpha}")
+    served = live.route(PROBES)
+    u = utility(router.scores(PROBES), router.config.target, temperature=router.policy.temperature)
+    want = np.argmax(u + alpha * widths, axis=1)
+    assert [r.expert for r in served] == [router.experts[i] for i in want]
+    assert [r.greedy for r in served] == [r.expert for r in routes]

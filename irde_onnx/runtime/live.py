@@ -180,13 +180,15 @@ class LiveRouter:
         """
         router = self.router if router is None else router
         texts = check_texts(texts)
-        routes = router.route(texts, top_k, batch_size, wtp=wtp)
         setting = self.explorer.setting
+        # the bonus reads the widths from the same session run as the scores
+        widths = setting.needs_uncertainty and getattr(router, "has_uncertainty", False)
+        routes = router.route(texts, top_k, batch_size, wtp=wtp, with_uncertainty=widths)
         if not setting.enabled or not routes:
             return [_live(r, r.expert, False) for r in routes]
         uncertainty = None
         if setting.needs_uncertainty:
-            if not getattr(router, "has_uncertainty", False):
+            if not widths:
                 # checked at start-up; a generation saved since without the output is served
                 # greedy (a warning per generation), never failed request by request
                 if self._no_uncertainty != router.generation:
@@ -199,8 +201,12 @@ class LiveRouter:
                         setting,
                     )
                 return [_live(r, r.expert, False) for r in routes]
-            uncertainty = router.uncertainty(texts, batch_size)  # type: ignore[attr-defined]
         experts = router.experts
+        if widths:
+            uncertainty = np.array(
+                [[r.uncertainty[e] for e in experts] for r in routes],  # type: ignore[index]
+                np.float32,
+            )
         policy = router.policy
         scores = np.array([[r.scores[e] for e in experts] for r in routes], np.float32)
         greedy = np.array([experts.index(r.expert) for r in routes], np.int64)

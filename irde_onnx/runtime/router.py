@@ -163,6 +163,8 @@ class Route:
         top: the ``top_k`` experts with the best scores, best first.
         confidence: the router's confidence in its pick (the graph's ``confidence``; see
             :mod:`irde_onnx.decision.policy`); None for a graph without decision outputs.
+        uncertainty: every expert's uncertainty (:meth:`Router.uncertainty`) when asked for
+            with ``route(..., with_uncertainty=True)``; else None.
 
     """
 
@@ -170,15 +172,20 @@ class Route:
     scores: dict[str, float]
     top: tuple[str, ...]
     confidence: float | None = None
+    uncertainty: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: ``{"expert", "scores", "top", "confidence"}``."""
-        return {
+        """A JSON-ready dict: ``{"expert", "scores", "top", "confidence"}`` (and
+        ``"uncertainty"`` when it was asked for)."""
+        out: dict[str, Any] = {
             "expert": self.expert,
             "scores": self.scores,
             "top": list(self.top),
             "confidence": self.confidence,
         }
+        if self.uncertainty is not None:
+            out["uncertainty"] = self.uncertainty
+        return out
 
 
 class Router:
@@ -582,6 +589,7 @@ class Router:
         batch_size: int | None = None,
         *,
         wtp: float | None = UNSET,
+        with_uncertainty: bool = False,
     ) -> list[Route]:
         """Route each text: the expert the router's policy decides (the graph's ``choice``).
 
@@ -593,6 +601,8 @@ class Router:
                 per unit of quality; None: quality only). Computed from ``scores`` and the
                 costs in ``router.json`` with :func:`irde_onnx.decision.policy.decide`, which gives
                 the graph's decision for the same settings.
+            with_uncertainty: also fill ``Route.uncertainty`` from the same session run
+                (raises as :meth:`uncertainty` does for a router without the output).
 
         Returns:
             One :class:`Route` per text, in input order.
@@ -609,12 +619,17 @@ class Router:
                 raise InvalidInputError(
                     "wtp needs costs: this router has none (set them with set_costs())"
                 )
+        if with_uncertainty:
+            self._check_uncertainty()
         if not texts:
             return []
         in_graph = wtp is UNSET and self._decides
         outputs = ["scores", *DECISION_OUTPUTS] if in_graph else ["scores"]
+        if with_uncertainty:
+            outputs.append(UNCERTAINTY_OUTPUT)
         got = self._run(texts, outputs, batch_size)
         scores = got[0]
+        widths = got[-1] if with_uncertainty else None
         if in_graph:
             choice, confidence = got[1].reshape(-1), got[2].reshape(-1)
         else:
@@ -627,6 +642,9 @@ class Router:
                 scores={name: float(s) for name, s in zip(experts, scores[i], strict=True)},
                 top=tuple(experts[j] for j in order[i]),
                 confidence=float(confidence[i]),
+                uncertainty=None
+                if widths is None
+                else {name: float(u) for name, u in zip(experts, widths[i], strict=True)},
             )
             for i in range(len(texts))
         ]

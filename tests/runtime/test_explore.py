@@ -4,6 +4,7 @@ against numpy, its seed, and LiveRouter.route (off by default, bit for bit)."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -246,6 +247,16 @@ class _Uncertain(Router):
         type(self).calls.append(len(texts))
         rng = np.random.default_rng([len(t) for t in texts])
         return rng.uniform(0, 1, size=(len(texts), len(self.experts))).astype(np.float32)
+
+    def route(self, texts, top_k=1, batch_size=None, *, with_uncertainty=False, **kw):  # noqa: ANN001, ANN201
+        routes = super().route(texts, top_k, batch_size, **kw)
+        if not with_uncertainty:
+            return routes
+        widths = self.uncertainty(texts, batch_size)
+        return [
+            replace(r, uncertainty=dict(zip(self.experts, map(float, u), strict=True)))
+            for r, u in zip(routes, widths, strict=True)
+        ]
 
 
 @pytest.mark.parametrize("costs", [False, True])
