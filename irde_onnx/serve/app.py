@@ -62,7 +62,7 @@ SETTINGS_ENV = "IRDE_SERVE_SETTINGS"
 MAX_MESSAGE = 1000  # characters of an error message: a request's value is never echoed whole
 _PLAIN = re.compile(r"[A-Za-z0-9._:/@+-]{1,200}")
 ROUTE_FIELDS = {"text", "texts", "top_k", "wtp"}
-EXPERT_FIELDS = {"name", "rows"}
+EXPERT_FIELDS = {"name", "rows", "gate"}
 FEEDBACK_FIELDS = {"rows", "traffic_weight", "half_life"}
 ROW_FIELDS = {"text", "score"}
 
@@ -405,8 +405,11 @@ class Server:
         )
 
     async def list_experts(self, request: Request) -> Response:
-        """``GET /experts``: what ``irde experts list`` prints, as one object."""
-        cfg = self.holder.router.config
+        """``GET /experts``: what ``irde experts list`` prints, as one object (shadow experts
+        last, without their gate figures: ``irde experts list`` computes those)."""
+        router = self.holder.router
+        cfg = router.config
+        shadows = router.stats.shadows
         return JSONResponse(
             {
                 "experts": [
@@ -415,11 +418,19 @@ class Server:
                         zip(cfg.experts, cfg.expert_modes, strict=True)
                     )
                 ]
+                + [
+                    {"column": None, "name": name, "mode": "own", "shadow": True, "rows": len(r)}
+                    for name, r in shadows.items()
+                ]
             }
         )
 
     async def add_expert(self, request: Request) -> Response:
-        """``POST /experts`` ``{"name", "rows": [{"text"} or {"text", "score"}]}``."""
+        """``POST /experts`` ``{"name", "rows": [{"text"} or {"text", "score"}], "gate"?}``.
+
+        ``gate`` as ``RouterEditor.add_expert``: a scored expert on few rows may be added as
+        a shadow (listed in ``shadow_experts``, routing once its gate passes).
+        """
         self.check_token(request)
         data = await read_json(request, self.settings.max_body_bytes)
         _check_fields(data, EXPERT_FIELDS)
@@ -431,6 +442,9 @@ class Server:
             raise ApiError(422, f"the expert name {quoted(name)} {problem}")
         if not isinstance(rows, list):
             raise ApiError(422, '"rows" must be a list of {"text"} or {"text", "score"}')
+        gate = data.get("gate")
+        if gate is not None and not isinstance(gate, bool):
+            raise ApiError(422, '"gate" must be true, false or null (the default rule)')
         texts, scores = expert_rows(((f"rows[{i}]", r) for i, r in enumerate(rows)), '"rows"')
         for i, row in enumerate(rows):
             if not set(row) <= ROW_FIELDS:
@@ -439,18 +453,22 @@ class Server:
                     422, f"rows[{i}]: unknown key(s) {unknown}; allowed: {sorted(ROW_FIELDS)}"
                 )
 
+        result: dict[str, Any] = {}
+
         def add(editor: RouterEditor) -> None:
             # checked on the folder as it is now, under its lock: a replica's list may be stale
-            if name in editor.experts:
+            if name in editor.experts or name in editor.shadow_experts:
                 raise ApiError(
                     409,
                     f"expert {quoted(name)} already exists; remove it first or choose another name",
                     "conflict",
                 )
-            editor.add_expert(name, texts, scores)
+            gated = editor.add_expert(name, texts, scores, gate=gate)
+            result["gate"] = None if gated is None else gated.to_dict()
+            result["shadow_experts"] = editor.shadow_experts
 
         router = await run_in_threadpool(self.holder.change, add)
-        return JSONResponse({"experts": router.experts}, status_code=201)
+        return JSONResponse({"experts": router.experts, **result}, status_code=201)
 
     async def remove_expert(self, request: Request) -> Response:
         """``DELETE /experts/{name}``."""
@@ -459,10 +477,11 @@ class Server:
 
         def remove(editor: RouterEditor) -> None:
             # checked on the folder as it is now, under its lock: a replica's list may be stale
-            if name not in editor.experts:
+            if name not in editor.experts and name not in editor.shadow_experts:
+                known = [*editor.experts, *editor.shadow_experts]
                 raise ApiError(
                     404,
-                    f"unknown expert {quoted(name)}; experts: {shorten(editor.experts, 400)}",
+                    f"unknown expert {quoted(name)}; experts: {shorten(known, 400)}",
                     "not_found",
                 )
             editor.remove_expert(name)
