@@ -703,9 +703,15 @@ def render(data: dict[str, Any], cache_note: str, command: str) -> str:
         "test_id, 64 on test_ood, 32 on RouterBench (the research's cadence, not the issue's 16). "
         'Traffic weight 10 is the product default (`DEFAULT_TRAFFIC_WEIGHT`). "lam relative": '
         "each column's lam = max(lam0, kappa * trace(centred Sxx_e)/d), kappa = lam0 / "
-        "(trace/d) of the start rows (fb-learn's rule, computed in `benchmarks/streams.py` "
-        'until it is on main); "lam fixed": lam0 throughout (the product today). A cold '
-        "column (no rows) predicts 0.5 (a stand-in: the product's cold start is not on main). "
+        "(trace/d) of the start rows (the product's `learning.moments.relative_lam`, which "
+        "`RouterStats.solve` applies once a router has a kappa: trained with lam auto, or at "
+        'its first feedback); "lam fixed": lam0 throughout (routers saved before kappa '
+        "existed, until their first feedback). A cold column (no rows) predicts its prior, "
+        '0.5, as a router of `irde train --experts` does. "bonus A": the head\'s scores plus '
+        "A times the product's uncertainty widths (`learning.uncertainty`, the graph's "
+        '`uncertainty` output; `irde serve --explore bonus:A`); "eps E": another expert with '
+        "probability E. The `observe` figures time the product's batched fold "
+        "(one weighted product per group of columns a batch informs). "
         f"Features: {cache_note}."
     )
     lines.append("")

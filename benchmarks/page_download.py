@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         nargs="*",
         default=[],
         metavar="NAME=DIR",
-        help="more router folders to measure (e.g. the tiny routers of tiny_quality --save-routers)",
+        help="more router folders to measure (e.g. tiny_quality --save-routers folders)",
     )
     args = parser.parse_args(argv)
     folders = {}

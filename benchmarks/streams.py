@@ -39,8 +39,8 @@ from irde_onnx.learning.moments import (
     relative_lam,
     solve,
 )
-from irde_onnx.learning.uncertainty import subspace_width
 from irde_onnx.learning.statistics import EncodedRows, RouterStats
+from irde_onnx.learning.uncertainty import subspace_width
 
 CACHE_ENV = "IRDE_FEATURE_CACHE"
 DC_TEST_CAP = 100000  # test_id "capped" at 100000 per task: every row, in id-hash order

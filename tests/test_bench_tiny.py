@@ -11,8 +11,12 @@ def test_page_groups_and_verdicts():
     assert page_download.group("/router/tiny/stats.npz") == "stats"
     assert page_download.group("/router/tiny/tokenizer.json") == "tokenizer"
     files = [
-        {"path": "/vendor/ort-wasm-simd-threaded.wasm", "bytes": 5_000_000, "gzip": 1_000_000,
-         "brotli": 800_000},
+        {
+            "path": "/vendor/ort-wasm-simd-threaded.wasm",
+            "bytes": 5_000_000,
+            "gzip": 1_000_000,
+            "brotli": 800_000,
+        },
         {"path": "/router/t/stats.npz", "bytes": 2_000_000, "gzip": 2_000_000, "brotli": 2_000_000},
     ]
     text = page_download.render({"header": "H", "pages": {"t": {"ready": "yes", "files": files}}})

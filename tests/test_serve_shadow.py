@@ -10,8 +10,8 @@ import pytest
 from irde_onnx.runtime import Router
 from irde_onnx.serve import ServeSettings, create_app
 
-from .runtime.test_shadow_experts import FEW, FEW_Y
 from .runtime.pooled_toy import build_pooled_router
+from .runtime.test_shadow_experts import FEW, FEW_Y
 from .serve_helpers import running
 
 TOKEN = "shadow-token"

@@ -168,7 +168,9 @@ def test_max_bytes_keeps_a_smaller_table_that_still_routes(demo_train, demo_samp
     tr = RouterTrainer(encoder="tiny", max_bytes=budget, lam=0.05, progress=False)
     tr.fit(*demo_train)
     folder = tr.save(tmp_path / "small")
-    graph_bytes = (folder / "router.onnx").stat().st_size + (folder / "router.onnx.data").stat().st_size
+    graph_bytes = (folder / "router.onnx").stat().st_size + (
+        folder / "router.onnx.data"
+    ).stat().st_size
     assert graph_bytes <= budget
     rows = len(np.unique(_id_map(folder)))
     # the demo prompts hold ~5,400 kept rows at the default budget; 1 MB holds fewer

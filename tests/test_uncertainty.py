@@ -264,7 +264,10 @@ def test_route_with_uncertainty_and_the_bonus_on_a_real_router(tiny_dir):
     got = np.array([[r.uncertainty[e] for e in router.experts] for r in routes], np.float32)
     np.testing.assert_array_equal(got, widths)  # one session run gives the same widths
     assert [r.expert for r in routes] == [r.expert for r in router.route(PROBES)]
-    assert "uncertainty" in routes[0].to_dict() and "uncertainty" not in router.route(PROBES)[0].to_dict()
+    assert (
+        "uncertainty" in routes[0].to_dict()
+        and "uncertainty" not in router.route(PROBES)[0].to_dict()
+    )
     # the server's bonus: argmax of the policy's utility + alpha * the graph's widths
     alpha = 0.05
     live = LiveRouter(tiny_dir, exploration=f"bonus:{alpha}")

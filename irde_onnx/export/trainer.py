@@ -15,10 +15,10 @@ from irde_onnx._version import __version__
 from irde_onnx.arguments import check_texts
 from irde_onnx.decision.policy import UNSET
 from irde_onnx.defaults import default_layers, default_view
-from irde_onnx.export.tiny import MIN_TINY_BYTES
 from irde_onnx.encoders import DEFAULT_ENCODER, EncoderSpec, get_encoder
 from irde_onnx.errors import InvalidInputError
 from irde_onnx.export.minilm import BuiltGraph, minilm_tokenizer_file
+from irde_onnx.export.tiny import MIN_TINY_BYTES
 from irde_onnx.export.validate import ValidationReport
 from irde_onnx.learning.moments import (
     COLD_KAPPA,

@@ -645,6 +645,7 @@ class RouterStats:
             self.shadows[self.experts[k]] = ShadowRows(
                 a["features"], a["scores"], a["weights"], None if np.isnan(cost) else cost
             )
+
     def _set_lam_rule(self, arrays: dict[str, np.ndarray], where: str) -> None:
         kappa, prior = arrays.get("kappa"), arrays.get("prior")
         if kappa is not None:

@@ -175,8 +175,10 @@ class Route:
     uncertainty: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: ``{"expert", "scores", "top", "confidence"}`` (and
-        ``"uncertainty"`` when it was asked for)."""
+        """A JSON-ready dict: ``{"expert", "scores", "top", "confidence"}``.
+
+        ``"uncertainty"`` too when it was asked for (``route(..., with_uncertainty=True)``).
+        """
         out: dict[str, Any] = {
             "expert": self.expert,
             "scores": self.scores,

@@ -405,8 +405,11 @@ class Server:
         )
 
     async def list_experts(self, request: Request) -> Response:
-        """``GET /experts``: what ``irde experts list`` prints, as one object (shadow experts
-        last, without their gate figures: ``irde experts list`` computes those)."""
+        """``GET /experts``: what ``irde experts list`` prints, as one object.
+
+        Shadow experts come last, without their gate figures (``irde experts list`` computes
+        those).
+        """
         router = self.holder.router
         cfg = router.config
         shadows = router.stats.shadows
