@@ -71,12 +71,13 @@ from benchmarks.streams import (
     trace_scale,
 )
 from irde_onnx.decision.policy import decide
-from irde_onnx.learning.moments import Moments, group_fold_ids
+from irde_onnx.learning.moments import COLD_KAPPA, COLD_LAM, Moments, group_fold_ids
 
 PARTS = ("domains", "dc-id", "dc-id-none", "dc-ood", "routerbench", "observe", "memory")
 RESULTS_JSON = RESULTS / "feedback.json"
 WTP = 0.02
-NONE_LAM, NONE_KAPPA = 1.7, 3.16  # research/feedback: CV's lam on 100 rows, kappa on all train rows
+# the product's cold start (irde train --experts): lam floor and kappa
+NONE_LAM, NONE_KAPPA = COLD_LAM, COLD_KAPPA
 TRAIN_SPLIT = "routerdc7-train"
 TEST_ID = "routerdc7-test_id-cap100000"
 BINS = 40

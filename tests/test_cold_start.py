@@ -1,7 +1,7 @@
 """A cold start (issue 19, point 3): a router of named experts trained on no rows.
 
 Each column predicts its prior until feedback rows arrive; then it is an exact weighted
-ridge of its rows with lam by the relative rule (kappa 3.16, floor 0), checked against numpy.
+ridge of its rows with lam by the relative rule (kappa 3.16, floor COLD_LAM), checked against numpy.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from irde_onnx.cli import main
 from irde_onnx.errors import InvalidInputError
 from irde_onnx.export import RouterTrainer
-from irde_onnx.learning.moments import COLD_KAPPA
+from irde_onnx.learning.moments import COLD_KAPPA, COLD_LAM
 from irde_onnx.runtime import Router, RouterEditor
 
 from .conftest import DEMO
@@ -49,7 +49,7 @@ def test_a_cold_router_predicts_its_prior(cold_dir):
     w, b = router.head
     assert not np.asarray(w).any()
     stats = router.stats
-    assert stats.kappa == COLD_KAPPA and router.config.lam == 0.0
+    assert stats.kappa == COLD_KAPPA and router.config.lam == COLD_LAM
     np.testing.assert_array_equal(stats.prior, [0.5, 0.7, 0.6])
     assert stats.shared.n == 0 and all(m.n == 0 for m in stats.owned)
     assert stats.dim == router.tokenizer.vocab_size  # token counts of the static encoder
@@ -89,7 +89,7 @@ def test_feedback_moves_the_columns_exactly(cold_dir, tmp_path):
         ys = [r["outcome"] if "outcome" in r else r["scores"][e] for r in mine]
         x = np.vstack([table[i] for i in ids])
         y = np.concatenate([np.full(len(i), v) for i, v in zip(ids, ys, strict=True)])[:, None]
-        w0, b0 = rule_ridge(x, y, np.ones(len(x)), COLD_KAPPA)
+        w0, b0 = rule_ridge(x, y, np.ones(len(x)), COLD_KAPPA, COLD_LAM)
         assert np.abs(w1[:, k] - w0[:, 0]).max() < 1e-9 and abs(b1[k] - b0[0]) < 1e-9
     assert not w1[:, 2].any() and b1[2] == 0.6  # no rows yet: still its prior
     np.testing.assert_allclose(editor.scores(["x"])[0, 2], 0.6, atol=1e-7)

@@ -22,6 +22,7 @@ from irde_onnx.export.tiny import MIN_TINY_BYTES
 from irde_onnx.export.validate import ValidationReport
 from irde_onnx.learning.moments import (
     COLD_KAPPA,
+    COLD_LAM,
     Moments,
     choose_lam,
     fold_ids,
@@ -476,9 +477,9 @@ class RouterTrainer:
         cost-aware policy picks by cost meanwhile. The statistics are empty, with the
         router's dimension; each column's lam is ``max(lam, kappa * trace(Sxx)/d)`` of its
         rows with kappa :data:`~irde_onnx.learning.moments.COLD_KAPPA` and ``lam`` the
-        trainer's number (``"auto"``: 0, the relative rule alone). The static encoder
-        uses the ``mean`` strategy unless another is given (its scores are then the
-        predicted quality, which costs are weighed against).
+        trainer's number (``"auto"``: :data:`~irde_onnx.learning.moments.COLD_LAM`, 1.7).
+        The static encoder uses the ``mean`` strategy unless another is given (its scores
+        are then the predicted quality, which costs are weighed against).
 
         Args:
             experts: the experts' names, at least 2, no duplicates.
@@ -505,7 +506,7 @@ class RouterTrainer:
             )
         if self.strategy is None and "mean" in spec.strategies:
             strategy = "mean"  # static: scores are the predicted quality, not token votes
-        lam = 0.0 if self.lam == AUTO else float(self.lam)
+        lam = COLD_LAM if self.lam == AUTO else float(self.lam)
         router, validate = self._build(
             spec, precision, strategy, "score", names, view=str(view), layers=tuple(layers)
         )

@@ -29,6 +29,7 @@ __all__ = [
     "relative_lam",
     "kappa_of",
     "COLD_KAPPA",
+    "COLD_LAM",
     "fold_ids",
     "group_fold_ids",
     "sse",
@@ -258,6 +259,10 @@ def solve(moments: Moments, lam: float) -> tuple[np.ndarray, np.ndarray]:
 # kappa of a router with no rows at all: the place in :func:`lam_grid` that 5-fold CV picks
 # on all routerdc7 train rows (research/feedback, "The lam finding": lam 33 = 3.16 x scale)
 COLD_KAPPA = 3.16
+# lam of a router with no rows (the floor of the relative rule): what 5-fold CV picks on 100
+# routerdc7 train rows of MiniLM features (research/feedback). Without a floor, a column's
+# first row would be fit with a penalty near 0 (and its uncertainty width would be ~1e3).
+COLD_LAM = 1.7
 # A column's scatter counts as at least this share of its uncentred trace: one row (or
 # identical rows) has none, and the rounding left in ``gram - n m m^T`` must not be fit.
 _MIN_SCATTER_SHARE = 1e-6
