@@ -23,6 +23,7 @@ from irde_onnx.learning.moments import (
 from irde_onnx.learning.statistics import EncodedRows, RouterStats
 from irde_onnx.runtime import Router, RouterEditor
 
+from .runtime.test_feedback import token_rows
 from .toy import EXPERTS, LAM, TRAIN, build_toy_router
 
 
@@ -161,16 +162,6 @@ def test_dense_fold_equals_weighted_ridge_with_the_rule(kind, half_life):
         assert np.abs(w1[:, k] - w0[:, 0]).max() < 1e-9 and abs(b1[k] - b0[0]) < 1e-9
 
 
-def _token_rows(router, texts, targets, weights):
-    table = np.asarray(router.embedding_table, dtype=np.float64)
-    xs, ys, ws = [], [], []
-    for ids, y, w in zip(router.tokenizer.content_ids(texts), targets, weights, strict=True):
-        xs.append(table[ids])
-        ys.append(np.repeat(np.asarray(y, float)[None, :], len(ids), axis=0))
-        ws.append(np.full(len(ids), float(w)))
-    return np.vstack(xs), np.vstack(ys), np.concatenate(ws)
-
-
 def test_domain_feedback_through_the_editor_equals_the_rule(toy_router):
     editor = RouterEditor.open(toy_router)
     fb = [("solve the integral of a matrix", "math"), ("appeal to the court", "law")] * 4
@@ -179,7 +170,7 @@ def test_domain_feedback_through_the_editor_equals_the_rule(toy_router):
     labels = [e for e in EXPERTS for _ in TRAIN[e]] + [e for _, e in fb]
     n_train = len(texts) - len(fb)
     y = np.eye(3)[[EXPERTS.index(e) for e in labels]]
-    x, yy, wr = _token_rows(editor, texts, y, [1.0] * n_train + [5.0] * len(fb))
+    x, yy, wr = token_rows(editor, texts, y, [1.0] * n_train + [5.0] * len(fb))
     lam = rule_lam(x, wr, editor.stats.kappa, LAM)
     assert lam > 2 * LAM
     w0, b0 = fresh_ridge(x, yy, wr, lam)
@@ -206,7 +197,7 @@ def test_domain_add_equals_the_rule_on_all_rows_and_remove_gives_back_the_head(r
     names = sorted(train)
     all_texts = [t for e in names for t in train[e]]
     y = np.eye(4)[[names.index(e) for e in names for _ in train[e]]]
-    x, yy, wr = _token_rows(ruled, all_texts, y, np.ones(len(all_texts)))
+    x, yy, wr = token_rows(ruled, all_texts, y, np.ones(len(all_texts)))
     lam = rule_lam(x, wr, ruled.stats.kappa, LAM)
     assert lam > LAM  # more pooled rows: a larger penalty
     w0, b0 = fresh_ridge(x, yy, wr, lam)
@@ -237,7 +228,7 @@ def test_a_scored_add_from_few_rows_stays_at_the_floor(tmp_path):
     scores = np.array([0.2, 0.9, 0.4])
     editor.add_expert("new", texts, scores)
     assert editor.stats.column_lams(LAM, table)[-1] == LAM  # few rows: the router's lam
-    x, yy, wr = _token_rows(editor, texts, scores[:, None], np.ones(3))
+    x, yy, wr = token_rows(editor, texts, scores[:, None], np.ones(3))
     w0, b0 = fresh_ridge(x, yy, wr, LAM)
     assert np.abs(editor.head[0][:, -1] - w0[:, 0]).max() < 1e-9
     editor.remove_expert("new")
@@ -257,7 +248,7 @@ def test_merge_solves_the_merged_rows_with_the_routers_kappa(tmp_path):
     assert a.stats.kappa == kappa
     texts = [t for e in EXPERTS for t in half[e] + rest[e]]
     y = np.eye(3)[[EXPERTS.index(e) for e in EXPERTS for _ in half[e] + rest[e]]]
-    x, yy, wr = _token_rows(a, texts, y, np.ones(len(texts)))
+    x, yy, wr = token_rows(a, texts, y, np.ones(len(texts)))
     lam = rule_lam(x, wr, kappa, LAM)
     assert lam > LAM
     w0, b0 = fresh_ridge(x, yy, wr, lam)

@@ -45,7 +45,7 @@ def fresh_ridge(x, y, w, lam, kappa=None):
     return coef, my - mx @ coef
 
 
-def _token_rows(router: Router, texts, targets, weights):
+def token_rows(router: Router, texts, targets, weights):
     """Per-token rows (x = table[token]) of texts with one target vector and weight each."""
     table = np.asarray(router.embedding_table, dtype=np.float64)
     xs, ys, ws = [], [], []
@@ -69,7 +69,7 @@ def test_domain_feedback_equals_weighted_ridge(toy_router, weight):
     labels = [e for e in EXPERTS for _ in TRAIN[e]] + [e for _, e in FEEDBACK]
     n_train = sum(len(v) for v in TRAIN.values())
     w = [1.0] * n_train + [weight] * len(FEEDBACK)
-    x, y, wr = _token_rows(editor, texts, np.eye(3)[[EXPERTS.index(e) for e in labels]], w)
+    x, y, wr = token_rows(editor, texts, np.eye(3)[[EXPERTS.index(e) for e in labels]], w)
     w0, b0 = fresh_ridge(x, y, wr, LAM, editor.stats.kappa)
     w1, b1 = _solved(editor)
     assert np.abs(w1 - w0).max() < 1e-9 and np.abs(b1 - b0).max() < 1e-9
@@ -146,7 +146,7 @@ def test_score_feedback_changes_only_the_informed_columns(tmp_path, kind):
             continue
         fb = [r["outcome"] if kind == "bandit" else r["scores"][e] for r in rows]
         ys = np.concatenate([y_train[:, k], fb])[:, None]
-        x, yy, wr = _token_rows(editor, train + texts, ys, [1.0] * len(train) + [4.0] * len(rows))
+        x, yy, wr = token_rows(editor, train + texts, ys, [1.0] * len(train) + [4.0] * len(rows))
         w0, b0 = fresh_ridge(x, yy, wr, LAM, editor.stats.kappa)
         assert np.abs(w1[:, k] - w0[:, 0]).max() < 1e-9 and abs(b1[k] - b0[0]) < 1e-9
     assert set(editor.config.expert_modes) == {"own"}
@@ -277,7 +277,7 @@ def test_default_weight_is_the_research_rule(toy_router):
     labels = [e for e in EXPERTS for _ in TRAIN[e]] + [e for _, e in FEEDBACK]
     n_train = sum(len(v) for v in TRAIN.values())
     w = [0.1] * n_train + [1.0] * len(FEEDBACK)
-    x, y, wr = _token_rows(editor, texts, np.eye(3)[[EXPERTS.index(e) for e in labels]], w)
+    x, y, wr = token_rows(editor, texts, np.eye(3)[[EXPERTS.index(e) for e in labels]], w)
     w0, b0 = fresh_ridge(x, y, wr, LAM / 10, editor.stats.kappa)
     w1, b1 = _solved(editor)
     assert np.abs(w1 - w0).max() < 1e-9 and np.abs(b1 - b0).max() < 1e-9
@@ -304,7 +304,7 @@ def test_forgetting_equals_decayed_weighted_ridge(toy_router):
     labels = [e for e in EXPERTS for _ in TRAIN[e]] + [e for _, e in FEEDBACK]
     n_train = sum(len(v) for v in TRAIN.values())
     w = np.concatenate([np.ones(n_train), _decayed(len(FEEDBACK), 3.0)])
-    x, y, wr = _token_rows(again, texts, np.eye(3)[[EXPERTS.index(e) for e in labels]], w)
+    x, y, wr = token_rows(again, texts, np.eye(3)[[EXPERTS.index(e) for e in labels]], w)
     w0, b0 = fresh_ridge(x, y, wr, LAM, again.stats.kappa)
     w1, b1 = _solved(again)
     assert np.abs(w1 - w0).max() < 1e-9 and np.abs(b1 - b0).max() < 1e-9
@@ -328,7 +328,7 @@ def test_forgetting_bandit_rows_on_a_score_router(tmp_path):
         mine = [i for i, x in enumerate(experts) if x == e]
         ys = np.concatenate([y_train[:, k], [rows[i]["outcome"] for i in mine]])[:, None]
         w = np.concatenate([np.ones(len(train)), decay[mine]])
-        x, yy, wr = _token_rows(editor, train + [texts[i] for i in mine], ys, w)
+        x, yy, wr = token_rows(editor, train + [texts[i] for i in mine], ys, w)
         w0, b0 = fresh_ridge(x, yy, wr, LAM, editor.stats.kappa)
         assert np.abs(w1[:, k] - w0[:, 0]).max() < 1e-9 and abs(b1[k] - b0[0]) < 1e-9
 
